@@ -1,0 +1,387 @@
+//! Wire types of the chatsync HTTP API, shared by the backend and the sync module.
+//!
+//! Architecture Invariant: this crate is serde only. It does no I/O and knows nothing of
+//! axum, sqlx or the browser, so both sides of the wire compile the very same definitions.
+//! Field names are snake_case on the wire, as `DESIGN.md` specifies.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Name of a state of the per-context finite-state machine, as it appears on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StateName {
+    Idle,
+    ProcessingUserMessage,
+    #[serde(rename = "AwaitingLLMResponse")]
+    AwaitingLlmResponse,
+    #[serde(rename = "StreamingLLMResponse")]
+    StreamingLlmResponse,
+    #[serde(rename = "ProcessingLLMResponse")]
+    ProcessingLlmResponse,
+    AwaitingToolApproval,
+    ExecutingTools,
+    ProcessingToolResults,
+    GeneratingResponse,
+    TransientFailure,
+    Failed,
+}
+
+impl StateName {
+    /// Every state, in the order a turn usually visits them.
+    pub const ALL: [StateName; 11] = [
+        StateName::Idle,
+        StateName::ProcessingUserMessage,
+        StateName::AwaitingLlmResponse,
+        StateName::StreamingLlmResponse,
+        StateName::ProcessingLlmResponse,
+        StateName::AwaitingToolApproval,
+        StateName::ExecutingTools,
+        StateName::ProcessingToolResults,
+        StateName::GeneratingResponse,
+        StateName::TransientFailure,
+        StateName::Failed,
+    ];
+
+    /// The wire spelling of this state (the same string serde writes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Idle => "Idle",
+            StateName::ProcessingUserMessage => "ProcessingUserMessage",
+            StateName::AwaitingLlmResponse => "AwaitingLLMResponse",
+            StateName::StreamingLlmResponse => "StreamingLLMResponse",
+            StateName::ProcessingLlmResponse => "ProcessingLLMResponse",
+            StateName::AwaitingToolApproval => "AwaitingToolApproval",
+            StateName::ExecutingTools => "ExecutingTools",
+            StateName::ProcessingToolResults => "ProcessingToolResults",
+            StateName::GeneratingResponse => "GeneratingResponse",
+            StateName::TransientFailure => "TransientFailure",
+            StateName::Failed => "Failed",
+        }
+    }
+
+    /// Parses the wire spelling; `None` for anything else.
+    pub fn parse(name: &str) -> Option<StateName> {
+        StateName::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Resting states are where a turn waits for a person; they are always durable.
+    pub fn is_resting(self) -> bool {
+        matches!(
+            self,
+            StateName::Idle | StateName::AwaitingToolApproval | StateName::Failed
+        )
+    }
+
+    /// The coarse status a client shows for this state.
+    pub fn status(self) -> Status {
+        match self {
+            StateName::Idle => Status::Idle,
+            StateName::AwaitingToolApproval => Status::AwaitingApproval,
+            StateName::Failed => Status::Failed,
+            _ => Status::Running,
+        }
+    }
+}
+
+/// Coarse status of a context, derived from its FSM state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Idle,
+    Running,
+    AwaitingApproval,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::System, Role::User, Role::Assistant, Role::Tool]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Streaming,
+    Complete,
+    Cancelled,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MessageStatus> {
+        [
+            MessageStatus::Streaming,
+            MessageStatus::Complete,
+            MessageStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+/// One part of a message's content. Only text exists today; the tag keeps room for more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+}
+
+impl ContentPart {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text { text: text.into() }
+    }
+}
+
+/// Joins the text parts of a message's content.
+pub fn content_text(parts: &[ContentPart]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text { text } => text.as_str(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallStatus {
+    Pending,
+    Approved,
+    Denied,
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+    pub status: ToolCallStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub role: Role,
+    pub content: Vec<ContentPart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    pub status: MessageStatus,
+    pub created_at: DateTime<Utc>,
+    /// The context version at which this message last changed.
+    pub version: u64,
+}
+
+/// What `GET /api/contexts/{id}/state` and every action answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatState {
+    pub context_id: Uuid,
+    pub version: u64,
+    pub status: Status,
+    pub state: StateName,
+    pub error: Option<String>,
+    /// All messages, or with `delta: true` only those changed after `?since=`.
+    pub messages: Vec<Message>,
+    /// Messages in the whole context, whatever `messages` holds.
+    pub message_count: u64,
+    pub pending_tool_calls: Vec<ToolCall>,
+    pub updated_at: DateTime<Utc>,
+    pub delta: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextConfig {
+    pub model_id: Option<String>,
+    pub mode: Option<String>,
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextSummary {
+    pub id: Uuid,
+    pub title: String,
+    pub status: Status,
+    pub state: StateName,
+    pub message_count: u64,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub config: ContextConfig,
+}
+
+/// Body of `POST /api/contexts`. Every field is optional and may be null.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContextRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub system_prompt_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListContextsResponse {
+    pub contexts: Vec<ContextSummary>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /api/contexts/{id}/actions/send_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessageRequest {
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+}
+
+/// Body of `POST /api/contexts/{id}/actions/approve_tools`: the approved calls; every other
+/// pending call is denied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproveToolsRequest {
+    pub tool_call_ids: Vec<String>,
+}
+
+/// Every error the API answers: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Answer of the deprecated `GET /api/contexts/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegacyMessagesResponse {
+    pub messages: Vec<Message>,
+    pub total: u64,
+}
+
+/// Content as the legacy endpoints accept it: a plain string or a list of parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LegacyContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// Body of the deprecated `POST /api/contexts/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyCreateMessageRequest {
+    pub role: Role,
+    pub content: LegacyContent,
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+/// Body of the deprecated `PATCH /api/contexts/{id}/messages/{message_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyPatchMessageRequest {
+    pub content: LegacyContent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_round_trip_through_serde_and_parse() {
+        for s in StateName::ALL {
+            let json = serde_json::to_string(&s).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(StateName::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(StateName::parse("idle"), None);
+    }
+
+    #[test]
+    fn only_idle_approval_and_failed_are_resting() {
+        let resting: Vec<_> = StateName::ALL
+            .into_iter()
+            .filter(|s| s.is_resting())
+            .collect();
+        assert_eq!(
+            resting,
+            [
+                StateName::Idle,
+                StateName::AwaitingToolApproval,
+                StateName::Failed
+            ]
+        );
+        assert_eq!(StateName::StreamingLlmResponse.status(), Status::Running);
+    }
+
+    #[test]
+    fn legacy_content_accepts_string_or_parts() {
+        let s: LegacyContent = serde_json::from_str("\"hi\"").expect("string");
+        assert_eq!(s, LegacyContent::Text("hi".into()));
+        let p: LegacyContent =
+            serde_json::from_str(r#"[{"type":"text","text":"hi"}]"#).expect("parts");
+        assert_eq!(p, LegacyContent::Parts(vec![ContentPart::text("hi")]));
+    }
+
+    #[test]
+    fn message_omits_absent_optional_fields() {
+        let m = Message {
+            id: Uuid::nil(),
+            client_message_id: None,
+            role: Role::User,
+            content: vec![ContentPart::text("hi")],
+            tool_calls: None,
+            tool_call_id: None,
+            status: MessageStatus::Complete,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            version: 3,
+        };
+        let v = serde_json::to_value(&m).unwrap_or_default();
+        assert!(v.get("tool_calls").is_none());
+        assert!(v.get("client_message_id").is_none());
+        assert_eq!(v["content"][0]["type"], "text");
+    }
+}
