@@ -1,1 +1,14 @@
-//! Placeholder; the sync module lands here.
+//! Browser state sync for chatsync.
+//!
+//! The server owns every chat; this module keeps a read-only copy in the browser fresh by
+//! polling `GET /state` (with backoff, paused while the tab is hidden) and merges in the
+//! messages the user just sent until the server shows them.
+//!
+//! Architecture Invariant: [`core`] is pure Rust with no I/O and no notion of time; the
+//! wasm shell in `web` only runs timers, `fetch` and events and forwards what happened to
+//! the core. See `ARCHITECTURE.md` beside this crate.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod web;

@@ -1,0 +1,253 @@
+//! The HTTP calls of the sync module, as plain data: which URL, which headers, which body,
+//! and how to read the answer. The shell only moves bytes.
+
+use chatsync_protocol::{ApproveToolsRequest, ChatState, CreateContextRequest, SendMessageRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::syncer::{PollOutcome, PollRequest};
+use super::view::SyncError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<String>,
+}
+
+/// The actions that take no body and answer with the context's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareAction {
+    Cancel,
+    Retry,
+}
+
+/// Builds requests against one API base URL, such as `/api` or `http://host:8080/api`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    base: String,
+}
+
+impl Api {
+    pub fn new(base_url: &str) -> Self {
+        Api {
+            base: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// A poll. Asking for a delta also sends the ETag of the version held, so an unchanged
+    /// context costs the server a 304 and no body.
+    pub fn poll(&self, poll: &PollRequest) -> HttpRequest {
+        match poll.since {
+            Some(version) => HttpRequest {
+                headers: vec![("If-None-Match", format!("\"{version}\""))],
+                url: format!("{}?since={version}", self.state_url(&poll.context_id)),
+                ..get(String::new())
+            },
+            None => get(self.state_url(&poll.context_id)),
+        }
+    }
+
+    /// One plain `GET /state`.
+    pub fn state(&self, context_id: &str) -> HttpRequest {
+        get(self.state_url(context_id))
+    }
+
+    /// `wait=false`: the answer comes once the message is stored, not when the turn ends;
+    /// polling shows the reply as it streams.
+    pub fn send_message(
+        &self,
+        context_id: &str,
+        text: &str,
+        client_message_id: &str,
+    ) -> HttpRequest {
+        let mut request = post(
+            format!("{}/send_message?wait=false", self.actions_url(context_id)),
+            &SendMessageRequest {
+                content: text.to_owned(),
+                client_message_id: Some(client_message_id.to_owned()),
+            },
+        );
+        request
+            .headers
+            .push(("Idempotency-Key", client_message_id.to_owned()));
+        request
+    }
+
+    pub fn approve_tools(&self, context_id: &str, tool_call_ids: Vec<String>) -> HttpRequest {
+        post(
+            format!("{}/approve_tools", self.actions_url(context_id)),
+            &ApproveToolsRequest { tool_call_ids },
+        )
+    }
+
+    pub fn bare_action(&self, context_id: &str, action: BareAction) -> HttpRequest {
+        let name = match action {
+            BareAction::Cancel => "cancel",
+            BareAction::Retry => "retry",
+        };
+        HttpRequest {
+            method: "POST",
+            ..get(format!("{}/{name}", self.actions_url(context_id)))
+        }
+    }
+
+    pub fn create_context(&self, request: &CreateContextRequest) -> HttpRequest {
+        post(format!("{}/contexts", self.base), request)
+    }
+
+    pub fn list_contexts(&self, limit: Option<u32>, cursor: Option<&str>) -> HttpRequest {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(cursor) = cursor {
+            query.push(format!("cursor={}", encode(cursor)));
+        }
+        let mut url = format!("{}/contexts", self.base);
+        if !query.is_empty() {
+            url = format!("{url}?{}", query.join("&"));
+        }
+        get(url)
+    }
+
+    pub fn delete_context(&self, context_id: &str) -> HttpRequest {
+        HttpRequest {
+            method: "DELETE",
+            ..get(self.context_url(context_id))
+        }
+    }
+
+    fn context_url(&self, context_id: &str) -> String {
+        format!("{}/contexts/{}", self.base, encode(context_id))
+    }
+
+    fn state_url(&self, context_id: &str) -> String {
+        format!("{}/state", self.context_url(context_id))
+    }
+
+    fn actions_url(&self, context_id: &str) -> String {
+        format!("{}/actions", self.context_url(context_id))
+    }
+}
+
+fn get(url: String) -> HttpRequest {
+    HttpRequest {
+        method: "GET",
+        url,
+        headers: Vec::new(),
+        body: None,
+    }
+}
+
+fn post(url: String, body: &impl Serialize) -> HttpRequest {
+    HttpRequest {
+        method: "POST",
+        url,
+        headers: vec![("Content-Type", "application/json".to_owned())],
+        // The wire types are plain structs of strings and lists; serializing cannot fail.
+        body: Some(serde_json::to_string(body).unwrap_or_default()),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so an id or cursor can
+/// never change the shape of the URL.
+fn encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Reads a 2xx answer as `T`, anything else as the API's error.
+pub fn decode<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, SyncError> {
+    if !(200..300).contains(&status) {
+        return Err(SyncError::from_http(status, body));
+    }
+    serde_json::from_str(body).map_err(|e| SyncError {
+        status: Some(status),
+        ..SyncError::invalid(format!("unexpected answer from the server: {e}"))
+    })
+}
+
+/// Reads the answer to a poll.
+pub fn poll_outcome(status: u16, body: &str) -> PollOutcome {
+    if status == 304 {
+        return PollOutcome::NotModified;
+    }
+    match decode::<ChatState>(status, body) {
+        Ok(state) => PollOutcome::State(state),
+        Err(error) => PollOutcome::Failed(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::view::ErrorKind;
+
+    fn poll(since: Option<u64>) -> PollRequest {
+        PollRequest {
+            ticket: 1,
+            context_id: "abc".into(),
+            since,
+        }
+    }
+
+    #[test]
+    fn a_first_poll_asks_for_everything_and_later_ones_for_a_delta() {
+        let api = Api::new("http://127.0.0.1:9/api/");
+        let first = api.poll(&poll(None));
+        assert_eq!(first.url, "http://127.0.0.1:9/api/contexts/abc/state");
+        assert!(first.headers.is_empty());
+        let next = api.poll(&poll(Some(7)));
+        assert_eq!(
+            next.url,
+            "http://127.0.0.1:9/api/contexts/abc/state?since=7"
+        );
+        assert_eq!(next.headers, [("If-None-Match", "\"7\"".to_owned())]);
+    }
+
+    #[test]
+    fn send_message_carries_the_client_id_in_body_and_idempotency_key() {
+        let r = Api::new("/api").send_message("abc", "hi \"you\"", "c-1");
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url, "/api/contexts/abc/actions/send_message?wait=false");
+        assert!(r.headers.contains(&("Idempotency-Key", "c-1".to_owned())));
+        let body: serde_json::Value =
+            serde_json::from_str(r.body.as_deref().unwrap_or_default()).expect("json body");
+        assert_eq!(
+            body,
+            serde_json::json!({"content": "hi \"you\"", "client_message_id": "c-1"})
+        );
+    }
+
+    #[test]
+    fn ids_and_cursors_cannot_escape_their_url_segment() {
+        let api = Api::new("/api");
+        assert_eq!(api.delete_context("../x?y").url, "/api/contexts/..%2Fx%3Fy");
+        assert_eq!(
+            api.list_contexts(Some(5), Some("a&b=c")).url,
+            "/api/contexts?limit=5&cursor=a%26b%3Dc"
+        );
+        assert_eq!(api.list_contexts(None, None).url, "/api/contexts");
+    }
+
+    #[test]
+    fn poll_answers_map_to_outcomes() {
+        assert_eq!(poll_outcome(304, ""), PollOutcome::NotModified);
+        let PollOutcome::Failed(gone) = poll_outcome(404, "") else {
+            panic!("404 is an error");
+        };
+        assert_eq!(gone.kind, ErrorKind::Deleted);
+        let PollOutcome::Failed(garbled) = poll_outcome(200, "{") else {
+            panic!("a garbled body is an error");
+        };
+        assert_eq!(garbled.kind, ErrorKind::Invalid);
+    }
+}

@@ -1,0 +1,115 @@
+//! The options object `new ChatSync(...)` takes, checked once at construction.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::view::SyncError;
+
+/// Polling parameters, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub base_interval_ms: u32,
+    pub max_interval_ms: u32,
+    pub backoff_factor: f64,
+    pub unchanged_polls_before_backoff: u32,
+    pub burst_polls: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_interval_ms: 1000,
+            max_interval_ms: 5000,
+            backoff_factor: 1.5,
+            unchanged_polls_before_backoff: 2,
+            burst_polls: 5,
+        }
+    }
+}
+
+/// `ChatSyncOptions` as JavaScript passes it (camelCase). Unknown keys are rejected so a
+/// misspelt option fails loudly instead of being ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatSyncOptions {
+    pub base_url: String,
+    #[serde(default)]
+    pub context_id: Option<String>,
+    #[serde(default)]
+    pub base_interval_ms: Option<u32>,
+    #[serde(default)]
+    pub max_interval_ms: Option<u32>,
+    #[serde(default)]
+    pub backoff_factor: Option<f64>,
+    #[serde(default)]
+    pub unchanged_polls_before_backoff: Option<u32>,
+    #[serde(default)]
+    pub burst_polls: Option<u32>,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+impl ChatSyncOptions {
+    /// The polling configuration, defaults filled in.
+    pub fn config(&self) -> Result<Config, SyncError> {
+        let d = Config::default();
+        let config = Config {
+            base_interval_ms: self.base_interval_ms.unwrap_or(d.base_interval_ms),
+            max_interval_ms: self.max_interval_ms.unwrap_or(d.max_interval_ms),
+            backoff_factor: self.backoff_factor.unwrap_or(d.backoff_factor),
+            unchanged_polls_before_backoff: self
+                .unchanged_polls_before_backoff
+                .unwrap_or(d.unchanged_polls_before_backoff),
+            burst_polls: self.burst_polls.unwrap_or(d.burst_polls),
+        };
+        if config.base_interval_ms == 0 {
+            return Err(SyncError::invalid("baseIntervalMs must be at least 1"));
+        }
+        if config.max_interval_ms < config.base_interval_ms {
+            return Err(SyncError::invalid(
+                "maxIntervalMs must not be below baseIntervalMs",
+            ));
+        }
+        if !(config.backoff_factor.is_finite() && config.backoff_factor >= 1.0) {
+            return Err(SyncError::invalid(
+                "backoffFactor must be a finite number of at least 1",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(json: &str) -> ChatSyncOptions {
+        serde_json::from_str(json).expect("options parse")
+    }
+
+    #[test]
+    fn missing_numbers_take_the_documented_defaults() {
+        let config = options(r#"{"baseUrl":"/api"}"#).config().expect("valid");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn a_misspelt_option_is_rejected() {
+        let parsed =
+            serde_json::from_str::<ChatSyncOptions>(r#"{"baseUrl":"/api","baseIntervalMS":10}"#);
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn nonsensical_intervals_are_invalid() {
+        for bad in [
+            r#"{"baseUrl":"/api","baseIntervalMs":0}"#,
+            r#"{"baseUrl":"/api","baseIntervalMs":2000,"maxIntervalMs":1000}"#,
+            r#"{"baseUrl":"/api","backoffFactor":0.5}"#,
+        ] {
+            let err = options(bad).config().expect_err(bad);
+            assert_eq!(err.kind, super::super::view::ErrorKind::Invalid);
+        }
+    }
+}

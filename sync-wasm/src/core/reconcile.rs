@@ -1,0 +1,469 @@
+//! Merging the server's state with the messages this client sent but the server has not
+//! shown yet.
+//!
+//! Architecture Invariant: server messages are the truth. Local messages only fill the gap
+//! between "sent" and "seen in a poll"; once the server shows a message with the same
+//! `client_message_id`, the local copy is gone for good.
+
+use chatsync_protocol::{
+    content_text, ChatState, Message, MessageStatus, Role, StateName, Status, ToolCall,
+};
+
+use super::view::{iso, ViewMessage, ViewStatus};
+
+/// The last state the server reported for the current context.
+#[derive(Debug, Clone, PartialEq)]
+struct Snapshot {
+    version: u64,
+    status: Status,
+    state: StateName,
+    error: Option<String>,
+    messages: Vec<Message>,
+    pending_tool_calls: Vec<ToolCall>,
+}
+
+/// A message sent from this client and not yet in the server's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Local {
+    client_message_id: String,
+    text: String,
+    created_at: String,
+    /// Why the send failed; `None` while it is in flight.
+    failure: Option<String>,
+}
+
+/// What applying a server answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    Unchanged,
+    /// Older than what is shown already, or about another context: dropped.
+    Ignored,
+    /// A delta that does not line up with what this client holds; a full state is needed.
+    OutOfStep,
+}
+
+/// One context's messages as this client knows them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chat {
+    context_id: Option<String>,
+    server: Option<Snapshot>,
+    local: Vec<Local>,
+}
+
+impl Chat {
+    pub fn new(context_id: Option<String>) -> Self {
+        Chat {
+            context_id,
+            server: None,
+            local: Vec::new(),
+        }
+    }
+
+    pub fn context_id(&self) -> Option<&str> {
+        self.context_id.as_deref()
+    }
+
+    /// The version of the last applied state; 0 before any.
+    pub fn version(&self) -> u64 {
+        self.server.as_ref().map_or(0, |s| s.version)
+    }
+
+    pub fn has_server_state(&self) -> bool {
+        self.server.is_some()
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.server.as_ref().map(|s| s.status)
+    }
+
+    pub fn state(&self) -> Option<StateName> {
+        self.server.as_ref().map(|s| s.state)
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.server.as_ref().and_then(|s| s.error.clone())
+    }
+
+    pub fn pending_tool_calls(&self) -> Vec<ToolCall> {
+        self.server
+            .as_ref()
+            .map(|s| s.pending_tool_calls.clone())
+            .unwrap_or_default()
+    }
+
+    /// Applies a full state or a delta from the server.
+    pub fn apply(&mut self, state: ChatState) -> Applied {
+        let same_context = self
+            .context_id
+            .as_deref()
+            .is_some_and(|id| id.eq_ignore_ascii_case(&state.context_id.to_string()));
+        if !same_context {
+            return Applied::Ignored;
+        }
+        let current = self.server.as_ref();
+        if current.is_some_and(|s| state.version < s.version) {
+            return Applied::Ignored;
+        }
+        let message_count = state.message_count;
+        let messages = if state.delta {
+            let Some(current) = current else {
+                return Applied::OutOfStep;
+            };
+            merge(&current.messages, state.messages)
+        } else {
+            state.messages
+        };
+        let next = Snapshot {
+            version: state.version,
+            status: state.status,
+            state: state.state,
+            error: state.error,
+            messages,
+            pending_tool_calls: state.pending_tool_calls,
+        };
+        // Usize always fits a u64 on the targets this crate builds for.
+        let counted = next.messages.len() as u64 == message_count;
+        let changed = self.server.as_ref() != Some(&next);
+        self.server = Some(next);
+        self.forget_seen_locals();
+        match (counted, changed) {
+            (false, _) => Applied::OutOfStep,
+            (true, true) => Applied::Changed,
+            (true, false) => Applied::Unchanged,
+        }
+    }
+
+    /// Adds a message the user just sent, shown as pending until the server has it.
+    pub fn add_local(&mut self, client_message_id: String, text: String, created_at: String) {
+        self.local.push(Local {
+            client_message_id,
+            text,
+            created_at,
+            failure: None,
+        });
+    }
+
+    /// Marks a sent message failed; false when it is not (or no longer) a local message,
+    /// for instance because the server showed it in the meantime.
+    pub fn fail_local(&mut self, client_message_id: &str, reason: String) -> bool {
+        match self.local_mut(client_message_id) {
+            Some(local) => {
+                local.failure = Some(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes a failed message pending again and gives back its text to re-send.
+    pub fn resend_local(&mut self, client_message_id: &str) -> Option<String> {
+        let local = self
+            .local_mut(client_message_id)
+            .filter(|l| l.failure.is_some())?;
+        local.failure = None;
+        Some(local.text.clone())
+    }
+
+    /// Drops a failed message. Pending ones stay: their send is still in flight and the
+    /// server may well accept it.
+    pub fn discard_local(&mut self, client_message_id: &str) -> bool {
+        let before = self.local.len();
+        self.local
+            .retain(|l| l.client_message_id != client_message_id || l.failure.is_none());
+        self.local.len() != before
+    }
+
+    /// Server messages in server order, then local ones in send order.
+    pub fn messages(&self) -> Vec<ViewMessage> {
+        let server = self
+            .server
+            .iter()
+            .flat_map(|s| &s.messages)
+            .map(from_server);
+        let local = self.local.iter().map(|l| ViewMessage {
+            id: l.client_message_id.clone(),
+            client_message_id: Some(l.client_message_id.clone()),
+            role: Role::User,
+            text: l.text.clone(),
+            tool_calls: None,
+            tool_call_id: None,
+            status: if l.failure.is_some() {
+                ViewStatus::Failed
+            } else {
+                ViewStatus::Pending
+            },
+            created_at: l.created_at.clone(),
+            version: 0,
+            error: l.failure.clone(),
+        });
+        server.chain(local).collect()
+    }
+
+    fn local_mut(&mut self, client_message_id: &str) -> Option<&mut Local> {
+        self.local
+            .iter_mut()
+            .find(|l| l.client_message_id == client_message_id)
+    }
+
+    fn forget_seen_locals(&mut self) {
+        let Some(server) = &self.server else { return };
+        self.local.retain(|l| {
+            !server
+                .messages
+                .iter()
+                .any(|m| m.client_message_id.as_deref() == Some(l.client_message_id.as_str()))
+        });
+    }
+}
+
+/// Changed messages replace their old copy in place; new ones go to the end in the order
+/// the server sent them, which is the server's order.
+fn merge(current: &[Message], changed: Vec<Message>) -> Vec<Message> {
+    let mut merged = current.to_vec();
+    for message in changed {
+        match merged.iter_mut().find(|m| m.id == message.id) {
+            Some(slot) => *slot = message,
+            None => merged.push(message),
+        }
+    }
+    merged
+}
+
+fn from_server(m: &Message) -> ViewMessage {
+    ViewMessage {
+        id: m.id.to_string(),
+        client_message_id: m.client_message_id.clone(),
+        role: m.role,
+        text: content_text(&m.content),
+        tool_calls: m.tool_calls.clone(),
+        tool_call_id: m.tool_call_id.clone(),
+        status: match m.status {
+            MessageStatus::Streaming => ViewStatus::Streaming,
+            MessageStatus::Complete => ViewStatus::Complete,
+            MessageStatus::Cancelled => ViewStatus::Cancelled,
+        },
+        created_at: iso(&m.created_at),
+        version: m.version,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chatsync_protocol::ContentPart;
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    pub const CTX: &str = "6f1c2b8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    /// A user message when `cid` is given, else an assistant one.
+    pub fn message(n: u128, text: &str, cid: Option<&str>, version: u64) -> Message {
+        Message {
+            id: Uuid::from_u128(n),
+            client_message_id: cid.map(str::to_owned),
+            role: if cid.is_some() {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: vec![ContentPart::text(text)],
+            tool_calls: None,
+            tool_call_id: None,
+            status: MessageStatus::Complete,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            version,
+        }
+    }
+
+    pub fn full(version: u64, messages: Vec<Message>) -> ChatState {
+        let count = messages.len() as u64;
+        state(version, messages, false, count)
+    }
+
+    pub fn state(version: u64, messages: Vec<Message>, delta: bool, count: u64) -> ChatState {
+        ChatState {
+            context_id: CTX.parse().expect("uuid"),
+            version,
+            status: Status::Idle,
+            state: StateName::Idle,
+            error: None,
+            messages,
+            message_count: count,
+            pending_tool_calls: Vec::new(),
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            delta,
+        }
+    }
+
+    fn chat() -> Chat {
+        Chat::new(Some(CTX.to_owned()))
+    }
+
+    fn texts(chat: &Chat) -> Vec<(String, ViewStatus)> {
+        chat.messages()
+            .into_iter()
+            .map(|m| (m.text, m.status))
+            .collect()
+    }
+
+    #[test]
+    fn the_server_copy_replaces_the_optimistic_one() {
+        let mut c = chat();
+        c.add_local("c1".into(), "hi".into(), "2024-01-01T00:00:00.000Z".into());
+        assert_eq!(texts(&c), [("hi".to_owned(), ViewStatus::Pending)]);
+
+        let applied = c.apply(full(2, vec![message(1, "hi", Some("c1"), 2)]));
+        assert_eq!(applied, Applied::Changed);
+        let view = c.messages();
+        assert_eq!(view.len(), 1, "no duplicate");
+        assert_eq!(view[0].id, Uuid::from_u128(1).to_string(), "server id wins");
+        assert_eq!(view[0].created_at, "1970-01-01T00:00:00.000Z");
+        assert_eq!(view[0].status, ViewStatus::Complete);
+    }
+
+    #[test]
+    fn unseen_optimistic_messages_follow_the_server_ones_in_send_order() {
+        let mut c = chat();
+        c.add_local("c1".into(), "first".into(), String::new());
+        c.add_local("c2".into(), "second".into(), String::new());
+        c.apply(full(3, vec![message(9, "earlier reply", None, 3)]));
+        let order: Vec<_> = texts(&c).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(order, ["earlier reply", "first", "second"]);
+    }
+
+    #[test]
+    fn an_older_answer_is_ignored() {
+        let mut c = chat();
+        c.apply(full(5, vec![message(1, "new", None, 5)]));
+        assert_eq!(
+            c.apply(full(4, vec![message(1, "old", None, 4)])),
+            Applied::Ignored
+        );
+        assert_eq!(texts(&c)[0].0, "new");
+        assert_eq!(c.version(), 5);
+    }
+
+    #[test]
+    fn an_answer_about_another_context_is_ignored() {
+        let mut c = Chat::new(Some("00000000-0000-0000-0000-000000000001".into()));
+        assert_eq!(c.apply(full(1, Vec::new())), Applied::Ignored);
+        assert!(!c.has_server_state());
+    }
+
+    #[test]
+    fn a_delta_updates_in_place_and_appends_new_messages() {
+        let mut c = chat();
+        c.apply(full(
+            2,
+            vec![message(1, "q", Some("c1"), 1), message(2, "par", None, 2)],
+        ));
+        let delta = state(
+            4,
+            vec![
+                message(2, "partial done", None, 4),
+                message(3, "next", None, 4),
+            ],
+            true,
+            3,
+        );
+        assert_eq!(c.apply(delta), Applied::Changed);
+        let order: Vec<_> = texts(&c).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(order, ["q", "partial done", "next"]);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_add_up_asks_for_a_full_state() {
+        let mut c = chat();
+        assert_eq!(c.apply(state(1, Vec::new(), true, 0)), Applied::OutOfStep);
+        c.apply(full(1, vec![message(1, "a", None, 1)]));
+        // The server says three messages exist but this client can only account for two.
+        let gap = state(3, vec![message(3, "c", None, 3)], true, 3);
+        assert_eq!(c.apply(gap), Applied::OutOfStep);
+        // The full state at the same version then repairs the list.
+        let repaired = full(
+            3,
+            vec![
+                message(1, "a", None, 1),
+                message(2, "b", None, 2),
+                message(3, "c", None, 3),
+            ],
+        );
+        assert_eq!(c.apply(repaired), Applied::Changed);
+        assert_eq!(c.messages().len(), 3);
+    }
+
+    #[test]
+    fn the_same_state_twice_is_unchanged() {
+        let mut c = chat();
+        let s = full(2, vec![message(1, "a", None, 2)]);
+        assert_eq!(c.apply(s.clone()), Applied::Changed);
+        assert_eq!(c.apply(s), Applied::Unchanged);
+    }
+
+    #[test]
+    fn failed_messages_can_be_retried_or_discarded_but_pending_ones_stay() {
+        let mut c = chat();
+        c.add_local("c1".into(), "hello".into(), String::new());
+        assert!(!c.discard_local("c1"), "a pending send is not discarded");
+        assert_eq!(
+            c.resend_local("c1"),
+            None,
+            "only failed messages are re-sent"
+        );
+
+        assert!(c.fail_local("c1", "offline".into()));
+        let failed = &c.messages()[0];
+        assert_eq!(failed.status, ViewStatus::Failed);
+        assert_eq!(failed.error.as_deref(), Some("offline"));
+
+        assert_eq!(c.resend_local("c1").as_deref(), Some("hello"));
+        assert_eq!(c.messages()[0].status, ViewStatus::Pending);
+
+        c.fail_local("c1", "offline".into());
+        assert!(c.discard_local("c1"));
+        assert!(c.messages().is_empty());
+    }
+
+    #[test]
+    fn a_failed_message_the_server_did_store_turns_into_the_server_copy() {
+        let mut c = chat();
+        c.add_local("c1".into(), "hello".into(), String::new());
+        c.fail_local("c1", "timeout".into());
+        c.apply(full(1, vec![message(1, "hello", Some("c1"), 1)]));
+        let view = c.messages();
+        assert_eq!(view.len(), 1);
+        assert_eq!(view[0].status, ViewStatus::Complete);
+        assert!(!c.fail_local("c1", "late".into()));
+    }
+
+    proptest! {
+        /// However answers arrive (reordered, repeated), the view shows each message once,
+        /// in server order, and never goes back to an older version.
+        #[test]
+        fn views_never_duplicate_or_regress(
+            order in Just((1..=6u64).collect::<Vec<_>>()).prop_shuffle(),
+            repeat in proptest::collection::vec(1..=6u64, 0..6),
+        ) {
+            let mut c = chat();
+            for n in 1..=6u128 {
+                c.add_local(format!("c{n}"), format!("m{n}"), String::new());
+            }
+            // Version v of the server holds the first v messages.
+            let snapshot = |v: u64| full(v, (1..=u128::from(v))
+                .map(|n| message(n, &format!("m{n}"), Some(&format!("c{n}")), v))
+                .collect());
+            let mut highest = 0;
+            for v in order.iter().chain(&repeat).copied() {
+                c.apply(snapshot(v));
+                highest = highest.max(v);
+                prop_assert_eq!(c.version(), highest);
+                let view: Vec<_> = c.messages().into_iter().map(|m| m.text).collect();
+                let expected: Vec<_> = (1..=6).map(|n| format!("m{n}")).collect();
+                prop_assert_eq!(view, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! What JavaScript sees: camelCase shapes built from the snake_case wire types.
+//!
+//! These types are the TypeScript surface of the package (see `src/web/types.d.ts`); every
+//! field name here must match it.
+
+use chatsync_protocol::{
+    ContextConfig, ContextSummary, CreateContextRequest, ErrorBody, ListContextsResponse, Role,
+    StateName, Status, ToolCall,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A message as the UI renders it: either the server's or a local optimistic one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewMessage {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub role: Role,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    pub status: ViewStatus,
+    pub created_at: String,
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The server's message statuses plus the two only an optimistic message can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewStatus {
+    Streaming,
+    Complete,
+    Cancelled,
+    /// Sent, not yet seen in the server's state.
+    Pending,
+    /// The send failed; the message can be retried or discarded.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPhase {
+    /// Not started, stopped, or no context selected.
+    Stopped,
+    /// Started, waiting for the first answer about this context.
+    Syncing,
+    /// The last poll succeeded.
+    Synced,
+    /// The tab is hidden; polling resumes when it is visible again.
+    Paused,
+    /// The last poll failed; polling goes on with backoff.
+    Offline,
+    /// The context no longer exists; polling stopped.
+    Deleted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Network,
+    Http,
+    Deleted,
+    Invalid,
+}
+
+/// An error as JavaScript receives it, in `lastError` and in rejected promises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncError {
+    pub kind: ErrorKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl SyncError {
+    pub fn network(message: impl Into<String>) -> Self {
+        SyncError {
+            kind: ErrorKind::Network,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        SyncError {
+            kind: ErrorKind::Invalid,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    /// An HTTP error answer. The body is the API's `{"error": {code, message}}` when the
+    /// server wrote it; a proxy may answer anything, so other bodies still give an error.
+    pub fn from_http(status: u16, body: &str) -> Self {
+        let kind = if status == 404 {
+            ErrorKind::Deleted
+        } else {
+            ErrorKind::Http
+        };
+        match serde_json::from_str::<ErrorBody>(body) {
+            Ok(ErrorBody { error }) => SyncError {
+                kind,
+                status: Some(status),
+                code: Some(error.code),
+                message: error.message,
+            },
+            Err(_) => SyncError {
+                kind,
+                status: Some(status),
+                code: None,
+                message: format!("HTTP {status}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SyncError {}
+
+/// Everything a UI needs to render one chat, handed to every subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatView {
+    pub context_id: Option<String>,
+    pub messages: Vec<ViewMessage>,
+    pub status: Option<Status>,
+    pub state: Option<StateName>,
+    pub error: Option<String>,
+    pub version: u64,
+    pub pending_tool_calls: Vec<ToolCall>,
+    pub poll_interval_ms: u32,
+    pub paused: bool,
+    pub sync: SyncPhase,
+    pub last_error: Option<SyncError>,
+    /// Epoch milliseconds of the next scheduled poll, if one is scheduled.
+    pub next_poll_at: Option<f64>,
+}
+
+/// Timestamps cross to JavaScript as ISO strings that `new Date(...)` parses.
+pub fn iso(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextConfigView {
+    pub model_id: Option<String>,
+    pub mode: Option<String>,
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextSummaryView {
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    pub state: StateName,
+    pub message_count: u64,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub config: ContextConfigView,
+}
+
+impl From<ContextSummary> for ContextSummaryView {
+    fn from(c: ContextSummary) -> Self {
+        let ContextConfig {
+            model_id,
+            mode,
+            system_prompt,
+        } = c.config;
+        ContextSummaryView {
+            id: c.id.to_string(),
+            title: c.title,
+            status: c.status,
+            state: c.state,
+            message_count: c.message_count,
+            version: c.version,
+            created_at: iso(&c.created_at),
+            updated_at: iso(&c.updated_at),
+            config: ContextConfigView {
+                model_id,
+                mode,
+                system_prompt,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextListView {
+    pub contexts: Vec<ContextSummaryView>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+impl From<ListContextsResponse> for ContextListView {
+    fn from(list: ListContextsResponse) -> Self {
+        ContextListView {
+            contexts: list.contexts.into_iter().map(Into::into).collect(),
+            total: list.total,
+            next_cursor: list.next_cursor,
+        }
+    }
+}
+
+/// `CreateContextOptions` from JavaScript.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateContextOptions {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+impl From<CreateContextOptions> for CreateContextRequest {
+    fn from(o: CreateContextOptions) -> Self {
+        CreateContextRequest {
+            title: o.title,
+            model_id: o.model_id,
+            mode: o.mode,
+            system_prompt: o.system_prompt,
+            system_prompt_id: None,
+        }
+    }
+}
+
+/// `listContexts` options from JavaScript.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListOptions {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_error_bodies_keep_their_code_and_message() {
+        let e = SyncError::from_http(
+            400,
+            r#"{"error":{"code":"invalid_state","message":"No pending tool approvals"}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::Http);
+        assert_eq!(e.status, Some(400));
+        assert_eq!(e.code.as_deref(), Some("invalid_state"));
+        assert_eq!(e.message, "No pending tool approvals");
+    }
+
+    #[test]
+    fn a_404_is_a_deleted_error_and_foreign_bodies_still_give_a_message() {
+        let e = SyncError::from_http(404, "<html>nope</html>");
+        assert_eq!(e.kind, ErrorKind::Deleted);
+        assert_eq!(e.message, "HTTP 404");
+        assert_eq!(e.code, None);
+    }
+
+    #[test]
+    fn views_serialize_in_camel_case() {
+        let e = SyncError::network("offline");
+        let v = serde_json::to_value(&e).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "network", "message": "offline"})
+        );
+        let o: CreateContextOptions =
+            serde_json::from_str(r#"{"title":"t","systemPrompt":"be brief","modelId":null}"#)
+                .expect("parse");
+        let req = CreateContextRequest::from(o);
+        assert_eq!(req.system_prompt.as_deref(), Some("be brief"));
+        assert_eq!(req.model_id, None);
+    }
+}
