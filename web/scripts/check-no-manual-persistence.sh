@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The web app must never persist chat data itself: the server saves after every FSM
+# transition, and the app only dispatches actions and reads state through the sync package.
+# This fails when web/src talks HTTP on its own, uses the legacy message endpoints, any
+# PATCH/PUT, or a browser store that could become a second copy of the chat.
+set -euo pipefail
+SRC="${1:-$(cd "$(dirname "$0")/.." && pwd)/src}"
+
+# pattern :: why
+rules=(
+  'fetch\( :: direct HTTP; go through @chatsync/sync-wasm'
+  'XMLHttpRequest|sendBeacon :: direct HTTP; go through @chatsync/sync-wasm'
+  '/messages :: legacy CRUD endpoint'
+  '\bPATCH\b|\bPUT\b :: manual update request'
+  'localStorage|sessionStorage|indexedDB :: client-side copy of chat data'
+)
+
+status=0
+for rule in "${rules[@]}"; do
+  pattern=${rule%% :: *}
+  why=${rule#* :: }
+  if hits=$(grep -rnE "$pattern" "$SRC"); then
+    printf 'manual persistence check: %s\n%s\n' "$why" "$hits" >&2
+    status=1
+  fi
+done
+[ "$status" -eq 0 ] && echo "manual persistence check: $SRC is clean"
+exit "$status"

@@ -1,0 +1,80 @@
+import type { ChatView } from "@chatsync/sync-wasm";
+import type { ChatActions } from "../hooks/useChatStateSync";
+import { Composer } from "./Composer";
+import { MessageList } from "./MessageList";
+import { SyncStatus } from "./SyncStatus";
+import { ToolApprovalCard } from "./ToolApprovalCard";
+
+interface Props {
+  view: ChatView;
+  title: string | null;
+  actions: ChatActions;
+  onSend(text: string): Promise<void>;
+  error: string | null;
+  onDismissError(): void;
+  run(action: () => Promise<unknown>): Promise<void>;
+}
+
+export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run }: Props) {
+  const running = view.status === "running";
+  const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
+  const deleted = view.sync === "deleted";
+
+  return (
+    <main className="chat" data-testid="chat-panel" data-status={view.status ?? "none"}>
+      <header className="chat-head">
+        <h1 className="chat-title">{title ?? "New chat"}</h1>
+        <SyncStatus view={view} />
+      </header>
+
+      <MessageList
+        key={view.contextId ?? "none"}
+        messages={view.messages}
+        running={running}
+        onRetry={(id) => run(() => actions.retryMessage(id))}
+        onDiscard={actions.discardMessage}
+      >
+        {awaitingApproval && (
+          <ToolApprovalCard
+            calls={view.pendingToolCalls}
+            onSubmit={(approved) => run(() => actions.approveTools(approved))}
+          />
+        )}
+        {view.status === "failed" && (
+          <div className="notice notice-error" data-testid="chat-failed" role="alert">
+            <span>
+              <strong>This reply failed.</strong> {view.error ?? "The model did not answer."}
+            </span>
+            <button className="button" data-testid="chat-retry" onClick={() => run(actions.retry)}>
+              Retry
+            </button>
+          </div>
+        )}
+      </MessageList>
+
+      <div className="chat-foot">
+        {deleted && (
+          <div className="notice" data-testid="chat-deleted" role="status">
+            This chat was deleted.
+          </div>
+        )}
+        {error && (
+          <div className="notice notice-error" data-testid="error-banner" role="alert">
+            <span>{error}</span>
+            <button className="icon-button" data-testid="error-dismiss" aria-label="Dismiss" onClick={onDismissError}>
+              ×
+            </button>
+          </div>
+        )}
+        <Composer
+          onSend={onSend}
+          running={running}
+          onCancel={() => run(actions.cancel)}
+          disabledReason={
+            deleted ? "This chat was deleted" : awaitingApproval ? "Approve or deny the tool calls above to continue" : null
+          }
+        />
+      </div>
+    </main>
+  );
+}

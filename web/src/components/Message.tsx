@@ -1,0 +1,80 @@
+import type { ToolCall, ViewMessage } from "@chatsync/sync-wasm";
+import { formatArguments } from "./ToolApprovalCard";
+
+interface Props {
+  message: ViewMessage;
+  onRetry(clientMessageId: string): void;
+  onDiscard(clientMessageId: string): void;
+}
+
+const TOOL_STATUS_LABEL: Record<ToolCall["status"], string> = {
+  pending: "waiting for approval",
+  approved: "approved",
+  denied: "denied",
+  running: "running",
+  completed: "done",
+  failed: "failed",
+};
+
+function ToolCallLine({ call }: { call: ToolCall }) {
+  return (
+    <div className={`tool-line tool-${call.status}`} data-testid="tool-call-line" data-tool-status={call.status}>
+      <code className="tool-name">{call.name}</code>
+      <code className="tool-inline-args">{formatArguments(call.arguments).replace(/\s+/g, " ")}</code>
+      <span className="tool-status">{TOOL_STATUS_LABEL[call.status]}</span>
+      {call.result !== undefined && <span className="tool-result">→ {call.result}</span>}
+    </div>
+  );
+}
+
+export function Message({ message: m, onRetry, onDiscard }: Props) {
+  const common = {
+    "data-testid": "message",
+    "data-role": m.role,
+    "data-status": m.status,
+    "data-message-id": m.id,
+    "data-client-message-id": m.clientMessageId,
+  };
+
+  if (m.role === "tool") {
+    return (
+      <div className="message message-tool" {...common}>
+        <span className="muted">Tool result</span>
+        <span className="message-text tool-output" data-testid="message-text">
+          {m.text}
+        </span>
+      </div>
+    );
+  }
+
+  // Only local optimistic messages can fail; they always carry a client id.
+  const failedId = m.status === "failed" ? m.clientMessageId : undefined;
+  return (
+    <div className={`message message-${m.role} status-${m.status}`} {...common}>
+      {m.text !== "" && (
+        <div className="message-text" data-testid="message-text">
+          {m.text}
+          {m.status === "streaming" && <span className="caret" aria-hidden="true" />}
+        </div>
+      )}
+      {m.toolCalls?.map((call) => <ToolCallLine key={call.id} call={call} />)}
+      {m.status === "pending" && (
+        <div className="message-meta" data-testid="message-pending">
+          Sending…
+        </div>
+      )}
+      {m.status === "cancelled" && <div className="message-meta">Stopped</div>}
+      {failedId !== undefined && (
+        <div className="message-meta message-failed" data-testid="message-failed" role="alert">
+          <span>Not sent{m.error ? `: ${m.error}` : ""}</span>
+          <button className="link-button" data-testid="message-retry" onClick={() => onRetry(failedId)}>
+            Retry
+          </button>
+          <button className="link-button" data-testid="message-discard" onClick={() => onDiscard(failedId)}>
+            Discard
+          </button>
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,53 @@
+import { useCallback, useEffect, useState } from "react";
+import type { ChatSync, ContextSummary } from "@chatsync/sync-wasm";
+
+export interface Contexts {
+  contexts: ContextSummary[];
+  loaded: boolean;
+  reload(): Promise<void>;
+  create(): Promise<ContextSummary>;
+  remove(contextId: string): Promise<void>;
+}
+
+const byRecentActivity = (a: ContextSummary, b: ContextSummary) =>
+  b.updatedAt.localeCompare(a.updatedAt);
+
+/**
+ * The sidebar's chat list. It is re-read when `refreshKey` changes (the open chat's status),
+ * so titles and counts follow finished turns without a poller of its own.
+ */
+export function useContexts(sync: ChatSync, refreshKey: string, onError: (e: unknown) => void): Contexts {
+  const [contexts, setContexts] = useState<ContextSummary[]>([]);
+  const [loaded, setLoaded] = useState(false);
+
+  const reload = useCallback(async () => {
+    try {
+      const list = await sync.listContexts({ limit: 100 });
+      setContexts([...list.contexts].sort(byRecentActivity));
+    } catch (e) {
+      onError(e);
+    } finally {
+      setLoaded(true);
+    }
+  }, [sync, onError]);
+
+  useEffect(() => {
+    void reload();
+  }, [reload, refreshKey]);
+
+  const create = useCallback(async () => {
+    const created = await sync.createContext();
+    setContexts((list) => [created, ...list.filter((c) => c.id !== created.id)]);
+    return created;
+  }, [sync]);
+
+  const remove = useCallback(
+    async (contextId: string) => {
+      await sync.deleteContext(contextId);
+      setContexts((list) => list.filter((c) => c.id !== contextId));
+    },
+    [sync],
+  );
+
+  return { contexts, loaded, reload, create, remove };
+}

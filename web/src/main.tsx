@@ -1,0 +1,23 @@
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import init from "@chatsync/sync-wasm";
+import { App } from "./App";
+import "./styles.css";
+
+const root = createRoot(document.getElementById("root")!);
+
+// The wasm module must be instantiated once before any ChatSync exists.
+init().then(
+  () =>
+    root.render(
+      <StrictMode>
+        <App />
+      </StrictMode>,
+    ),
+  (e: unknown) =>
+    root.render(
+      <div className="fatal" data-testid="fatal-error" role="alert">
+        The sync module failed to load: {String(e)}
+      </div>,
+    ),
+);

@@ -1,0 +1,168 @@
+// The chat flows a person goes through: sending, streaming, reloading, failures, tools.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  byTestId, currentContextId, launchBrowser, messages, openApp, send, setup, texts, turn,
+  waitForReply, waitForStatus,
+} from "./harness.mjs";
+
+let browser;
+before(async () => (browser = await launchBrowser()));
+after(() => browser?.close());
+
+const TEST = { timeout: 90_000 };
+
+test("send: the message shows at once as pending, then the reply streams in", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+
+  // Hold the action request so the optimistic state can be seen before the server answers.
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  await page.route("**/actions/send_message*", async (route) => {
+    await held;
+    await route.continue();
+  });
+
+  await send(page, "hello from the browser");
+  const mine = messages(page, "user").last();
+  await mine.waitFor();
+  assert.equal(await mine.getAttribute("data-status"), "pending");
+  assert.equal(await mine.locator('[data-testid="message-text"]').innerText(), "hello from the browser");
+  await byTestId(mine, "message-pending").waitFor();
+  assert.equal(await byTestId(page, "composer-input").inputValue(), "", "the box clears on send");
+  release();
+
+  const reply = await waitForReply(page, "hello from the browser");
+  assert.ok(reply.includes("hello from the browser"));
+  await waitForStatus(page, "idle");
+  assert.equal(await mine.getAttribute("data-status"), "complete");
+  assert.equal(await byTestId(page, "message-pending").count(), 0);
+  assert.equal(await messages(page).count(), 2, "one user message and one reply, nothing duplicated");
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("streaming: /slow ends with the complete message, and a reload shows the same text", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await send(page, "/slow 30");
+
+  const streaming = page.locator('[data-testid="message"][data-role="assistant"][data-status="streaming"]');
+  await streaming.waitFor();
+  const partial = await streaming.locator('[data-testid="message-text"]').innerText();
+  await screenshot(page, "-streaming");
+
+  const final = page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]');
+  await final.waitFor({ timeout: 30_000 });
+  await waitForStatus(page, "idle");
+  const finalText = await final.locator('[data-testid="message-text"]').innerText();
+  assert.ok(finalText.length > partial.length, `final text grew past the streamed part (${partial.length} chars)`);
+  assert.ok(finalText.startsWith(partial.trim()), "streamed text is a prefix of the final text");
+
+  await page.reload();
+  await final.waitFor();
+  assert.equal(await final.locator('[data-testid="message-text"]').innerText(), finalText);
+  assert.equal(await streaming.count(), 0);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("refresh: after several turns a reload shows every message", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  for (const text of ["first question", "second question", "third question"]) await turn(page, text);
+
+  const before = await texts(messages(page));
+  assert.equal(before.length, 6);
+  await page.reload();
+  await waitForReply(page, "third question");
+  assert.deepEqual(await texts(messages(page)), before);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("network failure: the send is marked failed with an error, and retry succeeds", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await turn(page, "before the outage");
+
+  await page.route("**/api/**", (route) => route.abort("connectionrefused"));
+  await send(page, "sent while offline");
+  const failed = messages(page, "user").filter({ hasText: "sent while offline" });
+  await byTestId(failed, "message-failed").waitFor();
+  assert.equal(await failed.getAttribute("data-status"), "failed");
+  await byTestId(page, "error-banner").waitFor();
+  // The poller notices too, and says when it will try again.
+  await page.locator('[data-testid="sync-status"][data-phase="offline"]').waitFor({ timeout: 15_000 });
+  assert.match(await byTestId(page, "sync-status").innerText(), /Offline/);
+  await screenshot(page, "-offline");
+
+  await page.unroute("**/api/**");
+  await byTestId(failed, "message-retry").click();
+  await waitForReply(page, "sent while offline");
+  await waitForStatus(page, "idle");
+  assert.equal(await messages(page, "user").filter({ hasText: "sent while offline" }).count(), 1, "retry adds no duplicate");
+  assert.equal(await byTestId(page, "message-failed").count(), 0);
+  await page.reload();
+  await waitForReply(page, "sent while offline");
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("tool approval: an approved calculator call answers 5, a denied call says denied", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+
+  await send(page, '/tool calculator {"expression":"2+3"}');
+  const card = byTestId(page, "tool-approval");
+  await card.waitFor();
+  const call = card.locator('[data-testid="tool-call"][data-tool-name="calculator"]');
+  assert.match(await byTestId(call, "tool-args").innerText(), /"expression": "2\+3"/);
+  assert.ok(await byTestId(card, "tool-submit").isDisabled(), "nothing is submitted before a decision");
+  await screenshot(page, "-card");
+  await byTestId(call, "tool-approve").click();
+  await byTestId(card, "tool-submit").click();
+  await card.waitFor({ state: "detached" });
+  await waitForStatus(page, "idle");
+  assert.match(await messages(page, "assistant").last().innerText(), /\b5\b/);
+
+  await send(page, "/tool current_time {}");
+  await card.locator('[data-testid="tool-call"][data-tool-name="current_time"]').waitFor();
+  await byTestId(card, "tool-deny").click();
+  await byTestId(card, "tool-submit").click();
+  await card.waitFor({ state: "detached" });
+  await waitForStatus(page, "idle");
+  assert.match(await messages(page, "assistant").last().innerText(), /denied/i);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("new chat: the first message of a new chat runs a turn", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await byTestId(page, "empty-chat").waitFor();
+
+  // With no chat at all, the first message creates one.
+  await turn(page, "a message with no chat open");
+  const first = currentContextId(page);
+  assert.ok(first, "the new chat is open and in the URL");
+
+  await byTestId(page, "new-chat").click();
+  await page.waitForFunction((first) => location.hash.length > 1 && location.hash.slice(1) !== first, first);
+  await byTestId(page, "empty-chat").waitFor();
+  await turn(page, "hello, new chat");
+  const second = currentContextId(page);
+  assert.deepEqual(await texts(messages(page, "user")), ["hello, new chat"]);
+
+  const items = page.locator('[data-testid="chat-item"]');
+  await page.locator(`[data-testid="chat-item"][data-context-id="${second}"]`).waitFor();
+  assert.equal(await items.count(), 2);
+
+  // Switching back shows the first chat's own messages.
+  await page.locator(`[data-testid="chat-item"][data-context-id="${first}"] [data-testid="chat-item-open"]`).click();
+  await waitForReply(page, "a message with no chat open");
+  assert.deepEqual(await texts(messages(page, "user")), ["a message with no chat open"]);
+  await screenshot(page);
+  assertLocalOnly();
+});

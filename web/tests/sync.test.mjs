@@ -1,0 +1,123 @@
+// What the sync loop promises a person: deleted chats go quiet, hidden tabs cost nothing,
+// and two tabs on one chat converge.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  POLL_MS, byTestId, currentContextId, isStateRequest, launchBrowser, messages, openApp, send,
+  setHidden, setup, turn, waitForReply,
+} from "./harness.mjs";
+
+let browser;
+before(async () => (browser = await launchBrowser()));
+after(() => browser?.close());
+
+const TEST = { timeout: 90_000 };
+
+/** Resolves after `count` state requests for `contextId`, or rejects after `timeoutMs`. */
+function stateRequests(page, contextId, count, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let seen = 0;
+    const onRequest = (r) => {
+      if (isStateRequest(r.url(), contextId) && ++seen >= count) done(resolve);
+    };
+    const timer = setTimeout(() => done(() => reject(new Error(`saw ${seen} of ${count} polls of ${contextId}`))), timeoutMs);
+    const done = (settle) => {
+      clearTimeout(timer);
+      page.off("request", onRequest);
+      settle();
+    };
+    page.on("request", onRequest);
+  });
+}
+
+test("delete: the chat disappears and is never polled again", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await turn(page, "keep this chat");
+  const kept = currentContextId(page);
+  await byTestId(page, "new-chat").click();
+  await page.waitForFunction((kept) => location.hash.length > 1 && location.hash.slice(1) !== kept, kept);
+  await turn(page, "delete this chat");
+  const doomed = currentContextId(page);
+
+  const doomedItem = page.locator(`[data-testid="chat-item"][data-context-id="${doomed}"]`);
+  await byTestId(doomedItem, "chat-item-delete").click();
+  await byTestId(page, "confirm-dialog").waitFor();
+  // Cancelling keeps it.
+  await byTestId(page, "confirm-cancel").click();
+  assert.equal(await doomedItem.count(), 1);
+
+  await byTestId(doomedItem, "chat-item-delete").click();
+  await byTestId(page, "confirm-ok").click();
+  // The item leaves the list once the delete was acknowledged; from then on, nothing.
+  await doomedItem.waitFor({ state: "detached" });
+  const polledAfterDelete = [];
+  page.on("request", (r) => {
+    if (new URL(r.url()).pathname.startsWith(`/api/contexts/${doomed}`)) polledAfterDelete.push(r.url());
+  });
+
+  // The app moves to the remaining chat; its polls are the clock that shows the deleted
+  // chat would have been polled by now if polling had not stopped.
+  await waitForReply(page, "keep this chat");
+  assert.equal(currentContextId(page), kept);
+  await stateRequests(page, kept, 3, 20 * POLL_MS);
+  assert.deepEqual(polledAfterDelete, [], "no state requests for the deleted chat");
+  assert.equal(await page.locator('[data-testid="chat-item"]').count(), 1);
+
+  // It stays gone after a reload too.
+  await page.reload();
+  await waitForReply(page, "keep this chat");
+  assert.equal(await doomedItem.count(), 0);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("hidden tab: no requests while hidden, polling resumes when visible", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await turn(page, "watch me poll");
+  const id = currentContextId(page);
+  await stateRequests(page, id, 1, 10 * POLL_MS);
+
+  const whileHidden = [];
+  const record = (r) => new URL(r.url()).pathname.startsWith("/api/") && whileHidden.push(r.url());
+  await setHidden(page, true);
+  page.on("request", record);
+  await page.locator('[data-testid="sync-status"][data-phase="paused"]').waitFor();
+  await screenshot(page, "-hidden");
+  // Absence is the assertion, so this wait is a fixed number of base poll intervals.
+  await page.waitForTimeout(4 * POLL_MS);
+  page.off("request", record);
+  assert.deepEqual(whileHidden, [], "a hidden tab makes no API requests");
+
+  // Visible again: a poll goes out at once, not after the backed-off interval.
+  const resumed = stateRequests(page, id, 1, 2 * POLL_MS);
+  await setHidden(page, false);
+  await resumed;
+  await page.locator('[data-testid="sync-status"][data-phase="synced"]').waitFor();
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("two tabs on one chat see each other's messages", TEST, async (t) => {
+  const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await turn(page, "hello from tab one");
+  const id = currentContextId(page);
+
+  const other = await context.newPage();
+  await openApp(other, server.baseUrl, id);
+  await waitForReply(other, "hello from tab one");
+
+  await send(other, "hello from tab two");
+  await waitForReply(other, "hello from tab two");
+  // The first tab learns of it only by polling.
+  await waitForReply(page, "hello from tab two");
+
+  const order = (p) => messages(p, "user").locator('[data-testid="message-text"]').allInnerTexts();
+  assert.deepEqual(await order(page), ["hello from tab one", "hello from tab two"]);
+  assert.deepEqual(await order(other), await order(page));
+  await screenshot(page);
+  await screenshot(other, "-second-tab");
+  assertLocalOnly();
+});
