@@ -217,6 +217,21 @@ impl Chat {
     }
 }
 
+/// A `client_message_id` in the form of a random (version 4) UUID, from 16 random bytes.
+pub fn new_client_message_id(mut random: [u8; 16]) -> String {
+    random[6] = (random[6] & 0x0f) | 0x40;
+    random[8] = (random[8] & 0x3f) | 0x80;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Changed messages replace their old copy in place; new ones go to the end in the order
 /// the server sent them, which is the server's order.
 fn merge(current: &[Message], changed: Vec<Message>) -> Vec<Message> {
@@ -249,7 +264,7 @@ fn from_server(m: &Message) -> ViewMessage {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
     use chatsync_protocol::ContentPart;
@@ -437,6 +452,14 @@ pub(crate) mod tests {
         assert_eq!(view.len(), 1);
         assert_eq!(view[0].status, ViewStatus::Complete);
         assert!(!c.fail_local("c1", "late".into()));
+    }
+
+    #[test]
+    fn client_message_ids_are_version_4_uuids() {
+        let id = new_client_message_id([0xff; 16]);
+        let parsed = Uuid::parse_str(&id).expect("a uuid");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, new_client_message_id([0; 16]));
     }
 
     proptest! {

@@ -280,7 +280,7 @@ impl Syncer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::core::reconcile::tests::{full, message, state, CTX};

@@ -258,7 +258,7 @@ pub struct ListOptions {
     pub cursor: Option<String>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

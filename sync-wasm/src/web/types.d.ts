@@ -1,0 +1,85 @@
+export type Role = "system" | "user" | "assistant" | "tool";
+export type ServerStatus = "idle" | "running" | "awaiting_approval" | "failed";
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: unknown;
+  status: "pending" | "approved" | "denied" | "running" | "completed" | "failed";
+  result?: string;
+}
+export interface ViewMessage {
+  id: string;
+  clientMessageId?: string;
+  role: Role;
+  text: string;
+  toolCalls?: ToolCall[];
+  toolCallId?: string;
+  /** `pending` and `failed` only occur on local optimistic messages. */
+  status: "streaming" | "complete" | "cancelled" | "pending" | "failed";
+  createdAt: string;
+  version: number;
+  error?: string;
+}
+export type SyncPhase = "stopped" | "syncing" | "synced" | "paused" | "offline" | "deleted";
+export interface SyncError {
+  kind: "network" | "http" | "deleted" | "invalid";
+  status?: number;
+  code?: string;
+  message: string;
+}
+export interface ChatView {
+  contextId: string | null;
+  messages: ViewMessage[];
+  status: ServerStatus | null;
+  state: string | null;
+  error: string | null;
+  version: number;
+  pendingToolCalls: ToolCall[];
+  pollIntervalMs: number;
+  paused: boolean;
+  sync: SyncPhase;
+  lastError: SyncError | null;
+  /** Epoch milliseconds of the next scheduled poll. */
+  nextPollAt: number | null;
+}
+export interface ChatSyncOptions {
+  baseUrl: string;
+  contextId?: string | null;
+  baseIntervalMs?: number;
+  maxIntervalMs?: number;
+  backoffFactor?: number;
+  unchangedPollsBeforeBackoff?: number;
+  burstPolls?: number;
+  headers?: Record<string, string>;
+}
+export interface ContextConfig {
+  modelId: string | null;
+  mode: string | null;
+  systemPrompt: string | null;
+}
+export interface ContextSummary {
+  id: string;
+  title: string;
+  status: ServerStatus;
+  state: string;
+  messageCount: number;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+  config: ContextConfig;
+}
+export interface ContextList {
+  contexts: ContextSummary[];
+  total: number;
+  nextCursor: string | null;
+}
+export interface CreateContextOptions {
+  title?: string | null;
+  modelId?: string | null;
+  mode?: string | null;
+  systemPrompt?: string | null;
+}
+export interface ListContextsOptions {
+  limit?: number;
+  cursor?: string | null;
+}

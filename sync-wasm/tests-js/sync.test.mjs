@@ -1,0 +1,383 @@
+// The built @chatsync/sync-wasm package, used as an application uses it, in real Chromium
+// against the real chatsync server with its scripted model.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+import { startBackend, startPageServer } from "./servers.mjs";
+
+const CHROMIUM_FLAGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+let backend;
+let pages;
+let browser;
+let page;
+
+before(async () => {
+  backend = await startBackend();
+  pages = await startPageServer(backend.url);
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_FLAGS });
+  page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e));
+  await page.exposeFunction("testControl", (mode) => pages.setFailure(mode));
+  await page.goto(pages.url);
+  await page.waitForFunction(() => window.harnessReady === true);
+});
+
+after(async () => {
+  await browser?.close();
+  await pages?.stop();
+  await backend?.stop();
+});
+
+test("a sent message shows at once as pending, then as the server's copy with the reply", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    const snapshots = [];
+    sync.subscribe((v) => snapshots.push(v.messages));
+    const sending = sync.sendMessage("hello sync");
+    const optimistic = sync.getView().messages.at(-1);
+    await sending;
+    const done = await waitForView(
+      sync,
+      (v) => v.status === "idle" && v.messages.some((m) => isReply(m, "hello sync")),
+      "the reply",
+    );
+    sync.free();
+    return { optimistic, done, snapshots };
+  });
+  assert.equal(r.optimistic.status, "pending");
+  assert.equal(r.optimistic.text, "hello sync");
+  assert.ok(r.optimistic.clientMessageId);
+
+  const [user, reply, ...rest] = r.done.messages;
+  assert.deepEqual(rest, []);
+  assert.equal(user.role, "user");
+  assert.equal(user.status, "complete");
+  assert.equal(user.clientMessageId, r.optimistic.clientMessageId, "the server copy replaced it");
+  assert.notEqual(user.id, r.optimistic.id, "the server id wins");
+  assert.ok(user.version > 0);
+  assert.ok(reply.text.includes("hello sync"));
+  assert.equal(r.done.sync, "synced");
+  for (const messages of r.snapshots) {
+    const copies = messages.filter((m) => m.role === "user" && m.text === "hello sync");
+    assert.ok(copies.length <= 1, "the message is never shown twice");
+  }
+});
+
+test("tool calls wait for approval; approved ones run, the others are denied", async () => {
+  const r = await page.evaluate(async () => {
+    const run = async (approve) => {
+      const sync = await newChat();
+      await sync.sendMessage('/tool calculator {"expression":"2+3"}');
+      const waiting = await waitForView(sync, (v) => v.status === "awaiting_approval", "approval");
+      const ids = approve ? waiting.pendingToolCalls.map((c) => c.id) : [];
+      await sync.approveTools(ids);
+      const done = await waitForView(
+        sync,
+        (v) => v.status === "idle" && v.messages.at(-1)?.role === "assistant" && v.messages.at(-1).status === "complete",
+        "the final reply",
+      );
+      sync.free();
+      return { waiting, done };
+    };
+    return { approved: await run(true), denied: await run(false) };
+  });
+  const pending = r.approved.waiting.pendingToolCalls;
+  assert.equal(pending.length, 1);
+  assert.equal(pending[0].name, "calculator");
+  assert.deepEqual(pending[0].arguments, { expression: "2+3" });
+  assert.equal(pending[0].status, "pending");
+  assert.ok(r.approved.done.messages.at(-1).text.includes("5"));
+  assert.deepEqual(r.approved.done.pendingToolCalls, []);
+  assert.match(r.denied.done.messages.at(-1).text, /denied/);
+});
+
+test("an action that does not fit the state rejects with a typed error", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    const error = await sync.approveTools(["nope"]).then(() => null, (e) => ({
+      isError: e instanceof Error, kind: e.kind, status: e.status, code: e.code, message: e.message,
+    }));
+    const view = sync.getView();
+    sync.free();
+    return { error, status: view.status };
+  });
+  assert.equal(r.error.isError, true);
+  assert.equal(r.error.kind, "http");
+  assert.equal(r.error.status, 400);
+  assert.ok(r.error.code);
+  assert.ok(r.error.message);
+  assert.equal(r.status, "idle");
+});
+
+test("streaming replies are visible while they stream, and cancel keeps the partial reply", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat({ baseIntervalMs: 50 });
+    await sync.sendMessage("/slow 40");
+    const streaming = await waitForView(sync, (v) => v.messages.some((m) => m.status === "streaming" && m.text.length > 0), "a streaming message");
+    await sync.cancel();
+    const done = await waitForView(sync, (v) => v.status === "idle" && v.messages.at(-1).status === "cancelled", "the cancelled reply");
+    sync.free();
+    return { streaming, done };
+  });
+  assert.equal(r.streaming.status, "running");
+  const partial = r.done.messages.at(-1);
+  assert.equal(partial.role, "assistant");
+  assert.ok(partial.text.length > 0, "the partial reply is kept");
+});
+
+test("failed turns show the error; a transient failure recovers on its own", async () => {
+  const r = await page.evaluate(async () => {
+    const fatal = await newChat();
+    await fatal.sendMessage("/fail fatal");
+    const failed = await waitForView(fatal, (v) => v.status === "failed", "the failed turn");
+    fatal.free();
+    const transient = await newChat();
+    await transient.sendMessage("/fail transient");
+    const recovered = await waitForView(transient, (v) => v.status === "idle" && v.messages.at(-1).role === "assistant", "the recovered reply");
+    transient.free();
+    return { failed, recovered };
+  });
+  assert.equal(r.failed.state, "Failed");
+  assert.ok(r.failed.error);
+  assert.equal(r.recovered.error, null);
+});
+
+test("a send that cannot reach the server is marked failed and can be retried once online", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat({ baseIntervalMs: 100, maxIntervalMs: 400 });
+    await window.testControl("network");
+    const error = await sync.sendMessage("through the outage").then(() => null, (e) => ({ kind: e.kind }));
+    const failedView = sync.getView();
+    const offline = await waitForView(sync, (v) => v.sync === "offline", "the offline phase");
+    await window.testControl(null);
+    const failed = failedView.messages.at(-1);
+    await sync.retryMessage(failed.clientMessageId);
+    const synced = await waitForView(sync, (v) => v.sync === "synced" && v.messages.some((m) => isReply(m, "through the outage")), "the reply");
+    const raw = await sync.getChatState();
+    sync.free();
+    return { error, failed, offline, synced, raw };
+  });
+  assert.deepEqual(r.error, { kind: "network" });
+  assert.equal(r.failed.status, "failed");
+  assert.ok(r.failed.error);
+  assert.equal(r.offline.lastError.kind, "network");
+  assert.ok(r.offline.pollIntervalMs > 100, "errors back off");
+  assert.equal(r.synced.lastError, null);
+  const users = r.synced.messages.filter((m) => m.role === "user");
+  assert.equal(users.length, 1);
+  assert.equal(users[0].status, "complete");
+  assert.equal(r.raw.message_count, r.synced.messages.length, "getChatState answers the raw wire shape");
+});
+
+test("retrying a send whose answer was lost does not store the message twice", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    sync.stop(); // only the send goes through the failing link
+    await window.testControl("lose-answer");
+    const error = await sync.sendMessage("exactly once").then(() => null, (e) => e.kind);
+    await window.testControl(null);
+    const cid = sync.getView().messages.at(-1).clientMessageId;
+    await sync.retryMessage(cid);
+    const raw = await sync.getChatState();
+    sync.free();
+    return { error, cid, raw };
+  });
+  assert.equal(r.error, "network");
+  const copies = r.raw.messages.filter((m) => m.client_message_id === r.cid);
+  assert.equal(copies.length, 1);
+});
+
+test("concurrent sends all arrive once each", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    await Promise.all(["one", "two", "three"].map((t) => sync.sendMessage(`concurrent ${t}`)));
+    const done = await waitForView(sync, (v) => v.status === "idle" && v.messages.filter((m) => m.role === "assistant" && m.status === "complete").length === 3, "three replies");
+    sync.free();
+    return done.messages.filter((m) => m.role === "user").map((m) => m.text).sort();
+  });
+  assert.deepEqual(r, ["concurrent one", "concurrent three", "concurrent two"]);
+});
+
+test("quiet polls are conditional, one at a time, and back off; an action resets the interval", async () => {
+  const contextId = await page.evaluate(async () => {
+    window.quiet = await newChat({ baseIntervalMs: 50, maxIntervalMs: 200, backoffFactor: 2, unchangedPollsBeforeBackoff: 1, burstPolls: 2 });
+    await waitForView(quiet, (v) => v.pollIntervalMs === 200, "the max interval");
+    return quiet.getView().contextId;
+  });
+  const polls = pages.polls(contextId).filter((p) => p.end !== null);
+  const conditional = polls.slice(1);
+  assert.ok(conditional.length >= 3);
+  for (const p of conditional) {
+    assert.match(p.path, /\?since=\d+$/);
+    assert.match(p.ifNoneMatch, /^"\d+"$/);
+  }
+  assert.equal(conditional.at(-1).status, 304, "an unchanged context answers 304");
+  for (let i = 1; i < polls.length; i++) {
+    assert.ok(polls[i].start >= polls[i - 1].end, "a poll starts only after the previous one ended");
+  }
+  const after = await page.evaluate(async () => {
+    await quiet.sendMessage("wake up");
+    const v = quiet.getView();
+    quiet.free();
+    return v.pollIntervalMs;
+  });
+  assert.equal(after, 50);
+});
+
+test("a hidden tab stops polling at once and polls again when visible", async () => {
+  const contextId = await page.evaluate(async () => {
+    window.tab = await newChat({ baseIntervalMs: 50 });
+    setHidden(true);
+    const paused = tab.getView();
+    if (!(paused.paused && paused.sync === "paused" && paused.nextPollAt === null)) {
+      throw new Error(`not paused: ${JSON.stringify(paused)}`);
+    }
+    return paused.contextId;
+  });
+  // Let any poll already in flight land, then make sure nothing else goes out.
+  await page.waitForTimeout(100);
+  const hiddenCount = pages.polls(contextId).length;
+  await page.waitForTimeout(400);
+  assert.equal(pages.polls(contextId).length, hiddenCount, "no polls while hidden");
+  const resumed = await page.evaluate(async () => {
+    setHidden(false);
+    const v = await waitForView(tab, (v) => v.sync === "synced" && !v.paused, "resumed polling");
+    tab.free();
+    return v;
+  });
+  assert.ok(pages.polls(contextId).length > hiddenCount, "visible again: it polled at once");
+  assert.equal(resumed.pollIntervalMs, 50);
+});
+
+test("deleting the current context, here or elsewhere, stops polling it", async () => {
+  const r = await page.evaluate(async () => {
+    const here = await newChat({ baseIntervalMs: 50 });
+    await here.deleteContext(here.getView().contextId);
+    const deletedHere = here.getView();
+
+    const watched = await newChat({ baseIntervalMs: 50 });
+    const other = new ChatSync({ baseUrl: "/api" });
+    await other.deleteContext(watched.getView().contextId);
+    const deletedElsewhere = await waitForView(watched, (v) => v.sync === "deleted", "the 404");
+    other.free();
+    return { deletedHere, deletedElsewhere, ids: [deletedHere.contextId, deletedElsewhere.contextId] };
+  });
+  assert.equal(r.deletedHere.sync, "deleted");
+  assert.equal(r.deletedHere.nextPollAt, null);
+  assert.equal(r.deletedElsewhere.lastError.kind, "deleted");
+  assert.equal(r.deletedElsewhere.lastError.status, 404);
+  const counts = r.ids.map((id) => pages.polls(id).length);
+  await page.waitForTimeout(300);
+  assert.deepEqual(r.ids.map((id) => pages.polls(id).length), counts, "no polls after deletion");
+});
+
+test("stop() ends polling and a new ChatSync on the same context sees the whole history", async () => {
+  const stopped = await page.evaluate(async () => {
+    window.first = await newChat({ baseIntervalMs: 50 });
+    await first.sendMessage("remember me");
+    await waitForView(first, (v) => v.messages.some((m) => isReply(m, "remember me")), "the reply");
+    first.stop();
+    return first.getView();
+  });
+  assert.equal(stopped.sync, "stopped");
+  assert.equal(stopped.nextPollAt, null);
+  const count = pages.polls(stopped.contextId).length;
+  await page.waitForTimeout(300);
+  assert.equal(pages.polls(stopped.contextId).length, count, "no polls after stop()");
+
+  const reloaded = await page.evaluate(async (contextId) => {
+    first.free();
+    // What a page refresh does: a new instance on the same context.
+    const second = new ChatSync({ baseUrl: "/api", contextId });
+    second.start();
+    const view = await waitForView(second, (v) => v.sync === "synced", "the reload");
+    second.free();
+    return view;
+  }, stopped.contextId);
+  assert.deepEqual(
+    reloaded.messages.map((m) => [m.role, m.text.includes("remember me")]),
+    [["user", true], ["assistant", true]],
+  );
+});
+
+test("switching context shows only the new context's messages", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    await sync.sendMessage("in the first chat");
+    const second = await sync.createContext({ title: "second" });
+    sync.setContext(second.id);
+    const switched = await waitForView(sync, (v) => v.contextId === second.id && v.sync === "synced", "the second context");
+    sync.setContext(null);
+    const none = sync.getView();
+    sync.free();
+    return { switched, none };
+  });
+  assert.deepEqual(r.switched.messages, []);
+  assert.equal(r.none.sync, "stopped");
+  assert.equal(r.none.contextId, null);
+});
+
+test("contexts are created and listed in camelCase, page by page", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = new ChatSync({ baseUrl: "/api" });
+    const created = await sync.createContext({ title: "config", modelId: null, systemPrompt: "be brief" });
+    const first = await sync.listContexts({ limit: 1 });
+    const next = await sync.listContexts({ limit: 1, cursor: first.nextCursor });
+    sync.free();
+    return { created, first, next };
+  });
+  assert.equal(r.created.title, "config");
+  assert.equal(r.created.config.systemPrompt, "be brief");
+  assert.equal(r.created.messageCount, 0);
+  assert.equal(r.created.status, "idle");
+  assert.ok(Date.parse(r.created.createdAt) > 0);
+  assert.equal(r.first.contexts.length, 1);
+  assert.ok(r.first.total > 1);
+  assert.ok(r.first.nextCursor);
+  assert.notEqual(r.next.contexts[0].id, r.first.contexts[0].id);
+});
+
+test("bad options throw a typed error instead of being ignored", async () => {
+  const r = await page.evaluate(() =>
+    ["baseIntervalMS", "maxIntervalMs"].map((key) => {
+      try {
+        new ChatSync({ baseUrl: "/api", baseIntervalMs: 1000, [key]: 10 });
+        return null;
+      } catch (e) {
+        return { isError: e instanceof Error, kind: e.kind };
+      }
+    }),
+  );
+  assert.deepEqual(r, [
+    { isError: true, kind: "invalid" },
+    { isError: true, kind: "invalid" },
+  ]);
+});
+
+test("a page on another origin syncs with the server directly (CORS)", async () => {
+  const r = await page.evaluate(async (apiUrl) => {
+    const sync = new ChatSync({ baseUrl: apiUrl, baseIntervalMs: 50 });
+    const context = await sync.createContext({});
+    sync.setContext(context.id);
+    sync.start();
+    await sync.sendMessage("across origins");
+    const done = await waitForView(sync, (v) => v.messages.some((m) => isReply(m, "across origins")), "the reply");
+    // Quiet polls carry If-None-Match, which only passes when CORS allows that header.
+    const quiet = await waitForView(sync, (v) => v.sync === "synced" && v.pollIntervalMs > 50, "a 304", 15000);
+    sync.free();
+    return { done, quiet };
+  }, `${backend.url}/api`);
+  assert.equal(r.done.messages.length, 2);
+  assert.equal(r.quiet.lastError, null);
+});
