@@ -1,4 +1,6 @@
-//! The pure core: no browser, no clock, no I/O. Everything here builds and tests natively.
+//! The pure core: no browser, no clock, no I/O. Everything here builds and tests natively;
+//! its unit tests are compiled for the host only, since their property-testing dependency
+//! does not build for wasm32.
 
 pub mod api;
 pub mod backoff;
