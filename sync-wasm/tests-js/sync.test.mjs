@@ -21,13 +21,15 @@ let backend;
 let pages;
 let browser;
 let page;
+const pageErrors = [];
 
 before(async () => {
   backend = await startBackend();
   pages = await startPageServer(backend.url);
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_FLAGS });
   page = await browser.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e));
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && pageErrors.push(m.text()));
   await page.exposeFunction("testControl", (mode) => pages.setFailure(mode));
   await page.goto(pages.url);
   await page.waitForFunction(() => window.harnessReady === true);
@@ -380,4 +382,57 @@ test("a page on another origin syncs with the server directly (CORS)", async () 
   }, `${backend.url}/api`);
   assert.equal(r.done.messages.length, 2);
   assert.equal(r.quiet.lastError, null);
+});
+
+test("listeners get the view at once; a throwing one does not stop the others", async () => {
+  pageErrors.length = 0;
+  const r = await page.evaluate(() => {
+    const sync = new ChatSync({ baseUrl: "/api" });
+    const calls = [];
+    sync.subscribe(() => {
+      throw new Error("listener bug");
+    });
+    const off = sync.subscribe((v) => calls.push(v.sync));
+    sync.setContext("6f1c2b8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    off();
+    off();
+    sync.setContext(null);
+    sync.free();
+    return calls;
+  });
+  assert.deepEqual(r, ["stopped", "stopped"], "called at subscribe and on the change, then never");
+  assert.ok(pageErrors.some((e) => e.includes("listener bug")), "the listener's error is reported");
+});
+
+test("a failed message can be discarded; pending ones cannot", async () => {
+  const r = await page.evaluate(async () => {
+    // Port 9 (discard) is closed on the test machine: every request fails.
+    const sync = new ChatSync({ baseUrl: "http://127.0.0.1:9/api", contextId: "6f1c2b8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b" });
+    const sending = sync.sendMessage("never arrives");
+    const pending = sync.getView().messages[0];
+    sync.discardMessage(pending.clientMessageId);
+    const keptWhilePending = sync.getView().messages.length;
+    const error = await sending.then(() => null, (e) => e.kind);
+    sync.discardMessage(pending.clientMessageId);
+    const left = sync.getView().messages.length;
+    sync.free();
+    return { keptWhilePending, error, left };
+  });
+  assert.deepEqual(r, { keptWhilePending: 1, error: "network", left: 0 });
+});
+
+test("free() with a poll scheduled leaves nothing running behind", async () => {
+  pageErrors.length = 0;
+  await page.evaluate(async () => {
+    const sync = await newChat({ baseIntervalMs: 20 });
+    setHidden(true);
+    setHidden(false);
+    sync.free();
+  });
+  await page.waitForTimeout(200);
+  await page.evaluate(() => {
+    setHidden(true);
+    setHidden(false);
+  });
+  assert.deepEqual(pageErrors, []);
 });

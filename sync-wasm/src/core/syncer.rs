@@ -107,7 +107,12 @@ impl Syncer {
     }
 
     /// Switches to another context (or none), dropping everything known about the old one.
+    /// Setting the current context again changes nothing, so a UI may call this on every
+    /// render.
     pub fn set_context(&mut self, context_id: Option<String>) -> Vec<Command> {
+        if context_id.as_deref() == self.chat.context_id() {
+            return Vec::new();
+        }
         self.chat = Chat::new(context_id);
         self.backoff = Backoff::new(self.config);
         self.deleted = false;
@@ -458,6 +463,17 @@ mod tests {
 
         assert!(no_fetch(&s.set_context(None)));
         assert_eq!(s.phase(), SyncPhase::Stopped);
+    }
+
+    #[test]
+    fn setting_the_same_context_again_keeps_everything() {
+        let (mut s, ticket) = started();
+        s.poll_finished(ticket, PollOutcome::State(full(2, Vec::new())), 0.0);
+        s.chat_mut()
+            .add_local("c1".into(), "hi".into(), String::new());
+        assert!(s.set_context(Some(CTX.to_owned())).is_empty());
+        assert_eq!(s.view().version, 2);
+        assert_eq!(s.view().messages.len(), 1);
     }
 
     #[test]
