@@ -1,1 +1,53 @@
-fn main() {}
+use chatsync::config::Config;
+use chatsync::{telemetry, Application};
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    telemetry::init("info,sqlx=warn,tower_http=warn");
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("chatsync: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.local_addr() {
+        // Scripts and tests read this line to learn the port.
+        Ok(addr) => println!("chatsync listening on http://{addr}"),
+        Err(e) => {
+            eprintln!("chatsync: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = app.run_until(shutdown_signal()).await {
+        eprintln!("chatsync: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing open requests, then flushing");
+}

@@ -1,0 +1,128 @@
+//! `/api/contexts/{id}/actions/*`: the only way clients change a context.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, ContextId};
+use super::AppState;
+use crate::domain::{ClientKey, MessageContent};
+use crate::engine::TurnOutcome;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use chatsync_protocol::{ApproveToolsRequest, ChatState, SendMessageRequest};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/contexts/{id}/actions/send_message",
+            post(send_message),
+        )
+        .route(
+            "/api/contexts/{id}/actions/approve_tools",
+            post(approve_tools),
+        )
+        .route("/api/contexts/{id}/actions/cancel", post(cancel))
+        .route("/api/contexts/{id}/actions/retry", post(retry))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    wait: Option<bool>,
+}
+
+impl WaitQuery {
+    fn limit(&self, app: &AppState) -> Duration {
+        if self.wait == Some(false) {
+            Duration::ZERO
+        } else {
+            app.config.wait_timeout
+        }
+    }
+}
+
+/// 200 once the turn rests, 202 while it still runs.
+fn answer(outcome: TurnOutcome) -> (StatusCode, Json<ChatState>) {
+    let status = if outcome.settled {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(outcome.snapshot.chat_state(None)))
+}
+
+fn invalid(code: &'static str) -> impl Fn(crate::domain::ParseError) -> ApiError {
+    move |e| ApiError::bad_request(code, e.0)
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn send_message(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+    let content = MessageContent::parse(req.content).map_err(invalid("invalid_content"))?;
+    let client_message_id = req
+        .client_message_id
+        .map(|k| ClientKey::parse("client_message_id", k))
+        .transpose()
+        .map_err(invalid("invalid_client_message_id"))?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be ASCII")
+            })?;
+            Some(
+                ClientKey::parse("Idempotency-Key", text.to_owned())
+                    .map_err(invalid("invalid_idempotency_key"))?,
+            )
+        }
+    };
+    let outcome = app
+        .engine
+        .send_message(
+            id,
+            content.into_inner(),
+            client_message_id.map(ClientKey::into_inner),
+            idempotency_key.map(ClientKey::into_inner),
+            q.limit(&app),
+        )
+        .await?;
+    Ok(answer(outcome))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn approve_tools(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(req): ApiJson<ApproveToolsRequest>,
+) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+    let outcome = app
+        .engine
+        .approve_tools(id, req.tool_call_ids, q.limit(&app))
+        .await?;
+    Ok(answer(outcome))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn cancel(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+    Ok(answer(app.engine.cancel(id).await?))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn retry(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+    Ok(answer(app.engine.retry(id, q.limit(&app)).await?))
+}

@@ -1,0 +1,100 @@
+//! `/api/contexts`: create, list, get, delete.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, ContextId};
+use super::AppState;
+use crate::domain::Title;
+use crate::store::Cursor;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chatsync_protocol::{
+    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse,
+};
+use serde::Deserialize;
+
+const MAX_PAGE: u32 = 200;
+const DEFAULT_PAGE: u32 = 50;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/contexts", get(list).post(create))
+        .route("/api/contexts/{id}", get(show).delete(remove))
+}
+
+#[tracing::instrument(skip_all)]
+async fn create(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<CreateContextRequest>,
+) -> Result<(StatusCode, Json<ContextSummary>), ApiError> {
+    let title = req
+        .title
+        .map(|t| Title::parse(&t))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_title", e.0))?;
+    // A prompt chosen by id is kept as the mode's prompt reference until prompts exist
+    // as a resource; an explicit prompt wins.
+    let config = ContextConfig {
+        model_id: req.model_id,
+        mode: req.mode,
+        system_prompt: req.system_prompt.or(req.system_prompt_id),
+    };
+    let snapshot = app
+        .engine
+        .create_context(title.map(Title::into_inner), config)
+        .await?;
+    tracing::info!(context_id = %snapshot.record.id, "context created");
+    Ok((StatusCode::CREATED, Json(snapshot.summary())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListContextsResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = q
+        .cursor
+        .map(|c| {
+            Cursor::decode(&c).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", format!("Invalid cursor {c:?}"))
+            })
+        })
+        .transpose()?;
+    let (contexts, total, next) = app.engine.list(limit, after).await?;
+    Ok(Json(ListContextsResponse {
+        contexts,
+        total,
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+) -> Result<Json<ContextSummary>, ApiError> {
+    Ok(Json(app.engine.snapshot(id).await?.summary()))
+}
+
+#[tracing::instrument(skip(app))]
+async fn remove(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+) -> Result<StatusCode, ApiError> {
+    app.engine.delete(id).await?;
+    tracing::info!(context_id = %id, "context deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

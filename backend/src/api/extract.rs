@@ -1,0 +1,111 @@
+//! Extractors that parse input into domain types at the boundary and turn every
+//! rejection into the API's JSON error.
+
+use super::error::ApiError;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// A JSON body; malformed, mistyped, oversized or non-JSON bodies get a clear error.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let detail = rejection.body_text();
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Expected a JSON body with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("malformed_json", format!("Malformed JSON: {detail}"))
+        }
+        JsonRejection::JsonDataError(_) => {
+            ApiError::bad_request("invalid_body", format!("Invalid request body: {detail}"))
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is larger than the server accepts",
+        ),
+        other => ApiError::bad_request("invalid_body", other.body_text()),
+    }
+}
+
+/// Query parameters; unknown values and bad numbers are a 400 that says which.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request("invalid_query", format!("Invalid query: {}", e.body_text()))
+            })
+    }
+}
+
+/// `{id}` of a context route, parsed as a UUID.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextId(pub Uuid);
+
+/// `{id}` and `{message_id}` of a message route.
+#[derive(Debug, Clone, Copy)]
+pub struct MessagePath(pub Uuid, pub Uuid);
+
+fn parse_uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("Invalid {what} {raw:?}: expected a UUID"),
+        )
+    })
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", e.body_text())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ContextId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(path_error)?;
+        parse_uuid("context id", &raw).map(ContextId)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MessagePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((id, message_id)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(path_error)?;
+        Ok(MessagePath(
+            parse_uuid("context id", &id)?,
+            parse_uuid("message id", &message_id)?,
+        ))
+    }
+}

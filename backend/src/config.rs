@@ -1,0 +1,101 @@
+//! Server configuration: every flag has an environment twin. Secrets are never logged.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatsync", version, about = "Backend-first chat state server")]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "CHATSYNC_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Database: sqlite://PATH (created when missing).
+    #[arg(
+        long,
+        env = "CHATSYNC_DATABASE_URL",
+        default_value = "sqlite://./data/chatsync.db"
+    )]
+    pub database_url: String,
+
+    /// The built web app to serve at / (web/dist).
+    #[arg(long, env = "CHATSYNC_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Which model answers.
+    #[arg(long, env = "CHATSYNC_MODEL", value_enum, default_value_t = ModelKind::Scripted)]
+    pub model: ModelKind,
+
+    /// Serve the deprecated CRUD message endpoints (off: 410 Gone).
+    #[arg(long, env = "CHATSYNC_LEGACY_CRUD", value_enum, default_value_t = OnOff::On)]
+    pub legacy_crud: OnOff,
+
+    /// Delay between the scripted model's chunks, in milliseconds.
+    #[arg(long, env = "CHATSYNC_SCRIPTED_CHUNK_DELAY_MS", default_value_t = 20)]
+    pub scripted_chunk_delay_ms: u64,
+
+    /// While streaming, write the store at most this often, in milliseconds.
+    #[arg(long, env = "CHATSYNC_STREAM_FLUSH_MS", default_value_t = 250)]
+    pub stream_flush_ms: u64,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long an action waits for its turn to rest before answering 202, in milliseconds.
+    #[arg(long, env = "CHATSYNC_WAIT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub wait_timeout_ms: u64,
+
+    /// Contexts kept in memory; idle ones beyond this are dropped and reload on demand.
+    #[arg(long, env = "CHATSYNC_MAX_LIVE_CONTEXTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_live_contexts: u64,
+
+    /// Let pages from this origin call the API (`*` for any); off by default.
+    #[arg(long, env = "CHATSYNC_CORS_ALLOW_ORIGIN")]
+    pub cors_allow_origin: Option<String>,
+
+    /// On SIGTERM, how long to let open requests finish before flushing and exiting.
+    #[arg(long, env = "CHATSYNC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// Deterministic and offline; see the README for its triggers.
+    Scripted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::try_parse_from(["chatsync"]).expect("defaults parse");
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://./data/chatsync.db");
+        assert_eq!(c.legacy_crud, OnOff::On);
+        assert_eq!(c.stream_flush_ms, 250);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_message() {
+        for args in [
+            vec!["chatsync", "--legacy-crud", "maybe"],
+            vec!["chatsync", "--addr", "nowhere"],
+            vec!["chatsync", "--model", "gpt"],
+            vec!["chatsync", "--max-live-contexts", "0"],
+        ] {
+            assert!(Config::try_parse_from(&args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The autosave hook the engine calls after every FSM transition.
+//!
+//! Architecture Invariant: a clean context costs no I/O; a dirty one is written in one
+//! transaction, except while streaming, where the store is written at most every
+//! `stream_flush` and once when the stream ends.
+
+use super::context::LiveContext;
+use crate::fsm::State;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Saved,
+    /// Nothing changed: no I/O.
+    Skipped,
+    /// Streaming within the flush interval: visible in memory, written later.
+    Deferred,
+}
+
+#[derive(Debug, Clone)]
+pub struct Autosaver {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub stream_flush: Duration,
+}
+
+impl Autosaver {
+    pub async fn after_transition(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
+        let changed = ctx.publish();
+        if !changed && !ctx.has_unsaved() {
+            self.metrics.saves_skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(context_id = %ctx.id(), state = ctx.state().name().as_str(), "save skipped: context is clean");
+            return Ok(SaveOutcome::Skipped);
+        }
+        if *ctx.state() == State::StreamingLlmResponse
+            && ctx.last_save.elapsed() < self.stream_flush
+        {
+            self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
+            return Ok(SaveOutcome::Deferred);
+        }
+        self.save(ctx).await
+    }
+
+    /// Writes whatever is unsaved now, whatever the state (flush on shutdown, after
+    /// changes outside a transition).
+    pub async fn save(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
+        ctx.publish();
+        if !ctx.has_unsaved() {
+            return Ok(SaveOutcome::Skipped);
+        }
+        let batch = ctx.save_batch();
+        let started = Instant::now();
+        match self.store.save(&batch).await {
+            Ok(()) => {
+                let took = started.elapsed();
+                self.metrics.record_save(took);
+                ctx.mark_saved(&batch);
+                tracing::debug!(
+                    context_id = %ctx.id(),
+                    state = ctx.state().name().as_str(),
+                    version = batch.context.version,
+                    messages = batch.messages.len(),
+                    micros = took.as_micros() as u64,
+                    "context saved"
+                );
+                Ok(SaveOutcome::Saved)
+            }
+            Err(e) => {
+                self.metrics.save_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    context_id = %ctx.id(),
+                    state = ctx.state().name().as_str(),
+                    error = %e,
+                    "saving the context failed"
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{context_in, CountingStore};
+    use crate::metrics::Metrics;
+    use chatsync_protocol::{ContentPart, Message, MessageStatus, Role, StateName};
+
+    fn user_message(text: &str) -> Message {
+        Message {
+            id: uuid::Uuid::new_v4(),
+            client_message_id: None,
+            role: Role::User,
+            content: vec![ContentPart::text(text)],
+            tool_calls: None,
+            tool_call_id: None,
+            status: MessageStatus::Complete,
+            created_at: chrono::Utc::now(),
+            version: 0,
+        }
+    }
+
+    fn saver(store: Arc<CountingStore>, flush: Duration) -> Autosaver {
+        Autosaver {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            stream_flush: flush,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_state_writes_when_dirty_and_skips_when_clean() {
+        for name in StateName::ALL {
+            let store = Arc::new(CountingStore::default());
+            let autosave = saver(store.clone(), Duration::ZERO);
+            let mut ctx = context_in(name);
+
+            // Clean: no I/O, counted as skipped.
+            assert_eq!(
+                autosave.after_transition(&mut ctx).await.ok(),
+                Some(SaveOutcome::Skipped)
+            );
+            assert_eq!(store.saves(), 0, "{name:?}");
+            assert_eq!(Metrics::get(&autosave.metrics.saves_skipped), 1);
+
+            // Dirty: one write holding just the changed message, version bumped once.
+            let before = ctx.version();
+            ctx.push(user_message("hi"), None);
+            assert_eq!(
+                autosave.after_transition(&mut ctx).await.ok(),
+                Some(SaveOutcome::Saved)
+            );
+            assert_eq!(store.saves(), 1, "{name:?}");
+            assert_eq!(Metrics::get(&autosave.metrics.saves), 1);
+            assert_eq!(ctx.version(), before + 1);
+            let batch = store.last().expect("saved");
+            assert_eq!(batch.messages.len(), 1);
+            assert_eq!(batch.messages[0].message.version, before + 1);
+            assert_eq!(batch.expected_version, before);
+
+            // Clean again after the save.
+            assert_eq!(
+                autosave.after_transition(&mut ctx).await.ok(),
+                Some(SaveOutcome::Skipped)
+            );
+            assert_eq!(store.saves(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_chunks_are_deferred_until_the_flush_interval() {
+        let store = Arc::new(CountingStore::default());
+        let autosave = saver(store.clone(), Duration::from_secs(3600));
+        let mut ctx = context_in(StateName::StreamingLlmResponse);
+        let i = ctx.push(user_message(""), None);
+        for n in 0..5 {
+            ctx.message_mut(i).content = vec![ContentPart::text(format!("chunk {n}"))];
+            assert_eq!(
+                autosave.after_transition(&mut ctx).await.ok(),
+                Some(SaveOutcome::Deferred)
+            );
+        }
+        assert_eq!(store.saves(), 0);
+        assert_eq!(Metrics::get(&autosave.metrics.saves_deferred), 5);
+        // The stream ends: the next transition leaves Streaming and writes everything once.
+        ctx.set_state(State::ProcessingLlmResponse);
+        assert_eq!(
+            autosave.after_transition(&mut ctx).await.ok(),
+            Some(SaveOutcome::Saved)
+        );
+        assert_eq!(store.saves(), 1);
+        let batch = store.last().expect("saved");
+        assert_eq!(batch.messages.len(), 1, "one row for the streamed message");
+        assert_eq!(batch.context.version, ctx.version());
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_is_reported_and_kept_for_the_next_one() {
+        let store = Arc::new(CountingStore::default());
+        let autosave = saver(store.clone(), Duration::ZERO);
+        let mut ctx = context_in(StateName::Idle);
+        ctx.push(user_message("keep me"), None);
+        store.fail_next();
+        assert!(autosave.after_transition(&mut ctx).await.is_err());
+        assert_eq!(Metrics::get(&autosave.metrics.save_errors), 1);
+        assert!(ctx.has_unsaved());
+        assert_eq!(
+            autosave.after_transition(&mut ctx).await.ok(),
+            Some(SaveOutcome::Saved)
+        );
+        assert_eq!(store.last().expect("saved").messages.len(), 1);
+    }
+}

@@ -1,0 +1,274 @@
+//! A context in memory: the record, its messages, and what changed since the last
+//! publish and the last save.
+
+use crate::fsm::State;
+use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch};
+use chatsync_protocol::{
+    ChatState, ContextSummary, Message, Role, Status, ToolCall, ToolCallStatus,
+};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub struct LiveContext {
+    record: ContextRecord,
+    messages: Vec<Arc<Message>>,
+    idempotency_keys: Vec<Option<String>>,
+    /// client_message_id or Idempotency-Key -> message index, for dedupe.
+    seen_keys: HashMap<String, usize>,
+    /// Changed since the last version bump.
+    unpublished: Changes,
+    /// Changed since the last successful save.
+    unsaved: Changes,
+    saved_version: u64,
+    pub(crate) last_save: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    record: bool,
+    messages: BTreeSet<usize>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        !self.record && self.messages.is_empty()
+    }
+}
+
+impl LiveContext {
+    /// A context that is already stored as it is (just created or just loaded).
+    pub fn from_loaded(loaded: LoadedContext) -> Self {
+        let mut ctx = LiveContext {
+            saved_version: loaded.record.version,
+            record: loaded.record,
+            messages: Vec::with_capacity(loaded.messages.len()),
+            idempotency_keys: Vec::with_capacity(loaded.messages.len()),
+            seen_keys: HashMap::new(),
+            unpublished: Changes::default(),
+            unsaved: Changes::default(),
+            last_save: Instant::now(),
+        };
+        for m in loaded.messages {
+            ctx.index_keys(ctx.messages.len(), &m.message, m.idempotency_key.as_deref());
+            ctx.messages.push(m.message);
+            ctx.idempotency_keys.push(m.idempotency_key);
+        }
+        ctx
+    }
+
+    fn index_keys(&mut self, index: usize, message: &Message, key: Option<&str>) {
+        let client = message
+            .client_message_id
+            .as_deref()
+            .map(|c| format!("c:{c}"));
+        let idem = key.map(|k| format!("k:{k}"));
+        for k in client.into_iter().chain(idem) {
+            self.seen_keys.insert(k, index);
+        }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.record.id
+    }
+
+    pub fn state(&self) -> &State {
+        &self.record.state
+    }
+
+    #[cfg(test)]
+    pub fn version(&self) -> u64 {
+        self.record.version
+    }
+
+    pub fn messages(&self) -> &[Arc<Message>] {
+        &self.messages
+    }
+
+    pub fn system_prompt(&self) -> Option<String> {
+        self.record.config.system_prompt.clone()
+    }
+
+    /// The message an earlier send with this client id or idempotency key created.
+    pub fn find_sent(&self, client_message_id: Option<&str>, key: Option<&str>) -> Option<usize> {
+        let client = client_message_id.and_then(|c| self.seen_keys.get(&format!("c:{c}")));
+        let idem = key.and_then(|k| self.seen_keys.get(&format!("k:{k}")));
+        client.or(idem).copied()
+    }
+
+    pub fn set_state(&mut self, state: State) {
+        if self.record.state != state {
+            self.record.state = state;
+            self.unpublished.record = true;
+        }
+    }
+
+    /// Appends a message; returns its index.
+    pub fn push(&mut self, message: Message, idempotency_key: Option<String>) -> usize {
+        let index = self.messages.len();
+        self.index_keys(index, &message, idempotency_key.as_deref());
+        self.messages.push(Arc::new(message));
+        self.idempotency_keys.push(idempotency_key);
+        self.unpublished.messages.insert(index);
+        self.unpublished.record = true;
+        index
+    }
+
+    /// Mutable access to one message; it counts as changed.
+    pub fn message_mut(&mut self, index: usize) -> &mut Message {
+        self.unpublished.messages.insert(index);
+        Arc::make_mut(&mut self.messages[index])
+    }
+
+    pub fn has_unsaved(&self) -> bool {
+        !self.unsaved.is_empty()
+    }
+
+    /// Makes pending changes visible: bumps the version once and stamps every changed
+    /// message with it. Returns false (and does nothing) when nothing changed.
+    pub fn publish(&mut self) -> bool {
+        if self.unpublished.is_empty() {
+            return false;
+        }
+        self.record.version += 1;
+        let version = self.record.version;
+        for &i in &self.unpublished.messages {
+            Arc::make_mut(&mut self.messages[i]).version = version;
+        }
+        self.record.updated_at = Utc::now();
+        self.record.message_count = self.messages.len() as u64;
+        let changes = std::mem::take(&mut self.unpublished);
+        self.unsaved.record = true;
+        self.unsaved.messages.extend(changes.messages);
+        true
+    }
+
+    /// Everything changed since the last save (published changes only).
+    pub fn save_batch(&self) -> SaveBatch {
+        SaveBatch {
+            context: self.record.clone(),
+            messages: self
+                .unsaved
+                .messages
+                .iter()
+                .map(|&i| MessageRecord {
+                    message: self.messages[i].clone(),
+                    seq: i as u64,
+                    idempotency_key: self.idempotency_keys[i].clone(),
+                })
+                .collect(),
+            expected_version: self.saved_version,
+        }
+    }
+
+    pub fn mark_saved(&mut self, batch: &SaveBatch) {
+        self.saved_version = batch.context.version;
+        self.unsaved = Changes::default();
+        self.last_save = Instant::now();
+    }
+
+    /// The last assistant message that carries tool calls, if the conversation ends in it
+    /// or its results.
+    pub fn tool_call_message(&self) -> Option<usize> {
+        self.messages
+            .iter()
+            .rposition(|m| m.role != Role::Tool)
+            .filter(|&i| self.messages[i].tool_calls.is_some())
+    }
+
+    pub fn snapshot(&self, turns: Turns) -> Snapshot {
+        let pending_tool_calls = match (&self.record.state, self.tool_call_message()) {
+            (State::AwaitingToolApproval, Some(i)) => self.messages[i]
+                .tool_calls
+                .iter()
+                .flatten()
+                .filter(|c| c.status == ToolCallStatus::Pending)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Snapshot {
+            record: self.record.clone(),
+            messages: self.messages.clone(),
+            pending_tool_calls,
+            turns,
+        }
+    }
+}
+
+/// Turn bookkeeping an action waits on: a turn is settled once `settled >= its number`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turns {
+    pub started: u64,
+    pub settled: u64,
+    /// The turn whose save failed most recently (0: none).
+    pub save_failed: u64,
+}
+
+/// What readers see: an immutable copy published after every change.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub record: ContextRecord,
+    pub messages: Vec<Arc<Message>>,
+    pub pending_tool_calls: Vec<ToolCall>,
+    pub turns: Turns,
+}
+
+impl Snapshot {
+    pub fn version(&self) -> u64 {
+        self.record.version
+    }
+
+    pub fn status(&self) -> Status {
+        self.record.state.name().status()
+    }
+
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.record.updated_at
+    }
+
+    /// The state, whole or (with `since` not ahead of the current version) only the
+    /// messages changed after `since`.
+    pub fn chat_state(&self, since: Option<u64>) -> ChatState {
+        let since = since.filter(|s| *s <= self.version());
+        let messages = self
+            .messages
+            .iter()
+            .filter(|m| since.is_none_or(|s| m.version > s))
+            .map(|m| Message::clone(m))
+            .collect();
+        ChatState {
+            context_id: self.record.id,
+            version: self.version(),
+            status: self.status(),
+            state: self.record.state.name(),
+            error: self.record.state.error().map(str::to_owned),
+            messages,
+            message_count: self.messages.len() as u64,
+            pending_tool_calls: self.pending_tool_calls.clone(),
+            updated_at: self.record.updated_at,
+            delta: since.is_some(),
+        }
+    }
+
+    pub fn summary(&self) -> ContextSummary {
+        summary(&self.record)
+    }
+}
+
+pub fn summary(record: &ContextRecord) -> ContextSummary {
+    ContextSummary {
+        id: record.id,
+        title: record.title.clone(),
+        status: record.state.name().status(),
+        state: record.state.name(),
+        message_count: record.message_count,
+        version: record.version,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        config: record.config.clone(),
+    }
+}

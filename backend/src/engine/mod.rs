@@ -1,0 +1,479 @@
+//! The engine: a bounded set of live contexts, each run by its own actor task.
+//!
+//! Architecture Invariant: one writer per context. Every change to a context goes through
+//! its actor's mailbox; readers only look at the snapshot the actor publishes, so a read
+//! never waits for a running turn.
+
+mod actor;
+mod autosave;
+mod context;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use context::{summary, Snapshot};
+
+use crate::fsm::{InvalidTransition, State};
+use crate::llm::Model;
+use crate::metrics::Metrics;
+use crate::store::{ContextRecord, Cursor, LoadedContext, Store, StoreError};
+use crate::tools::ToolRegistry;
+use actor::{Actor, Command, Reply};
+use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role};
+use context::LiveContext;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Commands a context's mailbox holds before senders wait.
+const MAILBOX: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// While streaming, the store is written at most this often.
+    pub stream_flush: Duration,
+    /// Contexts kept in memory; idle ones beyond this leave (and reload on demand).
+    pub max_live_contexts: usize,
+    /// First delay before retrying a transient model failure; doubles each retry.
+    pub retry_base: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            stream_flush: Duration::from_millis(250),
+            max_live_contexts: 1000,
+            retry_base: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub model: Arc<dyn Model>,
+    pub tools: Arc<ToolRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub settings: EngineSettings,
+}
+
+/// Why an action was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The action does not fit the state or names something that is not there (400).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("message {0} not found")]
+    MessageNotFound(Uuid),
+    /// A save failed: the context is Failed and the error says why (500).
+    #[error("{0}")]
+    SaveFailed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The context was deleted.
+    #[error("context deleted")]
+    Gone,
+    /// The actor left memory before handling the command; sending again reaches a fresh one.
+    #[error("context left memory")]
+    Retired,
+}
+
+impl ActionError {
+    pub fn invalid_state(e: &InvalidTransition) -> Self {
+        ActionError::Invalid {
+            code: "invalid_state",
+            message: format!(
+                "This action does not fit the context's state ({})",
+                e.state.as_str()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("context {0} not found")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+}
+
+#[derive(Debug, Clone)]
+struct Handle {
+    tx: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    last_used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    handles: HashMap<Uuid, Handle>,
+    tasks: HashMap<Uuid, JoinHandle<()>>,
+    /// Evicted actors still finishing; a reload waits for them (one writer per context).
+    retiring: HashMap<Uuid, JoinHandle<()>>,
+    tick: u64,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    deps: Arc<Deps>,
+    live: Mutex<Live>,
+    /// Serializes loads so one context never gets two actors.
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// What an action answers once its turn rested or the wait ran out.
+#[derive(Debug)]
+pub struct TurnOutcome {
+    pub snapshot: Arc<Snapshot>,
+    /// The turn reached a resting state within the wait.
+    pub settled: bool,
+}
+
+impl Engine {
+    pub fn new(deps: Deps) -> Self {
+        Engine {
+            deps: Arc::new(deps),
+            live: Mutex::new(Live::default()),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.deps.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.deps.metrics
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        // A panic while holding this lock leaves plain maps behind; they stay usable.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn create_context(
+        &self,
+        title: Option<String>,
+        config: ContextConfig,
+    ) -> Result<Arc<Snapshot>, EngineError> {
+        let now = chrono::Utc::now();
+        let record = ContextRecord {
+            id: Uuid::new_v4(),
+            title: title.unwrap_or_else(|| "New chat".into()),
+            config,
+            state: State::Idle,
+            version: 1,
+            message_count: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.deps.store.insert_context(&record).await?;
+        let handle = self.spawn(LoadedContext {
+            record,
+            messages: Vec::new(),
+        });
+        let snapshot = handle.snapshot.borrow().clone();
+        Ok(snapshot)
+    }
+
+    /// Starts the actors of contexts whose turn was interrupted by a stop or a crash.
+    pub async fn resume_unfinished(&self) -> Result<usize, EngineError> {
+        let ids = self.deps.store.unfinished_contexts().await?;
+        for id in &ids {
+            self.handle(*id).await?;
+        }
+        Ok(ids.len())
+    }
+
+    fn spawn(&self, loaded: LoadedContext) -> Handle {
+        let id = loaded.record.id;
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let (actor, snapshot) = Actor::new(LiveContext::from_loaded(loaded), rx, self.deps.clone());
+        let task = tokio::spawn(actor.run());
+        let mut live = self.live();
+        live.tick += 1;
+        let handle = Handle {
+            tx,
+            snapshot,
+            last_used: live.tick,
+        };
+        live.handles.insert(id, handle.clone());
+        live.tasks.insert(id, task);
+        self.evict_over_capacity(&mut live);
+        self.deps
+            .metrics
+            .live_contexts
+            .store(live.handles.len() as u64, Ordering::Relaxed);
+        handle
+    }
+
+    /// Sends the least recently used resting contexts with empty mailboxes out of memory.
+    fn evict_over_capacity(&self, live: &mut Live) {
+        while live.handles.len() > self.deps.settings.max_live_contexts {
+            let victim = live
+                .handles
+                .iter()
+                .filter(|(_, h)| {
+                    h.tx.capacity() == MAILBOX && h.snapshot.borrow().record.state.is_resting()
+                })
+                .min_by_key(|(_, h)| h.last_used)
+                .map(|(id, _)| *id);
+            let Some(id) = victim else { return };
+            if let Some(h) = live.handles.remove(&id) {
+                let _ = h.tx.try_send(Command::Retire);
+            }
+            if let Some(task) = live.tasks.remove(&id) {
+                live.retiring.insert(id, task);
+            }
+        }
+    }
+
+    async fn handle(&self, id: Uuid) -> Result<Handle, EngineError> {
+        if let Some(h) = self.touch(id) {
+            return Ok(h);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(h) = self.touch(id) {
+            return Ok(h);
+        }
+        let retiring = self.live().retiring.remove(&id);
+        if let Some(task) = retiring {
+            let _ = task.await;
+        }
+        let loaded = self
+            .deps
+            .store
+            .load_context(id)
+            .await?
+            .ok_or(EngineError::NotFound(id))?;
+        Ok(self.spawn(loaded))
+    }
+
+    fn touch(&self, id: Uuid) -> Option<Handle> {
+        let mut live = self.live();
+        live.tick += 1;
+        let tick = live.tick;
+        let h = live.handles.get_mut(&id)?;
+        h.last_used = tick;
+        Some(h.clone())
+    }
+
+    /// The latest published snapshot; loads the context when it is not in memory.
+    pub async fn snapshot(&self, id: Uuid) -> Result<Arc<Snapshot>, EngineError> {
+        let handle = self.handle(id).await?;
+        let snapshot = handle.snapshot.borrow().clone();
+        Ok(snapshot)
+    }
+
+    pub async fn list(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<(Vec<ContextSummary>, u64, Option<Cursor>), EngineError> {
+        let page = self.deps.store.list_contexts(limit, after).await?;
+        let next = match page.contexts.last() {
+            Some(last) if page.contexts.len() == limit as usize => Some(Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            }),
+            _ => None,
+        };
+        let live = self.live();
+        // Live contexts may be ahead of the store (a stream between flushes).
+        let summaries = page
+            .contexts
+            .iter()
+            .map(|r| match live.handles.get(&r.id) {
+                Some(h) => h.snapshot.borrow().summary(),
+                None => summary(r),
+            })
+            .collect();
+        Ok((summaries, page.total, next))
+    }
+
+    /// Deletes a context: its running turn stops and later requests answer 404.
+    pub async fn delete(&self, id: Uuid) -> Result<(), EngineError> {
+        let _loading = self.loading.lock().await;
+        let (task, retiring) = {
+            let mut live = self.live();
+            live.handles.remove(&id);
+            let len = live.handles.len() as u64;
+            self.deps
+                .metrics
+                .live_contexts
+                .store(len, Ordering::Relaxed);
+            (live.tasks.remove(&id), live.retiring.remove(&id))
+        };
+        for task in [task, retiring].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
+        }
+        if self.deps.store.delete_context(id).await? {
+            Ok(())
+        } else {
+            Err(EngineError::NotFound(id))
+        }
+    }
+
+    /// Sends a command built around a reply channel and awaits the actor's answer.
+    async fn command<T>(
+        &self,
+        id: Uuid,
+        make: impl Fn(Reply<T>) -> Command,
+    ) -> Result<(T, watch::Receiver<Arc<Snapshot>>), EngineError> {
+        // An actor may leave memory between our lookup and its mailbox: then try again.
+        for _ in 0..3 {
+            let handle = self.handle(id).await?;
+            let (reply, answer) = oneshot::channel();
+            if handle.tx.send(make(reply)).await.is_err() {
+                self.forget(id, &handle);
+                continue;
+            }
+            match answer.await {
+                Ok(Ok(value)) => return Ok((value, handle.snapshot)),
+                Ok(Err(ActionError::Retired)) => continue,
+                Ok(Err(e)) => return Err(e.into()),
+                // The actor was stopped: the context was deleted meanwhile.
+                Err(_) => return Err(EngineError::NotFound(id)),
+            }
+        }
+        Err(EngineError::Store(StoreError::Unavailable(
+            "the context is busy moving in or out of memory; try again".into(),
+        )))
+    }
+
+    fn forget(&self, id: Uuid, handle: &Handle) {
+        let mut live = self.live();
+        if live
+            .handles
+            .get(&id)
+            .is_some_and(|h| h.tx.same_channel(&handle.tx))
+        {
+            live.handles.remove(&id);
+        }
+    }
+
+    /// Waits until turn `turn` rests, at most `wait`.
+    async fn wait_turn(
+        &self,
+        id: Uuid,
+        mut rx: watch::Receiver<Arc<Snapshot>>,
+        turn: u64,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let waited = tokio::time::timeout(wait, rx.wait_for(|s| s.turns.settled >= turn))
+            .await
+            .map(|r| r.map(|s| s.clone()));
+        let snapshot = match waited {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Err(EngineError::NotFound(id)),
+            Err(_) => rx.borrow().clone(),
+        };
+        let settled = snapshot.turns.settled >= turn;
+        if settled && snapshot.turns.save_failed == turn {
+            let error = snapshot
+                .record
+                .state
+                .error()
+                .unwrap_or("save failed")
+                .to_owned();
+            return Err(ActionError::SaveFailed(error).into());
+        }
+        Ok(TurnOutcome { snapshot, settled })
+    }
+
+    pub async fn send_message(
+        &self,
+        id: Uuid,
+        content: String,
+        client_message_id: Option<String>,
+        idempotency_key: Option<String>,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::Send {
+                content: content.clone(),
+                client_message_id: client_message_id.clone(),
+                idempotency_key: idempotency_key.clone(),
+                reply,
+            })
+            .await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    pub async fn approve_tools(
+        &self,
+        id: Uuid,
+        tool_call_ids: Vec<String>,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::Approve {
+                tool_call_ids: tool_call_ids.clone(),
+                reply,
+            })
+            .await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    pub async fn retry(&self, id: Uuid, wait: Duration) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self.command(id, |reply| Command::Retry { reply }).await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    pub async fn cancel(&self, id: Uuid) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self.command(id, |reply| Command::Cancel { reply }).await?;
+        self.wait_turn(id, rx, turn, Duration::from_secs(30)).await
+    }
+
+    pub async fn append_message(
+        &self,
+        id: Uuid,
+        role: Role,
+        content: Vec<ContentPart>,
+    ) -> Result<Arc<Message>, EngineError> {
+        let (message, _) = self
+            .command(id, |reply| Command::Append {
+                role,
+                content: content.clone(),
+                reply,
+            })
+            .await?;
+        Ok(message)
+    }
+
+    pub async fn edit_message(
+        &self,
+        id: Uuid,
+        message_id: Uuid,
+        content: Vec<ContentPart>,
+    ) -> Result<Arc<Message>, EngineError> {
+        let (message, _) = self
+            .command(id, |reply| Command::Edit {
+                message_id,
+                content: content.clone(),
+                reply,
+            })
+            .await?;
+        Ok(message)
+    }
+
+    /// Writes every live context's unsaved changes (shutdown).
+    pub async fn flush_all(&self) {
+        let handles: Vec<Handle> = self.live().handles.values().cloned().collect();
+        for h in handles {
+            let (reply, done) = oneshot::channel();
+            if h.tx.send(Command::Flush { reply }).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! chatsync: backend-first chat state.
+//!
+//! `main.rs` only parses flags and calls [`Application::build`]; tests build the same
+//! application on port 0 and drive it over HTTP.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod fsm;
+pub mod llm;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;
+pub mod tools;
+
+use config::{Config, ModelKind, OnOff};
+use engine::{Deps, Engine, EngineSettings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Arc<Engine>,
+    shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot resume interrupted turns: {0}")]
+    Resume(#[from] engine::EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = store::connect(&config.database_url).await?;
+        let model: Arc<dyn llm::Model> = match config.model {
+            ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
+                config.scripted_chunk_delay_ms,
+            ))),
+        };
+        let engine = Arc::new(Engine::new(Deps {
+            store,
+            model,
+            tools: Arc::new(tools::ToolRegistry::builtin(tools::DEFAULT_TOOL_TIMEOUT)),
+            metrics: Arc::new(metrics::Metrics::default()),
+            settings: EngineSettings {
+                stream_flush: Duration::from_millis(config.stream_flush_ms),
+                max_live_contexts: usize::try_from(config.max_live_contexts).unwrap_or(usize::MAX),
+                ..EngineSettings::default()
+            },
+        }));
+        let resumed = engine.resume_unfinished().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted turns");
+        }
+        let router = api::router(api::AppState {
+            engine: engine.clone(),
+            config: Arc::new(api::ApiConfig {
+                legacy_crud: config.legacy_crud == OnOff::On,
+                wait_timeout: Duration::from_millis(config.wait_timeout_ms),
+                max_body_bytes: config.max_body_bytes,
+                cors_allow_origin: config.cors_allow_origin.clone(),
+                web_dir: config.web_dir.clone(),
+            }),
+        })
+        .map_err(StartError::Config)?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        Ok(Application {
+            listener,
+            router,
+            engine,
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves, lets open requests finish (up to the grace
+    /// period), then writes every unsaved change.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
+        let grace = self.shutdown_grace;
+        let drained = async move {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            () = drained => tracing::warn!("open requests did not finish within the grace period"),
+        }
+        self.engine.flush_all().await;
+        tracing::info!("stopped: every context is flushed");
+        Ok(())
+    }
+}

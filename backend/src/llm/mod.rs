@@ -1,0 +1,59 @@
+//! The model behind a turn: a trait, and the providers that implement it.
+
+mod scripted;
+
+pub use scripted::ScriptedModel;
+
+use async_trait::async_trait;
+use chatsync_protocol::Message;
+use futures::stream::BoxStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the model is asked: the conversation so far.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    pub system_prompt: Option<String>,
+    pub messages: Vec<Arc<Message>>,
+    /// 0 for the first call of a reply, then 1, 2, ... for its retries.
+    pub attempt: u32,
+}
+
+/// One piece of a streamed reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChunk {
+    Text(String),
+    /// A complete tool call (providers that stream calls in parts assemble them first).
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: serde_json::Value,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// Worth retrying: rate limits, overload, dropped connections.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: bad request, bad key, refused content.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ModelError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ModelError::Transient { .. })
+    }
+}
+
+pub type ModelStream = BoxStream<'static, Result<ModelChunk, ModelError>>;
+
+#[async_trait]
+pub trait Model: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a reply. An error here means no chunk was produced.
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+}

@@ -1,0 +1,125 @@
+//! Counters and a latency histogram, rendered as Prometheus text at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the save latency buckets, in seconds.
+const SAVE_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub saves: AtomicU64,
+    /// Autosave calls on a clean context: no I/O.
+    pub saves_skipped: AtomicU64,
+    /// Autosave calls while streaming, within the flush interval: memory only for now.
+    pub saves_deferred: AtomicU64,
+    pub save_errors: AtomicU64,
+    pub polls: AtomicU64,
+    pub polls_not_modified: AtomicU64,
+    pub live_contexts: AtomicU64,
+    save_latency: Histogram,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; SAVE_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record_save(&self, took: Duration) {
+        self.saves.fetch_add(1, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let h = &self.save_latency;
+        for (bound, bucket) in SAVE_BUCKETS.iter().zip(&h.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        h.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "chatsync_saves_total",
+                "Context saves written to the store.",
+                &self.saves,
+            ),
+            (
+                "chatsync_saves_skipped_total",
+                "Autosave calls on a clean context (no I/O).",
+                &self.saves_skipped,
+            ),
+            (
+                "chatsync_saves_deferred_total",
+                "Autosave calls while streaming that waited for the flush interval.",
+                &self.saves_deferred,
+            ),
+            (
+                "chatsync_save_errors_total",
+                "Saves that failed.",
+                &self.save_errors,
+            ),
+            ("chatsync_polls_total", "State polls answered.", &self.polls),
+            (
+                "chatsync_polls_not_modified_total",
+                "State polls answered 304 Not Modified.",
+                &self.polls_not_modified,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", Self::get(value));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP chatsync_live_contexts Contexts loaded in memory.\n\
+             # TYPE chatsync_live_contexts gauge\nchatsync_live_contexts {}",
+            Self::get(&self.live_contexts)
+        );
+        let name = "chatsync_save_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time one save takes.\n# TYPE {name} histogram"
+        );
+        let h = &self.save_latency;
+        for (bound, bucket) in SAVE_BUCKETS.iter().zip(&h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", Self::get(bucket));
+        }
+        let count = Self::get(&h.count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", Self::get(&h.sum_micros) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.record_save(Duration::from_micros(50));
+        m.record_save(Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("chatsync_saves_total 2"), "{text}");
+        assert!(text.contains("chatsync_save_duration_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("chatsync_save_duration_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(text.contains("chatsync_save_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("chatsync_save_duration_seconds_count 2"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Persistence behind one trait, so the engine never knows which database it talks to.
+//!
+//! Architecture Invariant: a save writes the context row and the changed messages in one
+//! transaction, and only if the stored version is the one the writer last saw. Its cost
+//! depends on what changed, never on the length of the history.
+
+#[cfg(test)]
+pub(crate) mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::fsm::State;
+use async_trait::async_trait;
+use chatsync_protocol::{ContextConfig, Message};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The context row: everything about a chat except its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextRecord {
+    pub id: Uuid,
+    pub title: String,
+    pub config: ContextConfig,
+    pub state: State,
+    pub version: u64,
+    pub message_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A message as stored: its place in the context and the idempotency key it came with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub message: Arc<Message>,
+    pub seq: u64,
+    pub idempotency_key: Option<String>,
+}
+
+/// What one save writes.
+#[derive(Debug, Clone)]
+pub struct SaveBatch {
+    pub context: ContextRecord,
+    /// Only the messages that changed since the last save.
+    pub messages: Vec<MessageRecord>,
+    /// The version the writer last saved; the save fails if the store holds another.
+    pub expected_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedContext {
+    pub record: ContextRecord,
+    pub messages: Vec<MessageRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextPage {
+    pub contexts: Vec<ContextRecord>,
+    pub total: u64,
+}
+
+/// Position in the newest-first list of contexts: the last context of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// An opaque, URL-safe token.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}",
+            self.created_at.timestamp_micros(),
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(token: &str) -> Option<Cursor> {
+        let (micros, id) = token.split_once('_')?;
+        let created_at = Utc.timestamp_micros(micros.parse().ok()?).single()?;
+        Some(Cursor {
+            created_at,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; the request may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The context was deleted while it was being written.
+    #[error("context {0} no longer exists")]
+    Gone(Uuid),
+    /// Someone else wrote the context since this writer last saved it.
+    #[error("context {id} was changed elsewhere (expected version {expected})")]
+    Conflict { id: Uuid, expected: u64 },
+    /// A stored row does not decode; the message says which and why.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates a context with no messages.
+    async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError>;
+    async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError>;
+    /// Newest first; `after` is the last context of the previous page.
+    async fn list_contexts(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<ContextPage, StoreError>;
+    /// Removes a context and its messages; `false` when there was none.
+    async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Writes a batch in one transaction (see the module invariant).
+    async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError>;
+    /// Contexts saved in a state that is not resting: their turn was interrupted.
+    async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Timestamps are stored as fixed-width RFC 3339 text, so text order is time order.
+pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+/// Opens the store a database URL names.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "unsupported database URL {url:?}: expected sqlite://PATH"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn cursor_round_trips(micros in 0i64..4_000_000_000_000_000, id in any::<u128>()) {
+            let created_at = Utc.timestamp_micros(micros).single().expect("in range");
+            let cursor = Cursor { created_at, id: Uuid::from_u128(id) };
+            prop_assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        }
+
+        #[test]
+        fn cursor_decode_never_panics(token in ".*") {
+            let _ = Cursor::decode(&token);
+        }
+    }
+
+    #[test]
+    fn bad_cursors_are_rejected() {
+        for token in [
+            "",
+            "_",
+            "abc_def",
+            "12",
+            "12_nothex",
+            "x_00000000000000000000000000000000",
+        ] {
+            assert_eq!(Cursor::decode(token), None, "{token}");
+        }
+    }
+}
