@@ -10,6 +10,9 @@ ensure_wasm_toolchain
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PKG="$HERE/pkg"
+# Built next to pkg/ and swapped in only when something changed, so an unchanged rebuild
+# keeps the files' timestamps and dependants (web/) need not reinstall.
+STAGE="$HERE/pkg.new"
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 
 log "compiling chatsync-sync-wasm for wasm32"
@@ -23,11 +26,11 @@ log "optimizing for size and generating the JavaScript glue"
 # wasm-bindgen adds, while it keeps the exports and custom sections wasm-bindgen reads.
 OPTIMIZED="$TARGET_DIR/wasm32-unknown-unknown/release/chatsync_sync_wasm.opt.wasm"
 wasm-opt -Os "$TARGET_DIR/wasm32-unknown-unknown/release/chatsync_sync_wasm.wasm" -o "$OPTIMIZED"
-rm -rf "$PKG"
-wasm-bindgen --target web --out-dir "$PKG" --out-name sync_wasm "$OPTIMIZED"
+rm -rf "$STAGE"
+wasm-bindgen --target web --out-dir "$STAGE" --out-name sync_wasm "$OPTIMIZED"
 
-cp "$HERE/README.md" "$PKG/README.md"
-cat >"$PKG/package.json" <<JSON
+cp "$HERE/README.md" "$STAGE/README.md"
+cat >"$STAGE/package.json" <<JSON
 {
   "name": "@chatsync/sync-wasm",
   "version": "$VERSION",
@@ -54,6 +57,13 @@ cat >"$PKG/package.json" <<JSON
   "sideEffects": false
 }
 JSON
+
+if diff -rq "$STAGE" "$PKG" >/dev/null 2>&1; then
+  rm -rf "$STAGE"
+else
+  rm -rf "$PKG"
+  mv "$STAGE" "$PKG"
+fi
 
 raw=$(stat -c %s "$PKG/sync_wasm_bg.wasm")
 gz=$(gzip -9 -c "$PKG/sync_wasm_bg.wasm" | wc -c)
