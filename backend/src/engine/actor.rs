@@ -714,7 +714,7 @@ fn new_message(
         tool_calls: None,
         tool_call_id: None,
         status: MessageStatus::Complete,
-        created_at: chrono::Utc::now(),
+        created_at: crate::store::now(),
         version: 0,
     }
 }

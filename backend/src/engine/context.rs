@@ -138,7 +138,7 @@ impl LiveContext {
         for &i in &self.unpublished.messages {
             Arc::make_mut(&mut self.messages[i]).version = version;
         }
-        self.record.updated_at = Utc::now();
+        self.record.updated_at = crate::store::now();
         self.record.message_count = self.messages.len() as u64;
         let changes = std::mem::take(&mut self.unpublished);
         self.unsaved.record = true;

@@ -164,7 +164,7 @@ impl Engine {
         title: Option<String>,
         config: ContextConfig,
     ) -> Result<Arc<Snapshot>, EngineError> {
-        let now = chrono::Utc::now();
+        let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
             title: title.unwrap_or_else(|| "New chat".into()),

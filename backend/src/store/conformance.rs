@@ -40,7 +40,7 @@ fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
             tool_calls: None,
             tool_call_id: None,
             status: MessageStatus::Complete,
-            created_at: Utc::now(),
+            created_at: crate::store::now(),
             version,
         }),
         seq,

@@ -13,7 +13,7 @@ pub use sqlite::SqliteStore;
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message};
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -124,6 +124,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The current time at the precision the stores keep (microseconds), so a timestamp
+/// reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 /// Timestamps are stored as fixed-width RFC 3339 text, so text order is time order.
