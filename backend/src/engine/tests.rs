@@ -1,1 +1,433 @@
-//! Engine tests: real turns with the scripted model on a temporary SQLite store.
+//! Engine tests: real turns with the scripted model on a temporary SQLite file.
+
+use super::*;
+use crate::llm::ScriptedModel;
+use crate::store::{MessageRecord, SaveBatch, SqliteStore};
+use async_trait::async_trait;
+use chatsync_protocol::{content_text, MessageStatus, StateName, Status, ToolCallStatus};
+use std::sync::atomic::AtomicBool;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// SQLite with a switch that makes saves fail, to test rule 8.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: SqliteStore,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn insert_context(&self, r: &ContextRecord) -> Result<(), StoreError> {
+        self.inner.insert_context(r).await
+    }
+    async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
+        self.inner.load_context(id).await
+    }
+    async fn list_contexts(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<crate::store::ContextPage, StoreError> {
+        self.inner.list_contexts(limit, after).await
+    }
+    async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.inner.delete_context(id).await
+    }
+    async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Database("disk I/O error".into()));
+        }
+        self.inner.save(batch).await
+    }
+    async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.unfinished_contexts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<FlakyStore>,
+    engine: Engine,
+}
+
+async fn harness(settings: EngineSettings) -> Harness {
+    crate::telemetry::init_for_tests();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let store = Arc::new(FlakyStore {
+        inner: SqliteStore::connect(&url).await.expect("store"),
+        failing: AtomicBool::new(false),
+    });
+    let engine = engine_on(store.clone(), settings);
+    Harness {
+        _dir: dir,
+        store,
+        engine,
+    }
+}
+
+fn engine_on(store: Arc<FlakyStore>, settings: EngineSettings) -> Engine {
+    Engine::new(Deps {
+        store,
+        model: Arc::new(ScriptedModel::new(Duration::ZERO)),
+        tools: Arc::new(ToolRegistry::builtin(Duration::from_secs(5))),
+        metrics: Arc::new(Metrics::default()),
+        settings,
+    })
+}
+
+fn fast() -> EngineSettings {
+    EngineSettings {
+        retry_base: Duration::from_millis(5),
+        ..EngineSettings::default()
+    }
+}
+
+impl Harness {
+    async fn new_context(&self) -> Uuid {
+        let s = self
+            .engine
+            .create_context(None, ContextConfig::default())
+            .await
+            .expect("create");
+        s.record.id
+    }
+
+    async fn send(&self, id: Uuid, text: &str) -> TurnOutcome {
+        self.engine
+            .send_message(id, text.into(), None, None, WAIT)
+            .await
+            .expect("send")
+    }
+
+    async fn stored(&self, id: Uuid) -> LoadedContext {
+        self.store
+            .load_context(id)
+            .await
+            .expect("load")
+            .expect("stored")
+    }
+}
+
+fn texts(messages: &[Arc<Message>]) -> Vec<(Role, String)> {
+    messages
+        .iter()
+        .map(|m| (m.role, content_text(&m.content)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_turn_is_durable_and_matches_memory() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let out = h.send(id, "hello").await;
+    assert!(out.settled);
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let stored = h.stored(id).await;
+    assert_eq!(stored.record.version, out.snapshot.version());
+    let stored_msgs: Vec<_> = stored.messages.iter().map(|m| m.message.clone()).collect();
+    assert_eq!(
+        stored_msgs, out.snapshot.messages,
+        "resting state is durable"
+    );
+    assert!(content_text(&stored_msgs[1].content).contains("hello"));
+}
+
+#[tokio::test]
+async fn concurrent_sends_queue_and_every_turn_stays_whole() {
+    let h = Arc::new(harness(fast()).await);
+    let id = h.new_context().await;
+    let sends = (0..20).map(|n| {
+        let h = h.clone();
+        tokio::spawn(async move { h.send(id, &format!("message {n:02}")).await })
+    });
+    for result in futures::future::join_all(sends).await {
+        assert!(result.expect("task").settled);
+    }
+    let snapshot = h.engine.snapshot(id).await.expect("snapshot");
+    let all = texts(&snapshot.messages);
+    assert_eq!(all.len(), 40);
+    let mut seen = std::collections::BTreeSet::new();
+    for pair in all.chunks(2) {
+        let (Role::User, asked) = &pair[0] else {
+            panic!("expected a user message first: {pair:?}");
+        };
+        assert_eq!(pair[1].0, Role::Assistant);
+        assert!(pair[1].1.contains(asked.as_str()), "{pair:?}");
+        assert!(seen.insert(asked.clone()), "duplicate {asked}");
+    }
+    assert_eq!(seen.len(), 20);
+}
+
+#[tokio::test]
+async fn repeated_client_ids_and_keys_add_nothing() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    for _ in 0..2 {
+        h.engine
+            .send_message(id, "once".into(), Some("c-1".into()), None, WAIT)
+            .await
+            .expect("send");
+        h.engine
+            .send_message(id, "twice".into(), None, Some("k-1".into()), WAIT)
+            .await
+            .expect("send");
+    }
+    let snapshot = h.engine.snapshot(id).await.expect("snapshot");
+    let users: Vec<_> = texts(&snapshot.messages)
+        .into_iter()
+        .filter(|(r, _)| *r == Role::User)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(users, ["once", "twice"]);
+}
+
+#[tokio::test]
+async fn tool_calls_wait_for_approval_then_run() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let out = h
+        .send(id, r#"/tool calculator {"expression": "6*7"}"#)
+        .await;
+    assert_eq!(out.snapshot.status(), Status::AwaitingApproval);
+    let call = out.snapshot.pending_tool_calls[0].clone();
+    let bad = h
+        .engine
+        .approve_tools(id, vec!["call_nope".into()], WAIT)
+        .await;
+    assert!(matches!(
+        bad,
+        Err(EngineError::Action(ActionError::Invalid {
+            code: "unknown_tool_call",
+            ..
+        }))
+    ));
+    let out = h
+        .engine
+        .approve_tools(id, vec![call.id.clone()], WAIT)
+        .await
+        .expect("approve");
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let last = out.snapshot.messages.last().expect("reply");
+    assert!(content_text(&last.content).contains("42"));
+    let again = h.engine.approve_tools(id, vec![call.id], WAIT).await;
+    assert!(matches!(
+        again,
+        Err(EngineError::Action(ActionError::Invalid {
+            code: "no_pending_approvals",
+            ..
+        }))
+    ));
+}
+
+#[tokio::test]
+async fn denying_every_call_answers_without_running_tools() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.send(id, "/tool current_time {}").await;
+    let out = h
+        .engine
+        .approve_tools(id, vec![], WAIT)
+        .await
+        .expect("deny");
+    let call_msg = &out.snapshot.messages[1];
+    let status = call_msg.tool_calls.as_ref().map(|c| c[0].status);
+    assert_eq!(status, Some(ToolCallStatus::Denied));
+    let last = out.snapshot.messages.last().expect("reply");
+    assert!(content_text(&last.content).contains("denied"));
+}
+
+#[tokio::test]
+async fn cancel_keeps_the_partial_reply_marked_cancelled() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let started = h
+        .engine
+        .send_message(id, "/slow 50".into(), None, None, Duration::ZERO)
+        .await
+        .expect("send");
+    assert!(!started.settled);
+    let handle = h.engine.handle(id).await.expect("handle");
+    let mut rx = handle.snapshot.clone();
+    rx.wait_for(|s| {
+        s.messages
+            .get(1)
+            .is_some_and(|m| content_text(&m.content).contains("chunk 1"))
+    })
+    .await
+    .expect("streaming");
+    let out = h.engine.cancel(id).await.expect("cancel");
+    assert_eq!(out.snapshot.record.state, State::Idle);
+    let reply = &out.snapshot.messages[1];
+    assert_eq!(reply.status, MessageStatus::Cancelled);
+    assert!(!content_text(&reply.content).contains("chunk 50"));
+    assert_eq!(
+        h.stored(id).await.messages[1].message.status,
+        MessageStatus::Cancelled
+    );
+    assert!(matches!(
+        h.engine.cancel(id).await,
+        Err(EngineError::Action(ActionError::Invalid {
+            code: "nothing_to_cancel",
+            ..
+        }))
+    ));
+}
+
+#[tokio::test]
+async fn transient_failures_retry_and_fatal_ones_fail_until_retried() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let out = h.send(id, "/fail transient").await;
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let last = out.snapshot.messages.last().expect("reply");
+    assert!(content_text(&last.content).contains("Recovered"));
+
+    let out = h.send(id, "/fail fatal").await;
+    assert_eq!(out.snapshot.record.state.name(), StateName::Failed);
+    assert_eq!(
+        out.snapshot.record.state.error(),
+        Some("scripted fatal failure")
+    );
+    let out = h.engine.retry(id, WAIT).await.expect("retry");
+    assert_eq!(out.snapshot.record.state.name(), StateName::Failed);
+    let out = h.send(id, "hello again").await;
+    assert_eq!(out.snapshot.status(), Status::Idle);
+}
+
+#[tokio::test]
+async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.store.failing.store(true, Ordering::SeqCst);
+    let err = h
+        .engine
+        .send_message(id, "lost?".into(), None, None, WAIT)
+        .await
+        .expect_err("save fails");
+    assert!(
+        matches!(err, EngineError::Action(ActionError::SaveFailed(ref e)) if e.contains("disk I/O error")),
+        "{err:?}"
+    );
+    let snapshot = h.engine.snapshot(id).await.expect("snapshot");
+    assert_eq!(snapshot.record.state.name(), StateName::Failed);
+    assert_eq!(h.stored(id).await.messages.len(), 0, "nothing acknowledged");
+
+    h.store.failing.store(false, Ordering::SeqCst);
+    let out = h.engine.retry(id, WAIT).await.expect("retry");
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let stored = h.stored(id).await;
+    assert_eq!(stored.messages.len(), 2, "the message is kept and answered");
+}
+
+/// Writes a context as a crash would leave it: mid-stream, with a partial reply.
+async fn crashed_mid_stream(h: &Harness) -> Uuid {
+    let id = h.new_context().await;
+    let loaded = h.stored(id).await;
+    let now = crate::store::now();
+    let message = |role, text: &str, status| {
+        Arc::new(Message {
+            id: Uuid::new_v4(),
+            client_message_id: None,
+            role,
+            content: vec![ContentPart::text(text)],
+            tool_calls: None,
+            tool_call_id: None,
+            status,
+            created_at: now,
+            version: 2,
+        })
+    };
+    let batch = SaveBatch {
+        context: ContextRecord {
+            state: State::StreamingLlmResponse,
+            version: 2,
+            message_count: 2,
+            ..loaded.record
+        },
+        messages: vec![
+            MessageRecord {
+                message: message(Role::User, "resume me", MessageStatus::Complete),
+                seq: 0,
+                idempotency_key: None,
+            },
+            MessageRecord {
+                message: message(Role::Assistant, "You sa", MessageStatus::Streaming),
+                seq: 1,
+                idempotency_key: None,
+            },
+        ],
+        expected_version: 1,
+    };
+    h.store.save(&batch).await.expect("save");
+    id
+}
+
+#[tokio::test]
+async fn an_interrupted_turn_resumes_on_start() {
+    let h = harness(fast()).await;
+    let id = crashed_mid_stream(&h).await;
+    // A fresh engine on the same store plays the restarted server.
+    let engine = engine_on(h.store.clone(), fast());
+    assert_eq!(engine.resume_unfinished().await.expect("resume"), 1);
+    let handle = engine.handle(id).await.expect("handle");
+    let mut rx = handle.snapshot.clone();
+    let done = rx
+        .wait_for(|s| s.record.state.is_resting())
+        .await
+        .expect("rests")
+        .clone();
+    assert_eq!(done.status(), Status::Idle);
+    let all = texts(&done.messages);
+    assert_eq!(all.len(), 2, "the partial reply is reused, not duplicated");
+    assert!(all[1].1.contains("resume me"), "{all:?}");
+    assert_eq!(h.stored(id).await.record.state, State::Idle);
+}
+
+#[tokio::test]
+async fn idle_contexts_leave_memory_beyond_the_limit_and_reload() {
+    let h = harness(EngineSettings {
+        max_live_contexts: 2,
+        ..fast()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let id = h.new_context().await;
+        h.send(id, &format!("chat {n}")).await;
+        ids.push(id);
+    }
+    assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 2);
+    for (n, id) in ids.iter().enumerate() {
+        let snapshot = h.engine.snapshot(*id).await.expect("reload");
+        assert_eq!(snapshot.messages.len(), 2);
+        assert!(content_text(&snapshot.messages[0].content).contains(&format!("chat {n}")));
+        // Sending after a reload continues the same history.
+        let out = h.send(*id, "more").await;
+        assert_eq!(out.snapshot.messages.len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn deleting_stops_a_running_turn_and_forgets_the_context() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.engine
+        .send_message(id, "/slow 100".into(), None, None, Duration::ZERO)
+        .await
+        .expect("send");
+    h.engine.delete(id).await.expect("delete");
+    assert!(matches!(
+        h.engine.snapshot(id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(h.store.load_context(id).await.expect("load").is_none());
+    assert!(matches!(
+        h.engine.delete(id).await,
+        Err(EngineError::NotFound(_))
+    ));
+}
