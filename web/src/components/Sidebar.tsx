@@ -19,8 +19,8 @@ export function Sidebar({ contexts, selectedId, onSelect, onNew, onDelete }: Pro
     <aside className="sidebar">
       <div className="sidebar-head">
         <span className="brand">chatsync</span>
-        <button className="button button-primary" data-testid="new-chat" onClick={onNew}>
-          New chat
+        <button className="button" data-testid="new-chat" onClick={onNew}>
+          + New chat
         </button>
       </div>
       <nav className="chat-list" data-testid="chat-list" aria-label="Chats">
