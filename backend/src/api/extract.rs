@@ -17,10 +17,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        // serde would also read a struct from an array of its fields; bodies are objects.
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "Invalid request body: expected a JSON object",
+            ));
         }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("Invalid request body: {e}"))
+        })
     }
 }
 
@@ -34,9 +43,6 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         ),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request("malformed_json", format!("Malformed JSON: {detail}"))
-        }
-        JsonRejection::JsonDataError(_) => {
-            ApiError::bad_request("invalid_body", format!("Invalid request body: {detail}"))
         }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,0 +1,798 @@
+//! HTTP API tests in-process: every endpoint's success and failure paths, and a table of
+//! bad inputs that must each get the right JSON error and change nothing in the store.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use chatsync::api::{self, ApiConfig, AppState};
+use chatsync::engine::{Deps, Engine, EngineSettings};
+use chatsync::llm::ScriptedModel;
+use chatsync::metrics::Metrics;
+use chatsync::store::{SqliteStore, Store};
+use chatsync::tools::ToolRegistry;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct TestApp {
+    _dir: tempfile::TempDir,
+    router: Router,
+    store: Arc<dyn Store>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn spawn_app(legacy_crud: bool) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await.expect("store"));
+    let engine = Arc::new(Engine::new(Deps {
+        store: store.clone(),
+        model: Arc::new(ScriptedModel::new(Duration::ZERO)),
+        tools: Arc::new(ToolRegistry::builtin(Duration::from_secs(5))),
+        metrics: Arc::new(Metrics::default()),
+        settings: EngineSettings::default(),
+    }));
+    let router = api::router(AppState {
+        engine,
+        config: Arc::new(ApiConfig {
+            legacy_crud,
+            wait_timeout: Duration::from_secs(20),
+            max_body_bytes: 4096,
+            cors_allow_origin: None,
+            web_dir: None,
+        }),
+    })
+    .expect("router");
+    TestApp {
+        _dir: dir,
+        router,
+        store,
+    }
+}
+
+impl TestApp {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(
+                body.map(|b| Body::from(b.to_owned()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .expect("request");
+        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn post_json(&self, uri: &str, body: Value) -> Answer {
+        self.call(
+            Method::POST,
+            uri,
+            &[("content-type", "application/json")],
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.call(Method::GET, uri, &[], None).await
+    }
+
+    async fn new_context(&self) -> String {
+        let a = self.post_json("/api/contexts", json!({})).await;
+        assert_eq!(a.status, StatusCode::CREATED);
+        a.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Everything the store holds, to prove a request changed nothing.
+    async fn dump(&self) -> String {
+        let page = self.store.list_contexts(200, None).await.expect("list");
+        let mut out = format!("{page:?}");
+        for c in &page.contexts {
+            out.push_str(&format!(
+                "{:?}",
+                self.store.load_context(c.id).await.expect("load")
+            ));
+        }
+        out
+    }
+}
+
+fn error_code(a: &Answer) -> &str {
+    a.body["error"]["code"]
+        .as_str()
+        .unwrap_or("<no JSON error>")
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_errors_and_change_nothing() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    app.post_json(
+        &format!("/api/contexts/{id}/actions/send_message"),
+        json!({"content": "hi"}),
+    )
+    .await;
+    let before = app.dump().await;
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let send = format!("/api/contexts/{id}/actions/send_message");
+    let big = format!(r#"{{"content": "{}"}}"#, "x".repeat(5000));
+    let json_ct = [("content-type", "application/json")];
+    let cases: Vec<(
+        Method,
+        String,
+        Vec<(&str, &str)>,
+        Option<&str>,
+        StatusCode,
+        &str,
+    )> = vec![
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some("{\"content\":"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            vec![("content-type", "text/plain")],
+            Some(r#"{"content":"x"}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            vec![],
+            Some(r#"{"content":"x"}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some("{}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"{"content":""}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_content",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"{"content":" \n\t"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_content",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"{"content":42}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"{"content":null}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"["content"]"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x","client_message_id":""}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_client_message_id",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            vec![
+                ("content-type", "application/json"),
+                ("idempotency-key", "has space"),
+            ],
+            Some(r#"{"content":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+        ),
+        (
+            Method::POST,
+            send.clone(),
+            json_ct.to_vec(),
+            Some(&big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            format!("{send}?wait=maybe"),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::POST,
+            "/api/contexts/not-a-uuid/actions/send_message".into(),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{missing}/actions/send_message"),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x"}"#),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/approve_tools"),
+            json_ct.to_vec(),
+            Some(r#"{"tool_call_ids":["call_1"]}"#),
+            StatusCode::BAD_REQUEST,
+            "no_pending_approvals",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/approve_tools"),
+            json_ct.to_vec(),
+            Some(r#"{"tool_call_ids":"call_1"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/cancel"),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "nothing_to_cancel",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/retry"),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+        ),
+        (
+            Method::GET,
+            format!("/api/contexts/{id}/state?since=-1"),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            format!("/api/contexts/{id}/state?since=abc"),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            format!("/api/contexts/{missing}/state"),
+            vec![],
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/contexts?limit=0".into(),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/api/contexts?limit=201".into(),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/api/contexts?limit=ten".into(),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/api/contexts?cursor=garbage".into(),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            Method::POST,
+            "/api/contexts".into(),
+            json_ct.to_vec(),
+            Some(r#"{"title":"   "}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_title",
+        ),
+        (
+            Method::POST,
+            "/api/contexts".into(),
+            json_ct.to_vec(),
+            Some(r#"{"title":7}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/api/contexts".into(),
+            json_ct.to_vec(),
+            Some(r#"{"colour":"red"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::DELETE,
+            format!("/api/contexts/{missing}"),
+            vec![],
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/contexts/123".into(),
+            vec![],
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/messages"),
+            json_ct.to_vec(),
+            Some(r#"{"role":"robot","content":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/messages"),
+            json_ct.to_vec(),
+            Some(r#"{"role":"user","content":""}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_content",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/messages"),
+            json_ct.to_vec(),
+            Some(r#"{"role":"user","content":"x","branch":"b2"}"#),
+            StatusCode::BAD_REQUEST,
+            "unsupported_branch",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/contexts/{id}/messages/{missing}"),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x"}"#),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/contexts/{id}/messages/xyz"),
+            json_ct.to_vec(),
+            Some(r#"{"content":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::PUT,
+            "/api/contexts".into(),
+            vec![],
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/api/nowhere".into(),
+            vec![],
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, uri, headers, body, status, code) in cases {
+        let label = format!("{method} {uri} {body:?}");
+        let a = app.call(method, &uri, &headers, body).await;
+        assert_eq!(a.status, status, "{label}: {:?}", a.body);
+        assert_eq!(error_code(&a), code, "{label}");
+        assert!(
+            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{label}: a message explains the error"
+        );
+        assert_eq!(app.dump().await, before, "{label} changed the store");
+    }
+}
+
+#[tokio::test]
+async fn contexts_can_be_created_listed_paged_read_and_deleted() {
+    let app = spawn_app(true).await;
+    let a = app
+        .post_json(
+            "/api/contexts",
+            json!({"title": "  Trip  ", "model_id": null, "system_prompt": "be brief"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.body["title"], "Trip");
+    assert_eq!(a.body["status"], "idle");
+    assert_eq!(a.body["config"]["system_prompt"], "be brief");
+    let first = a.body["id"].as_str().expect("id").to_owned();
+    let mut ids = vec![first.clone()];
+    for _ in 0..4 {
+        ids.push(app.new_context().await);
+    }
+    let page = app.get("/api/contexts?limit=3").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body["total"], 5);
+    let cursor = page.body["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let page2 = app
+        .get(&format!("/api/contexts?limit=3&cursor={cursor}"))
+        .await;
+    assert_eq!(page2.body["next_cursor"], Value::Null);
+    let listed: Vec<String> = [&page, &page2]
+        .iter()
+        .flat_map(|p| p.body["contexts"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+
+    assert_eq!(
+        app.get(&format!("/api/contexts/{first}")).await.body["title"],
+        "Trip"
+    );
+    let del = app
+        .call(Method::DELETE, &format!("/api/contexts/{first}"), &[], None)
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/contexts/{first}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/contexts/{first}/state"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn actions_answer_200_when_resting_and_202_when_still_running() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    let send = format!("/api/contexts/{id}/actions/send_message");
+    let a = app
+        .post_json(
+            &send,
+            json!({"content": "hello", "client_message_id": "c1"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["status"], "idle");
+    assert_eq!(a.body["messages"][0]["client_message_id"], "c1");
+    assert!(a.body["messages"][1]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .contains("hello"));
+
+    let running = app
+        .post_json(
+            &format!("{send}?wait=false"),
+            json!({"content": "/slow 20"}),
+        )
+        .await;
+    assert_eq!(running.status, StatusCode::ACCEPTED);
+    assert_eq!(running.body["status"], "running");
+    let cancelled = app
+        .call(
+            Method::POST,
+            &format!("/api/contexts/{id}/actions/cancel"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.body["state"], "Idle");
+
+    let tool = app
+        .post_json(
+            &send,
+            json!({"content": "/tool calculator {\"expression\":\"1+1\"}"}),
+        )
+        .await;
+    assert_eq!(tool.body["status"], "awaiting_approval");
+    let call = tool.body["pending_tool_calls"][0]["id"]
+        .as_str()
+        .expect("call")
+        .to_owned();
+    let approve = format!("/api/contexts/{id}/actions/approve_tools");
+    let unknown = app
+        .post_json(&approve, json!({"tool_call_ids": ["call_x"]}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&unknown), "unknown_tool_call");
+    let done = app
+        .post_json(&approve, json!({"tool_call_ids": [call]}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let last = done.body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert!(last["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .contains('2'));
+
+    let failed = app
+        .post_json(&send, json!({"content": "/fail fatal"}))
+        .await;
+    assert_eq!(failed.body["status"], "failed");
+    assert_eq!(failed.body["error"], "scripted fatal failure");
+    let retried = app
+        .call(
+            Method::POST,
+            &format!("/api/contexts/{id}/actions/retry"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(retried.body["status"], "failed");
+}
+
+#[tokio::test]
+async fn state_has_etags_304s_and_deltas() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    let url = format!("/api/contexts/{id}/state");
+    let first = app.get(&url).await;
+    let etag = first.headers[header::ETAG]
+        .to_str()
+        .expect("etag")
+        .to_owned();
+    assert_eq!(etag, format!("\"{}\"", first.body["version"]));
+    let same = app
+        .call(Method::GET, &url, &[("if-none-match", &etag)], None)
+        .await;
+    assert_eq!(same.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(same.body, Value::Null);
+
+    app.post_json(
+        &format!("/api/contexts/{id}/actions/send_message"),
+        json!({"content": "one"}),
+    )
+    .await;
+    let v1 = app.get(&url).await.body["version"]
+        .as_u64()
+        .expect("version");
+    app.post_json(
+        &format!("/api/contexts/{id}/actions/send_message"),
+        json!({"content": "two"}),
+    )
+    .await;
+    let changed = app
+        .call(Method::GET, &url, &[("if-none-match", &etag)], None)
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body["message_count"], 4);
+    let delta = app.get(&format!("{url}?since={v1}")).await;
+    assert_eq!(delta.body["delta"], true);
+    assert_eq!(delta.body["message_count"], 4);
+    let texts: Vec<_> = delta.body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m["content"][0]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts.len(), 2, "only the second turn: {texts:?}");
+    assert_eq!(texts[0], "two");
+    let ahead = app.get(&format!("{url}?since=999999")).await;
+    assert_eq!(
+        ahead.body["delta"], false,
+        "a version from the future gets the full state"
+    );
+}
+
+#[tokio::test]
+async fn legacy_crud_is_deprecated_and_can_be_switched_off() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    let url = format!("/api/contexts/{id}/messages");
+    let created = app
+        .post_json(&url, json!({"role": "user", "content": "old style"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.headers["deprecation"], "true");
+    assert_eq!(
+        created.headers[header::LINK],
+        "</docs/MIGRATION_GUIDE.md>; rel=\"deprecation\""
+    );
+    let mid = created.body["id"].as_str().expect("id").to_owned();
+    let edited = app
+        .call(
+            Method::PATCH,
+            &format!("{url}/{mid}"),
+            &[("content-type", "application/json")],
+            Some(r#"{"content":[{"type":"text","text":"edited"}]}"#),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK);
+    assert_eq!(edited.body["content"][0]["text"], "edited");
+    let listed = app.get(&url).await;
+    assert_eq!(listed.body["total"], 1);
+    assert_eq!(listed.body["messages"][0]["content"][0]["text"], "edited");
+    let state = app.get(&format!("/api/contexts/{id}/state")).await;
+    assert_eq!(
+        state.body["state"], "Idle",
+        "legacy writes do not run the FSM"
+    );
+
+    let off = spawn_app(false).await;
+    let id = off.new_context().await;
+    let gone = off.get(&format!("/api/contexts/{id}/messages")).await;
+    assert_eq!(gone.status, StatusCode::GONE);
+    assert_eq!(error_code(&gone), "gone");
+    assert!(gone.headers[header::LINK]
+        .to_str()
+        .unwrap_or("")
+        .contains("MIGRATION_GUIDE.md"));
+    let guide = off.get("/docs/MIGRATION_GUIDE.md").await;
+    assert_eq!(guide.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn operations_endpoints_answer() {
+    let app = spawn_app(true).await;
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.body["status"], "ready");
+    let id = app.new_context().await;
+    let state = app.get(&format!("/api/contexts/{id}/state")).await;
+    let etag = state.headers[header::ETAG]
+        .to_str()
+        .expect("etag")
+        .to_owned();
+    app.call(
+        Method::GET,
+        &format!("/api/contexts/{id}/state"),
+        &[("if-none-match", &etag)],
+        None,
+    )
+    .await;
+    let metrics = app.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    for line in [
+        "chatsync_polls_total 2",
+        "chatsync_polls_not_modified_total 1",
+        "chatsync_live_contexts 1",
+        "chatsync_save_duration_seconds_count",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+}
+
+/// Every route the router serves is in the OpenAPI document, and only the legacy ones are
+/// marked deprecated.
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let app = spawn_app(true).await;
+    let doc = app.get("/api/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let paths = doc.body["paths"].as_object().expect("paths");
+    let routes = [
+        ("/api/contexts", "post"),
+        ("/api/contexts", "get"),
+        ("/api/contexts/{id}", "get"),
+        ("/api/contexts/{id}", "delete"),
+        ("/api/contexts/{id}/actions/send_message", "post"),
+        ("/api/contexts/{id}/actions/approve_tools", "post"),
+        ("/api/contexts/{id}/actions/cancel", "post"),
+        ("/api/contexts/{id}/actions/retry", "post"),
+        ("/api/contexts/{id}/state", "get"),
+        ("/api/contexts/{id}/messages", "get"),
+        ("/api/contexts/{id}/messages", "post"),
+        ("/api/contexts/{id}/messages/{message_id}", "patch"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/api/openapi.json", "get"),
+    ];
+    for (path, method) in routes {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        let deprecated = op["deprecated"] == true;
+        assert_eq!(
+            deprecated,
+            path.contains("/messages"),
+            "{method} {path} deprecation"
+        );
+    }
+    let documented: usize = paths
+        .values()
+        .map(|p| p.as_object().map_or(0, |o| o.len()))
+        .sum();
+    assert!(documented >= routes.len());
+}
