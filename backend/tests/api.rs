@@ -131,6 +131,16 @@ impl TestApp {
     }
 }
 
+/// method, uri, headers, body, expected status, expected error code.
+type Case<'a> = (
+    Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<&'a str>,
+    StatusCode,
+    &'a str,
+);
+
 fn error_code(a: &Answer) -> &str {
     a.body["error"]["code"]
         .as_str()
@@ -151,14 +161,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
     let send = format!("/api/contexts/{id}/actions/send_message");
     let big = format!(r#"{{"content": "{}"}}"#, "x".repeat(5000));
     let json_ct = [("content-type", "application/json")];
-    let cases: Vec<(
-        Method,
-        String,
-        Vec<(&str, &str)>,
-        Option<&str>,
-        StatusCode,
-        &str,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             send.clone(),
