@@ -271,10 +271,10 @@ impl ChatSync {
         &self,
         options: Option<CreateContextOptionsArg>,
     ) -> PromiseContextSummary {
-        let request = match options {
-            Some(o) => from_js::<CreateContextOptions>(o.into(), "createContext options"),
-            None => Ok(CreateContextOptions::default()),
-        }
+        let request = optional_from_js::<CreateContextOptions>(
+            options.map(Into::into),
+            "createContext options",
+        )
         .map(|o| self.shared.api.create_context(&o.into()));
         self.fetch_value(request, |summary: ContextSummary| {
             ContextSummaryView::from(summary)
@@ -283,11 +283,9 @@ impl ChatSync {
 
     #[wasm_bindgen(js_name = listContexts)]
     pub fn list_contexts(&self, options: Option<ListContextsOptionsArg>) -> PromiseContextList {
-        let request = match options {
-            Some(o) => from_js::<ListOptions>(o.into(), "listContexts options"),
-            None => Ok(ListOptions::default()),
-        }
-        .map(|o| self.shared.api.list_contexts(o.limit, o.cursor.as_deref()));
+        let request =
+            optional_from_js::<ListOptions>(options.map(Into::into), "listContexts options")
+                .map(|o| self.shared.api.list_contexts(o.limit, o.cursor.as_deref()));
         self.fetch_value(request, |list: ListContextsResponse| {
             ContextListView::from(list)
         })
@@ -547,6 +545,14 @@ fn js_error(error: &SyncError) -> JsValue {
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, SyncError> {
     let json = serde_json::to_string(value).map_err(|e| SyncError::invalid(e.to_string()))?;
     js_sys::JSON::parse(&json).map_err(|_| SyncError::invalid("unreadable value"))
+}
+
+/// Reads an optional options object; missing means every option at its default.
+fn optional_from_js<T: DeserializeOwned + Default>(
+    value: Option<JsValue>,
+    what: &str,
+) -> Result<T, SyncError> {
+    value.map_or_else(|| Ok(T::default()), |v| from_js(v, what))
 }
 
 /// Reads an options object. It goes through JSON because serde-wasm-bindgen never looks at
