@@ -1,1 +1,409 @@
-//! Helpers for the end-to-end tests.
+//! Shared support for the end-to-end tests: start the real `chatsync` binary on a free
+//! port with its own database, and talk to it over HTTP with the wire types of
+//! `chatsync-protocol`.
+//!
+//! Every wait is bounded: a test that hangs is worse than a test that fails, because it
+//! hides which promise broke. On failure the server's log tail is printed.
+
+use chatsync_protocol::{
+    content_text, ApproveToolsRequest, ChatState, ContextSummary, CreateContextRequest, ErrorBody,
+    Message, Role, SendMessageRequest, Status,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::fs::File;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a server gets to print its address (a debug build opening SQLite).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server gets to drain and flush after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default bound for "eventually" checks; turns of the scripted model take well under it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Between two looks at something we wait for: short, so tests stay fast.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Chunk delay of the scripted model: small, so plain turns take milliseconds, but not
+/// zero, so streaming still interleaves with polls. `/slow` ignores it (100 ms a chunk).
+const CHUNK_DELAY_MS: &str = "2";
+/// Lines of the server log printed when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Distinguishes the log files of successive servers on one database directory.
+static SERVER_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// The server binary: `CHATSYNC_BIN`, or the workspace's debug build.
+fn binary() -> PathBuf {
+    let path = std::env::var_os("CHATSYNC_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chatsync"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "the chatsync binary is missing at {}: run `cargo build -p chatsync` first \
+         (or set CHATSYNC_BIN to its path)",
+        path.display()
+    );
+    path
+}
+
+/// A running `chatsync` process. Dropping it kills the process, so a failing test never
+/// leaves a server behind.
+#[derive(Debug)]
+pub struct TestServer {
+    child: Child,
+    base_url: String,
+    log: PathBuf,
+}
+
+impl TestServer {
+    /// Starts the server on `dir/db.sqlite` with the scripted model and `extra` flags, and
+    /// waits until it prints the address it bound.
+    pub async fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        let seq = SERVER_SEQ.fetch_add(1, Ordering::Relaxed);
+        let log = dir.join(format!("server-{seq}.log"));
+        let stderr = File::create(&log).expect("create the server log file");
+        let database_url = format!("sqlite://{}", dir.join("db.sqlite").display());
+        let mut command = Command::new(binary());
+        command
+            .args(["--addr", "127.0.0.1:0", "--database-url", &database_url])
+            .args(["--scripted-chunk-delay-ms", CHUNK_DELAY_MS])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        // The environment must not change what is tested; logs are opt-in for debugging.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CHATSYNC_") {
+                command.env_remove(&name);
+            }
+        }
+        match std::env::var_os("TEST_LOG") {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command.spawn().expect("start the chatsync binary");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A plain thread: it reads the address line, then keeps draining stdout so the
+        // server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut tx = Some(tx);
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("chatsync listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+            }
+        });
+        let mut server = TestServer {
+            child,
+            base_url: String::new(),
+            log,
+        };
+        match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(url)) => server.base_url = url,
+            // The sender is dropped when stdout closes: the process exited.
+            Ok(Err(_)) => panic!(
+                "chatsync exited before printing its address ({:?})\n{}",
+                server.child.try_wait(),
+                server.log_tail()
+            ),
+            Err(_) => panic!(
+                "chatsync printed no address within {START_TIMEOUT:?}\n{}",
+                server.log_tail()
+            ),
+        }
+        server
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A client for this server.
+    pub fn api(&self) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("build the HTTP client"),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"))
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything, like a power cut.
+    pub async fn kill9(&mut self) {
+        kill(self.pid(), Signal::SIGKILL).expect("send SIGKILL");
+        self.wait_exit(STOP_TIMEOUT).await;
+    }
+
+    /// SIGTERM, then waits for the process to drain, flush and exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        kill(self.pid(), Signal::SIGTERM).expect("send SIGTERM");
+        self.wait_exit(STOP_TIMEOUT).await
+    }
+
+    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("check the server process") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chatsync did not exit within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Everything the server logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+        format!("--- last lines of {} ---\n{tail}", self.log.display())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        // Ignored errors: the process may have exited already, which is what we want.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Typed calls to the HTTP API. Methods named after an action check the status the
+/// contract promises and panic with the response body otherwise; `*_raw` methods return
+/// the response for tests that look at statuses and headers themselves.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+/// Options of `send_message` beyond its content.
+#[derive(Debug, Clone, Default)]
+pub struct Send<'a> {
+    pub client_message_id: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    /// `?wait=false`: answer as soon as the user message is durable.
+    pub no_wait: bool,
+}
+
+impl Api {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub fn patch(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.patch(self.url(path))
+    }
+
+    pub async fn create_context(&self) -> ContextSummary {
+        let response = self
+            .post("/api/contexts")
+            .json(&CreateContextRequest::default())
+            .send()
+            .await
+            .expect("POST /api/contexts");
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    pub async fn send_message_raw(&self, context: Uuid, content: &str, opts: Send<'_>) -> Response {
+        let wait = if opts.no_wait { "?wait=false" } else { "" };
+        let mut request = self
+            .post(&format!(
+                "/api/contexts/{context}/actions/send_message{wait}"
+            ))
+            .json(&SendMessageRequest {
+                content: content.to_owned(),
+                client_message_id: opts.client_message_id.map(str::to_owned),
+            });
+        if let Some(key) = opts.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("POST send_message")
+    }
+
+    /// Sends and waits for the turn to rest: 200 and the state it rested in.
+    pub async fn send_message(&self, context: Uuid, content: &str) -> ChatState {
+        let response = self
+            .send_message_raw(context, content, Send::default())
+            .await;
+        expect_json(response, StatusCode::OK).await
+    }
+
+    /// Sends with `?wait=false`: 202 once the user message is durable.
+    pub async fn send_message_no_wait(&self, context: Uuid, content: &str) -> ChatState {
+        let opts = Send {
+            no_wait: true,
+            ..Send::default()
+        };
+        let response = self.send_message_raw(context, content, opts).await;
+        expect_json(response, StatusCode::ACCEPTED).await
+    }
+
+    /// Approves these calls (denying the other pending ones) and waits: 200.
+    pub async fn approve_tools(&self, context: Uuid, ids: &[&str]) -> ChatState {
+        let response = self
+            .post(&format!("/api/contexts/{context}/actions/approve_tools"))
+            .json(&ApproveToolsRequest {
+                tool_call_ids: ids.iter().map(|&id| id.to_owned()).collect(),
+            })
+            .send()
+            .await
+            .expect("POST approve_tools");
+        expect_json(response, StatusCode::OK).await
+    }
+
+    /// A body-less action (`cancel`, `retry`).
+    pub async fn action_raw(&self, context: Uuid, action: &str) -> Response {
+        self.post(&format!("/api/contexts/{context}/actions/{action}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {action}: {e}"))
+    }
+
+    pub async fn state_raw(&self, context: Uuid, query: &str, etag: Option<&str>) -> Response {
+        let mut request = self.get(&format!("/api/contexts/{context}/state{query}"));
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        request.send().await.expect("GET state")
+    }
+
+    /// The whole state (200) and its ETag.
+    pub async fn state_with_etag(&self, context: Uuid) -> (ChatState, String) {
+        let response = self.state_raw(context, "", None).await;
+        let etag = header(&response, "etag").expect("GET /state answers with an ETag");
+        (expect_json(response, StatusCode::OK).await, etag)
+    }
+
+    pub async fn state(&self, context: Uuid) -> ChatState {
+        self.state_with_etag(context).await.0
+    }
+
+    /// Polls the state until `done` holds; panics with the last state at the deadline.
+    pub async fn wait_for_state(
+        &self,
+        context: Uuid,
+        what: &str,
+        done: impl Fn(&ChatState) -> bool,
+    ) -> ChatState {
+        poll_until(what, DEFAULT_TIMEOUT, || self.state(context), done).await
+    }
+
+    /// Polls until the turn rests in `status`.
+    pub async fn wait_for_status(&self, context: Uuid, status: Status) -> ChatState {
+        self.wait_for_state(context, &format!("the context is {status:?}"), |s| {
+            s.status == status
+        })
+        .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = self.get("/metrics").send().await.expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("read /metrics")
+    }
+}
+
+/// Fetches until `done` accepts the value; panics with the last value at the deadline.
+pub async fn poll_until<T: Debug, Fut: Future<Output = T>>(
+    what: &str,
+    timeout: Duration,
+    mut fetch: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = fetch().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}; last seen: {value:#?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Checks the status and decodes the JSON body; on a mismatch panics with the body.
+pub async fn expect_json<T: DeserializeOwned>(response: Response, status: StatusCode) -> T {
+    let actual = response.status();
+    let url = response.url().clone();
+    let body = response.text().await.expect("read the response body");
+    assert_eq!(actual, status, "{url} answered {actual}: {body}");
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{url} answered a body that does not decode ({e}): {body}"))
+}
+
+/// Checks that the response is the contract's JSON error with this status.
+pub async fn expect_error(response: Response, status: StatusCode) -> ErrorBody {
+    let error: ErrorBody = expect_json(response, status).await;
+    assert!(!error.error.code.is_empty(), "error without a code");
+    assert!(!error.error.message.is_empty(), "error without a message");
+    error
+}
+
+/// A response header as text.
+pub fn header(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().expect("header is ASCII").to_owned())
+}
+
+/// The text of a message.
+pub fn text(message: &Message) -> String {
+    content_text(&message.content)
+}
+
+/// The messages with this role, in order.
+pub fn with_role(state: &ChatState, role: Role) -> Vec<&Message> {
+    state.messages.iter().filter(|m| m.role == role).collect()
+}
+
+/// The last assistant message; panics when there is none.
+pub fn last_reply(state: &ChatState) -> &Message {
+    state
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .unwrap_or_else(|| panic!("no assistant message in {state:#?}"))
+}
