@@ -84,6 +84,7 @@ export async function startPageServer(backendUrl) {
       method: req.method,
       path: req.url,
       ifNoneMatch: req.headers["if-none-match"] ?? null,
+      tag: req.headers["x-test-tag"] ?? null,
       start: performance.now(),
       end: null,
       status: null,

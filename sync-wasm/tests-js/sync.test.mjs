@@ -222,13 +222,17 @@ test("concurrent sends all arrive once each", async () => {
 
 test("quiet polls are conditional, one at a time, and back off; an action resets the interval", async () => {
   const contextId = await page.evaluate(async () => {
-    window.quiet = await newChat({ baseIntervalMs: 50, maxIntervalMs: 200, backoffFactor: 2, unchangedPollsBeforeBackoff: 1, burstPolls: 2 });
+    window.quiet = await newChat({
+      baseIntervalMs: 50, maxIntervalMs: 200, backoffFactor: 2, unchangedPollsBeforeBackoff: 1, burstPolls: 2,
+      headers: { "X-Test-Tag": "quiet" },
+    });
     await waitForView(quiet, (v) => v.pollIntervalMs === 200, "the max interval");
     return quiet.getView().contextId;
   });
   const polls = pages.polls(contextId).filter((p) => p.end !== null);
   const conditional = polls.slice(1);
   assert.ok(conditional.length >= 3);
+  assert.ok(polls.every((p) => p.tag === "quiet"), "the headers option goes with every poll");
   for (const p of conditional) {
     assert.match(p.path, /\?since=\d+$/);
     assert.match(p.ifNoneMatch, /^"\d+"$/);
