@@ -148,21 +148,67 @@ test("new chat: the first message of a new chat runs a turn", TEST, async (t) =>
   const first = currentContextId(page);
   assert.ok(first, "the new chat is open and in the URL");
 
+  // "New chat" opens an empty chat; it is created on the server by its first message.
   await byTestId(page, "new-chat").click();
-  await page.waitForFunction((first) => location.hash.length > 1 && location.hash.slice(1) !== first, first);
   await byTestId(page, "empty-chat").waitFor();
+  assert.equal(currentContextId(page), null);
   await turn(page, "hello, new chat");
   const second = currentContextId(page);
+  assert.ok(second && second !== first);
   assert.deepEqual(await texts(messages(page, "user")), ["hello, new chat"]);
 
   const items = page.locator('[data-testid="chat-item"]');
-  await page.locator(`[data-testid="chat-item"][data-context-id="${second}"]`).waitFor();
+  const item = page.locator(`[data-testid="chat-item"][data-context-id="${second}"]`);
+  await item.waitFor();
   assert.equal(await items.count(), 2);
+  assert.match(await item.innerText(), /hello, new chat/, "the chat is named after its first message");
 
   // Switching back shows the first chat's own messages.
   await page.locator(`[data-testid="chat-item"][data-context-id="${first}"] [data-testid="chat-item-open"]`).click();
   await waitForReply(page, "a message with no chat open");
   assert.deepEqual(await texts(messages(page, "user")), ["a message with no chat open"]);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("cancel: Stop ends a running reply and keeps the partial text", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await send(page, "/slow 40");
+  await page.locator('[data-testid="message"][data-role="assistant"][data-status="streaming"]').waitFor();
+  await byTestId(page, "cancel-button").click();
+
+  const cancelled = page.locator('[data-testid="message"][data-role="assistant"][data-status="cancelled"]');
+  await cancelled.waitFor();
+  await waitForStatus(page, "idle");
+  assert.equal(await byTestId(page, "cancel-button").count(), 0, "Stop shows only while a turn runs");
+  const partial = await cancelled.locator('[data-testid="message-text"]').innerText();
+  assert.ok(partial.length > 0, "the partial reply is kept");
+
+  await page.reload();
+  await cancelled.waitFor();
+  assert.equal(await cancelled.locator('[data-testid="message-text"]').innerText(), partial);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("failed turn: the error shows with Retry, which re-runs the turn", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await send(page, "/fail fatal");
+  const failure = byTestId(page, "chat-failed");
+  await failure.waitFor();
+  assert.match(await failure.innerText(), /scripted fatal failure/);
+  await screenshot(page, "-failed");
+
+  // The scripted fatal failure is permanent, so the re-run fails again; what matters is
+  // that Retry dispatched the retry action and the chat went through a turn once more.
+  const retried = page.waitForResponse((r) => r.url().endsWith("/actions/retry") && r.request().method() === "POST");
+  await byTestId(failure, "chat-retry").click();
+  assert.ok((await retried).ok(), "the retry action was accepted");
+  await failure.waitFor();
+  await waitForStatus(page, "failed");
+  assert.equal(await byTestId(page, "error-banner").count(), 0, "a failed turn is not an app error");
   await screenshot(page);
   assertLocalOnly();
 });

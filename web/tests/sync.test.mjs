@@ -30,15 +30,20 @@ function stateRequests(page, contextId, count, timeoutMs) {
   });
 }
 
-test("delete: the chat disappears and is never polled again", TEST, async (t) => {
-  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+test("delete: the chat disappears and is never polled again, here or in another tab", TEST, async (t) => {
+  const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser);
   await openApp(page, server.baseUrl);
   await turn(page, "keep this chat");
   const kept = currentContextId(page);
   await byTestId(page, "new-chat").click();
-  await page.waitForFunction((kept) => location.hash.length > 1 && location.hash.slice(1) !== kept, kept);
+  await byTestId(page, "empty-chat").waitFor();
   await turn(page, "delete this chat");
   const doomed = currentContextId(page);
+
+  // A second tab stays on the chat while the first deletes it.
+  const other = await context.newPage();
+  await openApp(other, server.baseUrl, doomed);
+  await waitForReply(other, "delete this chat");
 
   const doomedItem = page.locator(`[data-testid="chat-item"][data-context-id="${doomed}"]`);
   await byTestId(doomedItem, "chat-item-delete").click();
@@ -49,20 +54,26 @@ test("delete: the chat disappears and is never polled again", TEST, async (t) =>
 
   await byTestId(doomedItem, "chat-item-delete").click();
   await byTestId(page, "confirm-ok").click();
-  // The item leaves the list once the delete was acknowledged; from then on, nothing.
+  // The item leaves the list once the delete was acknowledged, and the other tab learns of
+  // it from its next poll; from then on, neither may ask for that chat again.
   await doomedItem.waitFor({ state: "detached" });
-  const polledAfterDelete = [];
-  page.on("request", (r) => {
-    if (new URL(r.url()).pathname.startsWith(`/api/contexts/${doomed}`)) polledAfterDelete.push(r.url());
-  });
+  await byTestId(other, "chat-deleted").waitFor({ timeout: 10 * POLL_MS });
+  const askedAfterDelete = [];
+  for (const p of [page, other]) {
+    p.on("request", (r) => {
+      if (new URL(r.url()).pathname.startsWith(`/api/contexts/${doomed}`)) askedAfterDelete.push(r.url());
+    });
+  }
 
-  // The app moves to the remaining chat; its polls are the clock that shows the deleted
-  // chat would have been polled by now if polling had not stopped.
+  // The deleting tab moves to the remaining chat; its polls are the clock that shows the
+  // deleted chat would have been polled by now if polling had not stopped.
   await waitForReply(page, "keep this chat");
   assert.equal(currentContextId(page), kept);
   await stateRequests(page, kept, 3, 20 * POLL_MS);
-  assert.deepEqual(polledAfterDelete, [], "no state requests for the deleted chat");
+  assert.deepEqual(askedAfterDelete, [], "no requests for the deleted chat");
   assert.equal(await page.locator('[data-testid="chat-item"]').count(), 1);
+  await other.locator(`[data-testid="chat-item"][data-context-id="${doomed}"]`).waitFor({ state: "detached" });
+  await screenshot(other, "-other-tab");
 
   // It stays gone after a reload too.
   await page.reload();

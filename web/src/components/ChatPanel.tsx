@@ -12,7 +12,7 @@ interface Props {
   onSend(text: string): Promise<void>;
   error: string | null;
   onDismissError(): void;
-  run(action: () => Promise<unknown>): Promise<void>;
+  run(what: string, action: () => Promise<unknown>): Promise<void>;
 }
 
 export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run }: Props) {
@@ -23,7 +23,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
   return (
     <main className="chat" data-testid="chat-panel" data-status={view.status ?? "none"}>
       <header className="chat-head">
-        <h1 className="chat-title">{title ?? "New chat"}</h1>
+        <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
         <SyncStatus view={view} />
       </header>
 
@@ -31,13 +31,13 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         key={view.contextId ?? "none"}
         messages={view.messages}
         running={running}
-        onRetry={(id) => run(() => actions.retryMessage(id))}
+        onRetry={(id) => run("Could not send the message", () => actions.retryMessage(id))}
         onDiscard={actions.discardMessage}
       >
         {awaitingApproval && (
           <ToolApprovalCard
             calls={view.pendingToolCalls}
-            onSubmit={(approved) => run(() => actions.approveTools(approved))}
+            onSubmit={(approved) => run("Could not submit the tool decisions", () => actions.approveTools(approved))}
           />
         )}
         {view.status === "failed" && (
@@ -45,7 +45,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
             <span>
               <strong>This reply failed.</strong> {view.error ?? "The model did not answer."}
             </span>
-            <button className="button" data-testid="chat-retry" onClick={() => run(actions.retry)}>
+            <button className="button" data-testid="chat-retry" onClick={() => run("Could not retry the reply", actions.retry)}>
               Retry
             </button>
           </div>
@@ -69,7 +69,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         <Composer
           onSend={onSend}
           running={running}
-          onCancel={() => run(actions.cancel)}
+          onCancel={() => run("Could not stop the reply", actions.cancel)}
           disabledReason={
             deleted ? "This chat was deleted" : awaitingApproval ? "Approve or deny the tool calls above to continue" : null
           }

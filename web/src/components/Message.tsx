@@ -66,7 +66,7 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
       {m.status === "cancelled" && <div className="message-meta">Stopped</div>}
       {failedId !== undefined && (
         <div className="message-meta message-failed" data-testid="message-failed" role="alert">
-          <span>Not sent{m.error ? `: ${m.error}` : ""}</span>
+          <span title={m.error}>Not sent</span>
           <button className="link-button" data-testid="message-retry" onClick={() => onRetry(failedId)}>
             Retry
           </button>

@@ -49,7 +49,12 @@ export function MessageList({ messages, running, onRetry, onDiscard, children }:
     if (atBottom.current) setUnseen(false);
   };
 
-  const visible = messages.filter((m) => m.role !== "system");
+  // A tool result already shows on its call's line under the assistant message, so the
+  // separate tool message would only repeat it.
+  const shownCalls = new Set(messages.flatMap((m) => m.toolCalls?.filter((c) => c.result !== undefined) ?? []).map((c) => c.id));
+  const visible = messages.filter(
+    (m) => m.role !== "system" && !(m.role === "tool" && m.toolCallId !== undefined && shownCalls.has(m.toolCallId)),
+  );
   const lastIsUser = last?.role === "user";
 
   return (

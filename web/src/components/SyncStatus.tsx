@@ -49,7 +49,6 @@ export function SyncStatus({ view }: { view: ChatView }) {
     >
       {text && <span className="sync-dot" aria-hidden="true" />}
       <span>{text}</span>
-      {view.sync === "offline" && detail && <span className="sync-detail">{detail}</span>}
     </div>
   );
 }

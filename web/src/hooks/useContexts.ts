@@ -1,11 +1,12 @@
 import { useCallback, useEffect, useState } from "react";
-import type { ChatSync, ContextSummary } from "@chatsync/sync-wasm";
+import { describeError } from "./useErrorReport";
+import type { ChatSync, ContextSummary, CreateContextOptions } from "@chatsync/sync-wasm";
 
 export interface Contexts {
   contexts: ContextSummary[];
   loaded: boolean;
   reload(): Promise<void>;
-  create(): Promise<ContextSummary>;
+  create(options: CreateContextOptions): Promise<ContextSummary>;
   remove(contextId: string): Promise<void>;
 }
 
@@ -16,7 +17,7 @@ const byRecentActivity = (a: ContextSummary, b: ContextSummary) =>
  * The sidebar's chat list. It is re-read when `refreshKey` changes (the open chat's status),
  * so titles and counts follow finished turns without a poller of its own.
  */
-export function useContexts(sync: ChatSync, refreshKey: string, onError: (e: unknown) => void): Contexts {
+export function useContexts(sync: ChatSync, refreshKey: string, onError: (message: string) => void): Contexts {
   const [contexts, setContexts] = useState<ContextSummary[]>([]);
   const [loaded, setLoaded] = useState(false);
 
@@ -25,7 +26,7 @@ export function useContexts(sync: ChatSync, refreshKey: string, onError: (e: unk
       const list = await sync.listContexts({ limit: 100 });
       setContexts([...list.contexts].sort(byRecentActivity));
     } catch (e) {
-      onError(e);
+      onError(`Could not load the chat list: ${describeError(e)}`);
     } finally {
       setLoaded(true);
     }
@@ -35,11 +36,14 @@ export function useContexts(sync: ChatSync, refreshKey: string, onError: (e: unk
     void reload();
   }, [reload, refreshKey]);
 
-  const create = useCallback(async () => {
-    const created = await sync.createContext();
-    setContexts((list) => [created, ...list.filter((c) => c.id !== created.id)]);
-    return created;
-  }, [sync]);
+  const create = useCallback(
+    async (options: CreateContextOptions) => {
+      const created = await sync.createContext(options);
+      setContexts((list) => [created, ...list.filter((c) => c.id !== created.id)]);
+      return created;
+    },
+    [sync],
+  );
 
   const remove = useCallback(
     async (contextId: string) => {

@@ -10,26 +10,25 @@ export function describeError(e: unknown): string {
 
 export interface ErrorReport {
   error: string | null;
-  report(e: unknown): void;
+  show(message: string): void;
   dismiss(): void;
-  /** Runs an action and shows its failure instead of dropping it; a success clears a stale error. */
-  run(action: () => Promise<unknown>): Promise<void>;
+  /**
+   * Runs an action and shows its failure, prefixed with what the user was doing, instead of
+   * dropping it; a success clears a stale error.
+   */
+  run(what: string, action: () => Promise<unknown>): Promise<void>;
 }
 
 export function useErrorReport(): ErrorReport {
   const [error, setError] = useState<string | null>(null);
-  const report = useCallback((e: unknown) => setError(describeError(e)), []);
   const dismiss = useCallback(() => setError(null), []);
-  const run = useCallback(
-    async (action: () => Promise<unknown>) => {
-      try {
-        await action();
-        setError(null);
-      } catch (e) {
-        report(e);
-      }
-    },
-    [report],
-  );
-  return { error, report, dismiss, run };
+  const run = useCallback(async (what: string, action: () => Promise<unknown>) => {
+    try {
+      await action();
+      setError(null);
+    } catch (e) {
+      setError(`${what}: ${describeError(e)}`);
+    }
+  }, []);
+  return { error, show: setError, dismiss, run };
 }
