@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, Rust unit and integration tests, the end-to-end
+# tests against the real server binary, the sync module (native, and its npm package in
+# headless Chromium against the real server), and the web app's browser tests.
+# Installs what is missing first (Rust targets, wasm-bindgen, Chromium, npm packages).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=ensure.sh
+source "$ROOT/scripts/ensure.sh"
+started=$SECONDS
+
+log "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+
+log "building the chatsync server"
+cargo build --quiet -p chatsync
+export CHATSYNC_BIN="$ROOT/target/debug/chatsync"
+
+log "Rust tests: unit, integration, end-to-end"
+cargo test --workspace --no-fail-fast
+
+log "sync-wasm: the npm package in headless Chromium"
+"$ROOT/sync-wasm/scripts/test.sh"
+
+log "web: browser tests in headless Chromium"
+"$ROOT/web/scripts/test.sh"
+
+log "all tests passed in $((SECONDS - started)) s"
