@@ -1,0 +1,236 @@
+//! `persist-bench`: what one chat turn costs as the history grows.
+//!
+//! For each history length N it creates a context in a temporary SQLite file (WAL and
+//! `synchronous=FULL`, as the store opens it), fills it to N messages with
+//! `append_message`, then runs K full turns through the real engine and times each one
+//! from `send_message` to its settled answer: user message, scripted reply streamed with
+//! no chunk delay, back to Idle. No HTTP is involved. A few untimed turns on a separate
+//! context warm the database and the runtime first, and the turns of the different
+//! contexts alternate, so a disk or a neighbour slowing down mid-run weighs on every N
+//! alike instead of skewing the ratio.
+//!
+//! Output, one line per N and then the ratio of the medians at the largest and smallest N:
+//!
+//! ```text
+//! N=<n> steps=<k> median_ms=<x> p95_ms=<y>
+//! ratio_<max>_vs_<min>=<r>
+//! ```
+//!
+//! A save writes only what changed, so the ratio should stay near 1. The lines starting
+//! with `#` explain where the time goes, from the engine's metrics over the timed turns:
+//! saves written, autosaves skipped (clean context) and deferred (streaming) per turn, the
+//! mean save latency, the share of the turn spent in saves, and the cost of copying the
+//! context's snapshot (the engine publishes one after every autosave call, so
+//! `publishes_per_turn` = saves + skipped + deferred + 1) with its estimated share.
+
+use chatsync::engine::{Deps, Engine, EngineSettings, Snapshot};
+use chatsync::llm::ScriptedModel;
+use chatsync::metrics::Metrics;
+use chatsync::store::SqliteStore;
+use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
+use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
+use chatsync_protocol::{ContentPart, ContextConfig, Role};
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const WARMUP_TURNS: u64 = 5;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "persist-bench",
+    about = "Times full chat turns against history length (engine + SQLite file, no HTTP)"
+)]
+struct Args {
+    /// History lengths to measure, in messages.
+    #[arg(required = true, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    sizes: Vec<u64>,
+
+    /// Timed turns per history length.
+    #[arg(short = 'k', long = "steps", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    steps: u64,
+}
+
+/// Metrics counters at one instant, or the difference between two instants.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    saves: u64,
+    skipped: u64,
+    deferred: u64,
+    save_seconds: f64,
+}
+
+impl Counters {
+    fn read(metrics: &Metrics) -> Self {
+        // The save latency total is only exposed through the Prometheus text.
+        let save_seconds = metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("chatsync_save_duration_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let get = |c: &AtomicU64| Metrics::get(c);
+        Counters {
+            saves: get(&metrics.saves),
+            skipped: get(&metrics.saves_skipped),
+            deferred: get(&metrics.saves_deferred),
+            save_seconds,
+        }
+    }
+
+    /// Adds what happened between `before` and `after`.
+    fn add_span(&mut self, before: &Counters, after: &Counters) {
+        self.saves += after.saves - before.saves;
+        self.skipped += after.skipped - before.skipped;
+        self.deferred += after.deferred - before.deferred;
+        self.save_seconds += after.save_seconds - before.save_seconds;
+    }
+}
+
+/// One history length: its context, the timed turns and what they cost.
+#[derive(Debug)]
+struct Series {
+    size: u64,
+    id: Uuid,
+    samples: Vec<Duration>,
+    cost: Counters,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    finish("persist-bench", run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    let (_dir, url) = temp_database()?;
+    let metrics = Arc::new(Metrics::default());
+    let engine = Engine::new(Deps {
+        store: Arc::new(SqliteStore::connect(&url).await?),
+        model: Arc::new(ScriptedModel::new(Duration::ZERO)),
+        tools: Arc::new(ToolRegistry::builtin(DEFAULT_TOOL_TIMEOUT)),
+        metrics: metrics.clone(),
+        settings: EngineSettings::default(),
+    });
+
+    let warmup = new_context(&engine).await?;
+    for i in 0..WARMUP_TURNS {
+        run_turn(&engine, warmup, format!("warm-up turn {i}")).await?;
+    }
+
+    let mut all = Vec::with_capacity(args.sizes.len());
+    for &size in &args.sizes {
+        all.push(Series {
+            size,
+            id: filled_context(&engine, size).await?,
+            samples: Vec::with_capacity(usize::try_from(args.steps)?),
+            cost: Counters::default(),
+        });
+    }
+    for step in 0..args.steps {
+        for series in &mut all {
+            let before = Counters::read(&metrics);
+            let content = format!("Timed turn {step}: what does this cost?");
+            series
+                .samples
+                .push(run_turn(&engine, series.id, content).await?);
+            series.cost.add_span(&before, &Counters::read(&metrics));
+        }
+    }
+
+    let mut medians = Vec::with_capacity(all.len());
+    for series in &mut all {
+        series.samples.sort_unstable();
+        let median = percentile(&series.samples, 0.5);
+        println!(
+            "N={} steps={} median_ms={:.3} p95_ms={:.3}",
+            series.size,
+            args.steps,
+            millis(median),
+            millis(percentile(&series.samples, 0.95))
+        );
+        println!("{}", explain(&engine, series).await?);
+        medians.push((series.size, median));
+    }
+    let smallest = medians.iter().min_by_key(|(size, _)| *size);
+    let largest = medians.iter().max_by_key(|(size, _)| *size);
+    if let (Some((lo, lo_median)), Some((hi, hi_median))) = (smallest, largest) {
+        println!(
+            "ratio_{hi}_vs_{lo}={:.3}",
+            hi_median.as_secs_f64() / lo_median.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+async fn new_context(engine: &Engine) -> Result<Uuid, BenchError> {
+    let snapshot = engine
+        .create_context(None, ContextConfig::default())
+        .await?;
+    Ok(snapshot.record.id)
+}
+
+/// A new context holding `size` messages, written through the engine one by one.
+async fn filled_context(engine: &Engine, size: u64) -> Result<Uuid, BenchError> {
+    let id = new_context(engine).await?;
+    for i in 0..size {
+        // A plausible conversation: user and assistant taking turns, a sentence each.
+        let role = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        let text = format!("History message {i}: a sentence of about the usual length.");
+        engine
+            .append_message(id, role, vec![ContentPart::text(text)])
+            .await?;
+    }
+    let filled = engine.snapshot(id).await?.messages.len() as u64;
+    if filled != size {
+        return Err(format!("filled the context to {filled} messages, not {size}").into());
+    }
+    Ok(id)
+}
+
+/// The `#` line for one series: where its turns' time went.
+async fn explain(engine: &Engine, series: &Series) -> Result<String, BenchError> {
+    let turns = series.samples.len() as f64;
+    let turn_seconds: f64 = series.samples.iter().map(Duration::as_secs_f64).sum();
+    let cost = &series.cost;
+    let mean_save_ms = if cost.saves == 0 {
+        0.0
+    } else {
+        cost.save_seconds * 1e3 / cost.saves as f64
+    };
+    let publishes = (cost.saves + cost.skipped + cost.deferred) as f64 / turns + 1.0;
+    let copy = snapshot_copy_time(engine, series.id).await?;
+    Ok(format!(
+        "# N={} saves_per_turn={:.2} skipped_per_turn={:.2} deferred_per_turn={:.2} \
+         mean_save_ms={:.3} save_share={:.0}% publishes_per_turn={publishes:.2} \
+         snapshot_copy_us={:.2} snapshot_share={:.0}%",
+        series.size,
+        cost.saves as f64 / turns,
+        cost.skipped as f64 / turns,
+        cost.deferred as f64 / turns,
+        mean_save_ms,
+        100.0 * cost.save_seconds / turn_seconds,
+        copy.as_secs_f64() * 1e6,
+        100.0 * copy.as_secs_f64() * publishes * turns / turn_seconds
+    ))
+}
+
+/// Mean time to build and drop one copy of the context's published snapshot, the work the
+/// engine repeats at every publish.
+async fn snapshot_copy_time(engine: &Engine, id: Uuid) -> Result<Duration, BenchError> {
+    const COPIES: u32 = 200;
+    let snapshot = engine.snapshot(id).await?;
+    let started = Instant::now();
+    for _ in 0..COPIES {
+        drop(std::hint::black_box(Snapshot::clone(&snapshot)));
+    }
+    Ok(started.elapsed() / COPIES)
+}

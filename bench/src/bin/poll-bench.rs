@@ -1,0 +1,303 @@
+//! `poll-bench`: how cheap a conditional poll of `GET /api/contexts/{id}/state` is.
+//!
+//! It starts the real application in this process on 127.0.0.1:0 (SQLite file in a
+//! temporary folder, scripted model), creates a context with 20 messages (10 turns), and
+//! beside it a bare axum route answering a two-byte body: the ceiling for this machine,
+//! runtime and HTTP stack. Then, for each target in turn, 64 keep-alive connections (a
+//! minimal HTTP/1.1 client, one request in flight per connection) send requests back to
+//! back for a short untimed warm-up and then `--seconds` (default 5):
+//!
+//! - `bare`: the bare route;
+//! - `state_304`: the state with `If-None-Match` of the current ETag (304, no body);
+//! - `state_200`: the state without it (200 with the full JSON).
+//!
+//! Every answer must carry the expected status, or the run fails. Output, one line each:
+//!
+//! ```text
+//! <name> rps=<requests per second> p50_ms=<x> p99_ms=<y> ratio_vs_bare=<rps / bare rps>
+//! ```
+//!
+//! Client and server share one multi-thread tokio runtime, hence the same cores: on a small
+//! machine the client's own work is part of every number, equally for the three targets.
+//! The `#` lines give the core count and the server's poll counters as a cross-check.
+
+use axum::routing::get;
+use axum::Router;
+use chatsync::config::Config;
+use chatsync::metrics::Metrics;
+use chatsync::Application;
+use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
+use chatsync_protocol::ContextConfig;
+use clap::Parser;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+const TURNS: usize = 10;
+/// Long enough to open every connection and reach a steady state before timing.
+const WARMUP: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "poll-bench",
+    about = "Requests/s of conditional state polls (304) against a bare route, in-process"
+)]
+struct Args {
+    /// Seconds each target is measured (after a one-second warm-up).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    connections: u64,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    finish("poll-bench", run(args).await)
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    let (_dir, url) = temp_database()?;
+    let config = Config::try_parse_from([
+        "chatsync",
+        "--addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &url,
+        "--scripted-chunk-delay-ms",
+        "0",
+        "--shutdown-grace-ms",
+        "1000",
+    ])?;
+    let app = Application::build(config).await?;
+    let app_addr = app.local_addr()?;
+    let engine = app.engine().clone();
+    let (stop_app, app_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = app_stopped.await;
+    }));
+
+    let id = engine
+        .create_context(None, ContextConfig::default())
+        .await?
+        .record
+        .id;
+    for i in 0..TURNS {
+        run_turn(
+            &engine,
+            id,
+            format!("Message {i} of the polled conversation."),
+        )
+        .await?;
+    }
+
+    let bare_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = bare_listener.local_addr()?;
+    let (stop_bare, bare_stopped) = oneshot::channel::<()>();
+    let bare_router = Router::new().route("/", get(|| async { "ok" }));
+    let bare = tokio::spawn(async move {
+        axum::serve(bare_listener, bare_router)
+            .with_graceful_shutdown(async {
+                let _ = bare_stopped.await;
+            })
+            .await
+    });
+
+    let path = format!("/api/contexts/{id}/state");
+    let first = Conn::open(app_addr)
+        .await?
+        .send(&request(&path, None))
+        .await?;
+    let etag = match (first.status, first.etag) {
+        (200, Some(etag)) => etag,
+        (status, etag) => {
+            return Err(
+                format!("the first state request answered {status} with ETag {etag:?}").into(),
+            )
+        }
+    };
+    println!(
+        "# {} cores; client and server share one runtime; {} connections; state body {} bytes, {} messages",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.connections,
+        first.body_len,
+        TURNS * 2
+    );
+
+    let targets = [
+        ("bare", bare_addr, request("/", None), 200),
+        ("state_304", app_addr, request(&path, Some(&etag)), 304),
+        ("state_200", app_addr, request(&path, None), 200),
+    ];
+    let measure = Duration::from_secs(args.seconds);
+    let mut bare_rps = None;
+    for (name, addr, req, expect) in targets {
+        let load = drive(addr, req, expect, args.connections, measure).await?;
+        let rps = load.len() as f64 / measure.as_secs_f64();
+        let reference = *bare_rps.get_or_insert(rps);
+        println!(
+            "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3}",
+            millis(percentile(&load, 0.5)),
+            millis(percentile(&load, 0.99)),
+            rps / reference
+        );
+    }
+    let metrics = engine.metrics();
+    println!(
+        "# server counted polls={} not_modified={}",
+        Metrics::get(&metrics.polls),
+        Metrics::get(&metrics.polls_not_modified)
+    );
+
+    let _ = stop_bare.send(());
+    let _ = stop_app.send(());
+    bare.await??;
+    server.await??;
+    Ok(())
+}
+
+/// One GET with keep-alive (the HTTP/1.1 default) and an optional `If-None-Match`.
+fn request(path: &str, if_none_match: Option<&str>) -> Arc<[u8]> {
+    let condition = if_none_match
+        .map(|tag| format!("If-None-Match: {tag}\r\n"))
+        .unwrap_or_default();
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{condition}\r\n")
+        .into_bytes()
+        .into()
+}
+
+/// Runs `connections` clients against `addr` for the warm-up plus `measure`; returns the
+/// latencies of the requests started inside the measured window, sorted.
+async fn drive(
+    addr: SocketAddr,
+    request: Arc<[u8]>,
+    expect: u16,
+    connections: u64,
+    measure: Duration,
+) -> Result<Vec<Duration>, BenchError> {
+    let measure_from = Instant::now() + WARMUP;
+    let until = measure_from + measure;
+    let mut clients = JoinSet::new();
+    for _ in 0..connections {
+        let request = request.clone();
+        clients.spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut latencies = Vec::new();
+            loop {
+                let started = Instant::now();
+                if started >= until {
+                    return Ok::<_, io::Error>(latencies);
+                }
+                let response = conn.send(&request).await?;
+                if response.status != expect {
+                    return Err(io::Error::other(format!(
+                        "expected status {expect}, got {}",
+                        response.status
+                    )));
+                }
+                if started >= measure_from {
+                    latencies.push(started.elapsed());
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        all.extend(done??);
+    }
+    all.sort_unstable();
+    Ok(all)
+}
+
+/// A minimal HTTP/1.1 client connection: enough to read a status, an ETag and a body
+/// framed by Content-Length, which is all these servers send.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    etag: Option<String>,
+    body_len: usize,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("bad response: {what}"))
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    async fn send(&mut self, request: &[u8]) -> io::Result<Response> {
+        self.stream.write_all(request).await?;
+        let head_len = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_len]).map_err(|_| invalid("head"))?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("status line"))?;
+        let mut etag = None;
+        let mut content_length = None;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = Some(value.parse().map_err(|_| invalid("Content-Length"))?);
+            } else if name.eq_ignore_ascii_case("etag") {
+                etag = Some(value.to_owned());
+            }
+        }
+        let body_len = match (status, content_length) {
+            (204 | 304, _) => 0,
+            (_, Some(n)) => n,
+            (_, None) => return Err(invalid("no Content-Length")),
+        };
+        while self.buf.len() < head_len + body_len {
+            self.fill().await?;
+        }
+        self.buf.drain(..head_len + body_len);
+        Ok(Response {
+            status,
+            etag,
+            body_len,
+        })
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        self.buf.reserve(8 * 1024);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        Ok(())
+    }
+}
