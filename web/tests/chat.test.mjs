@@ -12,7 +12,7 @@ after(() => browser?.close());
 
 const TEST = { timeout: 90_000 };
 
-test("send: the message shows at once as pending, then the reply streams in", TEST, async (t) => {
+test("send: the message shows at once as pending, then the reply arrives", TEST, async (t) => {
   const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
   await openApp(page, server.baseUrl);
 

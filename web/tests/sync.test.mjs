@@ -132,3 +132,40 @@ test("two tabs on one chat see each other's messages", TEST, async (t) => {
   await screenshot(other, "-second-tab");
   assertLocalOnly();
 });
+
+test("scrolling: stays at the bottom, or shows a new-messages badge when scrolled up", TEST, async (t) => {
+  const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+
+  // Shift+Enter adds a line; Enter sends. Tall messages make the list overflow quickly.
+  const input = byTestId(page, "composer-input");
+  for (let i = 1; i <= 4; i++) {
+    await input.fill(`message ${i}`);
+    for (let line = 0; line < 4; line++) await input.press("Shift+Enter");
+    await input.pressSequentially("end");
+    await input.press("Enter");
+    await waitForReply(page, `message ${i}`);
+  }
+  assert.equal(await messages(page, "user").count(), 4, "Shift+Enter never sent");
+  assert.match(await messages(page, "user").first().innerText(), /^message 1\n+end$/);
+
+  const list = byTestId(page, "message-list");
+  const distanceFromBottom = () => list.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  assert.ok((await distanceFromBottom()) < 2, "pinned to the bottom while at the bottom");
+
+  await list.evaluate((el) => (el.scrollTop = 0));
+  const other = await context.newPage();
+  await openApp(other, server.baseUrl, currentContextId(page));
+  await turn(other, "news from elsewhere");
+
+  const badge = byTestId(page, "new-messages-badge");
+  await badge.waitFor();
+  assert.equal(await list.evaluate((el) => el.scrollTop), 0, "a reader who scrolled up is not moved");
+  await screenshot(page, "-badge");
+  await badge.click();
+  await badge.waitFor({ state: "detached" });
+  assert.ok((await distanceFromBottom()) < 2);
+  await waitForReply(page, "news from elsewhere");
+  await screenshot(page);
+  assertLocalOnly();
+});

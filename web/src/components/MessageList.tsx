@@ -30,10 +30,12 @@ export function MessageList({ messages, running, onRetry, onDiscard, children }:
   // Any growth (a new message, a streamed chunk, an approval card) changes the scroll height.
   const last = messages[messages.length - 1];
   const contentKey = `${messages.length}:${last?.id}:${last?.text.length}:${last?.status}:${children ? 1 : 0}`;
+  // The reader's own new message always brings the list down to it.
+  const justSent = last?.role === "user" && last.status === "pending";
   useLayoutEffect(() => {
-    if (atBottom.current) scrollToBottom();
+    if (atBottom.current || justSent) scrollToBottom();
     else setUnseen(true);
-  }, [contentKey]);
+  }, [contentKey, justSent]);
 
   // The badge can appear before the reader has scrolled at all on a short list; clear it
   // when the list stops overflowing.
