@@ -57,7 +57,10 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
           {m.status === "streaming" && <span className="caret" aria-hidden="true" />}
         </div>
       )}
-      {m.toolCalls?.map((call) => <ToolCallLine key={call.id} call={call} />)}
+      {/* A pending call is shown by the approval card instead. */}
+      {m.toolCalls
+        ?.filter((call) => call.status !== "pending")
+        .map((call) => <ToolCallLine key={call.id} call={call} />)}
       {m.status === "pending" && (
         <div className="message-meta" data-testid="message-pending">
           Sending…
