@@ -8,7 +8,7 @@ use chatsync::api::{self, ApiConfig, AppState};
 use chatsync::engine::{Deps, Engine, EngineSettings};
 use chatsync::llm::ScriptedModel;
 use chatsync::metrics::Metrics;
-use chatsync::store::{SqliteStore, Store};
+use chatsync::store::{SqlStore, Store};
 use chatsync::tools::ToolRegistry;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -31,7 +31,7 @@ struct Answer {
 async fn spawn_app(legacy_crud: bool) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await.expect("store"));
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url).await.expect("store"));
     let engine = Arc::new(Engine::new(Deps {
         store: store.clone(),
         model: Arc::new(ScriptedModel::new(Duration::ZERO)),

@@ -64,6 +64,9 @@ impl Store for CountingStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn stored_version(&self, _id: Uuid) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A clean, saved context in the given state.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::llm::ScriptedModel;
-use crate::store::{MessageRecord, SaveBatch, SqliteStore};
+use crate::store::{MessageRecord, SaveBatch, SqlStore};
 use async_trait::async_trait;
 use chatsync_protocol::{content_text, MessageStatus, StateName, Status, ToolCallStatus};
 use std::sync::atomic::AtomicBool;
@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// SQLite with a switch that makes saves fail, to test rule 8.
 #[derive(Debug)]
 struct FlakyStore {
-    inner: SqliteStore,
+    inner: SqlStore,
     failing: AtomicBool,
 }
 
@@ -46,6 +46,9 @@ impl Store for FlakyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        self.inner.stored_version(id).await
+    }
 }
 
 struct Harness {
@@ -59,7 +62,7 @@ async fn harness(settings: EngineSettings) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
     let store = Arc::new(FlakyStore {
-        inner: SqliteStore::connect(&url).await.expect("store"),
+        inner: SqlStore::connect(&url).await.expect("store"),
         failing: AtomicBool::new(false),
     });
     let engine = engine_on(store.clone(), settings);

@@ -6,15 +6,18 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
-mod sqlite;
+mod postgres;
+mod sql;
 
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message};
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// The context row: everything about a chat except its messages.
@@ -124,6 +127,71 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether several server processes share this store; then a turn runs only under a
+    /// lease, and instances learn of each other's changes through `changes`.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Takes or renews this process's lease on a context; `false` while another live
+    /// process holds it. A store that is not shared always grants it.
+    async fn acquire_lease(&self, _id: Uuid, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn release_lease(&self, _id: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The stored version of a context (`None`: it does not exist).
+    async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
+    /// Changes made by any process, for a shared store.
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        None
+    }
+    /// Asks whichever process runs a context's turn to cancel it.
+    async fn request_cancel(&self, _id: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// What one process tells the others about a context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Updated {
+        id: Uuid,
+        version: u64,
+    },
+    Deleted(Uuid),
+    CancelRequested(Uuid),
+    /// Notifications may have been missed (the listener reconnected): recheck everything.
+    Resync,
+}
+
+impl Change {
+    pub fn encode(&self) -> String {
+        match self {
+            Change::Updated { id, version } => format!("updated:{id}:{version}"),
+            Change::Deleted(id) => format!("deleted:{id}"),
+            Change::CancelRequested(id) => format!("cancel:{id}"),
+            Change::Resync => "resync".into(),
+        }
+    }
+
+    pub fn decode(payload: &str) -> Option<Change> {
+        let mut parts = payload.split(':');
+        let kind = parts.next()?;
+        let id = parts.next().map(Uuid::try_parse);
+        let change = match (kind, id) {
+            ("updated", Some(Ok(id))) => Change::Updated {
+                id,
+                version: parts.next()?.parse().ok()?,
+            },
+            ("deleted", Some(Ok(id))) => Change::Deleted(id),
+            ("cancel", Some(Ok(id))) => Change::CancelRequested(id),
+            ("resync", None) => Change::Resync,
+            _ => return None,
+        };
+        parts.next().is_none().then_some(change)
+    }
 }
 
 /// The current time at the precision the stores keep (microseconds), so a timestamp
@@ -145,13 +213,7 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
 
 /// Opens the store a database URL names.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else {
-        Err(StoreError::Unavailable(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
-        )))
-    }
+    Ok(Arc::new(SqlStore::connect(url).await?))
 }
 
 #[cfg(test)]
@@ -170,6 +232,28 @@ mod tests {
         #[test]
         fn cursor_decode_never_panics(token in ".*") {
             let _ = Cursor::decode(&token);
+        }
+    }
+
+    #[test]
+    fn changes_round_trip_and_garbage_is_refused() {
+        let id = Uuid::new_v4();
+        for c in [
+            Change::Updated { id, version: 42 },
+            Change::Deleted(id),
+            Change::CancelRequested(id),
+            Change::Resync,
+        ] {
+            assert_eq!(Change::decode(&c.encode()), Some(c));
+        }
+        for bad in [
+            "",
+            "updated",
+            "updated:x:1",
+            &format!("updated:{id}"),
+            &format!("deleted:{id}:9"),
+        ] {
+            assert_eq!(Change::decode(bad), None, "{bad}");
         }
     }
 

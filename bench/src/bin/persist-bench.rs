@@ -26,7 +26,7 @@
 use chatsync::engine::{Deps, Engine, EngineSettings, Snapshot};
 use chatsync::llm::ScriptedModel;
 use chatsync::metrics::Metrics;
-use chatsync::store::SqliteStore;
+use chatsync::store;
 use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
 use chatsync_protocol::{ContentPart, ContextConfig, Role};
@@ -110,7 +110,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let (_dir, url) = temp_database()?;
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::new(Deps {
-        store: Arc::new(SqliteStore::connect(&url).await?),
+        // The URL is sqlite://, so this is the SQLite store the server opens by default.
+        store: store::connect(&url).await?,
         model: Arc::new(ScriptedModel::new(Duration::ZERO)),
         tools: Arc::new(ToolRegistry::builtin(DEFAULT_TOOL_TIMEOUT)),
         metrics: metrics.clone(),

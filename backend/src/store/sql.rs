@@ -1,25 +1,39 @@
-//! The embedded default: one SQLite file in WAL mode with `synchronous=FULL`.
+//! The SQL store, on SQLite (the embedded default: one file in WAL mode with
+//! `synchronous=FULL`) or Postgres (scale-out: several instances share it). Both run the
+//! same queries through sqlx's `Any` driver; what differs is set-up, and that only
+//! Postgres coordinates instances (leases and change notifications).
 
 use super::{
-    format_time, parse_time, ContextPage, ContextRecord, Cursor, LoadedContext, MessageRecord,
-    SaveBatch, Store, StoreError,
+    format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, LoadedContext,
+    MessageRecord, SaveBatch, Store, StoreError,
 };
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message, MessageStatus, Role, StateName};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::Row;
-use std::str::FromStr;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The Postgres channel that carries `Change`s between instances.
+const CHANGES_CHANNEL: &str = "chatsync_changes";
+
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// This process's name in the leases table.
+    owner: String,
+    changes: Option<broadcast::Sender<Change>>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -30,6 +44,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
+                // Postgres shutting down (57P01..03) or connection exceptions (08xxx).
+                StoreError::Unavailable(e.to_string())
+            }
             other => StoreError::Database(other.to_string()),
         }
     }
@@ -41,35 +63,102 @@ const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version";
 
-impl SqliteStore {
-    /// Opens (and creates, with its folder, when missing) the database file, then applies
-    /// the embedded migrations.
+/// The file a `sqlite:` URL names, when it names one.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+impl SqlStore {
+    /// Opens the database a URL names (`sqlite://PATH`, created with its folder when
+    /// missing, or `postgres://...`), then applies the embedded migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unavailable(format!(
+                "unsupported database URL {url:?}: expected sqlite://PATH or postgres://..."
+            )));
+        };
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_path(&url).and_then(|p| std::path::Path::new(p).parent()) {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            // Fail fast while the database is down: requests answer 503 instead of hanging.
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        let migrated = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+        };
+        migrated.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let changes = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(super::postgres::listen(&url, CHANGES_CHANNEL).await?),
+        };
+        Ok(SqlStore {
+            pool,
+            backend,
+            owner: Uuid::new_v4().to_string(),
+            changes,
+        })
     }
+
+    /// Tells every instance (on Postgres) about a change.
+    async fn notify(&self, change: Change) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            notify_query(change).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+}
+
+fn notify_query(
+    change: Change,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(change.encode())
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -84,7 +173,7 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} {value:?}"))
 }
 
-fn context_from_row(row: &SqliteRow) -> Result<ContextRecord, StoreError> {
+fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let state_name: String = row.try_get("state")?;
     let name = StateName::parse(&state_name).ok_or_else(|| corrupt("state", &state_name))?;
@@ -106,12 +195,12 @@ fn context_from_row(row: &SqliteRow) -> Result<ContextRecord, StoreError> {
         state,
         version: to_u64(row.try_get("version")?),
         message_count: to_u64(row.try_get("message_count")?),
-        created_at: parse_time(row.try_get("created_at")?)?,
-        updated_at: parse_time(row.try_get("updated_at")?)?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })
 }
 
-fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     let status: String = row.try_get("status")?;
@@ -129,7 +218,7 @@ fn message_from_row(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
             .map_err(json_err)?,
         tool_call_id: row.try_get("tool_call_id")?,
         status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        created_at: parse_time(row.try_get("created_at")?)?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         version: to_u64(row.try_get("version")?),
     };
     Ok(MessageRecord {
@@ -144,7 +233,7 @@ fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     #[tracing::instrument(skip_all, fields(context_id = %record.id))]
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
@@ -241,7 +330,11 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            self.notify(Change::Deleted(id)).await?;
+        }
+        Ok(deleted)
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -274,16 +367,17 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM contexts WHERE id = $1")
+            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
                 .bind(c.id.to_string())
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-            return Err(match exists {
-                Some(_) => StoreError::Conflict {
+            return Err(if exists > 0 {
+                StoreError::Conflict {
                     id: c.id,
                     expected: batch.expected_version,
-                },
-                None => StoreError::Gone(c.id),
+                }
+            } else {
+                StoreError::Gone(c.id)
             });
         }
         for m in &batch.messages {
@@ -310,6 +404,15 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        if self.backend == Backend::Postgres {
+            // Delivered to every instance when (and only if) the transaction commits.
+            notify_query(Change::Updated {
+                id: c.id,
+                version: c.version,
+            })
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -320,9 +423,17 @@ impl Store for SqliteStore {
             StateName::AwaitingToolApproval,
             StateName::Failed,
         ];
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM contexts WHERE state NOT IN ($1, $2, $3) ORDER BY updated_at",
-        )
+        // On Postgres, a context another live instance is running is not unfinished.
+        let unleased = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => {
+                " AND NOT EXISTS (SELECT 1 FROM leases l \
+                   WHERE l.context_id = contexts.id AND l.expires_at > now())"
+            }
+        };
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM contexts WHERE state NOT IN ($1, $2, $3){unleased} ORDER BY updated_at"
+        ))
         .bind(resting[0].as_str())
         .bind(resting[1].as_str())
         .bind(resting[2].as_str())
@@ -337,6 +448,56 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    fn is_shared(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    async fn acquire_lease(&self, id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(true);
+        }
+        let taken = sqlx::query(
+            "INSERT INTO leases (context_id, owner, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (context_id) DO UPDATE \
+             SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE leases.owner = excluded.owner OR leases.expires_at < now()",
+        )
+        .bind(id.to_string())
+        .bind(&self.owner)
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, id: Uuid) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("DELETE FROM leases WHERE context_id = $1 AND owner = $2")
+                .bind(id.to_string())
+                .bind(&self.owner)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM contexts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(version.map(to_u64))
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        self.changes.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<(), StoreError> {
+        self.notify(Change::CancelRequested(id)).await
+    }
 }
 
 #[cfg(test)]
@@ -344,10 +505,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::store::conformance;
 
-    async fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+    async fn temp_store() -> (tempfile::TempDir, SqlStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
-        let store = SqliteStore::connect(&url).await.expect("connect");
+        let store = SqlStore::connect(&url).await.expect("connect");
         (dir, store)
     }
 
@@ -370,5 +531,50 @@ pub(crate) mod tests {
             .expect("pragma");
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn sqlite_paths_come_out_of_urls() {
+        assert_eq!(sqlite_path("sqlite://./data/x.db"), Some("./data/x.db"));
+        assert_eq!(sqlite_path("sqlite:x.db?mode=rwc"), Some("x.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    /// The suite on Postgres, when the test command provides one (`CHATSYNC_TEST_PG_URL`
+    /// names a server; each run gets a fresh database). `CHATSYNC_REQUIRE_PG=1` turns a
+    /// missing server into a failure, so CI cannot skip it silently.
+    #[tokio::test]
+    async fn postgres_passes_the_store_conformance_suite() {
+        let Some(url) = crate::store::postgres::test_database("conformance").await else {
+            return;
+        };
+        let store = SqlStore::connect(&url).await.expect("connect");
+        assert!(store.is_shared());
+        conformance::run(&store).await;
+        let id = Uuid::new_v4();
+        let other = SqlStore::connect(&url).await.expect("second instance");
+        assert!(store
+            .acquire_lease(id, Duration::from_secs(5))
+            .await
+            .expect("lease"));
+        assert!(store
+            .acquire_lease(id, Duration::from_secs(5))
+            .await
+            .expect("renew"));
+        assert!(!other
+            .acquire_lease(id, Duration::from_secs(5))
+            .await
+            .expect("held"));
+        store.release_lease(id).await.expect("release");
+        assert!(other
+            .acquire_lease(id, Duration::from_millis(1))
+            .await
+            .expect("free"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(store
+            .acquire_lease(id, Duration::from_secs(5))
+            .await
+            .expect("expired"));
     }
 }
