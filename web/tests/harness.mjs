@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const RESULTS = path.join(WEB, "test-results");
+const RESULTS = path.join(WEB, "test-results");
 const DIST = path.join(WEB, "dist");
 
 /** The sync module's default base poll interval; waits for "absence" are counted in these. */
@@ -35,7 +35,7 @@ function chatsyncBin() {
 }
 
 /** Starts the real server; resolves once it printed the address it bound. */
-export async function startServer({ chunkDelayMs = 5 } = {}) {
+async function startServer({ chunkDelayMs = 5 } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), "chatsync-web-"));
   const args = [
     "--addr", "127.0.0.1:0",

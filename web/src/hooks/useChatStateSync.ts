@@ -2,7 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore
 import { ChatSync, type ChatView } from "@chatsync/sync-wasm";
 
 /** Same origin: the backend serves both the app and the API. */
-export const API_BASE = "/api";
+const API_BASE = "/api";
 
 export interface ChatActions {
   sendMessage(text: string): Promise<void>;

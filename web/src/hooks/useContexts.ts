@@ -5,7 +5,6 @@ import type { ChatSync, ContextSummary, CreateContextOptions } from "@chatsync/s
 export interface Contexts {
   contexts: ContextSummary[];
   loaded: boolean;
-  reload(): Promise<void>;
   create(options: CreateContextOptions): Promise<ContextSummary>;
   remove(contextId: string): Promise<void>;
 }
@@ -21,20 +20,21 @@ export function useContexts(sync: ChatSync, refreshKey: string, onError: (messag
   const [contexts, setContexts] = useState<ContextSummary[]>([]);
   const [loaded, setLoaded] = useState(false);
 
-  const reload = useCallback(async () => {
-    try {
-      const list = await sync.listContexts({ limit: 100 });
-      setContexts([...list.contexts].sort(byRecentActivity));
-    } catch (e) {
-      onError(`Could not load the chat list: ${describeError(e)}`);
-    } finally {
-      setLoaded(true);
-    }
-  }, [sync, onError]);
-
   useEffect(() => {
-    void reload();
-  }, [reload, refreshKey]);
+    // Only the newest answer counts: an older list, arriving late, would hide a chat that
+    // was just created.
+    let stale = false;
+    sync
+      .listContexts({ limit: 100 })
+      .then(
+        (list) => stale || setContexts([...list.contexts].sort(byRecentActivity)),
+        (e: unknown) => stale || onError(`Could not load the chat list: ${describeError(e)}`),
+      )
+      .finally(() => stale || setLoaded(true));
+    return () => {
+      stale = true;
+    };
+  }, [sync, onError, refreshKey]);
 
   const create = useCallback(
     async (options: CreateContextOptions) => {
@@ -53,5 +53,5 @@ export function useContexts(sync: ChatSync, refreshKey: string, onError: (messag
     [sync],
   );
 
-  return { contexts, loaded, reload, create, remove };
+  return { contexts, loaded, create, remove };
 }
