@@ -86,6 +86,8 @@ impl TestServer {
                 command.env_remove(&name);
             }
         }
+        // Plain text: the log tail is printed on failure and read by tests.
+        command.env("NO_COLOR", "1");
         match std::env::var_os("TEST_LOG") {
             Some(filter) => command.env("RUST_LOG", filter),
             None => command.env_remove("RUST_LOG"),

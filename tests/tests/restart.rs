@@ -1,6 +1,8 @@
 //! Durability across restarts: a clean stop (SIGTERM) and a crash (SIGKILL) mid-stream.
 
-use chatsync_e2e::{last_reply, text, with_role, TestServer};
+use chatsync_e2e::{
+    expect_json, last_reply, poll_until, text, with_role, Api, Send, TestServer, DEFAULT_TIMEOUT,
+};
 use chatsync_protocol::{
     ChatState, ContextSummary, ListContextsResponse, MessageStatus, Role, Status,
 };
@@ -17,7 +19,7 @@ async fn everything(
         .send()
         .await
         .expect("GET /api/contexts");
-    let list: ListContextsResponse = chatsync_e2e::expect_json(response, StatusCode::OK).await;
+    let list: ListContextsResponse = expect_json(response, StatusCode::OK).await;
     let mut all = BTreeMap::new();
     for summary in list.contexts {
         let (state, etag) = api.state_with_etag(summary.id).await;
@@ -69,6 +71,44 @@ async fn a_clean_stop_keeps_every_context_message_version_and_etag() {
     assert!(text(last_reply(&done)).contains("42"), "{done:#?}");
 }
 
+/// A client whose response was lost resends with the same key; the server may have been
+/// restarted meanwhile, so the keys must outlive the process.
+#[tokio::test]
+#[ignore = "backend bug: a repeated send to a freshly loaded context answers 500 save_failed \
+            (the dedupe replies turn 0, which wait_turn mistakes for the failed-save marker 0)"]
+async fn a_resend_after_a_restart_adds_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = TestServer::start(dir.path(), &[]).await;
+    let api = first.api();
+    let ctx = api.create_context().await;
+    let by_client_id = Send {
+        client_message_id: Some("client-1"),
+        ..Send::default()
+    };
+    let by_header = Send {
+        idempotency_key: Some("key-1"),
+        ..Send::default()
+    };
+    let sends = [("first", by_client_id), ("second", by_header)];
+    for (content, opts) in sends.clone() {
+        let response = api.send_message_raw(ctx.id, content, opts).await;
+        let _: ChatState = expect_json(response, StatusCode::OK).await;
+    }
+    let before = api.state(ctx.id).await;
+    assert!(first.terminate().await.success());
+
+    let second = TestServer::start(dir.path(), &[]).await;
+    let api = second.api();
+    for (content, opts) in sends {
+        let response = api.send_message_raw(ctx.id, content, opts).await;
+        let answer: ChatState = expect_json(response, StatusCode::OK).await;
+        assert_eq!(
+            answer, before,
+            "the resend of {content:?} changed the context"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_turn_killed_mid_stream_resumes_after_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -114,4 +154,44 @@ async fn a_turn_killed_mid_stream_resumes_after_restart() {
     assert_eq!(reply.status, MessageStatus::Complete);
     assert!(text(reply).starts_with("chunk 1 "), "{}", text(reply));
     assert!(text(reply).ends_with("chunk 40."), "{}", text(reply));
+}
+
+/// Clients trust versions: the sync module ignores a state older than the last one it
+/// applied, and an ETag names one content. So a version a client saw before a crash must
+/// not come back after the restart, older or with other content.
+#[tokio::test]
+#[ignore = "backend bug: versions published between stream flushes are reused after a crash \
+            (the reloaded context restarts from the last saved version)"]
+async fn versions_seen_before_a_crash_never_go_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A long flush interval keeps the streamed chunks in memory only (as between two
+    // flushes with the default interval), so the crash always loses some of them.
+    let mut first = TestServer::start(dir.path(), &["--stream-flush-ms", "60000"]).await;
+    let api = first.api();
+    let ctx = api.create_context().await;
+    api.send_message_no_wait(ctx.id, "/slow 40").await;
+    let (seen, etag) = poll_until(
+        "a client has seen a few chunks",
+        DEFAULT_TIMEOUT,
+        || api.state_with_etag(ctx.id),
+        |(s, _)| s.messages.iter().any(|m| text(m).contains("chunk 3")),
+    )
+    .await;
+    first.kill9().await;
+
+    let second = TestServer::start(dir.path(), &[]).await;
+    let api = second.api();
+    let (after, _) = api.state_with_etag(ctx.id).await;
+    // The same version is fine only when it names the very same state.
+    assert!(
+        after.version > seen.version || after == seen,
+        "after the restart the state is at version {} (reply: {:?}), but a client already \
+         saw version {} (reply: {:?}): it ignores the older state, and its ETag {etag} \
+         names two different contents",
+        after.version,
+        after.messages.get(1).map(text),
+        seen.version,
+        seen.messages.get(1).map(text),
+    );
+    api.wait_for_status(ctx.id, Status::Idle).await;
 }
