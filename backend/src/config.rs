@@ -27,6 +27,43 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_MODEL", value_enum, default_value_t = ModelKind::Scripted)]
     pub model: ModelKind,
 
+    /// OpenAI-compatible API root (`--model openai`): OpenAI, Ollama, vLLM, llama.cpp, LM Studio.
+    #[arg(long, env = "CHATSYNC_OPENAI_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
+    pub openai_base_url: String,
+
+    /// API key sent as a bearer token; local servers usually need none. Never logged.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<crate::llm::ApiKey>,
+
+    /// Model name the server knows (`--model openai`).
+    #[arg(long, env = "CHATSYNC_OPENAI_MODEL", default_value = crate::llm::DEFAULT_MODEL)]
+    pub openai_model: String,
+
+    /// How long connecting to the model server may take, in milliseconds.
+    #[arg(long, env = "CHATSYNC_OPENAI_CONNECT_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub openai_connect_timeout_ms: u64,
+
+    /// Longest silence from the model server (before its answer and between stream
+    /// chunks) before the call counts as failed and is retried, in milliseconds.
+    #[arg(long, env = "CHATSYNC_OPENAI_IDLE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub openai_idle_timeout_ms: u64,
+
+    /// How long one tool call may run before it fails, in milliseconds.
+    #[arg(long, env = "CHATSYNC_TOOL_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tool_timeout_ms: u64,
+
+    /// Directory `read_file` and `list_dir` may read; without it those tools do not exist.
+    #[arg(long, env = "CHATSYNC_WORKSPACE_ROOT")]
+    pub workspace_root: Option<PathBuf>,
+
+    /// Tools whose calls run without asking (comma-separated, e.g. current_time,list_dir);
+    /// every other call waits for approval.
+    #[arg(long, env = "CHATSYNC_AUTO_APPROVE_TOOLS", value_delimiter = ',')]
+    pub auto_approve_tools: Vec<String>,
+
     /// Serve the deprecated CRUD message endpoints (off: 410 Gone).
     #[arg(long, env = "CHATSYNC_LEGACY_CRUD", value_enum, default_value_t = OnOff::On)]
     pub legacy_crud: OnOff,
@@ -65,6 +102,8 @@ pub struct Config {
 pub enum ModelKind {
     /// Deterministic and offline; see the README for its triggers.
     Scripted,
+    /// Any OpenAI-compatible chat completions server (`--openai-*` flags).
+    Openai,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +124,28 @@ mod tests {
         assert_eq!(c.legacy_crud, OnOff::On);
         assert_eq!(c.stream_flush_ms, 250);
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.model, ModelKind::Scripted);
+        assert_eq!(c.openai_base_url, "https://api.openai.com/v1");
+        assert_eq!(c.tool_timeout_ms, 30_000);
+        assert!(c.auto_approve_tools.is_empty());
+        assert!(c.workspace_root.is_none());
+    }
+
+    #[test]
+    fn tool_and_openai_flags_parse() {
+        let c = Config::try_parse_from([
+            "chatsync",
+            "--model",
+            "openai",
+            "--openai-api-key",
+            "sk-test",
+            "--auto-approve-tools",
+            "current_time,list_dir",
+        ])
+        .expect("parse");
+        assert_eq!(c.model, ModelKind::Openai);
+        assert_eq!(c.auto_approve_tools, ["current_time", "list_dir"]);
+        assert!(!format!("{c:?}").contains("sk-test"), "the key never shows");
     }
 
     #[test]
@@ -94,6 +155,8 @@ mod tests {
             vec!["chatsync", "--addr", "nowhere"],
             vec!["chatsync", "--model", "gpt"],
             vec!["chatsync", "--max-live-contexts", "0"],
+            vec!["chatsync", "--openai-api-key", "two words"],
+            vec!["chatsync", "--tool-timeout-ms", "0"],
         ] {
             assert!(Config::try_parse_from(&args).is_err(), "{args:?}");
         }

@@ -46,16 +46,38 @@ pub enum StartError {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = store::connect(&config.database_url).await?;
+        // Settings are checked before the store opens, so a typo fails fast and clearly.
+        let tools = Arc::new(
+            tools::ToolRegistry::new(&tools::ToolSettings {
+                timeout: Duration::from_millis(config.tool_timeout_ms),
+                workspace_root: config.workspace_root.clone(),
+                auto_approve: config.auto_approve_tools.clone(),
+            })
+            .map_err(StartError::Config)?,
+        );
         let model: Arc<dyn llm::Model> = match config.model {
             ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
                 config.scripted_chunk_delay_ms,
             ))),
+            ModelKind::Openai => Arc::new(
+                llm::OpenAiModel::new(
+                    llm::OpenAiSettings {
+                        base_url: config.openai_base_url.clone(),
+                        api_key: config.openai_api_key.clone(),
+                        model: config.openai_model.clone(),
+                        connect_timeout: Duration::from_millis(config.openai_connect_timeout_ms),
+                        idle_timeout: Duration::from_millis(config.openai_idle_timeout_ms),
+                    },
+                    &tools.specs(),
+                )
+                .map_err(StartError::Config)?,
+            ),
         };
+        let store = store::connect(&config.database_url).await?;
         let engine = Arc::new(Engine::new(Deps {
             store,
             model,
-            tools: Arc::new(tools::ToolRegistry::builtin(tools::DEFAULT_TOOL_TIMEOUT)),
+            tools,
             metrics: Arc::new(metrics::Metrics::default()),
             settings: EngineSettings {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
@@ -67,6 +89,7 @@ impl Application {
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted turns");
         }
+        engine.start_background();
         let router = api::router(api::AppState {
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {

@@ -1,7 +1,10 @@
 //! The model behind a turn: a trait, and the providers that implement it.
 
+mod openai;
 mod scripted;
+mod sse;
 
+pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
 pub use scripted::ScriptedModel;
 
 use async_trait::async_trait;

@@ -2,6 +2,7 @@
 
 use super::Tool;
 use async_trait::async_trait;
+use serde_json::{json, Value};
 
 #[derive(Debug)]
 pub(super) struct Calculator;
@@ -16,7 +17,18 @@ impl Tool for Calculator {
         "Evaluates an arithmetic expression: numbers, + - * / ^ and parentheses."
     }
 
-    async fn call(&self, arguments: &serde_json::Value) -> Result<String, String> {
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "expression": {"type": "string", "description": "For example \"(2+3)*4\"."}
+            },
+            "required": ["expression"],
+            "additionalProperties": false
+        })
+    }
+
+    async fn call(&self, arguments: &Value) -> Result<String, String> {
         let expression = arguments
             .get("expression")
             .and_then(|e| e.as_str())
