@@ -140,7 +140,7 @@ impl TestServer {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("build the HTTP client"),
-            base_url: self.base_url.clone(),
+            base_url: self.base_url().to_owned(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! One writer per context: concurrent sends queue as whole turns, nothing lost or doubled.
 
-use chatsync_e2e::{text, TestServer};
+use chatsync_e2e::{text, Send, TestServer};
 use chatsync_protocol::{ChatState, MessageStatus, Role, Status};
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ async fn twenty_concurrent_sends_become_twenty_whole_turns() {
             tokio::spawn(async move {
                 let content = format!("msg {i:02}");
                 let response = api
-                    .send_message_raw(ctx.id, &content, chatsync_e2e::Send::default())
+                    .send_message_raw(ctx.id, &content, Send::default())
                     .await;
                 let status = response.status();
                 let body = response.text().await.expect("read the body");

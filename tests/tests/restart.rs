@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Every context with its state and ETag, as a client would see them.
-async fn everything(
-    api: &chatsync_e2e::Api,
-) -> BTreeMap<Uuid, (ContextSummary, ChatState, String)> {
+async fn everything(api: &Api) -> BTreeMap<Uuid, (ContextSummary, ChatState, String)> {
     let response = api
         .get("/api/contexts?limit=100")
         .send()
