@@ -1,0 +1,717 @@
+//! The OpenAI-compatible model against a fake server on 127.0.0.1, driving the real
+//! engine on a temporary SQLite store, and once the whole application over HTTP.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chatsync::config::Config;
+use chatsync::engine::{Deps, Engine, EngineSettings};
+use chatsync::llm::{OpenAiModel, OpenAiSettings};
+use chatsync::metrics::Metrics;
+use chatsync::store::SqlStore;
+use chatsync::tools::ToolRegistry;
+use chatsync::Application;
+use chatsync_protocol::{content_text, ChatState, ContextConfig, MessageStatus, Role, Status};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const KEY: &str = "sk-test-do-not-leak-4242";
+const WAIT: Duration = Duration::from_secs(20);
+/// Deadline for things the tests wait on; loops poll until then and stop by themselves.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How a streamed answer ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    /// `data: [DONE]`, as every OpenAI-compatible server sends.
+    Done,
+    /// The body just ends: no `[DONE]`, no finish reason.
+    Close,
+    /// The connection breaks mid-body.
+    Cut,
+}
+
+#[derive(Debug, Clone)]
+enum Reply {
+    /// SSE events (their `data`), `gap` apart.
+    Events {
+        events: Vec<String>,
+        gap: Duration,
+        end: End,
+    },
+    Status {
+        status: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+    },
+}
+
+fn events(events: Vec<Value>) -> Reply {
+    Reply::Events {
+        events: events.iter().map(Value::to_string).collect(),
+        gap: Duration::ZERO,
+        end: End::Done,
+    }
+}
+
+fn text_delta(text: &str) -> Value {
+    json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+}
+
+fn finish(reason: &str) -> Value {
+    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+}
+
+fn text_reply(pieces: &[&str]) -> Reply {
+    let mut all: Vec<Value> =
+        vec![json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})];
+    all.extend(pieces.iter().map(|p| text_delta(p)));
+    all.push(finish("stop"));
+    events(all)
+}
+
+fn call_delta(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
+    let mut call = json!({"index": index, "function": {"arguments": arguments}});
+    if let Some(id) = id {
+        call["id"] = json!(id);
+        call["type"] = json!("function");
+    }
+    if let Some(name) = name {
+        call["function"]["name"] = json!(name);
+    }
+    json!({"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]})
+}
+
+type Script = dyn Fn(usize, &Value) -> Reply + Send + Sync;
+
+#[derive(Debug)]
+struct Recorded {
+    body: Value,
+    authorization: Option<String>,
+    at: Instant,
+}
+
+#[derive(Clone)]
+struct Fake {
+    script: Arc<Script>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Bodies the server stopped sending because the client went away.
+    abandoned: Arc<AtomicUsize>,
+}
+
+struct FakeServer {
+    base_url: String,
+    fake: Fake,
+}
+
+impl FakeServer {
+    async fn start(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Self {
+        let fake = Fake {
+            script: Arc::new(script),
+            requests: Arc::default(),
+            abandoned: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeServer {
+            base_url: format!("http://{addr}/v1"),
+            fake,
+        }
+    }
+
+    fn requests(&self) -> Vec<(Value, Option<String>, Instant)> {
+        self.fake
+            .requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .map(|r| (r.body.clone(), r.authorization.clone(), r.at))
+            .collect()
+    }
+
+    fn request_count(&self) -> usize {
+        self.fake.requests.lock().expect("requests").len()
+    }
+}
+
+/// Counts a body the client abandoned: dropped by the server before it was all sent.
+struct AbandonGuard {
+    finished: AtomicBool,
+    abandoned: Arc<AtomicUsize>,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            self.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn completions(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let n = {
+        let mut requests = fake.requests.lock().expect("requests");
+        requests.push(Recorded {
+            body: body.clone(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            at: Instant::now(),
+        });
+        requests.len() - 1
+    };
+    match (fake.script)(n, &body) {
+        Reply::Status {
+            status,
+            headers,
+            body,
+        } => {
+            let status = StatusCode::from_u16(status).expect("status");
+            let mut response = (status, body).into_response();
+            for (k, v) in headers {
+                response.headers_mut().insert(k, v.parse().expect("header"));
+            }
+            response
+        }
+        Reply::Events { events, gap, end } => {
+            // `None` is the break of a cut connection, after the frames that got through.
+            let mut frames: Vec<Option<String>> = events
+                .iter()
+                .map(|e| Some(format!("data: {e}\n\n")))
+                .collect();
+            match end {
+                End::Done => frames.push(Some("data: [DONE]\n\n".into())),
+                End::Cut => frames.push(None),
+                End::Close => {}
+            }
+            let guard = Arc::new(AbandonGuard {
+                finished: AtomicBool::new(false),
+                abandoned: fake.abandoned.clone(),
+            });
+            let total = frames.len();
+            let body =
+                futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| {
+                    let guard = guard.clone();
+                    async move {
+                        if !gap.is_zero() {
+                            tokio::time::sleep(gap).await;
+                        }
+                        if i + 1 == total {
+                            guard.finished.store(true, Ordering::SeqCst);
+                        }
+                        frame.ok_or_else(|| std::io::Error::other("connection cut"))
+                    }
+                });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(body))
+                .expect("response")
+        }
+    }
+}
+
+struct Chat {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    server: FakeServer,
+}
+
+async fn chat_with(
+    idle_timeout: Duration,
+    script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static,
+) -> Chat {
+    let server = FakeServer::start(script).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let tools = Arc::new(ToolRegistry::builtin(Duration::from_secs(5)));
+    let model = OpenAiModel::new(
+        OpenAiSettings {
+            base_url: server.base_url.clone(),
+            api_key: Some(KEY.parse().expect("key")),
+            model: "test-model".into(),
+            connect_timeout: Duration::from_secs(2),
+            idle_timeout,
+        },
+        &tools.specs(),
+    )
+    .expect("model");
+    let engine = Engine::new(Deps {
+        store: Arc::new(SqlStore::connect(&url).await.expect("store")),
+        model: Arc::new(model),
+        tools,
+        metrics: Arc::new(Metrics::default()),
+        settings: EngineSettings {
+            retry_base: Duration::from_millis(5),
+            ..EngineSettings::default()
+        },
+    });
+    Chat {
+        _dir: dir,
+        engine,
+        server,
+    }
+}
+
+async fn chat(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Chat {
+    chat_with(Duration::from_secs(5), script).await
+}
+
+impl Chat {
+    async fn context(&self, system_prompt: Option<&str>) -> Uuid {
+        let config = ContextConfig {
+            system_prompt: system_prompt.map(str::to_owned),
+            ..ContextConfig::default()
+        };
+        let s = self
+            .engine
+            .create_context(None, config)
+            .await
+            .expect("create");
+        s.record.id
+    }
+
+    async fn send(&self, id: Uuid, text: &str) -> ChatState {
+        let out = self
+            .engine
+            .send_message(id, text.into(), None, None, WAIT)
+            .await
+            .expect("send");
+        assert!(out.settled, "the turn rests within the wait");
+        out.snapshot.chat_state(None)
+    }
+}
+
+fn last_text(state: &ChatState) -> String {
+    state
+        .messages
+        .last()
+        .map(|m| content_text(&m.content))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_streamed_reply_arrives_whole_and_the_request_is_openai_shaped() {
+    let c = chat(|_, _| text_reply(&["Hel", "lo", " there", "!"])).await;
+    let id = c.context(Some("Be brief.")).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Idle);
+    assert_eq!(last_text(&state), "Hello there!");
+    assert_eq!(
+        state.messages.last().map(|m| m.status),
+        Some(MessageStatus::Complete)
+    );
+
+    let requests = c.server.requests();
+    assert_eq!(requests.len(), 1);
+    let (body, authorization, _) = &requests[0];
+    assert_eq!(
+        authorization.as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["stream"], true);
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+        ])
+    );
+    let tools: Vec<&str> = body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["calculator", "current_time"]);
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(
+        body["tools"][0]["function"]["parameters"]["required"],
+        json!(["expression"])
+    );
+}
+
+/// Two calls whose pieces interleave, the arguments split mid-token.
+fn two_calls() -> Reply {
+    events(vec![
+        text_delta("Let me check."),
+        call_delta(0, Some("call_a"), Some("calculator"), ""),
+        call_delta(0, None, None, "{\"expre"),
+        call_delta(1, Some("call_b"), Some("current_time"), "{"),
+        call_delta(0, None, None, "ssion\": \"6*"),
+        call_delta(1, None, None, "}"),
+        call_delta(0, None, None, "7\"}"),
+        finish("tool_calls"),
+    ])
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_are_assembled_wait_for_approval_and_their_results_go_back() {
+    let c = chat(|n, body| match n {
+        0 => two_calls(),
+        _ => {
+            let messages = body["messages"].as_array().cloned().unwrap_or_default();
+            let results: Vec<String> = messages
+                .iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| {
+                    format!(
+                        "{}={}",
+                        m["tool_call_id"].as_str().unwrap_or("?"),
+                        m["content"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            text_reply(&["Results: ", &results.join(", ")])
+        }
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "what is 6*7, and what time is it?").await;
+    assert_eq!(state.status, Status::AwaitingApproval);
+    let pending: Vec<(String, String, Value)> = state
+        .pending_tool_calls
+        .iter()
+        .map(|t| (t.id.clone(), t.name.clone(), t.arguments.clone()))
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            (
+                "call_a".into(),
+                "calculator".into(),
+                json!({"expression": "6*7"})
+            ),
+            ("call_b".into(), "current_time".into(), json!({})),
+        ]
+    );
+    assert_eq!(last_text(&state), "Let me check.");
+
+    let out = c
+        .engine
+        .approve_tools(id, vec!["call_a".into()], WAIT)
+        .await
+        .expect("approve");
+    let state = out.snapshot.chat_state(None);
+    assert_eq!(state.status, Status::Idle);
+    assert_eq!(
+        last_text(&state),
+        "Results: call_b=The user denied this tool call., call_a=42"
+    );
+    let requests = c.server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].0["messages"][1],
+        json!({"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "calculator", "arguments": "{\"expression\":\"6*7\"}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "current_time", "arguments": "{}"}},
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_after_the_delay_the_server_asks_for() {
+    let c = chat(|n, _| match n {
+        0 => Reply::Status {
+            status: 429,
+            headers: vec![("retry-after", "1")],
+            body: json!({"error": {"message": "Rate limit reached", "type": "requests"}})
+                .to_string(),
+        },
+        _ => text_reply(&["after the wait"]),
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Idle);
+    assert_eq!(last_text(&state), "after the wait");
+    let requests = c.server.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].2 - requests[0].2;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}, not after Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_three_times_then_the_turn_fails_with_their_message() {
+    let c = chat(|_, _| Reply::Status {
+        status: 500,
+        headers: vec![],
+        body: json!({"error": {"message": "upstream exploded", "type": "server_error"}})
+            .to_string(),
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Failed);
+    let error = state.error.expect("error");
+    assert!(
+        error.contains("500") && error.contains("upstream exploded"),
+        "{error}"
+    );
+    assert_eq!(
+        c.server.request_count(),
+        4,
+        "the first call and three retries"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_fails_at_once_with_the_servers_message_and_never_the_key() {
+    let c = chat(|_, _| Reply::Status {
+        status: 401,
+        headers: vec![],
+        body: json!({"error": {"message": format!("Incorrect API key provided: {KEY}."), "type": "invalid_request_error"}})
+            .to_string(),
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Failed);
+    let error = state.error.expect("error");
+    assert!(
+        error.contains("401") && error.contains("Incorrect API key provided"),
+        "{error}"
+    );
+    assert!(!error.contains(KEY), "{error}");
+    assert_eq!(c.server.request_count(), 1, "a client error is not retried");
+}
+
+#[tokio::test]
+async fn a_cut_or_unfinished_stream_is_retried_and_the_partial_text_replaced() {
+    let c = chat(|n, _| {
+        let partial = vec![text_delta("partial ")];
+        match n {
+            0 => Reply::Events {
+                events: partial.iter().map(Value::to_string).collect(),
+                gap: Duration::ZERO,
+                end: End::Cut,
+            },
+            1 => Reply::Events {
+                events: partial.iter().map(Value::to_string).collect(),
+                gap: Duration::ZERO,
+                end: End::Close,
+            },
+            _ => text_reply(&["complete reply"]),
+        }
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Idle);
+    assert_eq!(last_text(&state), "complete reply");
+    assert_eq!(c.server.request_count(), 3);
+    let assistants = state
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .count();
+    assert_eq!(assistants, 1, "retries reuse the reply's message");
+}
+
+#[tokio::test]
+async fn a_malformed_stream_event_fails_the_turn_clearly_without_retries() {
+    let c = chat(|_, _| Reply::Events {
+        events: vec![
+            text_delta("ok so far").to_string(),
+            "{\"choices\": [oops".into(),
+        ],
+        gap: Duration::ZERO,
+        end: End::Done,
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Failed);
+    let error = state.error.expect("error");
+    assert!(error.contains("malformed stream event"), "{error}");
+    assert_eq!(c.server.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_and_fails_after_the_retries() {
+    let c = chat_with(Duration::from_millis(200), |_, _| Reply::Events {
+        events: vec![text_delta("slow").to_string()],
+        gap: Duration::from_secs(30),
+        end: End::Done,
+    })
+    .await;
+    let id = c.context(None).await;
+    let state = c.send(id, "hi").await;
+    assert_eq!(state.status, Status::Failed);
+    let error = state.error.expect("error");
+    assert!(error.contains("sent nothing for 200 ms"), "{error}");
+    assert_eq!(c.server.request_count(), 4);
+}
+
+#[tokio::test]
+async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
+    let c = chat(|_, _| Reply::Events {
+        events: (0..200)
+            .map(|i| text_delta(&format!("w{i} ")).to_string())
+            .collect(),
+        gap: Duration::from_millis(50),
+        end: End::Done,
+    })
+    .await;
+    let id = c.context(None).await;
+    let out = c
+        .engine
+        .send_message(id, "talk slowly".into(), None, None, Duration::ZERO)
+        .await
+        .expect("send");
+    assert!(!out.settled);
+    let started = Instant::now();
+    loop {
+        let s = c.engine.snapshot(id).await.expect("snapshot");
+        if s.messages
+            .iter()
+            .any(|m| m.role == Role::Assistant && content_text(&m.content).contains("w2"))
+        {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "the stream never showed up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let state = c
+        .engine
+        .cancel(id)
+        .await
+        .expect("cancel")
+        .snapshot
+        .chat_state(None);
+    assert_eq!(state.status, Status::Idle);
+    let reply = state.messages.last().expect("reply");
+    assert_eq!(reply.status, MessageStatus::Cancelled);
+    assert!(content_text(&reply.content).starts_with("w0 w1 w2"));
+    while c.server.fake.abandoned.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the server never saw the connection close"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(c.server.request_count(), 1);
+}
+
+/// The whole application with `--model openai`: a chat streams, asks for a tool, runs it
+/// after approval and answers with the result, all visible through GET /state.
+#[tokio::test]
+async fn done_when_a_chat_uses_a_tool_through_the_real_server() {
+    let server = FakeServer::start(|n, body| match n {
+        0 => events(vec![
+            text_delta("I will "),
+            text_delta("calculate."),
+            call_delta(0, Some("call_1"), Some("calculator"), "{\"expression\":"),
+            call_delta(0, None, None, " \"6*7\"}"),
+            finish("tool_calls"),
+        ]),
+        _ => {
+            let result = body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "tool"))
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("nothing")
+                .to_owned();
+            text_reply(&["The answer is ", &result, "."])
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let config = Config::try_parse_from([
+        "chatsync",
+        "--addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &db,
+        "--model",
+        "openai",
+        "--openai-base-url",
+        &server.base_url,
+        "--openai-api-key",
+        KEY,
+        "--openai-model",
+        "test-model",
+    ])
+    .expect("flags");
+    let app = Application::build(config).await.expect("app");
+    let base = format!("http://{}", app.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        let http = http.clone();
+        async move {
+            let r = http.post(path).json(&body).send().await.expect("request");
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let context = post(format!("{base}/api/contexts"), json!({})).await;
+    let id = context["id"].as_str().expect("id").to_owned();
+    let state = post(
+        format!("{base}/api/contexts/{id}/actions/send_message"),
+        json!({"content": "What is 6*7?"}),
+    )
+    .await;
+    assert_eq!(state["status"], "awaiting_approval");
+    let get_state = || async {
+        http.get(format!("{base}/api/contexts/{id}/state"))
+            .send()
+            .await
+            .expect("state")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    let state = get_state().await;
+    assert_eq!(
+        state["messages"][1]["content"][0]["text"],
+        "I will calculate."
+    );
+    assert_eq!(state["pending_tool_calls"][0]["name"], "calculator");
+    assert_eq!(
+        state["pending_tool_calls"][0]["arguments"],
+        json!({"expression": "6*7"})
+    );
+    post(
+        format!("{base}/api/contexts/{id}/actions/approve_tools"),
+        json!({"tool_call_ids": ["call_1"]}),
+    )
+    .await;
+    let state = get_state().await;
+    assert_eq!(state["status"], "idle");
+    let messages = state["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+    assert_eq!(messages[1]["tool_calls"][0]["status"], "completed");
+    assert_eq!(messages[2]["content"][0]["text"], "42");
+    assert_eq!(messages[3]["content"][0]["text"], "The answer is 42.");
+    let _ = stop.send(());
+    running.await.expect("task").expect("server");
+}
