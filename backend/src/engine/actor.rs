@@ -539,12 +539,29 @@ impl Actor {
         let m = self.ctx.message_mut(i);
         m.status = MessageStatus::Complete;
         let asks_for_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+        // Calls of auto-approved tools are approved before the state is saved, so a
+        // restart finds them approved and the person is asked only about the rest.
+        let tools = &self.deps.tools;
+        let mut all_auto = true;
+        for call in m.tool_calls.iter_mut().flatten() {
+            if tools.is_auto_approved(&call.name) {
+                call.status = ToolCallStatus::Approved;
+            } else {
+                all_auto = false;
+            }
+        }
         self.reply_msg = None;
         self.attempt = 0;
-        if asks_for_tools {
-            self.apply(Event::ToolCallsRequested).await
+        if !asks_for_tools {
+            return self.apply(Event::ReplyComplete).await;
+        }
+        // The turn still passes AwaitingToolApproval, so the FSM stays the one place
+        // that says how a turn moves.
+        self.apply(Event::ToolCallsRequested).await?;
+        if all_auto {
+            self.apply(Event::ToolsApproved).await
         } else {
-            self.apply(Event::ReplyComplete).await
+            Ok(())
         }
     }
 
@@ -590,7 +607,12 @@ impl Actor {
                 denied.push(call.id.clone());
             }
         }
-        let any_approved = denied.len() < pending.len();
+        // Auto-approved calls of the same reply run even when the person denies the rest.
+        let any_approved = m
+            .tool_calls
+            .iter()
+            .flatten()
+            .any(|c| c.status == ToolCallStatus::Approved);
         for id in denied {
             self.push_tool_result(id, "The user denied this tool call.".into());
         }
