@@ -72,8 +72,6 @@ async fn a_clean_stop_keeps_every_context_message_version_and_etag() {
 /// A client whose response was lost resends with the same key; the server may have been
 /// restarted meanwhile, so the keys must outlive the process.
 #[tokio::test]
-#[ignore = "backend bug: a repeated send to a freshly loaded context answers 500 save_failed \
-            (the dedupe replies turn 0, which wait_turn mistakes for the failed-save marker 0)"]
 async fn a_resend_after_a_restart_adds_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut first = TestServer::start(dir.path(), &[]).await;
@@ -158,8 +156,6 @@ async fn a_turn_killed_mid_stream_resumes_after_restart() {
 /// applied, and an ETag names one content. So a version a client saw before a crash must
 /// not come back after the restart, older or with other content.
 #[tokio::test]
-#[ignore = "backend bug: versions published between stream flushes are reused after a crash \
-            (the reloaded context restarts from the last saved version)"]
 async fn versions_seen_before_a_crash_never_go_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A long flush interval keeps the streamed chunks in memory only (as between two

@@ -6,7 +6,7 @@
 //! and `flush` act at once, every other command queues until the turn rests.
 
 use super::autosave::Autosaver;
-use super::context::{LiveContext, Snapshot, Turns};
+use super::context::{LiveContext, Snapshot, Turns, MAX_UNSAVED_VERSIONS};
 use super::{ActionError, Deps};
 use crate::fsm::{self, Event, State};
 use crate::llm::{ModelChunk, ModelError, ModelRequest};
@@ -57,6 +57,12 @@ pub enum Command {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    /// Another instance saved this context: catch up unless this actor is the writer.
+    Refresh,
+    /// An interrupted turn has no live runner: run it here if the lease can be had.
+    Resume,
+    /// Another instance asked to cancel the turn this actor runs.
+    RemoteCancel,
     /// Leave memory: refuse queued commands (their senders retry on a fresh actor) and stop.
     Retire,
 }
@@ -65,6 +71,8 @@ pub enum Command {
 #[derive(Debug)]
 enum Halt {
     Cancelled,
+    /// Another instance took over the context (its lease expired under us).
+    LeaseLost,
     /// A save failed; the context is already in `Failed` (or gone).
     SaveFailed,
 }
@@ -88,7 +96,18 @@ pub struct Actor {
     pending_cancel: Option<Reply<u64>>,
     /// The context was deleted under us: stop.
     gone: bool,
+    /// Several instances share the store: turns run under a lease.
+    shared: bool,
+    lease_held: bool,
+    lease_renewed: tokio::time::Instant,
+    /// The lease could not be renewed during a wait: stop writing.
+    lease_lost: bool,
 }
+
+/// How long an action waits for another instance to finish with a context.
+const LEASE_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting action asks for the lease again.
+const LEASE_POLL: Duration = Duration::from_millis(25);
 
 impl Actor {
     pub fn new(
@@ -96,6 +115,14 @@ impl Actor {
         rx: mpsc::Receiver<Command>,
         deps: Arc<Deps>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
+        let shared = deps.store.is_shared();
+        let mut ctx = ctx;
+        if !shared && !ctx.state().is_resting() {
+            // Interrupted here, resumed here: skip any version published but never stored
+            // before the first reader can see this context.
+            ctx.skip_unsaved_versions();
+            ctx.publish();
+        }
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(ctx.snapshot(Turns::default())));
         let autosave = Autosaver {
             store: deps.store.clone(),
@@ -116,6 +143,10 @@ impl Actor {
             reply_msg: None,
             pending_cancel: None,
             gone: false,
+            shared,
+            lease_held: false,
+            lease_renewed: tokio::time::Instant::now(),
+            lease_lost: false,
         };
         (actor, snapshot_rx)
     }
@@ -123,6 +154,7 @@ impl Actor {
     pub async fn run(mut self) {
         if !self.ctx.state().is_resting() {
             self.resume().await;
+            self.release_lease().await;
         }
         while !self.gone {
             let cmd = match self.deferred.pop_front() {
@@ -137,6 +169,7 @@ impl Actor {
                 break;
             }
             self.handle(cmd).await;
+            self.release_lease().await;
         }
     }
 
@@ -163,6 +196,20 @@ impl Actor {
     }
 
     async fn handle(&mut self, cmd: Command) {
+        let mutating = matches!(
+            cmd,
+            Command::Send { .. }
+                | Command::Approve { .. }
+                | Command::Retry { .. }
+                | Command::Append { .. }
+                | Command::Edit { .. }
+        );
+        if mutating {
+            if let Err(e) = self.take_lease().await {
+                refuse(cmd, e);
+                return;
+            }
+        }
         match cmd {
             Command::Send {
                 content,
@@ -215,18 +262,7 @@ impl Actor {
                 let turn = self.start_turn();
                 self.acknowledge_then_drive(Event::Retry, reply, turn).await;
             }
-            Command::Cancel { reply } => {
-                if matches!(self.ctx.state(), State::Idle | State::Failed { .. }) {
-                    let _ = reply.send(Err(ActionError::Invalid {
-                        code: "nothing_to_cancel",
-                        message: "Nothing to cancel: no turn is running".into(),
-                    }));
-                    return;
-                }
-                // Only AwaitingToolApproval rests and can be cancelled: deny what waits.
-                self.pending_cancel = Some(reply);
-                self.cancel_turn().await;
-            }
+            Command::Cancel { reply } => self.cancel_at_rest(reply).await,
             Command::Append {
                 role,
                 content,
@@ -259,7 +295,144 @@ impl Actor {
                 self.flush().await;
                 let _ = reply.send(());
             }
-            Command::Retire => {}
+            Command::Refresh => {
+                let _ = self.catch_up().await;
+            }
+            Command::Resume => {
+                self.resume().await;
+            }
+            Command::RemoteCancel | Command::Retire => {}
+        }
+    }
+
+    /// Cancel while this actor runs no turn: the context rests here, or another instance
+    /// runs its turn.
+    async fn cancel_at_rest(&mut self, reply: Reply<u64>) {
+        if let Err(e) = self.catch_up().await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        match self.ctx.state() {
+            State::Idle | State::Failed { .. } => {
+                let _ = reply.send(Err(ActionError::Invalid {
+                    code: "nothing_to_cancel",
+                    message: "Nothing to cancel: no turn is running".into(),
+                }));
+            }
+            State::AwaitingToolApproval => {
+                // The turn rests waiting for a person: deny what waits.
+                if let Err(e) = self.take_lease().await {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                self.pending_cancel = Some(reply);
+                self.cancel_turn().await;
+            }
+            _ => {
+                // Another instance runs the turn: ask it, then wait to see it rest.
+                let result = self.cancel_elsewhere().await;
+                let _ = reply.send(result.map(|()| self.turns.started));
+            }
+        }
+    }
+
+    async fn cancel_elsewhere(&mut self) -> Result<(), ActionError> {
+        self.deps.store.request_cancel(self.ctx.id()).await?;
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        while !self.ctx.state().is_resting() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(
+                    "the instance running this turn did not answer the cancel".into(),
+                )
+                .into());
+            }
+            self.wait_between_turns(tokio::time::sleep(LEASE_POLL))
+                .await;
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the context's lease (waiting while another instance runs a turn) and catches
+    /// up with what that instance wrote. A store that is not shared needs neither.
+    async fn take_lease(&mut self) -> Result<(), ActionError> {
+        if !self.shared || self.lease_held {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        let ttl = self.deps.settings.lease_ttl;
+        while !self.deps.store.acquire_lease(self.ctx.id(), ttl).await? {
+            if tokio::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(
+                    "the context is busy on another instance; try again".into(),
+                )
+                .into());
+            }
+            self.wait_between_turns(tokio::time::sleep(LEASE_POLL))
+                .await;
+        }
+        self.lease_held = true;
+        self.lease_renewed = tokio::time::Instant::now();
+        if let Err(e) = self.catch_up().await {
+            self.release_lease().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn release_lease(&mut self) {
+        if !self.lease_held {
+            return;
+        }
+        self.lease_held = false;
+        if let Err(e) = self.deps.store.release_lease(self.ctx.id()).await {
+            // It expires by itself; another instance only waits a little longer.
+            tracing::warn!(context_id = %self.ctx.id(), error = %e, "releasing a lease failed");
+        }
+    }
+
+    /// Renews the lease during a long wait; false when another instance took it.
+    async fn renew_lease(&mut self) -> bool {
+        self.lease_renewed = tokio::time::Instant::now();
+        match self
+            .deps
+            .store
+            .acquire_lease(self.ctx.id(), self.deps.settings.lease_ttl)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                // The database may be back before the lease runs out; a save tells for sure.
+                tracing::warn!(context_id = %self.ctx.id(), error = %e, "renewing a lease failed");
+                true
+            }
+        }
+    }
+
+    /// On a shared store, reloads the context when another instance saved a newer version.
+    async fn catch_up(&mut self) -> Result<(), ActionError> {
+        if !self.shared {
+            return Ok(());
+        }
+        let id = self.ctx.id();
+        match self.deps.store.stored_version(id).await? {
+            None => {
+                self.gone = true;
+                Err(ActionError::Gone)
+            }
+            Some(v) if v == self.ctx.saved_version() => Ok(()),
+            Some(_) => {
+                let loaded = self
+                    .deps
+                    .store
+                    .load_context(id)
+                    .await?
+                    .ok_or(ActionError::Gone)?;
+                self.ctx = LiveContext::from_loaded(loaded);
+                self.reply_msg = None;
+                self.publish();
+                Ok(())
+            }
         }
     }
 
@@ -327,8 +500,14 @@ impl Actor {
                 self.gone = true;
                 Err(Halt::SaveFailed)
             }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::warn!(context_id = %self.ctx.id(), "another instance took this context over; stepping back");
+                self.lease_held = false;
+                let _ = self.catch_up().await;
+                Err(Halt::LeaseLost)
+            }
             Err(e) => {
-                self.turns.save_failed = self.turns.started;
+                self.turns.save_failed = Some(self.turns.started);
                 self.ctx.set_state(State::Failed {
                     error: format!("saving the context failed: {e}"),
                 });
@@ -342,6 +521,24 @@ impl Actor {
 
     /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
     async fn resume(&mut self) {
+        if self.shared {
+            let ttl = self.deps.settings.lease_ttl;
+            match self.deps.store.acquire_lease(self.ctx.id(), ttl).await {
+                Ok(true) => {
+                    self.lease_held = true;
+                    self.lease_renewed = tokio::time::Instant::now();
+                }
+                // Another instance runs it (or the database is away): stay a reader.
+                _ => return,
+            }
+            if self.catch_up().await.is_err() || self.ctx.state().is_resting() {
+                return;
+            }
+            // The crashed writer may have published versions it never stored.
+            self.ctx.skip_unsaved_versions();
+            self.ctx.publish();
+            self.publish();
+        }
         tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
         self.start_turn();
         self.reply_msg = self
@@ -379,8 +576,14 @@ impl Actor {
             };
             match step {
                 Ok(()) => {}
+                Err(Halt::Cancelled) if self.lease_lost => {
+                    self.lease_lost = false;
+                    self.lease_held = false;
+                    let _ = self.catch_up().await;
+                    break;
+                }
                 Err(Halt::Cancelled) => self.cancel_turn().await,
-                Err(Halt::SaveFailed) => break,
+                Err(Halt::SaveFailed | Halt::LeaseLost) => break,
             }
         }
         self.settle();
@@ -391,28 +594,57 @@ impl Actor {
         self.publish();
     }
 
-    /// Awaits `fut` while serving the mailbox: `cancel` interrupts, `flush` runs at once,
-    /// everything else waits for the turn to rest. `None` means cancelled.
+    /// Awaits `fut` during a turn while serving the mailbox: `cancel` interrupts, `flush`
+    /// runs at once, everything else waits for the turn to rest; the lease is renewed.
+    /// `None` means the turn must stop (cancelled, or the lease was lost).
     async fn wait_for<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        self.serve_while(fut, true).await
+    }
+
+    /// Awaits `fut` between turns (waiting for the lease): the mailbox is served the same
+    /// way, but a cancel waits its turn like any other command.
+    async fn wait_between_turns<F: Future>(&mut self, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        loop {
+            if let Some(out) = self.serve_while(&mut fut, false).await {
+                return out;
+            }
+        }
+    }
+
+    async fn serve_while<F: Future>(&mut self, fut: F, in_turn: bool) -> Option<F::Output> {
         tokio::pin!(fut);
         loop {
             if self.rx_closed {
                 return Some(fut.await);
             }
+            let renew_at = self.lease_renewed + self.deps.settings.lease_ttl / 3;
+            let renewing = self.lease_held && self.shared;
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
                     None => self.rx_closed = true,
-                    Some(Command::Cancel { reply }) => {
+                    Some(Command::Cancel { reply }) if in_turn => {
                         self.pending_cancel = Some(reply);
                         return None;
                     }
+                    Some(Command::RemoteCancel) if in_turn => return None,
                     Some(Command::Flush { reply }) => {
                         self.flush().await;
                         let _ = reply.send(());
                     }
+                    Some(Command::Refresh) if !self.lease_held => {
+                        let _ = self.catch_up().await;
+                    }
+                    Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
+                () = tokio::time::sleep_until(renew_at), if renewing => {
+                    if !self.renew_lease().await {
+                        self.lease_lost = true;
+                        return None;
+                    }
+                }
                 out = &mut fut => return Some(out),
             }
         }
@@ -648,7 +880,7 @@ impl Actor {
             ) {
                 continue;
             }
-            self.set_call(i, k, ToolCallStatus::Running, None);
+            self.set_call(i, k, ToolCallStatus::Running, None).await;
             let tools = self.deps.tools.clone();
             let outcome = self.wait_for(tools.run(&call.name, &call.arguments)).await;
             let (status, text) = match outcome {
@@ -656,7 +888,7 @@ impl Actor {
                 Some(Ok(result)) => (ToolCallStatus::Completed, result),
                 Some(Err(error)) => (ToolCallStatus::Failed, error),
             };
-            self.set_call(i, k, status, Some(text.clone()));
+            self.set_call(i, k, status, Some(text.clone())).await;
             self.push_tool_result(call.id.clone(), text);
         }
         self.apply(Event::ToolsFinished).await
@@ -664,7 +896,7 @@ impl Actor {
 
     /// Changes one call outside a transition: visible to pollers at once, saved with the
     /// next transition.
-    fn set_call(
+    async fn set_call(
         &mut self,
         msg: usize,
         call: usize,
@@ -682,6 +914,10 @@ impl Actor {
             c.result = result;
         }
         self.ctx.publish();
+        if self.ctx.unsaved_versions() >= MAX_UNSAVED_VERSIONS {
+            // Errors are logged; the next transition's save reports them to the turn.
+            let _ = self.autosave.save(&mut self.ctx).await;
+        }
         self.publish();
     }
 
@@ -708,7 +944,7 @@ impl Actor {
                     ToolCallStatus::Pending => ToolCallStatus::Denied,
                     _ => ToolCallStatus::Failed,
                 };
-                self.set_call(i, k, status, Some("cancelled".into()));
+                self.set_call(i, k, status, Some("cancelled".into())).await;
                 self.push_tool_result(call.id.clone(), "The tool call was cancelled.".into());
             }
         }
@@ -755,6 +991,6 @@ fn refuse(cmd: Command, error: ActionError) {
         Command::Flush { reply } => {
             let _ = reply.send(());
         }
-        Command::Retire => {}
+        Command::Refresh | Command::Resume | Command::RemoteCancel | Command::Retire => {}
     }
 }

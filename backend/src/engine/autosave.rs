@@ -4,7 +4,7 @@
 //! transaction, except while streaming, where the store is written at most every
 //! `stream_flush` and once when the stream ends.
 
-use super::context::LiveContext;
+use super::context::{LiveContext, MAX_UNSAVED_VERSIONS};
 use crate::fsm::State;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -38,6 +38,7 @@ impl Autosaver {
         }
         if *ctx.state() == State::StreamingLlmResponse
             && ctx.last_save.elapsed() < self.stream_flush
+            && ctx.unsaved_versions() < MAX_UNSAVED_VERSIONS
         {
             self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
             return Ok(SaveOutcome::Deferred);
@@ -176,6 +177,22 @@ mod tests {
         let batch = store.last().expect("saved");
         assert_eq!(batch.messages.len(), 1, "one row for the streamed message");
         assert_eq!(batch.context.version, ctx.version());
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_is_written_before_versions_run_too_far_ahead() {
+        let store = Arc::new(CountingStore::default());
+        let autosave = saver(store.clone(), Duration::from_secs(3600));
+        let mut ctx = context_in(StateName::StreamingLlmResponse);
+        let i = ctx.push(user_message(""), None);
+        let mut outcomes = Vec::new();
+        for n in 0..MAX_UNSAVED_VERSIONS {
+            ctx.message_mut(i).content = vec![ContentPart::text(format!("chunk {n}"))];
+            outcomes.push(autosave.after_transition(&mut ctx).await.ok());
+        }
+        assert_eq!(store.saves(), 1, "one forced save at the cap");
+        assert_eq!(outcomes.last(), Some(&Some(SaveOutcome::Saved)));
+        assert_eq!(ctx.unsaved_versions(), 0);
     }
 
     #[tokio::test]

@@ -12,6 +12,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+/// How far the published version may run ahead of the stored one (streaming between
+/// flushes, tool progress). A writer resuming an interrupted turn skips this many
+/// versions, so no version a client saw before a crash ever names other content.
+pub const MAX_UNSAVED_VERSIONS: u64 = 1000;
+
 #[derive(Debug)]
 pub struct LiveContext {
     record: ContextRecord,
@@ -84,6 +89,11 @@ impl LiveContext {
         self.record.version
     }
 
+    /// The version the store holds, as far as this process knows.
+    pub fn saved_version(&self) -> u64 {
+        self.saved_version
+    }
+
     pub fn messages(&self) -> &[Arc<Message>] {
         &self.messages
     }
@@ -121,6 +131,17 @@ impl LiveContext {
     pub fn message_mut(&mut self, index: usize) -> &mut Message {
         self.unpublished.messages.insert(index);
         Arc::make_mut(&mut self.messages[index])
+    }
+
+    /// Versions published but not stored yet.
+    pub fn unsaved_versions(&self) -> u64 {
+        self.record.version.saturating_sub(self.saved_version)
+    }
+
+    /// Moves the version past any version published before an interruption.
+    pub fn skip_unsaved_versions(&mut self) {
+        self.record.version += MAX_UNSAVED_VERSIONS;
+        self.unpublished.record = true;
     }
 
     pub fn has_unsaved(&self) -> bool {
@@ -204,8 +225,8 @@ impl LiveContext {
 pub struct Turns {
     pub started: u64,
     pub settled: u64,
-    /// The turn whose save failed most recently (0: none).
-    pub save_failed: u64,
+    /// The turn whose save failed most recently.
+    pub save_failed: Option<u64>,
 }
 
 /// What readers see: an immutable copy published after every change.

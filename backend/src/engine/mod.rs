@@ -17,7 +17,7 @@ pub use context::{summary, Snapshot};
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;
 use crate::metrics::Metrics;
-use crate::store::{ContextRecord, Cursor, LoadedContext, Store, StoreError};
+use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
 use actor::{Actor, Command, Reply};
 use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role};
@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -41,6 +41,11 @@ pub struct EngineSettings {
     pub max_live_contexts: usize,
     /// First delay before retrying a transient model failure; doubles each retry.
     pub retry_base: Duration,
+    /// On a shared store: how long a turn's lease lasts without renewal, so how soon
+    /// another instance resumes the turn of a crashed one.
+    pub lease_ttl: Duration,
+    /// On a shared store: how often each instance looks for turns nobody runs.
+    pub sweep_interval: Duration,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +54,8 @@ impl Default for EngineSettings {
             stream_flush: Duration::from_millis(250),
             max_live_contexts: 1000,
             retry_base: Duration::from_millis(200),
+            lease_ttl: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(1),
         }
     }
 }
@@ -184,13 +191,105 @@ impl Engine {
         Ok(snapshot)
     }
 
-    /// Starts the actors of contexts whose turn was interrupted by a stop or a crash.
+    /// Starts the actors of contexts whose turn was interrupted by a stop or a crash (on
+    /// a shared store: whose lease expired), or asks their live actor to resume.
     pub async fn resume_unfinished(&self) -> Result<usize, EngineError> {
         let ids = self.deps.store.unfinished_contexts().await?;
         for id in &ids {
-            self.handle(*id).await?;
+            match self.touch(*id) {
+                Some(h) => {
+                    let _ = h.tx.try_send(Command::Resume);
+                }
+                None => {
+                    self.handle(*id).await?;
+                }
+            }
         }
         Ok(ids.len())
+    }
+
+    /// On a shared store: follows other instances' changes, and adopts turns whose runner
+    /// died. The tasks stop when the engine is dropped.
+    pub fn start_background(self: &Arc<Self>) {
+        let Some(mut changes) = self.deps.store.changes() else {
+            return;
+        };
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                match change {
+                    Ok(change) => engine.on_change(change),
+                    // Too many changes at once: some were dropped, recheck everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => engine.on_change(Change::Resync),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let engine = Arc::downgrade(self);
+        let every = self.deps.settings.sweep_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                if let Err(e) = engine.resume_unfinished().await {
+                    tracing::debug!(error = %e, "looking for orphaned turns failed");
+                }
+            }
+        });
+    }
+
+    fn on_change(&self, change: Change) {
+        let live = self.live();
+        let send = |id: &Uuid, cmd: Command| {
+            if let Some(h) = live.handles.get(id) {
+                let _ = h.tx.try_send(cmd);
+            }
+        };
+        match change {
+            Change::Updated { id, version } => {
+                let behind = live
+                    .handles
+                    .get(&id)
+                    .is_some_and(|h| h.snapshot.borrow().version() < version);
+                if behind {
+                    send(&id, Command::Refresh);
+                }
+            }
+            Change::CancelRequested(id) => send(&id, Command::RemoteCancel),
+            Change::Resync => {
+                for id in live.handles.keys() {
+                    send(id, Command::Refresh);
+                }
+            }
+            Change::Deleted(id) => {
+                drop(live);
+                self.forget_deleted(id);
+            }
+        }
+    }
+
+    /// Drops a context deleted by another instance: its actor stops, requests answer 404.
+    fn forget_deleted(&self, id: Uuid) {
+        let mut live = self.live();
+        live.handles.remove(&id);
+        for task in [live.tasks.remove(&id), live.retiring.remove(&id)]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+        let len = live.handles.len() as u64;
+        self.deps
+            .metrics
+            .live_contexts
+            .store(len, Ordering::Relaxed);
     }
 
     fn spawn(&self, loaded: LoadedContext) -> Handle {
@@ -378,7 +477,7 @@ impl Engine {
             Err(_) => rx.borrow().clone(),
         };
         let settled = snapshot.turns.settled >= turn;
-        if settled && snapshot.turns.save_failed == turn {
+        if settled && snapshot.turns.save_failed == Some(turn) {
             let error = snapshot
                 .record
                 .state
