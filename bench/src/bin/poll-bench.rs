@@ -3,15 +3,18 @@
 //! It starts the real application in this process on 127.0.0.1:0 (SQLite file in a
 //! temporary folder, scripted model), creates a context with 20 messages (10 turns), and
 //! beside it a bare axum route answering a two-byte body: the ceiling for this machine,
-//! runtime and HTTP stack. Then, for each target in turn, 64 keep-alive connections (a
-//! minimal HTTP/1.1 client, one request in flight per connection) send requests back to
-//! back for a short untimed warm-up and then `--seconds` (default 5):
+//! runtime and HTTP stack. Then 64 keep-alive connections (a minimal HTTP/1.1 client, one
+//! request in flight per connection) send requests back to back to one target at a time,
+//! `--seconds` (default 5) per target in all:
 //!
 //! - `bare`: the bare route;
 //! - `state_304`: the state with `If-None-Match` of the current ETag (304, no body);
 //! - `state_200`: the state without it (200 with the full JSON).
 //!
-//! Every answer must carry the expected status, or the run fails. Output, one line each:
+//! The targets take turns in one-second slices, each after a short untimed warm-up on
+//! fresh connections, so a neighbour's load that comes and goes weighs on all three alike
+//! instead of skewing the ratios. Every answer must carry the expected status, or the run
+//! fails. Output, one line per target:
 //!
 //! ```text
 //! <name> rps=<requests per second> p50_ms=<x> p99_ms=<y> ratio_vs_bare=<rps / bare rps>
@@ -41,7 +44,9 @@ use tokio::task::JoinSet;
 
 const TURNS: usize = 10;
 /// Long enough to open every connection and reach a steady state before timing.
-const WARMUP: Duration = Duration::from_secs(1);
+const WARMUP: Duration = Duration::from_millis(200);
+/// One turn of a target; the targets alternate slice by slice.
+const SLICE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +54,7 @@ const WARMUP: Duration = Duration::from_secs(1);
     about = "Requests/s of conditional state polls (304) against a bare route, in-process"
 )]
 struct Args {
-    /// Seconds each target is measured (after a one-second warm-up).
+    /// Seconds each target is measured, in one-second slices.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
 
@@ -137,11 +142,17 @@ async fn run(args: Args) -> Result<(), BenchError> {
         ("state_304", app_addr, request(&path, Some(&etag)), 304),
         ("state_200", app_addr, request(&path, None), 200),
     ];
-    let measure = Duration::from_secs(args.seconds);
+    let mut latencies = vec![Vec::new(); targets.len()];
+    for _ in 0..args.seconds {
+        for ((_, addr, req, expect), samples) in targets.iter().zip(&mut latencies) {
+            samples.extend(drive(*addr, req.clone(), *expect, args.connections).await?);
+        }
+    }
+    let measured = SLICE.as_secs_f64() * args.seconds as f64;
     let mut bare_rps = None;
-    for (name, addr, req, expect) in targets {
-        let load = drive(addr, req, expect, args.connections, measure).await?;
-        let rps = load.len() as f64 / measure.as_secs_f64();
+    for ((name, ..), mut load) in targets.into_iter().zip(latencies) {
+        load.sort_unstable();
+        let rps = load.len() as f64 / measured;
         let reference = *bare_rps.get_or_insert(rps);
         println!(
             "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3}",
@@ -174,17 +185,16 @@ fn request(path: &str, if_none_match: Option<&str>) -> Arc<[u8]> {
         .into()
 }
 
-/// Runs `connections` clients against `addr` for the warm-up plus `measure`; returns the
-/// latencies of the requests started inside the measured window, sorted.
+/// Runs `connections` clients against `addr` for the warm-up plus one slice; returns the
+/// latencies of the requests started inside the slice.
 async fn drive(
     addr: SocketAddr,
     request: Arc<[u8]>,
     expect: u16,
     connections: u64,
-    measure: Duration,
 ) -> Result<Vec<Duration>, BenchError> {
     let measure_from = Instant::now() + WARMUP;
-    let until = measure_from + measure;
+    let until = measure_from + SLICE;
     let mut clients = JoinSet::new();
     for _ in 0..connections {
         let request = request.clone();
@@ -213,7 +223,6 @@ async fn drive(
     while let Some(done) = clients.join_next().await {
         all.extend(done??);
     }
-    all.sort_unstable();
     Ok(all)
 }
 
