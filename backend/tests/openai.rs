@@ -502,15 +502,15 @@ async fn a_refused_key_fails_at_once_with_the_servers_message_and_never_the_key(
 #[tokio::test]
 async fn a_cut_or_unfinished_stream_is_retried_and_the_partial_text_replaced() {
     let c = chat(|n, _| {
-        let partial = vec![text_delta("partial ")];
+        let partial = || vec![text_delta("partial ").to_string()];
         match n {
             0 => Reply::Events {
-                events: partial.iter().map(Value::to_string).collect(),
+                events: partial(),
                 gap: Duration::ZERO,
                 end: End::Cut,
             },
             1 => Reply::Events {
-                events: partial.iter().map(Value::to_string).collect(),
+                events: partial(),
                 gap: Duration::ZERO,
                 end: End::Close,
             },
