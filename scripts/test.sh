@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, Rust unit and integration tests, the end-to-end
 # tests against the real server binary, the sync module (native, and its npm package in
-# headless Chromium against the real server), and the web app's browser tests.
+# headless Chromium against the real server), and the web app's browser tests. A
+# throwaway Postgres (Debian's package, loopback only) is started and removed on exit.
 # Installs what is missing first (Rust targets, wasm-bindgen, Chromium, npm packages).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=ensure.sh
 source "$ROOT/scripts/ensure.sh"
+# shellcheck source=postgres.sh
+source "$ROOT/scripts/postgres.sh"
 started=$SECONDS
 
 log "formatting and lints"
@@ -18,7 +21,10 @@ log "building the chatsync server"
 cargo build --quiet -p chatsync
 export CHATSYNC_BIN="$ROOT/target/debug/chatsync"
 
-log "Rust tests: unit, integration, end-to-end"
+# The store suite and the two-instance tests run against a throwaway Postgres.
+start_test_postgres
+
+log "Rust tests: unit, integration, end-to-end (SQLite and Postgres)"
 cargo test --workspace --no-fail-fast
 
 log "sync-wasm: the npm package in headless Chromium"

@@ -68,13 +68,18 @@ impl TestServer {
     /// Starts the server on `dir/db.sqlite` with the scripted model and `extra` flags, and
     /// waits until it prints the address it bound.
     pub async fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        let database_url = format!("sqlite://{}", dir.join("db.sqlite").display());
+        Self::start_with_database(dir, &database_url, extra).await
+    }
+
+    /// Like `start`, on the database `database_url` names (its log still goes to `dir`).
+    pub async fn start_with_database(dir: &Path, database_url: &str, extra: &[&str]) -> TestServer {
         let seq = SERVER_SEQ.fetch_add(1, Ordering::Relaxed);
         let log = dir.join(format!("server-{seq}.log"));
         let stderr = File::create(&log).expect("create the server log file");
-        let database_url = format!("sqlite://{}", dir.join("db.sqlite").display());
         let mut command = Command::new(binary());
         command
-            .args(["--addr", "127.0.0.1:0", "--database-url", &database_url])
+            .args(["--addr", "127.0.0.1:0", "--database-url", database_url])
             .args(["--scripted-chunk-delay-ms", CHUNK_DELAY_MS])
             .args(extra)
             .stdin(Stdio::null())
@@ -408,4 +413,94 @@ pub fn last_reply(state: &ChatState) -> &Message {
         .rev()
         .find(|m| m.role == Role::Assistant)
         .unwrap_or_else(|| panic!("no assistant message in {state:#?}"))
+}
+
+/// The throwaway Postgres the test command starts (see `scripts/postgres.sh`).
+pub mod postgres {
+    use super::TestServer;
+    use std::process::Command;
+
+    /// The test server: `CHATSYNC_TEST_PG_URL` names it, with its folder, port and
+    /// binaries so a test can stop and start it. Without it the Postgres tests are
+    /// skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
+    #[derive(Debug)]
+    pub struct TestPostgres {
+        server_url: String,
+        dir: String,
+        port: String,
+        bin: String,
+    }
+
+    impl TestPostgres {
+        pub fn from_env() -> Option<TestPostgres> {
+            let var = |name: &str| std::env::var(name).ok();
+            let Some(server_url) = var("CHATSYNC_TEST_PG_URL") else {
+                assert!(
+                    var("CHATSYNC_REQUIRE_PG").is_none(),
+                    "CHATSYNC_REQUIRE_PG is set but CHATSYNC_TEST_PG_URL is not"
+                );
+                eprintln!("skipping: no test Postgres (CHATSYNC_TEST_PG_URL is not set)");
+                return None;
+            };
+            Some(TestPostgres {
+                server_url,
+                dir: var("CHATSYNC_TEST_PG_DIR").expect("CHATSYNC_TEST_PG_DIR"),
+                port: var("CHATSYNC_TEST_PG_PORT").expect("CHATSYNC_TEST_PG_PORT"),
+                bin: var("CHATSYNC_TEST_PG_BIN").expect("CHATSYNC_TEST_PG_BIN"),
+            })
+        }
+
+        /// A fresh database for one test.
+        pub fn database(&self, label: &str) -> String {
+            let name = format!("e2e_{label}_{}", uuid::Uuid::new_v4().simple());
+            let status = Command::new(format!("{}/psql", self.bin))
+                .args([
+                    "-q",
+                    "-d",
+                    &self.server_url,
+                    "-c",
+                    &format!("CREATE DATABASE {name}"),
+                ])
+                .status()
+                .expect("run psql");
+            assert!(status.success(), "creating database {name} failed");
+            let base = self.server_url.rsplit_once('/').map_or("", |(b, _)| b);
+            format!("{base}/{name}")
+        }
+
+        /// Runs pg_ctl as the postgres user (Postgres refuses root).
+        fn pg_ctl(&self, args: &str) {
+            let cmd = format!("{}/pg_ctl -D '{}/data' -w {args}", self.bin, self.dir);
+            let status = Command::new("su")
+                .args(["postgres", "-c", &cmd])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("run pg_ctl");
+            assert!(status.success(), "pg_ctl {args} failed");
+        }
+
+        pub fn stop(&self) {
+            self.pg_ctl("-m fast stop");
+        }
+
+        pub fn start(&self) {
+            self.pg_ctl(&format!(
+                "-l '{dir}/server.log' -o '-c listen_addresses=127.0.0.1 -p {port} -k {dir}' start",
+                dir = self.dir,
+                port = self.port
+            ));
+        }
+    }
+
+    /// Two servers on one fresh database.
+    pub async fn two_instances(
+        pg: &TestPostgres,
+        label: &str,
+    ) -> (tempfile::TempDir, TestServer, TestServer) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = pg.database(label);
+        let a = TestServer::start_with_database(dir.path(), &url, &[]).await;
+        let b = TestServer::start_with_database(dir.path(), &url, &[]).await;
+        (dir, a, b)
+    }
 }

@@ -1,0 +1,144 @@
+//! Two server processes on one Postgres behave, to a client, like one server.
+//!
+//! The test command starts a throwaway Postgres and names it in `CHATSYNC_TEST_PG_URL`
+//! (with its folder, port and binaries, so a test can stop and start it). Without it these
+//! tests are skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
+
+use chatsync_e2e::postgres::{two_instances, TestPostgres};
+use chatsync_e2e::{poll_until, text, with_role, Api, DEFAULT_TIMEOUT};
+use chatsync_protocol::{ChatState, MessageStatus, Role, Status};
+use reqwest::StatusCode;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Long enough for a crashed instance's lease to expire and another to adopt its turn.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Every user message once, each followed by the reply that quotes it.
+fn assert_whole_turns(state: &ChatState) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for pair in state.messages.chunks(2) {
+        assert_eq!(pair.len(), 2, "a turn without its reply: {pair:?}");
+        assert_eq!((pair[0].role, pair[1].role), (Role::User, Role::Assistant));
+        let asked = text(&pair[0]);
+        assert!(
+            text(&pair[1]).contains(&asked),
+            "{asked:?} answered by {:?}",
+            text(&pair[1])
+        );
+        assert!(seen.insert(asked.clone()), "{asked:?} stored twice");
+    }
+    seen
+}
+
+async fn same_everywhere(a: &Api, b: &Api, context: uuid::Uuid) -> ChatState {
+    poll_until(
+        "both instances serve the same state and ETag",
+        DEFAULT_TIMEOUT,
+        || async {
+            (
+                a.state_with_etag(context).await,
+                b.state_with_etag(context).await,
+            )
+        },
+        |(sa, sb)| sa == sb,
+    )
+    .await
+    .0
+     .0
+}
+
+#[tokio::test]
+async fn a_send_through_one_instance_is_seen_polling_the_other() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "seen").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    let sent = a.send_message(ctx.id, "hello from A").await;
+    assert_eq!(sent.status, Status::Idle);
+    let on_b = b
+        .wait_for_state(ctx.id, "B catches up with A's turn", |s: &ChatState| {
+            s.version == sent.version
+        })
+        .await;
+    assert_eq!(on_b, sent);
+    // And back: B writes, A follows.
+    let sent = b.send_message(ctx.id, "hello from B").await;
+    let on_a = a
+        .wait_for_state(ctx.id, "A catches up with B's turn", |s: &ChatState| {
+            s.version >= sent.version
+        })
+        .await;
+    assert_eq!(on_a.messages.len(), 4);
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await.version, sent.version);
+}
+
+#[tokio::test]
+async fn concurrent_sends_split_across_instances_all_land_in_whole_turns() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "concurrent").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    let sends = (0..20).map(|n| {
+        let api = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            api.send_message_raw(ctx.id, &format!("message {n:02}"), Default::default())
+                .await
+                .status()
+        })
+    });
+    for status in futures::future::join_all(sends).await {
+        let status = status.expect("task");
+        assert!(
+            matches!(status, StatusCode::OK | StatusCode::ACCEPTED),
+            "{status}"
+        );
+    }
+    let done = b
+        .wait_for_state(ctx.id, "every send has landed", |s: &ChatState| {
+            s.status == Status::Idle && s.messages.len() == 40
+        })
+        .await;
+    let asked = assert_whole_turns(&done);
+    let expected: BTreeSet<String> = (0..20).map(|n| format!("message {n:02}")).collect();
+    assert_eq!(asked, expected);
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 40);
+}
+
+#[tokio::test]
+async fn a_turn_whose_instance_is_killed_is_finished_by_the_other() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, mut a_server, b_server) = two_instances(&pg, "takeover").await;
+    let (a, b) = (a_server.api(), b_server.api());
+    let ctx = a.create_context().await;
+    let accepted = a.send_message_no_wait(ctx.id, "/slow 40").await;
+    let acked = with_role(&accepted, Role::User)[0].id;
+    a.wait_for_state(ctx.id, "A streams a few chunks", |s: &ChatState| {
+        s.messages
+            .get(1)
+            .is_some_and(|m| text(m).contains("chunk 2"))
+    })
+    .await;
+    a_server.kill9().await;
+
+    let done = poll_until(
+        "the surviving instance finishes the turn",
+        TAKEOVER_TIMEOUT,
+        || b.state(ctx.id),
+        |s| s.status == Status::Idle,
+    )
+    .await;
+    assert_eq!(done.messages.len(), 2, "{:?}", done.messages);
+    assert_eq!(done.messages[0].id, acked);
+    let reply = &done.messages[1];
+    assert_eq!(reply.status, MessageStatus::Complete);
+    assert!(text(reply).ends_with("chunk 40."), "{}", text(reply));
+    // The survivor keeps serving the context as usual.
+    assert_eq!(b.send_message(ctx.id, "still here").await.messages.len(), 4);
+}
