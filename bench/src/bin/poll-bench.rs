@@ -22,11 +22,14 @@
 //!
 //! Client and server share one multi-thread tokio runtime, hence the same cores: on a small
 //! machine the client's own work is part of every number, equally for the three targets.
-//! The `#` lines give the core count and the server's poll counters as a cross-check.
+//! The `#` lines give the core count, the server's poll counters as a cross-check, and
+//! what the handler itself costs per request, timed in a loop on one task: the snapshot
+//! lookup every poll makes, and for a 200 also building and serializing the body.
 
 use axum::routing::get;
 use axum::Router;
 use chatsync::config::Config;
+use chatsync::engine::Engine;
 use chatsync::metrics::Metrics;
 use chatsync::Application;
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
@@ -41,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
 const TURNS: usize = 10;
 /// Long enough to open every connection and reach a steady state before timing.
@@ -161,6 +165,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             rps / reference
         );
     }
+    println!("{}", handler_costs(&engine, id).await?);
     let metrics = engine.metrics();
     println!(
         "# server counted polls={} not_modified={}",
@@ -173,6 +178,28 @@ async fn run(args: Args) -> Result<(), BenchError> {
     bare.await??;
     server.await??;
     Ok(())
+}
+
+/// The `#` line with the per-request work of the state handler, without HTTP.
+async fn handler_costs(engine: &Engine, id: Uuid) -> Result<String, BenchError> {
+    const CALLS: u32 = 100_000;
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        drop(std::hint::black_box(engine.snapshot(id).await?));
+    }
+    let lookup = started.elapsed() / CALLS;
+    let snapshot = engine.snapshot(id).await?;
+    let started = Instant::now();
+    for _ in 0..CALLS / 10 {
+        std::hint::black_box(serde_json::to_vec(&snapshot.chat_state(None))?);
+    }
+    let body = started.elapsed() / (CALLS / 10);
+    Ok(format!(
+        "# per request, one task: snapshot lookup {:.3} us (every poll); state body build and \
+         JSON {:.3} us (200 only)",
+        lookup.as_secs_f64() * 1e6,
+        body.as_secs_f64() * 1e6
+    ))
 }
 
 /// One GET with keep-alive (the HTTP/1.1 default) and an optional `If-None-Match`.
