@@ -4,9 +4,19 @@
 //! axum, sqlx or the browser, so both sides of the wire compile the very same definitions.
 //! Field names are snake_case on the wire, as `DESIGN.md` specifies.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A point in time, written on the wire as an RFC 3339 string in UTC.
+///
+/// With the default `chrono` feature it is parsed into a `DateTime<Utc>`. Without it (the
+/// browser sync module, which only hands timestamps on to JavaScript) it stays the string
+/// the server sent, which keeps a date parser and formatter out of the WebAssembly.
+#[cfg(feature = "chrono")]
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+/// A point in time, written on the wire as an RFC 3339 string in UTC, kept as that string.
+#[cfg(not(feature = "chrono"))]
+pub type Timestamp = String;
 
 /// Name of a state of the per-context finite-state machine, as it appears on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,7 +214,7 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     pub status: MessageStatus,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// The context version at which this message last changed.
     pub version: u64,
 }
@@ -222,7 +232,7 @@ pub struct ChatState {
     /// Messages in the whole context, whatever `messages` holds.
     pub message_count: u64,
     pub pending_tool_calls: Vec<ToolCall>,
-    pub updated_at: DateTime<Utc>,
+    pub updated_at: Timestamp,
     pub delta: bool,
 }
 
@@ -241,8 +251,8 @@ pub struct ContextSummary {
     pub state: StateName,
     pub message_count: u64,
     pub version: u64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub config: ContextConfig,
 }
 
@@ -376,7 +386,7 @@ mod tests {
             tool_calls: None,
             tool_call_id: None,
             status: MessageStatus::Complete,
-            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            created_at: Timestamp::default(),
             version: 3,
         };
         let v = serde_json::to_value(&m).unwrap_or_default();

@@ -1,5 +1,5 @@
 //! The HTTP calls of the sync module, as plain data: which URL, which headers, which body,
-//! and how to read the answer. The shell only moves bytes.
+//! and how to read the answer. The shell only moves the values.
 
 use chatsync_protocol::{ApproveToolsRequest, ChatState, CreateContextRequest, SendMessageRequest};
 use serde::de::DeserializeOwned;
@@ -13,7 +13,23 @@ pub struct HttpRequest {
     pub method: &'static str,
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Option<String>,
+    pub body: Option<RequestBody>,
+}
+
+/// The JSON body of a request, written by the shell (through the browser's `JSON`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RequestBody {
+    SendMessage(SendMessageRequest),
+    ApproveTools(ApproveToolsRequest),
+    CreateContext(CreateContextRequest),
+}
+
+/// The body of an answer, already parsed from JSON by whoever received it: the browser in
+/// the shell, `serde_json` in the native tests. Reading it as a type is all the core needs.
+pub trait Body {
+    /// The body as a `T`, or what does not fit.
+    fn read<T: DeserializeOwned>(&self) -> Result<T, String>;
 }
 
 /// The actions that take no body and answer with the context's state.
@@ -64,10 +80,10 @@ impl Api {
     ) -> HttpRequest {
         let mut request = post(
             format!("{}/send_message?wait=false", self.actions_url(context_id)),
-            &SendMessageRequest {
+            RequestBody::SendMessage(SendMessageRequest {
                 content: text.to_owned(),
                 client_message_id: Some(client_message_id.to_owned()),
-            },
+            }),
         );
         request
             .headers
@@ -78,7 +94,7 @@ impl Api {
     pub fn approve_tools(&self, context_id: &str, tool_call_ids: Vec<String>) -> HttpRequest {
         post(
             format!("{}/approve_tools", self.actions_url(context_id)),
-            &ApproveToolsRequest { tool_call_ids },
+            RequestBody::ApproveTools(ApproveToolsRequest { tool_call_ids }),
         )
     }
 
@@ -93,8 +109,11 @@ impl Api {
         }
     }
 
-    pub fn create_context(&self, request: &CreateContextRequest) -> HttpRequest {
-        post(format!("{}/contexts", self.base), request)
+    pub fn create_context(&self, request: CreateContextRequest) -> HttpRequest {
+        post(
+            format!("{}/contexts", self.base),
+            RequestBody::CreateContext(request),
+        )
     }
 
     pub fn list_contexts(&self, limit: Option<u32>, cursor: Option<&str>) -> HttpRequest {
@@ -141,13 +160,12 @@ fn get(url: String) -> HttpRequest {
     }
 }
 
-fn post(url: String, body: &impl Serialize) -> HttpRequest {
+fn post(url: String, body: RequestBody) -> HttpRequest {
     HttpRequest {
         method: "POST",
         url,
         headers: vec![("Content-Type", "application/json".to_owned())],
-        // The wire types are plain structs of strings and lists; serializing cannot fail.
-        body: Some(serde_json::to_string(body).unwrap_or_default()),
+        body: Some(body),
     }
 }
 
@@ -165,16 +183,16 @@ fn encode(raw: &str) -> String {
 }
 
 /// Reads a 2xx answer as `T`, anything else as the API's error.
-pub fn decode<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, SyncError> {
+pub fn decode<T: DeserializeOwned>(status: u16, body: &impl Body) -> Result<T, SyncError> {
     expect_success(status, body)?;
-    serde_json::from_str(body).map_err(|e| SyncError {
+    body.read().map_err(|e| SyncError {
         status: Some(status),
         ..SyncError::invalid(format!("unexpected answer from the server: {e}"))
     })
 }
 
 /// Checks an answer whose body does not matter, such as the 204 of a delete.
-pub fn expect_success(status: u16, body: &str) -> Result<(), SyncError> {
+pub fn expect_success(status: u16, body: &impl Body) -> Result<(), SyncError> {
     if (200..300).contains(&status) {
         Ok(())
     } else {
@@ -183,7 +201,7 @@ pub fn expect_success(status: u16, body: &str) -> Result<(), SyncError> {
 }
 
 /// Reads the answer to a poll.
-pub fn poll_outcome(status: u16, body: &str) -> PollOutcome {
+pub fn poll_outcome(status: u16, body: &impl Body) -> PollOutcome {
     if status == 304 {
         return PollOutcome::NotModified;
     }
@@ -194,9 +212,18 @@ pub fn poll_outcome(status: u16, body: &str) -> PollOutcome {
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::view::ErrorKind;
+
+    /// An answer's body as text, read with `serde_json` the way the browser reads JSON.
+    pub struct Json<'a>(pub &'a str);
+
+    impl Body for Json<'_> {
+        fn read<T: DeserializeOwned>(&self) -> Result<T, String> {
+            serde_json::from_str(self.0).map_err(|e| e.to_string())
+        }
+    }
 
     fn poll(since: Option<u64>) -> PollRequest {
         PollRequest {
@@ -226,8 +253,7 @@ mod tests {
         assert_eq!(r.method, "POST");
         assert_eq!(r.url, "/api/contexts/abc/actions/send_message?wait=false");
         assert!(r.headers.contains(&("Idempotency-Key", "c-1".to_owned())));
-        let body: serde_json::Value =
-            serde_json::from_str(r.body.as_deref().unwrap_or_default()).expect("json body");
+        let body = serde_json::to_value(&r.body).expect("json body");
         assert_eq!(
             body,
             serde_json::json!({"content": "hi \"you\"", "client_message_id": "c-1"})
@@ -247,12 +273,12 @@ mod tests {
 
     #[test]
     fn poll_answers_map_to_outcomes() {
-        assert_eq!(poll_outcome(304, ""), PollOutcome::NotModified);
-        let PollOutcome::Failed(gone) = poll_outcome(404, "") else {
+        assert_eq!(poll_outcome(304, &Json("")), PollOutcome::NotModified);
+        let PollOutcome::Failed(gone) = poll_outcome(404, &Json("")) else {
             panic!("404 is an error");
         };
         assert_eq!(gone.kind, ErrorKind::Deleted);
-        let PollOutcome::Failed(garbled) = poll_outcome(200, "{") else {
+        let PollOutcome::Failed(garbled) = poll_outcome(200, &Json("{")) else {
             panic!("a garbled body is an error");
         };
         assert_eq!(garbled.kind, ErrorKind::Invalid);

@@ -6,10 +6,10 @@
 //! `client_message_id`, the local copy is gone for good.
 
 use chatsync_protocol::{
-    content_text, ChatState, Message, MessageStatus, Role, StateName, Status, ToolCall,
+    content_text, ChatState, Message, MessageStatus, Role, StateName, Status, Timestamp, ToolCall,
 };
 
-use super::view::{iso, ViewMessage, ViewStatus};
+use super::view::{ViewMessage, ViewStatus};
 
 /// The last state the server reported for the current context.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ struct Snapshot {
 struct Local {
     client_message_id: String,
     text: String,
-    created_at: String,
+    created_at: Timestamp,
     /// Why the send failed; `None` while it is in flight.
     failure: Option<String>,
 }
@@ -135,7 +135,7 @@ impl Chat {
     }
 
     /// Adds a message the user just sent, shown as pending until the server has it.
-    pub fn add_local(&mut self, client_message_id: String, text: String, created_at: String) {
+    pub fn add_local(&mut self, client_message_id: String, text: String, created_at: Timestamp) {
         self.local.push(Local {
             client_message_id,
             text,
@@ -193,7 +193,7 @@ impl Chat {
             } else {
                 ViewStatus::Pending
             },
-            created_at: l.created_at.clone(),
+            created_at: copy(&l.created_at),
             version: 0,
             error: l.failure.clone(),
         });
@@ -245,6 +245,12 @@ fn merge(current: &[Message], changed: Vec<Message>) -> Vec<Message> {
     merged
 }
 
+/// `Timestamp` is `Copy` only when the protocol parses timestamps, so neither a plain copy
+/// nor `.clone()` suits both builds.
+fn copy(timestamp: &Timestamp) -> Timestamp {
+    Timestamp::clone(timestamp)
+}
+
 fn from_server(m: &Message) -> ViewMessage {
     ViewMessage {
         id: m.id.to_string(),
@@ -258,7 +264,7 @@ fn from_server(m: &Message) -> ViewMessage {
             MessageStatus::Complete => ViewStatus::Complete,
             MessageStatus::Cancelled => ViewStatus::Cancelled,
         },
-        created_at: iso(&m.created_at),
+        created_at: copy(&m.created_at),
         version: m.version,
         error: None,
     }
@@ -268,11 +274,17 @@ fn from_server(m: &Message) -> ViewMessage {
 pub(crate) mod tests {
     use super::*;
     use chatsync_protocol::ContentPart;
-    use chrono::{DateTime, Utc};
     use proptest::prelude::*;
     use uuid::Uuid;
 
     pub const CTX: &str = "6f1c2b8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    /// A timestamp the way the server writes one: microseconds, UTC.
+    pub const SENT_AT: &str = "2024-05-06T07:08:09.123456Z";
+
+    /// A wire timestamp, whichever type `Timestamp` is in this build.
+    pub fn stamp(rfc3339: &str) -> Timestamp {
+        rfc3339.parse().expect("an RFC 3339 timestamp")
+    }
 
     /// A user message when `cid` is given, else an assistant one.
     pub fn message(n: u128, text: &str, cid: Option<&str>, version: u64) -> Message {
@@ -288,7 +300,7 @@ pub(crate) mod tests {
             tool_calls: None,
             tool_call_id: None,
             status: MessageStatus::Complete,
-            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            created_at: stamp(SENT_AT),
             version,
         }
     }
@@ -308,7 +320,7 @@ pub(crate) mod tests {
             messages,
             message_count: count,
             pending_tool_calls: Vec::new(),
-            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: stamp(SENT_AT),
             delta,
         }
     }
@@ -327,7 +339,7 @@ pub(crate) mod tests {
     #[test]
     fn the_server_copy_replaces_the_optimistic_one() {
         let mut c = chat();
-        c.add_local("c1".into(), "hi".into(), "2024-01-01T00:00:00.000Z".into());
+        c.add_local("c1".into(), "hi".into(), stamp("2024-05-06T07:08:09.000Z"));
         assert_eq!(texts(&c), [("hi".to_owned(), ViewStatus::Pending)]);
 
         let applied = c.apply(full(2, vec![message(1, "hi", Some("c1"), 2)]));
@@ -335,15 +347,19 @@ pub(crate) mod tests {
         let view = c.messages();
         assert_eq!(view.len(), 1, "no duplicate");
         assert_eq!(view[0].id, Uuid::from_u128(1).to_string(), "server id wins");
-        assert_eq!(view[0].created_at, "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            serde_json::to_value(&view[0]).expect("json")["createdAt"],
+            SENT_AT,
+            "timestamps reach JavaScript as the server wrote them"
+        );
         assert_eq!(view[0].status, ViewStatus::Complete);
     }
 
     #[test]
     fn unseen_optimistic_messages_follow_the_server_ones_in_send_order() {
         let mut c = chat();
-        c.add_local("c1".into(), "first".into(), String::new());
-        c.add_local("c2".into(), "second".into(), String::new());
+        c.add_local("c1".into(), "first".into(), Timestamp::default());
+        c.add_local("c2".into(), "second".into(), Timestamp::default());
         c.apply(full(3, vec![message(9, "earlier reply", None, 3)]));
         let order: Vec<_> = texts(&c).into_iter().map(|(t, _)| t).collect();
         assert_eq!(order, ["earlier reply", "first", "second"]);
@@ -421,7 +437,7 @@ pub(crate) mod tests {
     #[test]
     fn failed_messages_can_be_retried_or_discarded_but_pending_ones_stay() {
         let mut c = chat();
-        c.add_local("c1".into(), "hello".into(), String::new());
+        c.add_local("c1".into(), "hello".into(), Timestamp::default());
         assert!(!c.discard_local("c1"), "a pending send is not discarded");
         assert_eq!(
             c.resend_local("c1"),
@@ -445,7 +461,7 @@ pub(crate) mod tests {
     #[test]
     fn a_failed_message_the_server_did_store_turns_into_the_server_copy() {
         let mut c = chat();
-        c.add_local("c1".into(), "hello".into(), String::new());
+        c.add_local("c1".into(), "hello".into(), Timestamp::default());
         c.fail_local("c1", "timeout".into());
         c.apply(full(1, vec![message(1, "hello", Some("c1"), 1)]));
         let view = c.messages();
@@ -472,7 +488,7 @@ pub(crate) mod tests {
         ) {
             let mut c = chat();
             for n in 1..=6u128 {
-                c.add_local(format!("c{n}"), format!("m{n}"), String::new());
+                c.add_local(format!("c{n}"), format!("m{n}"), Timestamp::default());
             }
             // Version v of the server holds the first v messages.
             let snapshot = |v: u64| full(v, (1..=u128::from(v))

@@ -288,7 +288,9 @@ impl Syncer {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::core::api::tests::Json;
     use crate::core::reconcile::tests::{full, message, state, CTX};
+    use chatsync_protocol::Timestamp;
 
     fn started() -> (Syncer, u64) {
         let mut s = Syncer::new(Config::default(), Some(CTX.to_owned()));
@@ -402,7 +404,7 @@ mod tests {
         let (mut s, ticket) = started();
         let after = s.poll_finished(
             ticket,
-            PollOutcome::Failed(SyncError::from_http(404, "")),
+            PollOutcome::Failed(SyncError::from_http(404, &Json(""))),
             0.0,
         );
         assert!(after.is_empty());
@@ -470,7 +472,7 @@ mod tests {
         let (mut s, ticket) = started();
         s.poll_finished(ticket, PollOutcome::State(full(2, Vec::new())), 0.0);
         s.chat_mut()
-            .add_local("c1".into(), "hi".into(), String::new());
+            .add_local("c1".into(), "hi".into(), Timestamp::default());
         assert!(s.set_context(Some(CTX.to_owned())).is_empty());
         assert_eq!(s.view().version, 2);
         assert_eq!(s.view().messages.len(), 1);

@@ -5,10 +5,11 @@
 
 use chatsync_protocol::{
     ContextConfig, ContextSummary, CreateContextRequest, ErrorBody, ListContextsResponse, Role,
-    StateName, Status, ToolCall,
+    StateName, Status, Timestamp, ToolCall,
 };
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::api::Body;
 
 /// A message as the UI renders it: either the server's or a local optimistic one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,7 +25,8 @@ pub struct ViewMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     pub status: ViewStatus,
-    pub created_at: String,
+    /// As the server sent it (RFC 3339, UTC); `new Date(...)` reads it.
+    pub created_at: Timestamp,
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -102,13 +104,13 @@ impl SyncError {
 
     /// An HTTP error answer. The body is the API's `{"error": {code, message}}` when the
     /// server wrote it; a proxy may answer anything, so other bodies still give an error.
-    pub fn from_http(status: u16, body: &str) -> Self {
+    pub fn from_http(status: u16, body: &impl Body) -> Self {
         let kind = if status == 404 {
             ErrorKind::Deleted
         } else {
             ErrorKind::Http
         };
-        match serde_json::from_str::<ErrorBody>(body) {
+        match body.read::<ErrorBody>() {
             Ok(ErrorBody { error }) => SyncError {
                 kind,
                 status: Some(status),
@@ -152,11 +154,6 @@ pub struct ChatView {
     pub next_poll_at: Option<f64>,
 }
 
-/// Timestamps cross to JavaScript as ISO strings that `new Date(...)` parses.
-pub fn iso(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextConfigView {
@@ -174,8 +171,8 @@ pub struct ContextSummaryView {
     pub state: StateName,
     pub message_count: u64,
     pub version: u64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub config: ContextConfigView,
 }
 
@@ -193,8 +190,8 @@ impl From<ContextSummary> for ContextSummaryView {
             state: c.state,
             message_count: c.message_count,
             version: c.version,
-            created_at: iso(&c.created_at),
-            updated_at: iso(&c.updated_at),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
             config: ContextConfigView {
                 model_id,
                 mode,
@@ -261,12 +258,13 @@ pub struct ListOptions {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use crate::core::api::tests::Json;
 
     #[test]
     fn api_error_bodies_keep_their_code_and_message() {
         let e = SyncError::from_http(
             400,
-            r#"{"error":{"code":"invalid_state","message":"No pending tool approvals"}}"#,
+            &Json(r#"{"error":{"code":"invalid_state","message":"No pending tool approvals"}}"#),
         );
         assert_eq!(e.kind, ErrorKind::Http);
         assert_eq!(e.status, Some(400));
@@ -276,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_404_is_a_deleted_error_and_foreign_bodies_still_give_a_message() {
-        let e = SyncError::from_http(404, "<html>nope</html>");
+        let e = SyncError::from_http(404, &Json("<html>nope</html>"));
         assert_eq!(e.kind, ErrorKind::Deleted);
         assert_eq!(e.message, "HTTP 404");
         assert_eq!(e.code, None);

@@ -1,17 +1,21 @@
 //! `fetch` with the options every call of this module needs.
 
+use gloo_timers::callback::Timeout;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Headers, Request, RequestCache, RequestInit, Response};
+use web_sys::{
+    AbortController, AbortSignal, Headers, Request, RequestCache, RequestInit, Response,
+};
 
+use super::convert::{describe, to_js, JsBody};
 use crate::core::api::HttpRequest;
 use crate::core::view::SyncError;
 
 /// A request that has not answered after this long is aborted and counts as a network
 /// error; without a limit one hung poll would stop polling for good.
-const TIMEOUT_MS: i32 = 15_000;
+const TIMEOUT_MS: u32 = 15_000;
 
 #[wasm_bindgen]
 extern "C" {
@@ -19,34 +23,25 @@ extern "C" {
     // workers.
     #[wasm_bindgen(js_name = fetch)]
     fn fetch_request(request: &Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &JsValue, ms: i32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub fn clear_timeout(handle: &JsValue);
 }
 
-/// Status and body text of the answer, or a network error.
+/// Status and parsed body of the answer, or a network error.
 pub async fn send(
     extra_headers: &[(String, String)],
     request: HttpRequest,
-) -> Result<(u16, String), SyncError> {
+) -> Result<(u16, JsBody), SyncError> {
     let controller = AbortController::new().map_err(|e| network(&e))?;
-    let abort = {
-        let controller = controller.clone();
-        Closure::<dyn FnMut()>::new(move || controller.abort())
-    };
-    let timer = set_timeout(abort.as_ref(), TIMEOUT_MS);
-    let answer = exchange(&controller, extra_headers, request).await;
-    // Cleared before `abort` is dropped, so the timer can never call a freed closure.
-    clear_timeout(&timer);
-    answer
+    let signal = controller.signal();
+    // Dropping the timeout when the exchange ends, however it ends, cancels it.
+    let _deadline = Timeout::new(TIMEOUT_MS, move || controller.abort());
+    exchange(&signal, extra_headers, request).await
 }
 
 async fn exchange(
-    controller: &AbortController,
+    signal: &AbortSignal,
     extra_headers: &[(String, String)],
     request: HttpRequest,
-) -> Result<(u16, String), SyncError> {
+) -> Result<(u16, JsBody), SyncError> {
     let headers = Headers::new().map_err(|e| network(&e))?;
     let all = extra_headers
         .iter()
@@ -63,29 +58,38 @@ async fn exchange(
     // The ETag logic is ours: the browser cache must neither answer for the server nor
     // turn our 304s into 200s.
     init.set_cache(RequestCache::NoStore);
-    init.set_signal(Some(&controller.signal()));
+    init.set_signal(Some(signal));
     if let Some(body) = &request.body {
-        init.set_body(&JsValue::from_str(body));
+        let json = js_sys::JSON::stringify(&to_js(body)?).map_err(|e| invalid(&e))?;
+        init.set_body(&json);
     }
-    let request = Request::new_with_str_and_init(&request.url, &init)
-        .map_err(|e| SyncError::invalid(describe(&e)))?;
+    let request = Request::new_with_str_and_init(&request.url, &init).map_err(|e| invalid(&e))?;
     let response: Response = JsFuture::from(fetch_request(&request))
         .await
         .and_then(|r| r.dyn_into())
         .map_err(|e| network(&e))?;
-    let text = response.text().map_err(|e| network(&e))?;
-    let body = JsFuture::from(text).await.map_err(|e| network(&e))?;
-    Ok((response.status(), body.as_string().unwrap_or_default()))
+    let status = response.status();
+    Ok((status, read_body(&response).await?))
+}
+
+/// The body parsed as JSON. A 204 or 304 has none; a body that is not JSON (a proxy's
+/// error page) reads as none too, and the caller reports what it expected instead.
+async fn read_body(response: &Response) -> Result<JsBody, SyncError> {
+    if matches!(response.status(), 204 | 304) {
+        return Ok(JsBody(JsValue::UNDEFINED));
+    }
+    let json = response.json().map_err(|e| network(&e))?;
+    match JsFuture::from(json).await {
+        Ok(value) => Ok(JsBody(value)),
+        Err(e) if e.is_instance_of::<js_sys::SyntaxError>() => Ok(JsBody(JsValue::UNDEFINED)),
+        Err(e) => Err(network(&e)),
+    }
 }
 
 fn network(error: &JsValue) -> SyncError {
     SyncError::network(describe(error))
 }
 
-fn describe(error: &JsValue) -> String {
-    error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "request failed".to_owned())
+fn invalid(error: &JsValue) -> SyncError {
+    SyncError::invalid(describe(error))
 }

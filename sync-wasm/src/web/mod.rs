@@ -4,21 +4,21 @@
 //! `visibilitychange` listener, the subscribers and the conversion to JavaScript values.
 //! Every event goes to the [`Syncer`], and the commands it answers are carried out here.
 
+mod convert;
 mod http;
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::{Rc, Weak};
 
 use chatsync_protocol::{ChatState, ContextSummary, ListContextsResponse};
+use gloo_timers::callback::Timeout;
 use js_sys::Function;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 use web_sys::{Document, VisibilityState};
 
+use self::convert::{describe, from_js, optional_from_js, to_js, JsBody};
 use crate::core::api::{self, Api, BareAction, HttpRequest};
 use crate::core::options::ChatSyncOptions;
 use crate::core::reconcile::new_client_message_id;
@@ -78,9 +78,8 @@ struct Shared {
     api: Api,
     headers: Vec<(String, String)>,
     state: RefCell<State>,
-    /// Called by the timer; holds only a weak reference back, so dropping `ChatSync`
-    /// frees everything.
-    tick: Closure<dyn FnMut()>,
+    /// Holds only a weak reference back, like the timer's callback, so dropping
+    /// `ChatSync` frees everything.
     on_visibility: Closure<dyn FnMut()>,
     document: Option<Document>,
 }
@@ -89,7 +88,8 @@ struct State {
     syncer: Syncer,
     listeners: Vec<(u32, Function)>,
     last_listener: u32,
-    timer: Option<JsValue>,
+    /// The one poll timer; dropping it cancels it.
+    timer: Option<Timeout>,
     emitted: Option<ChatView>,
 }
 
@@ -105,7 +105,6 @@ impl ChatSync {
             .ok()
             .and_then(|w| w.document());
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
-            let tick_target = weak.clone();
             let visibility_target = weak.clone();
             Shared {
                 api: Api::new(&options.base_url),
@@ -122,12 +121,6 @@ impl ChatSync {
                     timer: None,
                     emitted: None,
                 }),
-                tick: Closure::new(move || {
-                    with_live(&tick_target, |s| {
-                        s.state.borrow_mut().timer = None;
-                        s.update(Syncer::timer_fired);
-                    })
-                }),
                 on_visibility: Closure::new(move || {
                     with_live(&visibility_target, |s| {
                         let hidden = s.hidden();
@@ -143,7 +136,7 @@ impl ChatSync {
                     "visibilitychange",
                     shared.on_visibility.as_ref().unchecked_ref(),
                 )
-                .map_err(|e| js_error(&SyncError::invalid(format!("{e:?}"))))?;
+                .map_err(|e| js_error(&SyncError::invalid(describe(&e))))?;
             let hidden = shared.hidden();
             shared.update(|sync| sync.set_hidden(hidden));
         }
@@ -200,7 +193,11 @@ impl ChatSync {
             let mut random = [0u8; 16];
             get_random_values(&mut random);
             let client_id = new_client_message_id(random);
-            let created_at = String::from(js_sys::Date::new_0().to_iso_string());
+            // An ISO string is what the server sends too; this reads it as whichever type
+            // `Timestamp` is in this build, and only a broken `Date` could fail.
+            let created_at = String::from(js_sys::Date::new_0().to_iso_string())
+                .parse()
+                .unwrap_or_default();
             self.shared.state.borrow_mut().syncer.chat_mut().add_local(
                 client_id.clone(),
                 text.clone(),
@@ -209,10 +206,7 @@ impl ChatSync {
             self.shared.notify();
             Ok((context, client_id))
         });
-        match prepared {
-            Ok((context, client_id)) => self.deliver(context, client_id, text),
-            Err(error) => rejected(error),
-        }
+        self.deliver(prepared.map(|(context, client_id)| (context, client_id, text)))
     }
 
     /// Re-sends a failed message with its original `client_message_id`, so the server
@@ -231,10 +225,7 @@ impl ChatSync {
             self.shared.notify();
             Ok((context, text))
         });
-        match prepared {
-            Ok((context, text)) => self.deliver(context, id, text),
-            Err(error) => rejected(error),
-        }
+        self.deliver(prepared.map(|(context, text)| (context, id, text)))
     }
 
     /// Drops a failed message; does nothing for any other id.
@@ -275,10 +266,8 @@ impl ChatSync {
             options.map(Into::into),
             "createContext options",
         )
-        .map(|o| self.shared.api.create_context(&o.into()));
-        self.fetch_value(request, |summary: ContextSummary| {
-            ContextSummaryView::from(summary)
-        })
+        .map(|o| self.shared.api.create_context(o.into()));
+        self.request(request, Answer::Summary)
     }
 
     #[wasm_bindgen(js_name = listContexts)]
@@ -286,32 +275,14 @@ impl ChatSync {
         let request =
             optional_from_js::<ListOptions>(options.map(Into::into), "listContexts options")
                 .map(|o| self.shared.api.list_contexts(o.limit, o.cursor.as_deref()));
-        self.fetch_value(request, |list: ListContextsResponse| {
-            ContextListView::from(list)
-        })
+        self.request(request, Answer::List)
     }
 
     /// Deletes a context; when it is the current one, polling it stops.
     #[wasm_bindgen(js_name = deleteContext)]
     pub fn delete_context(&self, id: String) -> PromiseVoid {
-        let shared = Rc::downgrade(&self.shared);
         let request = self.shared.api.delete_context(&id);
-        let headers = self.shared.headers.clone();
-        promise(async move {
-            let (status, body) = http::send(&headers, request).await?;
-            let outcome = api::expect_success(status, &body);
-            let gone = outcome
-                .as_ref()
-                .err()
-                .is_none_or(|e| e.kind == ErrorKind::Deleted);
-            with_live(&shared, |s| {
-                let current = s.state.borrow().syncer.context_id() == Some(id.as_str());
-                if gone && current {
-                    s.update(|sync| sync.context_deleted(None));
-                }
-            });
-            outcome.map(|()| JsValue::UNDEFINED)
-        })
+        self.request(Ok(request), Answer::Deleted { context_id: id })
     }
 
     /// One `GET /state` of the current context, answered as the server sent it.
@@ -320,8 +291,26 @@ impl ChatSync {
         let request = self
             .current_context()
             .map(|context| self.shared.api.state(&context));
-        self.fetch_value(request, |raw: serde_json::Value| raw)
+        self.request(request, Answer::Raw)
     }
+}
+
+/// What a request's answer is for; every promise this class returns is one request.
+enum Answer {
+    /// An action on the current context: the state it answers with is shown at once.
+    State,
+    /// A message send: like `State`, but a failure marks the local message failed.
+    Sent {
+        client_message_id: String,
+    },
+    /// A delete: when the context is the current one, polling it stops.
+    Deleted {
+        context_id: String,
+    },
+    Summary,
+    List,
+    /// The body as the server sent it.
+    Raw,
 }
 
 impl ChatSync {
@@ -335,89 +324,100 @@ impl ChatSync {
             .ok_or_else(|| SyncError::invalid("no context selected"))
     }
 
-    /// Sends a local message; a failure marks it failed before the promise rejects.
-    fn deliver(&self, context: String, client_id: String, text: String) -> PromiseVoid {
-        let request = self.shared.api.send_message(&context, &text, &client_id);
-        let shared = Rc::downgrade(&self.shared);
-        let headers = self.shared.headers.clone();
-        promise(async move {
-            let outcome = run_action(&shared, &headers, request).await;
-            if let Err(error) = &outcome {
-                with_live(&shared, |s| {
-                    let failed = s
-                        .state
-                        .borrow_mut()
-                        .syncer
-                        .chat_mut()
-                        .fail_local(&client_id, error.message.clone());
-                    if failed {
-                        s.notify();
-                    }
-                });
+    /// Sends a local message: context, client message id and text.
+    fn deliver(&self, prepared: Result<(String, String, String), SyncError>) -> PromiseVoid {
+        let request = prepared.map(|(context, client_id, text)| {
+            let request = self.shared.api.send_message(&context, &text, &client_id);
+            (request, client_id)
+        });
+        match request {
+            Ok((request, client_message_id)) => {
+                self.request(Ok(request), Answer::Sent { client_message_id })
             }
-            outcome.map(|()| JsValue::UNDEFINED)
-        })
+            Err(error) => rejected(error),
+        }
     }
 
     /// An action on the current context whose answer is the context's state.
     fn action(&self, build: impl FnOnce(&Api, &str) -> HttpRequest) -> PromiseVoid {
-        let request = match self.current_context() {
-            Ok(context) => build(&self.shared.api, &context),
-            Err(error) => return rejected(error),
-        };
-        let shared = Rc::downgrade(&self.shared);
-        let headers = self.shared.headers.clone();
-        promise(async move {
-            run_action(&shared, &headers, request).await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        let request = self
+            .current_context()
+            .map(|context| build(&self.shared.api, &context));
+        self.request(request, Answer::State)
     }
 
-    /// A request whose JSON answer `T` is handed to JavaScript as `V`.
-    fn fetch_value<T, V, P>(
-        &self,
-        request: Result<HttpRequest, SyncError>,
-        convert: impl FnOnce(T) -> V + 'static,
-    ) -> P
-    where
-        T: DeserializeOwned,
-        V: Serialize,
-        P: JsCast,
-    {
+    /// Sends `request` and settles the promise with what `answer` makes of the reply.
+    fn request<P: JsCast>(&self, request: Result<HttpRequest, SyncError>, answer: Answer) -> P {
         let request = match request {
             Ok(request) => request,
             Err(error) => return rejected(error),
         };
+        let shared = Rc::downgrade(&self.shared);
         let headers = self.shared.headers.clone();
-        promise(async move {
-            let (status, body) = http::send(&headers, request).await?;
-            let value = api::decode::<T>(status, &body)?;
-            to_js(&convert(value))
-        })
+        let work = async move {
+            let reply = http::send(&headers, request).await;
+            settle(&shared, reply, answer)
+        };
+        future_to_promise(async move { work.await.map_err(|e| js_error(&e)) }).unchecked_into()
     }
 }
 
-/// Sends an action and shows the state it answers with. A 404 means the context is gone.
-async fn run_action(
+/// Applies a reply to the view as `answer` says, and gives the value the promise resolves
+/// to.
+fn settle(
     shared: &Weak<Shared>,
-    headers: &[(String, String)],
-    request: HttpRequest,
-) -> Result<(), SyncError> {
-    let (status, body) = http::send(headers, request).await?;
-    let answer = api::decode::<ChatState>(status, &body);
-    with_live(shared, |s| match &answer {
-        Ok(state) => {
-            let now = js_sys::Date::now();
-            let state = state.clone();
-            s.update(|sync| sync.action_answered(state, now));
+    reply: Result<(u16, JsBody), SyncError>,
+    answer: Answer,
+) -> Result<JsValue, SyncError> {
+    let outcome = reply.and_then(|(status, body)| match &answer {
+        Answer::State | Answer::Sent { .. } => {
+            let state = api::decode::<ChatState>(status, &body)?;
+            with_live(shared, |s| {
+                let now = js_sys::Date::now();
+                s.update(|sync| sync.action_answered(state, now));
+            });
+            Ok(JsValue::UNDEFINED)
         }
-        Err(error) if error.kind == ErrorKind::Deleted => {
-            let error = error.clone();
-            s.update(|sync| sync.context_deleted(Some(error)));
-        }
-        Err(_) => {}
+        Answer::Deleted { .. } => api::expect_success(status, &body).map(|()| JsValue::UNDEFINED),
+        Answer::Summary => to_js(&ContextSummaryView::from(api::decode::<ContextSummary>(
+            status, &body,
+        )?)),
+        Answer::List => to_js(&ContextListView::from(api::decode::<ListContextsResponse>(
+            status, &body,
+        )?)),
+        Answer::Raw => api::expect_success(status, &body).map(|()| body.0),
     });
-    answer.map(|_| ())
+    let gone = outcome
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.kind == ErrorKind::Deleted);
+    with_live(shared, |s| {
+        match (&answer, &outcome) {
+            // A 404 to an action means the context is gone.
+            (Answer::State | Answer::Sent { .. }, Err(error)) if gone => {
+                s.update(|sync| sync.context_deleted(Some(error.clone())));
+            }
+            (Answer::Deleted { context_id }, _) if outcome.is_ok() || gone => {
+                let current = s.state.borrow().syncer.context_id() == Some(context_id.as_str());
+                if current {
+                    s.update(|sync| sync.context_deleted(None));
+                }
+            }
+            _ => {}
+        }
+        if let (Answer::Sent { client_message_id }, Err(error)) = (&answer, &outcome) {
+            let failed = s
+                .state
+                .borrow_mut()
+                .syncer
+                .chat_mut()
+                .fail_local(client_message_id, error.message.clone());
+            if failed {
+                s.notify();
+            }
+        }
+    });
+    outcome
 }
 
 impl Shared {
@@ -428,12 +428,17 @@ impl Shared {
             match command {
                 Command::Fetch(poll) => self.poll(poll),
                 Command::SetTimer { delay_ms } => {
-                    self.clear_timer();
-                    let ms = i32::try_from(delay_ms).unwrap_or(i32::MAX);
-                    let handle = http::set_timeout(self.tick.as_ref(), ms);
-                    self.state.borrow_mut().timer = Some(handle);
+                    let shared = Rc::downgrade(self);
+                    let timer = Timeout::new(delay_ms, move || {
+                        with_live(&shared, |s| {
+                            s.state.borrow_mut().timer = None;
+                            s.update(Syncer::timer_fired);
+                        })
+                    });
+                    // Replacing the old timer cancels it.
+                    self.state.borrow_mut().timer = Some(timer);
                 }
-                Command::CancelTimer => self.clear_timer(),
+                Command::CancelTimer => self.state.borrow_mut().timer = None,
             }
         }
         self.notify();
@@ -453,12 +458,6 @@ impl Shared {
                 s.update(|sync| sync.poll_finished(poll.ticket, outcome, now));
             });
         });
-    }
-
-    fn clear_timer(&self) {
-        if let Some(handle) = self.state.borrow_mut().timer.take() {
-            http::clear_timeout(&handle);
-        }
     }
 
     fn hidden(&self) -> bool {
@@ -494,8 +493,8 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Both closures are freed with `self`; the browser must not call them afterwards.
-        self.clear_timer();
+        // The listener is freed with `self`; the browser must not call it afterwards. (The
+        // timer cancels itself when the state drops.)
         if let Some(document) = &self.document {
             // Removing a listener that is registered cannot fail.
             let _ = document.remove_event_listener_with_callback(
@@ -521,10 +520,6 @@ fn call_listener(listener: &Function, view: &JsValue) {
     }
 }
 
-fn promise<P: JsCast>(work: impl Future<Output = Result<JsValue, SyncError>> + 'static) -> P {
-    future_to_promise(async move { work.await.map_err(|e| js_error(&e)) }).unchecked_into()
-}
-
 fn rejected<P: JsCast>(error: SyncError) -> P {
     js_sys::Promise::reject(&js_error(&error)).unchecked_into()
 }
@@ -538,29 +533,4 @@ fn js_error(error: &SyncError) -> JsValue {
         let _ = js_sys::Object::assign(&js, &fields.unchecked_into());
     }
     js.into()
-}
-
-/// Values cross into JavaScript as JSON: the view types are plain data, and one JSON
-/// codec (already needed for the wire) keeps the module smaller than a second serializer.
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, SyncError> {
-    let json = serde_json::to_string(value).map_err(|e| SyncError::invalid(e.to_string()))?;
-    js_sys::JSON::parse(&json).map_err(|_| SyncError::invalid("unreadable value"))
-}
-
-/// Reads an optional options object; missing means every option at its default.
-fn optional_from_js<T: DeserializeOwned + Default>(
-    value: Option<JsValue>,
-    what: &str,
-) -> Result<T, SyncError> {
-    value.map_or_else(|| Ok(T::default()), |v| from_js(v, what))
-}
-
-/// Reads an options object. It goes through JSON because serde-wasm-bindgen never looks at
-/// keys a struct does not name, and a misspelt option must be reported, not ignored.
-fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, SyncError> {
-    let json = js_sys::JSON::stringify(&value)
-        .ok()
-        .and_then(|s| s.as_string())
-        .ok_or_else(|| SyncError::invalid(format!("{what} must be an object")))?;
-    serde_json::from_str(&json).map_err(|e| SyncError::invalid(format!("{what}: {e}")))
 }
