@@ -1,6 +1,9 @@
 //! The OpenAI-compatible model against a fake server on 127.0.0.1, driving the real
 //! engine on a temporary SQLite store, and once the whole application over HTTP.
 
+mod common;
+use common::last_text;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -299,14 +302,6 @@ impl Chat {
         assert!(out.settled, "the turn rests within the wait");
         out.snapshot.chat_state(None)
     }
-}
-
-fn last_text(state: &ChatState) -> String {
-    state
-        .messages
-        .last()
-        .map(|m| content_text(&m.content))
-        .unwrap_or_default()
 }
 
 #[tokio::test]

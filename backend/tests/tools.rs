@@ -1,6 +1,9 @@
 //! The tool registry as the engine uses it: schema checks, the workspace confinement of
 //! the file tools, and auto-approval driving real turns (scripted model, temporary SQLite).
 
+mod common;
+use common::last_text;
+
 use async_trait::async_trait;
 use chatsync::engine::{Deps, Engine, EngineSettings};
 use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream, ScriptedModel};
@@ -236,14 +239,6 @@ impl Chat {
         assert!(out.settled);
         (id, out.snapshot.chat_state(None))
     }
-}
-
-fn last_text(state: &ChatState) -> String {
-    state
-        .messages
-        .last()
-        .map(|m| content_text(&m.content))
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! and `flush` act at once, every other command queues until the turn rests.
 
 use super::autosave::Autosaver;
-use super::context::{LiveContext, Snapshot, Turns, MAX_UNSAVED_VERSIONS};
+use super::context::{new_message, LiveContext, Snapshot, Turns, MAX_UNSAVED_VERSIONS};
 use super::{ActionError, Deps};
 use crate::fsm::{self, Event, State};
 use crate::llm::{ModelChunk, ModelError, ModelRequest};
@@ -956,24 +956,6 @@ impl Actor {
                 Err(_) => Err(self.save_error()),
             });
         }
-    }
-}
-
-fn new_message(
-    role: Role,
-    content: Vec<ContentPart>,
-    client_message_id: Option<String>,
-) -> Message {
-    Message {
-        id: Uuid::new_v4(),
-        client_message_id,
-        role,
-        content,
-        tool_calls: None,
-        tool_call_id: None,
-        status: MessageStatus::Complete,
-        created_at: crate::store::now(),
-        version: 0,
     }
 }
 

@@ -89,20 +89,10 @@ mod tests {
     use super::*;
     use crate::engine::testing::{context_in, CountingStore};
     use crate::metrics::Metrics;
-    use chatsync_protocol::{ContentPart, Message, MessageStatus, Role, StateName};
+    use chatsync_protocol::{ContentPart, Message, Role, StateName};
 
     fn user_message(text: &str) -> Message {
-        Message {
-            id: uuid::Uuid::new_v4(),
-            client_message_id: None,
-            role: Role::User,
-            content: vec![ContentPart::text(text)],
-            tool_calls: None,
-            tool_call_id: None,
-            status: MessageStatus::Complete,
-            created_at: chrono::Utc::now(),
-            version: 0,
-        }
+        crate::engine::new_message(Role::User, vec![ContentPart::text(text)], None)
     }
 
     fn saver(store: Arc<CountingStore>, flush: Duration) -> Autosaver {

@@ -4,7 +4,8 @@
 use crate::fsm::State;
 use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch};
 use chatsync_protocol::{
-    ChatState, ContextSummary, Message, Role, Status, ToolCall, ToolCallStatus,
+    ChatState, ContentPart, ContextSummary, Message, MessageStatus, Role, Status, ToolCall,
+    ToolCallStatus,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
@@ -16,6 +17,25 @@ use uuid::Uuid;
 /// flushes, tool progress). A writer resuming an interrupted turn skips this many
 /// versions, so no version a client saw before a crash ever names other content.
 pub const MAX_UNSAVED_VERSIONS: u64 = 1000;
+
+/// A complete message created now, with a fresh id; the version is stamped on publish.
+pub fn new_message(
+    role: Role,
+    content: Vec<ContentPart>,
+    client_message_id: Option<String>,
+) -> Message {
+    Message {
+        id: Uuid::new_v4(),
+        client_message_id,
+        role,
+        content,
+        tool_calls: None,
+        tool_call_id: None,
+        status: MessageStatus::Complete,
+        created_at: crate::store::now(),
+        version: 0,
+    }
+}
 
 #[derive(Debug)]
 pub struct LiveContext {

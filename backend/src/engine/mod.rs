@@ -12,7 +12,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use context::{summary, Snapshot};
+pub use context::{new_message, summary, Snapshot};
 
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;

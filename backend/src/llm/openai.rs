@@ -649,21 +649,11 @@ fn stream_error(error: &Value) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatsync_protocol::{ContentPart, Message, MessageStatus, ToolCall, ToolCallStatus};
+    use chatsync_protocol::{ContentPart, Message, ToolCall, ToolCallStatus};
     use std::sync::Arc;
 
     fn message(role: Role, text: &str) -> Message {
-        Message {
-            id: uuid::Uuid::new_v4(),
-            client_message_id: None,
-            role,
-            content: vec![ContentPart::text(text)],
-            tool_calls: None,
-            tool_call_id: None,
-            status: MessageStatus::Complete,
-            created_at: chrono::Utc::now(),
-            version: 1,
-        }
+        crate::engine::new_message(role, vec![ContentPart::text(text)], None)
     }
 
     fn call(id: &str, arguments: Value) -> ToolCall {

@@ -166,21 +166,15 @@ impl Model for ScriptedModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatsync_protocol::{ContentPart, MessageStatus, ToolCall};
+    use chatsync_protocol::{ContentPart, ToolCall};
     use std::sync::Arc;
 
     fn msg(role: Role, text: &str) -> Arc<Message> {
-        Arc::new(Message {
-            id: uuid::Uuid::new_v4(),
-            client_message_id: None,
+        Arc::new(crate::engine::new_message(
             role,
-            content: vec![ContentPart::text(text)],
-            tool_calls: None,
-            tool_call_id: None,
-            status: MessageStatus::Complete,
-            created_at: chrono::Utc::now(),
-            version: 1,
-        })
+            vec![ContentPart::text(text)],
+            None,
+        ))
     }
 
     fn ask(text: &str, attempt: u32) -> Plan {
