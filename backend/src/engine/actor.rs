@@ -667,6 +667,7 @@ impl Actor {
             .map(|(_, m)| m.clone())
             .collect();
         let request = ModelRequest {
+            model: self.ctx.model_id(),
             system_prompt: self.ctx.system_prompt(),
             messages: history,
             attempt: self.attempt,

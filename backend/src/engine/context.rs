@@ -118,6 +118,10 @@ impl LiveContext {
         &self.messages
     }
 
+    pub fn model_id(&self) -> Option<String> {
+        self.record.config.model_id.clone()
+    }
+
     pub fn system_prompt(&self) -> Option<String> {
         self.record.config.system_prompt.clone()
     }

@@ -16,6 +16,8 @@ use std::time::Duration;
 /// What the model is asked: the conversation so far.
 #[derive(Debug, Clone)]
 pub struct ModelRequest {
+    /// The model the context asked for (`model_id`); `None`: the provider's default.
+    pub model: Option<String>,
     pub system_prompt: Option<String>,
     pub messages: Vec<Arc<Message>>,
     /// 0 for the first call of a reply, then 1, 2, ... for its retries.

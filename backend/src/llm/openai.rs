@@ -144,7 +144,7 @@ impl OpenAiModel {
 
     fn body(&self, request: &ModelRequest) -> Value {
         let mut body = json!({
-            "model": self.model,
+            "model": request.model.as_deref().unwrap_or(&self.model),
             "messages": wire_messages(request),
             "stream": true,
         });
@@ -683,6 +683,7 @@ mod tests {
         let mut stray = message(Role::Tool, "from the legacy endpoint");
         stray.tool_call_id = None;
         let request = ModelRequest {
+            model: None,
             system_prompt: Some("Be brief.".into()),
             messages: [
                 message(Role::User, "what is 2+3?"),
@@ -852,6 +853,27 @@ mod tests {
             &json!({"message": "context too long", "type": "invalid_request_error"})
         )
         .is_transient());
+    }
+
+    #[test]
+    fn a_context_may_choose_its_model() {
+        let settings = OpenAiSettings {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            model: "default-model".into(),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        };
+        let provider = OpenAiModel::new(settings, &[]).expect("model");
+        let mut request = ModelRequest {
+            model: None,
+            system_prompt: None,
+            messages: vec![Arc::new(message(Role::User, "hi"))],
+            attempt: 0,
+        };
+        assert_eq!(provider.body(&request)["model"], "default-model");
+        request.model = Some("context-model".into());
+        assert_eq!(provider.body(&request)["model"], "context-model");
     }
 
     #[test]

@@ -179,6 +179,7 @@ mod tests {
 
     fn ask(text: &str, attempt: u32) -> Plan {
         plan(&ModelRequest {
+            model: None,
             system_prompt: None,
             messages: vec![msg(Role::User, text)],
             attempt,
@@ -273,6 +274,7 @@ mod tests {
         let mut r2 = (*msg(Role::Tool, "denied")).clone();
         r2.tool_call_id = Some("b".into());
         let p = plan(&ModelRequest {
+            model: None,
             system_prompt: None,
             messages: vec![
                 msg(Role::User, "/tool calculator {}"),
