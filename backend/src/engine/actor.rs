@@ -492,6 +492,20 @@ impl Actor {
         self.autosave().await
     }
 
+    /// Runs a transition that the next one follows at once; it is saved with that one.
+    async fn pass(&mut self, event: Event) -> Step {
+        match fsm::transition(self.ctx.state(), &event) {
+            Ok(next) => {
+                self.ctx.set_state(next);
+                self.autosave.after_passing_transition(&mut self.ctx);
+                self.publish();
+                Ok(())
+            }
+            // An engine bug; `apply` turns it into Failed with the reason.
+            Err(_) => self.apply(event).await,
+        }
+    }
+
     async fn autosave(&mut self) -> Step {
         let result = self.autosave.after_transition(&mut self.ctx).await;
         let step = match result {
@@ -563,14 +577,14 @@ impl Actor {
         while !self.ctx.state().is_resting() && !self.gone {
             let step = match self.ctx.state().clone() {
                 State::ProcessingUserMessage | State::GeneratingResponse => {
-                    self.apply(Event::RequestModel).await
+                    self.pass(Event::RequestModel).await
                 }
                 State::AwaitingLlmResponse | State::StreamingLlmResponse => {
                     self.stream_reply().await
                 }
                 State::ProcessingLlmResponse => self.finish_reply().await,
                 State::ExecutingTools => self.execute_tools().await,
-                State::ProcessingToolResults => self.apply(Event::ToolResultsRecorded).await,
+                State::ProcessingToolResults => self.pass(Event::ToolResultsRecorded).await,
                 State::TransientFailure { retries, .. } => self.back_off(retries).await,
                 State::Idle | State::AwaitingToolApproval | State::Failed { .. } => Ok(()),
             };
@@ -694,7 +708,7 @@ impl Actor {
             self.reply_index();
             self.apply(Event::StreamStarted).await?;
         }
-        self.apply(Event::StreamEnded).await
+        self.pass(Event::StreamEnded).await
     }
 
     fn stream_event(&self) -> Event {
@@ -933,8 +947,11 @@ impl Actor {
                 .tool_calls
                 .clone()
                 .unwrap_or_default();
-            let answered: Vec<String> = self.ctx.messages()[i + 1..]
+            let answered: Vec<String> = self
+                .ctx
+                .messages()
                 .iter()
+                .skip(i + 1)
                 .filter_map(|m| m.tool_call_id.clone())
                 .collect();
             for (k, call) in calls.iter().enumerate() {

@@ -46,6 +46,19 @@ impl Autosaver {
         self.save(ctx).await
     }
 
+    /// For a transition the next one follows at once, in the same FSM cycle (no one waits
+    /// in its state, and a crash there resumes exactly as from the state before it): the
+    /// change is published now and written with the next transition's save.
+    pub fn after_passing_transition(&self, ctx: &mut LiveContext) -> SaveOutcome {
+        if ctx.publish() || ctx.has_unsaved() {
+            self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
+            SaveOutcome::Deferred
+        } else {
+            self.metrics.saves_skipped.fetch_add(1, Ordering::Relaxed);
+            SaveOutcome::Skipped
+        }
+    }
+
     /// Writes whatever is unsaved now, whatever the state (flush on shutdown, after
     /// changes outside a transition).
     pub async fn save(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
@@ -183,6 +196,38 @@ mod tests {
         assert_eq!(store.saves(), 1, "one forced save at the cap");
         assert_eq!(outcomes.last(), Some(&Some(SaveOutcome::Saved)));
         assert_eq!(ctx.unsaved_versions(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_passing_transition_is_written_with_the_next_one() {
+        let store = Arc::new(CountingStore::default());
+        let autosave = saver(store.clone(), Duration::ZERO);
+        let mut ctx = context_in(StateName::ProcessingUserMessage);
+        let before = ctx.version();
+        ctx.set_state(State::AwaitingLlmResponse);
+        assert_eq!(
+            autosave.after_passing_transition(&mut ctx),
+            SaveOutcome::Deferred
+        );
+        assert_eq!(
+            (store.saves(), ctx.version()),
+            (0, before + 1),
+            "published, not written"
+        );
+        ctx.set_state(State::Idle);
+        assert_eq!(
+            autosave.after_transition(&mut ctx).await.ok(),
+            Some(SaveOutcome::Saved)
+        );
+        let batch = store.last().expect("saved");
+        assert_eq!(
+            (batch.context.version, batch.context.state.clone()),
+            (before + 2, State::Idle)
+        );
+        assert_eq!(
+            autosave.after_passing_transition(&mut ctx),
+            SaveOutcome::Skipped
+        );
     }
 
     #[tokio::test]

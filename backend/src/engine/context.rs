@@ -1,6 +1,7 @@
 //! A context in memory: the record, its messages, and what changed since the last
 //! publish and the last save.
 
+use super::log::MessageLog;
 use crate::fsm::State;
 use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch};
 use chatsync_protocol::{
@@ -40,7 +41,7 @@ pub fn new_message(
 #[derive(Debug)]
 pub struct LiveContext {
     record: ContextRecord,
-    messages: Vec<Arc<Message>>,
+    messages: MessageLog,
     idempotency_keys: Vec<Option<String>>,
     /// client_message_id or Idempotency-Key -> message index, for dedupe.
     seen_keys: HashMap<String, usize>,
@@ -70,7 +71,7 @@ impl LiveContext {
         let mut ctx = LiveContext {
             saved_version: loaded.record.version,
             record: loaded.record,
-            messages: Vec::with_capacity(loaded.messages.len()),
+            messages: MessageLog::default(),
             idempotency_keys: Vec::with_capacity(loaded.messages.len()),
             seen_keys: HashMap::new(),
             unpublished: Changes::default(),
@@ -114,7 +115,7 @@ impl LiveContext {
         self.saved_version
     }
 
-    pub fn messages(&self) -> &[Arc<Message>] {
+    pub fn messages(&self) -> &MessageLog {
         &self.messages
     }
 
@@ -154,7 +155,7 @@ impl LiveContext {
     /// Mutable access to one message; it counts as changed.
     pub fn message_mut(&mut self, index: usize) -> &mut Message {
         self.unpublished.messages.insert(index);
-        Arc::make_mut(&mut self.messages[index])
+        self.messages.make_mut(index)
     }
 
     /// Versions published but not stored yet.
@@ -181,7 +182,7 @@ impl LiveContext {
         self.record.version += 1;
         let version = self.record.version;
         for &i in &self.unpublished.messages {
-            Arc::make_mut(&mut self.messages[i]).version = version;
+            self.messages.make_mut(i).version = version;
         }
         self.record.updated_at = crate::store::now();
         self.record.message_count = self.messages.len() as u64;
@@ -257,7 +258,7 @@ pub struct Turns {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub record: ContextRecord,
-    pub messages: Vec<Arc<Message>>,
+    pub messages: MessageLog,
     pub pending_tool_calls: Vec<ToolCall>,
     pub turns: Turns,
 }

@@ -7,12 +7,14 @@
 mod actor;
 mod autosave;
 mod context;
+mod log;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use context::{new_message, summary, Snapshot};
+pub use log::MessageLog;
 
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;
@@ -357,16 +359,25 @@ impl Engine {
     }
 
     fn touch(&self, id: Uuid) -> Option<Handle> {
+        self.with_live(id, Handle::clone)
+    }
+
+    /// Runs `f` on a live context's handle, marking it used.
+    fn with_live<T>(&self, id: Uuid, f: impl FnOnce(&Handle) -> T) -> Option<T> {
         let mut live = self.live();
         live.tick += 1;
         let tick = live.tick;
         let h = live.handles.get_mut(&id)?;
         h.last_used = tick;
-        Some(h.clone())
+        Some(f(h))
     }
 
     /// The latest published snapshot; loads the context when it is not in memory.
     pub async fn snapshot(&self, id: Uuid) -> Result<Arc<Snapshot>, EngineError> {
+        // The polling hot path: no channel handles are cloned for a live context.
+        if let Some(snapshot) = self.with_live(id, |h| h.snapshot.borrow().clone()) {
+            return Ok(snapshot);
+        }
         let handle = self.handle(id).await?;
         let snapshot = handle.snapshot.borrow().clone();
         Ok(snapshot)

@@ -116,7 +116,7 @@ impl Harness {
     }
 }
 
-fn texts(messages: &[Arc<Message>]) -> Vec<(Role, String)> {
+fn texts(messages: &MessageLog) -> Vec<(Role, String)> {
     messages
         .iter()
         .map(|m| (m.role, content_text(&m.content)))
@@ -134,10 +134,25 @@ async fn a_turn_is_durable_and_matches_memory() {
     assert_eq!(stored.record.version, out.snapshot.version());
     let stored_msgs: Vec<_> = stored.messages.iter().map(|m| m.message.clone()).collect();
     assert_eq!(
-        stored_msgs, out.snapshot.messages,
+        stored_msgs,
+        out.snapshot.messages.to_vec(),
         "resting state is durable"
     );
     assert!(content_text(&stored_msgs[1].content).contains("hello"));
+}
+
+/// Seed 11.3: transitions nobody waits in are written with the next one, so a short turn
+/// costs two commits: the acknowledged user message and the resting state.
+#[tokio::test]
+async fn a_short_turn_costs_two_commits() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.send(id, "warm up").await;
+    let before = Metrics::get(&h.engine.metrics().saves);
+    let out = h.send(id, "hello").await;
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    assert_eq!(Metrics::get(&h.engine.metrics().saves) - before, 2);
+    assert_eq!(h.stored(id).await.record.version, out.snapshot.version());
 }
 
 #[tokio::test]
