@@ -782,6 +782,7 @@ async fn openapi_documents_every_route() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/api/openapi.json", "get"),
+        ("/docs/MIGRATION_GUIDE.md", "get"),
     ];
     for (path, method) in routes {
         let op = &paths[path][method];
