@@ -12,3 +12,7 @@ pub mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+/// The class JavaScript uses, also reachable from Rust for the browser tests.
+#[cfg(target_arch = "wasm32")]
+pub use web::ChatSync;
