@@ -9,8 +9,10 @@ export interface Contexts {
   remove(contextId: string): Promise<void>;
 }
 
+// Timestamps are RFC 3339 with as many fraction digits as needed, so compare them as
+// times, not as text.
 const byRecentActivity = (a: ContextSummary, b: ContextSummary) =>
-  b.updatedAt.localeCompare(a.updatedAt);
+  Date.parse(b.updatedAt) - Date.parse(a.updatedAt);
 
 /**
  * The sidebar's chat list. It is re-read when `refreshKey` changes (the open chat's status),
