@@ -5,6 +5,7 @@
 //! Every event goes to the [`Syncer`], and the commands it answers are carried out here.
 
 mod convert;
+mod de;
 mod http;
 
 use std::cell::RefCell;
