@@ -7,6 +7,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=../../scripts/ensure.sh
 source "$ROOT/scripts/ensure.sh"
 ensure_wasm_toolchain
+ensure_npm_deps "$HERE/tools"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PKG="$HERE/pkg"
@@ -30,6 +31,10 @@ OPTIMIZED="$TARGET_DIR/wasm32-unknown-unknown/release/chatsync_sync_wasm.opt.was
 wasm-opt -Oz "$TARGET_DIR/wasm32-unknown-unknown/release/chatsync_sync_wasm.wasm" -o "$OPTIMIZED"
 rm -rf "$STAGE"
 wasm-bindgen --target web --out-dir "$STAGE" --out-name sync_wasm "$OPTIMIZED"
+# The glue is downloaded too; minified it is about a third of its gzipped size smaller.
+# Export names stay as they are, and the typings describe the same module.
+"$HERE/tools/node_modules/.bin/esbuild" "$STAGE/sync_wasm.js" --minify --legal-comments=none \
+  --log-level=warning --allow-overwrite --outfile="$STAGE/sync_wasm.js"
 
 cp "$HERE/README.md" "$STAGE/README.md"
 cat >"$STAGE/package.json" <<JSON
