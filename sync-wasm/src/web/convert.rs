@@ -1,25 +1,22 @@
 //! Values crossing between Rust and JavaScript.
 //!
 //! The browser parses and writes all JSON; Rust only walks the JavaScript values (`de` to
-//! read them, `serde-wasm-bindgen` to write them). That keeps a JSON codec (and its float
-//! formatting) out of the module.
+//! read them, `ser` to write them). That keeps a JSON codec (and its float formatting) out
+//! of the module.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_wasm_bindgen::Serializer;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::de;
+use super::{de, ser};
 use crate::core::api::Body;
 use crate::core::view::SyncError;
 
 /// A value as JSON would give it to JavaScript: maps become plain objects and `None`
 /// becomes `null`, exactly as the TypeScript surface describes.
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, SyncError> {
-    value
-        .serialize(&Serializer::json_compatible())
-        .map_err(|e| SyncError::invalid(e.to_string()))
+    ser::to_value(value).map_err(|e| SyncError::invalid(e.0))
 }
 
 /// Reads an options object. A misspelt option must be reported, not ignored: every key of

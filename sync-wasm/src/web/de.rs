@@ -1,9 +1,9 @@
 //! Reads JavaScript values (answers the browser parsed, options objects) into Rust types.
 //!
-//! A small `serde` deserializer instead of `serde-wasm-bindgen`'s: its errors are plain
-//! strings put together without `core::fmt`, so serde's error messages (which print the
-//! offending number, and with it the whole float formatter) are never compiled in. Every
-//! value is still checked against its type exactly as before.
+//! A small `serde` deserializer: its errors are plain strings put together without
+//! `core::fmt`, so serde's usual error messages (which print the offending number, and with
+//! it the whole float formatter) are never compiled in. Every value is still checked
+//! against its type.
 
 use js_sys::{Array, Object, Reflect};
 use serde::de::{

@@ -7,6 +7,7 @@
 mod convert;
 mod de;
 mod http;
+mod ser;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
