@@ -11,6 +11,6 @@ source "$ROOT/scripts/ensure.sh"
 
 "$ROOT/web/scripts/build.sh"
 log "building the chatsync server (release)"
-cargo build --release --quiet -p chatsync
+cargo build --locked --release --quiet -p chatsync
 log "starting chatsync at http://127.0.0.1:8080 (data in ./data; Ctrl+C stops)"
 exec "$ROOT/target/release/chatsync" --web-dir "$ROOT/web/dist" "$@"

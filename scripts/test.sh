@@ -13,19 +13,23 @@ source "$ROOT/scripts/ensure.sh"
 source "$ROOT/scripts/postgres.sh"
 started=$SECONDS
 
+# --locked everywhere: a Cargo.lock that does not match the manifests fails here, not later.
 log "formatting and lints"
 cargo fmt --all -- --check
-cargo clippy --quiet --workspace --all-targets -- -D warnings
+cargo clippy --locked --quiet --workspace --all-targets -- -D warnings
+ensure_wasm_toolchain
+cargo clippy --locked --quiet -p chatsync-sync-wasm --target wasm32-unknown-unknown --all-targets \
+  -- -D warnings
 
 log "building the chatsync server"
-cargo build --quiet -p chatsync
+cargo build --locked --quiet -p chatsync
 export CHATSYNC_BIN="$ROOT/target/debug/chatsync"
 
 # The store suite and the two-instance tests run against a throwaway Postgres.
 start_test_postgres
 
 log "Rust tests: unit, integration, end-to-end (SQLite and Postgres)"
-cargo test --workspace --no-fail-fast
+cargo test --locked --workspace --no-fail-fast
 
 log "sync-wasm: the npm package in headless Chromium"
 "$ROOT/sync-wasm/scripts/test.sh"
