@@ -144,3 +144,32 @@ async fn repeated_sends_with_the_same_key_add_one_message() {
         Some("client-1")
     );
 }
+
+/// A client that gives up on its request (closed tab, timeout) never stops the turn: the
+/// message it sent is kept and the reply is finished for the next poll.
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_stop_its_turn() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path(), &[]).await;
+    let api = server.api();
+    let ctx = api.create_context().await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let gave_up = impatient
+        .post(api.url(&format!("/api/contexts/{}/actions/send_message", ctx.id)))
+        .json(&json!({"content": "/slow 10"}))
+        .send()
+        .await
+        .expect_err("the turn takes longer than the client waits");
+    assert!(gave_up.is_timeout(), "{gave_up}");
+    let done = api
+        .wait_for_state(ctx.id, "the turn finishes anyway", |s: &ChatState| {
+            s.status == Status::Idle && s.messages.len() == 2
+        })
+        .await;
+    assert_eq!(text(&done.messages[0]), "/slow 10");
+    assert_eq!(done.messages[1].status, MessageStatus::Complete);
+    assert!(text(&done.messages[1]).ends_with("chunk 10."));
+}
