@@ -142,3 +142,34 @@ async fn a_turn_whose_instance_is_killed_is_finished_by_the_other() {
     // The survivor keeps serving the context as usual.
     assert_eq!(b.send_message(ctx.id, "still here").await.messages.len(), 4);
 }
+
+#[tokio::test]
+async fn a_cancel_through_one_instance_stops_the_turn_running_on_the_other() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "cancel").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    a.send_message_no_wait(ctx.id, "/slow 100").await;
+    a.wait_for_state(ctx.id, "A streams", |s: &ChatState| {
+        s.messages
+            .get(1)
+            .is_some_and(|m| text(m).contains("chunk 2"))
+    })
+    .await;
+    let cancelled = b.action_raw(ctx.id, "cancel").await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let on_a = a
+        .wait_for_state(ctx.id, "A stopped the turn", |s: &ChatState| {
+            s.status == Status::Idle
+        })
+        .await;
+    let reply = &on_a.messages[1];
+    assert_eq!(reply.status, MessageStatus::Cancelled);
+    assert!(
+        !text(reply).contains("chunk 100"),
+        "the turn was stopped early"
+    );
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await.status, Status::Idle);
+}
