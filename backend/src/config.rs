@@ -96,6 +96,12 @@ pub struct Config {
     /// On SIGTERM, how long to let open requests finish before flushing and exiting.
     #[arg(long, env = "CHATSYNC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    /// With several instances on Postgres: how long a turn's lease lasts without renewal,
+    /// so how soon another instance resumes the turn of one that died, in milliseconds.
+    #[arg(long, env = "CHATSYNC_LEASE_TTL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(500..))]
+    pub lease_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -155,6 +161,7 @@ mod tests {
             vec!["chatsync", "--addr", "nowhere"],
             vec!["chatsync", "--model", "gpt"],
             vec!["chatsync", "--max-live-contexts", "0"],
+            vec!["chatsync", "--lease-ttl-ms", "10"],
             vec!["chatsync", "--openai-api-key", "two words"],
             vec!["chatsync", "--tool-timeout-ms", "0"],
         ] {

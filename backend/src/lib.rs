@@ -82,6 +82,10 @@ impl Application {
             settings: EngineSettings {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
                 max_live_contexts: usize::try_from(config.max_live_contexts).unwrap_or(usize::MAX),
+                lease_ttl: Duration::from_millis(config.lease_ttl_ms),
+                // Look for orphaned turns a few times per lease, at most every second.
+                sweep_interval: Duration::from_millis(config.lease_ttl_ms / 5)
+                    .min(Duration::from_secs(1)),
                 ..EngineSettings::default()
             },
         }));

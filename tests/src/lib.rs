@@ -492,15 +492,17 @@ pub mod postgres {
         }
     }
 
-    /// Two servers on one fresh database.
+    /// Two servers on one fresh database, with a short lease so a takeover is quick.
     pub async fn two_instances(
         pg: &TestPostgres,
         label: &str,
     ) -> (tempfile::TempDir, TestServer, TestServer) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = pg.database(label);
-        let a = TestServer::start_with_database(dir.path(), &url, &[]).await;
-        let b = TestServer::start_with_database(dir.path(), &url, &[]).await;
+        let a =
+            TestServer::start_with_database(dir.path(), &url, &["--lease-ttl-ms", "2000"]).await;
+        let b =
+            TestServer::start_with_database(dir.path(), &url, &["--lease-ttl-ms", "2000"]).await;
         (dir, a, b)
     }
 }

@@ -422,6 +422,18 @@ impl Actor {
             }
             Some(v) if v == self.ctx.saved_version() => Ok(()),
             Some(_) => {
+                // Usually only a few messages changed: fetch just those.
+                let since = self.ctx.saved_version();
+                let changes = self
+                    .deps
+                    .store
+                    .load_changes(id, since)
+                    .await?
+                    .ok_or(ActionError::Gone)?;
+                if self.ctx.apply_changes(changes) {
+                    self.publish();
+                    return Ok(());
+                }
                 let loaded = self
                     .deps
                     .store

@@ -86,6 +86,37 @@ impl LiveContext {
         ctx
     }
 
+    /// Applies what another instance saved: the new record and the messages changed after
+    /// this context's version. Only for a context with no change of its own pending.
+    /// `false` (nothing applied) when the changes do not continue this history.
+    pub fn apply_changes(&mut self, changes: LoadedContext) -> bool {
+        let mut next = self.messages.len() as u64;
+        let continues = changes.messages.iter().all(|m| {
+            let fits = m.seq <= next;
+            if m.seq == next {
+                next += 1;
+            }
+            fits
+        });
+        if !continues || !self.unpublished.is_empty() || self.has_unsaved() {
+            return false;
+        }
+        for m in changes.messages {
+            let index = m.seq as usize;
+            if index < self.messages.len() {
+                self.messages.set(index, m.message);
+                self.idempotency_keys[index] = m.idempotency_key;
+            } else {
+                self.index_keys(index, &m.message, m.idempotency_key.as_deref());
+                self.messages.push(m.message);
+                self.idempotency_keys.push(m.idempotency_key);
+            }
+        }
+        self.saved_version = changes.record.version;
+        self.record = changes.record;
+        true
+    }
+
     fn index_keys(&mut self, index: usize, message: &Message, key: Option<&str>) {
         let client = message
             .client_message_id
@@ -316,5 +347,79 @@ pub fn summary(record: &ContextRecord) -> ContextSummary {
         created_at: record.created_at,
         updated_at: record.updated_at,
         config: record.config.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::context_in;
+    use chatsync_protocol::{content_text, StateName};
+
+    fn record_at(ctx: &LiveContext, version: u64, count: u64) -> ContextRecord {
+        ContextRecord {
+            version,
+            message_count: count,
+            ..ctx.record.clone()
+        }
+    }
+
+    fn stored(seq: u64, text: &str, version: u64) -> MessageRecord {
+        let mut m = new_message(Role::User, vec![ContentPart::text(text)], None);
+        m.version = version;
+        MessageRecord {
+            message: Arc::new(m),
+            seq,
+            idempotency_key: None,
+        }
+    }
+
+    fn texts(ctx: &LiveContext) -> Vec<String> {
+        ctx.messages()
+            .iter()
+            .map(|m| content_text(&m.content))
+            .collect()
+    }
+
+    #[test]
+    fn changes_from_another_instance_replace_and_append_messages() {
+        let mut ctx = context_in(StateName::Idle);
+        let base = ctx.record.clone();
+        let loaded = |messages, version, count| LoadedContext {
+            record: ContextRecord {
+                version,
+                message_count: count,
+                ..base.clone()
+            },
+            messages,
+        };
+        let first = loaded(vec![stored(0, "a", 8), stored(1, "b", 8)], 8, 2);
+        assert!(ctx.apply_changes(first));
+        let second = loaded(vec![stored(1, "b, edited", 9), stored(2, "c", 9)], 9, 3);
+        assert!(ctx.apply_changes(second));
+        assert_eq!(texts(&ctx), ["a", "b, edited", "c"]);
+        assert_eq!((ctx.version(), ctx.saved_version()), (9, 9));
+        assert!(!ctx.has_unsaved());
+
+        // A change that skips a message does not continue this history: nothing applies.
+        let gap = loaded(vec![stored(4, "e", 10)], 10, 5);
+        assert!(!ctx.apply_changes(gap));
+        assert_eq!(texts(&ctx), ["a", "b, edited", "c"]);
+        assert_eq!(ctx.version(), 9);
+    }
+
+    #[test]
+    fn a_context_with_its_own_pending_change_is_not_patched() {
+        let mut ctx = context_in(StateName::Idle);
+        ctx.push(
+            new_message(Role::User, vec![ContentPart::text("mine")], None),
+            None,
+        );
+        let changes = LoadedContext {
+            record: record_at(&ctx, 8, 1),
+            messages: vec![stored(0, "theirs", 8)],
+        };
+        assert!(!ctx.apply_changes(changes));
+        assert_eq!(texts(&ctx), ["mine"]);
     }
 }

@@ -52,6 +52,12 @@ impl MessageLog {
         Arc::make_mut(&mut block[index % BLOCK])
     }
 
+    /// Replaces one message, copying only what a snapshot still shares.
+    pub fn set(&mut self, index: usize, message: Arc<Message>) {
+        assert!(index < self.len, "message {index} of {}", self.len);
+        Arc::make_mut(&mut self.blocks[index / BLOCK])[index % BLOCK] = message;
+    }
+
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<Message>> + ExactSizeIterator {
         (0..self.len).map(move |i| &self.blocks[i / BLOCK][i % BLOCK])
     }

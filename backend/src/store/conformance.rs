@@ -105,6 +105,20 @@ pub(crate) async fn run(store: &dyn Store) {
         .expect("exists");
     assert_eq!(loaded.record, c);
     assert_eq!(loaded.messages, vec![first.clone(), second.clone()]);
+    // A reader at version 2 fetches only what changed after it.
+    let changes = store
+        .load_changes(c.id, 2)
+        .await
+        .expect("changes")
+        .expect("exists");
+    assert_eq!(changes.record, c);
+    assert_eq!(changes.messages, vec![second.clone()]);
+    let nothing = store
+        .load_changes(c.id, 3)
+        .await
+        .expect("changes")
+        .expect("exists");
+    assert!(nothing.messages.is_empty());
 
     // A writer that missed a change is refused, and nothing of its batch lands.
     let stale = SaveBatch {

@@ -113,6 +113,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a context with no messages.
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError>;
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError>;
+    /// The context row and only the messages changed after version `since`: what a reader
+    /// needs to catch up with another instance's save.
+    async fn load_changes(
+        &self,
+        id: Uuid,
+        since: u64,
+    ) -> Result<Option<LoadedContext>, StoreError> {
+        let _ = since;
+        self.load_context(id).await
+    }
     /// Newest first; `after` is the last context of the previous page.
     async fn list_contexts(
         &self,

@@ -144,6 +144,41 @@ impl SqlStore {
         })
     }
 
+    /// The context and its messages: all of them, or (with `since`) those changed after
+    /// that version. One read transaction, so both parts agree.
+    #[tracing::instrument(skip(self))]
+    async fn load(
+        &self,
+        id: Uuid,
+        since: Option<u64>,
+    ) -> Result<Option<LoadedContext>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let record = context_from_row(&row)?;
+        let messages = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE context_id = $1 AND version > $2 ORDER BY seq"
+        ))
+        .bind(id.to_string())
+        // Message versions start at 1, so -1 selects them all.
+        .bind(since.map_or(-1, to_i64))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Some(LoadedContext { record, messages }))
+    }
+
     /// Tells every instance (on Postgres) about a change.
     async fn notify(&self, change: Change) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
@@ -257,30 +292,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip(self))]
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let record = context_from_row(&row)?;
-        let messages = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE context_id = $1 ORDER BY seq"
-        ))
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        Ok(Some(LoadedContext { record, messages }))
+        self.load(id, None).await
+    }
+
+    async fn load_changes(
+        &self,
+        id: Uuid,
+        since: u64,
+    ) -> Result<Option<LoadedContext>, StoreError> {
+        self.load(id, Some(since)).await
     }
 
     #[tracing::instrument(skip(self))]
