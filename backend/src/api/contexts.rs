@@ -33,12 +33,18 @@ async fn create(
         .map(|t| Title::parse(&t))
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_title", e.0))?;
-    // A prompt chosen by id is kept as the mode's prompt reference until prompts exist
-    // as a resource; an explicit prompt wins.
+    // Stored prompts do not exist yet: an id could only be taken for the prompt's text,
+    // and the model would be told the id. Refuse it instead.
+    if let Some(id) = req.system_prompt_id {
+        return Err(ApiError::bad_request(
+            "unknown_system_prompt",
+            format!("Unknown system_prompt_id {id:?}: send the prompt text as system_prompt"),
+        ));
+    }
     let config = ContextConfig {
         model_id: req.model_id,
         mode: req.mode,
-        system_prompt: req.system_prompt.or(req.system_prompt_id),
+        system_prompt: req.system_prompt,
     };
     let snapshot = app
         .engine
