@@ -17,7 +17,10 @@ async fn main() -> ExitCode {
     };
     match app.local_addr() {
         // Scripts and tests read this line to learn the port.
-        Ok(addr) => println!("chatsync listening on http://{addr}"),
+        Ok(addr) => {
+            tracing::info!(%addr, "listening");
+            println!("chatsync listening on http://{addr}");
+        }
         Err(e) => {
             eprintln!("chatsync: {e}");
             return ExitCode::FAILURE;
