@@ -40,6 +40,13 @@ done
 # A port that was free a moment ago: a send to it must fail as unreachable.
 closed=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
 
+# The runner reads its browser flags from webdriver.json; it is written from the one list
+# every browser test uses.
+node -e 'const fs = require("fs");
+  const args = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+  fs.writeFileSync(process.argv[2], JSON.stringify({ "goog:chromeOptions": { args } }, null, 2) + "\n");' \
+  "$ROOT/scripts/chromium-flags.json" "$HERE/webdriver.json"
+
 log "sync-wasm: the shell in Chromium (wasm-bindgen-test) against the server"
 (cd "$ROOT" && CHATSYNC_TEST_API="$url/api" CHATSYNC_TEST_CLOSED_API="http://127.0.0.1:$closed/api" \
   CHROMEDRIVER=/usr/bin/chromedriver CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

@@ -1,21 +1,17 @@
 // The built @chatsync/sync-wasm package, used as an application uses it, in real Chromium
 // against the real chatsync server with its scripted model.
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
 import { startBackend, startPageServer } from "./servers.mjs";
 
-const CHROMIUM_FLAGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-dev-shm-usage",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
+// One list of Chromium flags for every browser test in the repository (root, headless,
+// no network of its own): scripts/chromium-flags.json.
+const CHROMIUM_FLAGS = JSON.parse(
+  readFileSync(new URL("../../scripts/chromium-flags.json", import.meta.url), "utf8"),
+);
 
 /** Polls `condition` until it holds; fails at the deadline. */
 async function until(condition, what, timeoutMs = 5000) {

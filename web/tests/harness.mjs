@@ -1,5 +1,6 @@
 // Shared set-up for the browser tests: a real chatsync server per test (own SQLite file,
 // port 0), one headless Debian Chromium per test file, and small page helpers.
+import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,16 +16,11 @@ const DIST = path.join(WEB, "dist");
 /** The sync module's default base poll interval; waits for "absence" are counted in these. */
 export const POLL_MS = 1000;
 
-const CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-dev-shm-usage",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
+// One list of Chromium flags for every browser test in the repository (root, headless,
+// no network of its own): scripts/chromium-flags.json.
+const CHROMIUM_ARGS = JSON.parse(
+  readFileSync(new URL("../../scripts/chromium-flags.json", import.meta.url), "utf8"),
+);
 
 function chatsyncBin() {
   const bin = process.env.CHATSYNC_BIN;
