@@ -8,7 +8,6 @@ use chatsync_protocol::{
     ChatState, ContentPart, ContextSummary, Message, MessageStatus, Role, Status, ToolCall,
     ToolCallStatus,
 };
-use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -301,10 +300,6 @@ impl Snapshot {
 
     pub fn status(&self) -> Status {
         self.record.state.name().status()
-    }
-
-    pub fn updated_at(&self) -> DateTime<Utc> {
-        self.record.updated_at
     }
 
     /// The state, whole or (with `since` not ahead of the current version) only the
