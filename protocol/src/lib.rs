@@ -220,15 +220,18 @@ pub struct Message {
 }
 
 /// What `GET /api/contexts/{id}/state` and every action answer.
+///
+/// Generic over how messages are held, so a server can answer with borrowed messages
+/// (`ChatState<&Message>`) instead of copying them; the wire form is the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatState {
+pub struct ChatState<M = Message> {
     pub context_id: Uuid,
     pub version: u64,
     pub status: Status,
     pub state: StateName,
     pub error: Option<String>,
     /// All messages, or with `delta: true` only those changed after `?since=`.
-    pub messages: Vec<Message>,
+    pub messages: Vec<M>,
     /// Messages in the whole context, whatever `messages` holds.
     pub message_count: u64,
     pub pending_tool_calls: Vec<ToolCall>,

@@ -7,9 +7,10 @@ use crate::domain::{ClientKey, MessageContent};
 use crate::engine::TurnOutcome;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync_protocol::{ApproveToolsRequest, ChatState, SendMessageRequest};
+use chatsync_protocol::{ApproveToolsRequest, SendMessageRequest};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -44,13 +45,13 @@ impl WaitQuery {
 }
 
 /// 200 once the turn rests, 202 while it still runs.
-fn answer(outcome: TurnOutcome) -> (StatusCode, Json<ChatState>) {
+fn answer(outcome: TurnOutcome) -> Response {
     let status = if outcome.settled {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    (status, Json(outcome.snapshot.chat_state(None)))
+    (status, Json(outcome.snapshot.chat_state_ref(None))).into_response()
 }
 
 fn invalid(code: &'static str) -> impl Fn(crate::domain::ParseError) -> ApiError {
@@ -64,7 +65,7 @@ async fn send_message(
     ApiQuery(q): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SendMessageRequest>,
-) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+) -> Result<Response, ApiError> {
     let content = MessageContent::parse(req.content).map_err(invalid("invalid_content"))?;
     let client_message_id = req
         .client_message_id
@@ -102,7 +103,7 @@ async fn approve_tools(
     ContextId(id): ContextId,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(req): ApiJson<ApproveToolsRequest>,
-) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+) -> Result<Response, ApiError> {
     let outcome = app
         .engine
         .approve_tools(id, req.tool_call_ids, q.limit(&app))
@@ -114,7 +115,7 @@ async fn approve_tools(
 async fn cancel(
     State(app): State<AppState>,
     ContextId(id): ContextId,
-) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+) -> Result<Response, ApiError> {
     Ok(answer(app.engine.cancel(id).await?))
 }
 
@@ -123,6 +124,6 @@ async fn retry(
     State(app): State<AppState>,
     ContextId(id): ContextId,
     ApiQuery(q): ApiQuery<WaitQuery>,
-) -> Result<(StatusCode, Json<ChatState>), ApiError> {
+) -> Result<Response, ApiError> {
     Ok(answer(app.engine.retry(id, q.limit(&app)).await?))
 }

@@ -49,7 +49,7 @@ async fn state(
         metrics.polls_not_modified.fetch_add(1, Ordering::Relaxed);
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
-    let body = Json(snapshot.chat_state(q.since));
+    let body = Json(snapshot.chat_state_ref(q.since));
     Ok(([(header::ETAG, etag_value)], body).into_response())
 }
 

@@ -305,12 +305,25 @@ impl Snapshot {
     /// The state, whole or (with `since` not ahead of the current version) only the
     /// messages changed after `since`.
     pub fn chat_state(&self, since: Option<u64>) -> ChatState {
+        self.chat_state_with(since, Message::clone)
+    }
+
+    /// The same with borrowed messages, for answers that are serialized at once.
+    pub fn chat_state_ref(&self, since: Option<u64>) -> ChatState<&Message> {
+        self.chat_state_with(since, |m| m)
+    }
+
+    fn chat_state_with<'a, M>(
+        &'a self,
+        since: Option<u64>,
+        message: impl Fn(&'a Message) -> M,
+    ) -> ChatState<M> {
         let since = since.filter(|s| *s <= self.version());
         let messages = self
             .messages
             .iter()
             .filter(|m| since.is_none_or(|s| m.version > s))
-            .map(|m| Message::clone(m))
+            .map(|m| message(m))
             .collect();
         ChatState {
             context_id: self.record.id,
