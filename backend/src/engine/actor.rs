@@ -490,31 +490,34 @@ impl Actor {
 
     /// Runs one FSM transition and the autosave hook.
     async fn apply(&mut self, event: Event) -> Step {
-        let next = match fsm::transition(self.ctx.state(), &event) {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::error!(context_id = %self.ctx.id(), error = %e, "engine fed the FSM an invalid event");
-                self.ctx.set_state(State::Failed {
-                    error: format!("internal error: {e}"),
-                });
-                return self.autosave().await.and(Err(Halt::SaveFailed));
-            }
-        };
-        self.ctx.set_state(next);
-        self.autosave().await
+        self.transition(event, false).await
     }
 
     /// Runs a transition that the next one follows at once; it is saved with that one.
     async fn pass(&mut self, event: Event) -> Step {
+        self.transition(event, true).await
+    }
+
+    async fn transition(&mut self, event: Event, passing: bool) -> Step {
         match fsm::transition(self.ctx.state(), &event) {
-            Ok(next) => {
+            Ok(next) if passing => {
                 self.ctx.set_state(next);
                 self.autosave.after_passing_transition(&mut self.ctx);
                 self.publish();
                 Ok(())
             }
-            // An engine bug; `apply` turns it into Failed with the reason.
-            Err(_) => self.apply(event).await,
+            Ok(next) => {
+                self.ctx.set_state(next);
+                self.autosave().await
+            }
+            Err(e) => {
+                // An engine bug: the turn fails with the reason instead of going on wrong.
+                tracing::error!(context_id = %self.ctx.id(), error = %e, "engine fed the FSM an invalid event");
+                self.ctx.set_state(State::Failed {
+                    error: format!("internal error: {e}"),
+                });
+                self.autosave().await.and(Err(Halt::SaveFailed))
+            }
         }
     }
 
