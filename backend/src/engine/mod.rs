@@ -234,7 +234,8 @@ impl Engine {
         let engine = Arc::downgrade(self);
         let every = self.deps.settings.sweep_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // The first look happened at start-up (resume_unfinished in build).
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
                 let Some(engine) = engine.upgrade() else {
