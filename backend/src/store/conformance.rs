@@ -1,6 +1,6 @@
 //! One behavioural suite that every `Store` implementation must pass.
 
-use super::{ContextRecord, Cursor, MessageRecord, SaveBatch, Store, StoreError};
+use super::{ContextRecord, Cursor, LoadedContext, MessageRecord, SaveBatch, Store, StoreError};
 use crate::fsm::State;
 use chatsync_protocol::{
     ContentPart, ContextConfig, Message, MessageStatus, Role, ToolCall, ToolCallStatus,
@@ -48,17 +48,21 @@ fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
     }
 }
 
+async fn load(store: &dyn Store, id: Uuid) -> LoadedContext {
+    store
+        .load_context(id)
+        .await
+        .expect("load")
+        .expect("the context exists")
+}
+
 pub(crate) async fn run(store: &dyn Store) {
     store.ping().await.expect("ping");
 
     // Create, load, save messages, update one, load again.
     let mut c = context(0);
     store.insert_context(&c).await.expect("insert");
-    let loaded = store
-        .load_context(c.id)
-        .await
-        .expect("load")
-        .expect("exists");
+    let loaded = load(store, c.id).await;
     assert_eq!(loaded.record, c);
     assert!(loaded.messages.is_empty());
 
@@ -98,11 +102,7 @@ pub(crate) async fn run(store: &dyn Store) {
         })
         .await
         .expect("second save writes only the changed message");
-    let loaded = store
-        .load_context(c.id)
-        .await
-        .expect("load")
-        .expect("exists");
+    let loaded = load(store, c.id).await;
     assert_eq!(loaded.record, c);
     assert_eq!(loaded.messages, vec![first.clone(), second.clone()]);
     // A reader at version 2 fetches only what changed after it.
@@ -133,11 +133,7 @@ pub(crate) async fn run(store: &dyn Store) {
         store.save(&stale).await,
         Err(StoreError::Conflict { expected: 2, .. })
     ));
-    let loaded = store
-        .load_context(c.id)
-        .await
-        .expect("load")
-        .expect("exists");
+    let loaded = load(store, c.id).await;
     assert_eq!(loaded.messages.len(), 2);
     assert_eq!(loaded.record.version, 3);
 
