@@ -136,6 +136,8 @@ pub enum MessageStatus {
     Streaming,
     Complete,
     Cancelled,
+    /// A user message sent while a turn ran: stored, waiting for its own turn.
+    Queued,
 }
 
 impl MessageStatus {
@@ -144,6 +146,7 @@ impl MessageStatus {
             MessageStatus::Streaming => "streaming",
             MessageStatus::Complete => "complete",
             MessageStatus::Cancelled => "cancelled",
+            MessageStatus::Queued => "queued",
         }
     }
 
@@ -152,6 +155,7 @@ impl MessageStatus {
             MessageStatus::Streaming,
             MessageStatus::Complete,
             MessageStatus::Cancelled,
+            MessageStatus::Queued,
         ]
         .into_iter()
         .find(|s| s.as_str() == name)
@@ -237,6 +241,10 @@ pub struct ChatState<M = Message> {
     pub pending_tool_calls: Vec<ToolCall>,
     pub updated_at: Timestamp,
     pub delta: bool,
+    /// User messages waiting for their turn while one runs, in arrival order (always
+    /// whole, also in a delta). They are not in `messages` until their turn starts.
+    #[serde(default = "Vec::new")]
+    pub queued: Vec<M>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +296,30 @@ pub struct SendMessageRequest {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
+    /// What to do when a turn is running; the server's default is `enqueue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_busy: Option<IfBusy>,
+}
+
+/// `if_busy` of a send: what happens to a message sent while a turn runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfBusy {
+    /// Store it as queued; it runs after the turns before it.
+    #[default]
+    Enqueue,
+    /// Cancel the running turn (its partial reply kept, marked cancelled) and run this next.
+    Interrupt,
+    /// Refuse with `409 busy`; nothing is stored.
+    Reject,
+}
+
+/// Optional body of `POST /api/contexts/{id}/actions/cancel`: with `message_id`, drop that
+/// queued message instead of cancelling the running turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
 }
 
 /// Body of `POST /api/contexts/{id}/actions/approve_tools`: the approved calls; every other

@@ -258,6 +258,7 @@ impl Api {
             .json(&SendMessageRequest {
                 content: content.to_owned(),
                 client_message_id: opts.client_message_id.map(str::to_owned),
+                if_busy: None,
             });
         if let Some(key) = opts.idempotency_key {
             request = request.header("Idempotency-Key", key);

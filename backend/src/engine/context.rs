@@ -336,6 +336,7 @@ impl Snapshot {
             pending_tool_calls: self.pending_tool_calls.clone(),
             updated_at: self.record.updated_at,
             delta: since.is_some(),
+            queued: Vec::new(),
         }
     }
 

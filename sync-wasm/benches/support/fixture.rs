@@ -101,5 +101,6 @@ fn state(version: u64) -> ChatState {
         pending_tool_calls: Vec::new(),
         updated_at: at,
         delta: false,
+        queued: Vec::new(),
     }
 }

@@ -83,6 +83,7 @@ impl Api {
             RequestBody::SendMessage(SendMessageRequest {
                 content: text.to_owned(),
                 client_message_id: Some(client_message_id.to_owned()),
+                if_busy: None,
             }),
         );
         request

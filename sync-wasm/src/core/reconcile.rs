@@ -263,6 +263,7 @@ fn from_server(m: &Message) -> ViewMessage {
             MessageStatus::Streaming => ViewStatus::Streaming,
             MessageStatus::Complete => ViewStatus::Complete,
             MessageStatus::Cancelled => ViewStatus::Cancelled,
+            MessageStatus::Queued => ViewStatus::Queued,
         },
         created_at: copy(&m.created_at),
         version: m.version,
@@ -322,6 +323,7 @@ pub(crate) mod tests {
             pending_tool_calls: Vec::new(),
             updated_at: stamp(SENT_AT),
             delta,
+            queued: Vec::new(),
         }
     }
 

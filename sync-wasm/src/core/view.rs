@@ -39,6 +39,8 @@ pub enum ViewStatus {
     Streaming,
     Complete,
     Cancelled,
+    /// Stored by the server, waiting for its turn behind a running one.
+    Queued,
     /// Sent, not yet seen in the server's state.
     Pending,
     /// The send failed; the message can be retried or discarded.

@@ -15,7 +15,7 @@ export interface ViewMessage {
   toolCalls?: ToolCall[];
   toolCallId?: string;
   /** `pending` and `failed` only occur on local optimistic messages. */
-  status: "streaming" | "complete" | "cancelled" | "pending" | "failed";
+  status: "streaming" | "complete" | "cancelled" | "queued" | "pending" | "failed";
   createdAt: string;
   version: number;
   error?: string;
