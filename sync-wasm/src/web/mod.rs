@@ -4,10 +4,8 @@
 //! `visibilitychange` listener, the subscribers and the conversion to JavaScript values.
 //! Every event goes to the [`Syncer`], and the commands it answers are carried out here.
 
-mod convert;
-mod de;
+pub mod convert;
 mod http;
-mod ser;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
