@@ -164,7 +164,7 @@ async fn polling_shows_a_message_another_client_sent() {
 async fn quiet_polls_are_answered_304_and_back_off_to_the_cap() {
     record_requests();
     let (sync, id) = following_new_context(
-        r#","baseIntervalMs":50,"maxIntervalMs":200,"backoffFactor":2,"unchangedPollsBeforeBackoff":1"#,
+        r#","mode":"interval","baseIntervalMs":50,"maxIntervalMs":200,"backoffFactor":2,"unchangedPollsBeforeBackoff":1"#,
     )
     .await;
     until("the longest interval", || {
