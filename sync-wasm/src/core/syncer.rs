@@ -256,6 +256,20 @@ impl Syncer {
         self.schedule(now)
     }
 
+    /// An action failed on the network: the poll held open is likely just as cut off and
+    /// would only notice when its own deadline passes, so it is dropped and polling backs
+    /// off as after a failed poll.
+    pub fn action_failed(&mut self, error: SyncError, now: f64) -> Vec<Command> {
+        if error.kind != ErrorKind::Network || !self.active() {
+            return Vec::new();
+        }
+        let mut out = self.abort_poll();
+        self.backoff.failed();
+        self.last_error = Some(error);
+        out.extend(self.schedule(now));
+        out
+    }
+
     /// An action was refused for its credentials: the same stop as a poll's auth error.
     pub fn action_unauthorized(&mut self, error: SyncError) -> Vec<Command> {
         self.running = false;
@@ -801,6 +815,25 @@ mod tests {
         assert_eq!((full_poll.since, full_poll.wait_ms), (None, None));
         assert!(s
             .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_send_lost_on_the_network_drops_the_held_poll_and_backs_off() {
+        let (mut s, first) = long_polling();
+        let held = fetched(&s.poll_finished(first, PollOutcome::State(full(1, Vec::new())), 0.0));
+        let after = s.action_failed(SyncError::network("Failed to fetch"), 0.0);
+        assert_eq!(
+            after,
+            [Command::AbortPoll, Command::SetTimer { delay_ms: 1500 }]
+        );
+        assert_eq!(s.phase(), SyncPhase::Offline);
+        assert!(s
+            .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        // Other failures of an action say nothing about the network.
+        assert!(s
+            .action_failed(SyncError::from_http(400, None), 0.0)
             .is_empty());
     }
 }

@@ -471,6 +471,12 @@ fn settle(
             (Answer::State | Answer::Sent { .. }, Err(error)) if gone => {
                 s.update(|sync| sync.context_deleted(Some(error.clone())));
             }
+            (Answer::State | Answer::Sent { .. }, Err(error))
+                if error.kind == ErrorKind::Network =>
+            {
+                let now = js_sys::Date::now();
+                s.update(|sync| sync.action_failed(error.clone(), now));
+            }
             (_, Err(_)) if refused.is_some() => {
                 let error = refused.cloned();
                 s.update(|sync| {
