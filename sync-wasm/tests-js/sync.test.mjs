@@ -541,3 +541,21 @@ test("offline pauses at once, online polls at once; a held poll is aborted while
     roaming.free();
   });
 });
+
+test("unchanged messages keep their objects from view to view; refetch() reloads the state", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    await sync.sendMessage("first");
+    const before = await waitForView(sync, (v) => v.messages.some((m) => isReply(m, "first")), "the first reply");
+    await sync.sendMessage("second");
+    const after = await waitForView(sync, (v) => v.messages.some((m) => isReply(m, "second")), "the second reply");
+    const kept = before.messages.map((m, i) => m === after.messages[i]);
+    sync.refetch();
+    const reloaded = await waitForView(sync, (v) => v.sync === "synced" && v !== after, "the refetch");
+    sync.free();
+    return { kept, count: reloaded.messages.length, same: reloaded.messages[0] === after.messages[0] };
+  });
+  assert.deepEqual(r.kept, [true, true], "the first turn's objects are reused");
+  assert.equal(r.count, 4);
+  assert.equal(r.same, true, "a refetch that changes nothing keeps the objects too");
+});

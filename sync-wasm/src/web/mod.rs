@@ -26,7 +26,7 @@ use crate::core::options::ChatSyncOptions;
 use crate::core::reconcile::new_client_message_id;
 use crate::core::syncer::{Command, PollOutcome, PollRequest, Syncer};
 use crate::core::view::{
-    ChatView, ContextListView, ContextSummaryView, CreateContextOptions, ListOptions,
+    ChatView, ContextListView, ContextSummaryView, CreateContextOptions, ListOptions, ViewMessage,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -148,6 +148,11 @@ struct State {
     /// Aborts the poll in flight (a held long-poll) when the syncer no longer wants it.
     poll_abort: Option<AbortController>,
     emitted: Option<ChatView>,
+    /// The messages last handed out, with their JavaScript objects, in view order: an
+    /// unchanged message keeps its object from view to view, so `React.memo` and `===`
+    /// skip it. Matched by position, since the history only grows at its end (a map by id
+    /// measured 4.5 KB more in the download).
+    message_objects: Vec<(ViewMessage, JsValue)>,
 }
 
 #[wasm_bindgen]
@@ -202,6 +207,7 @@ impl ChatSync {
                     timer: None,
                     poll_abort: None,
                     emitted: None,
+                    message_objects: Vec::new(),
                 }),
                 events,
                 document,
@@ -570,8 +576,9 @@ impl Shared {
     }
 
     fn view_value(&self) -> JsValue {
-        let view = self.state.borrow().syncer.view();
-        to_js(&view).unwrap_or(JsValue::NULL)
+        let mut state = self.state.borrow_mut();
+        let view = state.syncer.view();
+        state.view_to_js(view).0
     }
 
     /// Calls the subscribers when the view differs from the one they last saw. No borrow
@@ -583,7 +590,7 @@ impl Shared {
             if state.emitted.as_ref() == Some(&view) {
                 return;
             }
-            let value = to_js(&view).unwrap_or(JsValue::NULL);
+            let (value, view) = state.view_to_js(view);
             state.emitted = Some(view);
             let listeners: Vec<Function> = state.listeners.iter().map(|(_, f)| f.clone()).collect();
             (value, listeners)
@@ -591,6 +598,29 @@ impl Shared {
         for listener in listeners {
             call_listener(&listener, &value);
         }
+    }
+}
+
+impl State {
+    /// The view as a JavaScript value whose unchanged messages are the objects handed out
+    /// before; gives the view back for comparing with the next one.
+    fn view_to_js(&mut self, mut view: ChatView) -> (JsValue, ChatView) {
+        let messages = std::mem::take(&mut view.messages);
+        let value = to_js(&view).unwrap_or(JsValue::NULL);
+        let objects = js_sys::Array::new();
+        let mut previous = std::mem::take(&mut self.message_objects).into_iter();
+        for message in &messages {
+            let object = match previous.next() {
+                Some((old, object)) if old == *message => object,
+                _ => to_js(message).unwrap_or(JsValue::NULL),
+            };
+            objects.push(&object);
+            self.message_objects.push((message.clone(), object));
+        }
+        // Setting a field on the plain object just built cannot fail.
+        let _ = js_sys::Reflect::set(&value, &"messages".into(), &objects);
+        view.messages = messages;
+        (value, view)
     }
 }
 
