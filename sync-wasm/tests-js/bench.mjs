@@ -58,6 +58,7 @@ try {
     await b.waitForFunction(() => sync.getView().status === "idle", null, { timeout: 20000 });
   }
   figures("message sent in tab A, visible in tab B", delays);
+  if (process.env.BENCH_VERBOSE) console.log("each:", delays.join(" "));
 
   // Streaming lag: a long-poll reader beside the browser notes when each text length
   // first exists on the server; tab B notes when it shows it.
