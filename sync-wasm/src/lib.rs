@@ -16,3 +16,8 @@ mod web;
 /// The class JavaScript uses, also reachable from Rust for the browser tests.
 #[cfg(target_arch = "wasm32")]
 pub use web::ChatSync;
+
+/// How values cross into and out of JavaScript (`serde-wasm-bindgen` with the package's
+/// settings), for Rust code that builds on the package.
+#[cfg(target_arch = "wasm32")]
+pub use web::convert;

@@ -59,7 +59,8 @@ const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": 
 
 /**
  * `failure` may be "network" (the connection drops before the backend sees the request)
- * or "lose-answer" (the backend handles the request, the answer is lost on the way back).
+ * or "lose-answer" (the backend handles the request, the answer is lost on the way back),
+ * or "auth" (requests without `Authorization: Bearer fresh` get the server's 401).
  */
 export async function startPageServer(backendUrl) {
   const backend = new URL(backendUrl);
@@ -85,6 +86,7 @@ export async function startPageServer(backendUrl) {
       path: req.url,
       ifNoneMatch: req.headers["if-none-match"] ?? null,
       tag: req.headers["x-test-tag"] ?? null,
+      authorization: req.headers.authorization ?? null,
       start: performance.now(),
       end: null,
       status: null,
@@ -93,6 +95,13 @@ export async function startPageServer(backendUrl) {
     const failure = state.failure;
     if (failure === "network") {
       req.socket.destroy();
+      return;
+    }
+    if (failure === "auth" && entry.authorization !== "Bearer fresh") {
+      entry.status = 401;
+      entry.end = performance.now();
+      res.writeHead(401, { "Content-Type": "application/json", "WWW-Authenticate": "Bearer" });
+      res.end(JSON.stringify({ error: { code: "unauthenticated", message: "a valid token is needed" } }));
       return;
     }
     const upstream = http.request(

@@ -162,7 +162,9 @@ test("failed turns show the error; a transient failure recovers on its own", asy
 
 test("a send that cannot reach the server is marked failed and can be retried once online", async () => {
   const r = await page.evaluate(async () => {
-    const sync = await newChat({ baseIntervalMs: 100, maxIntervalMs: 400 });
+    // Interval mode: a held long-poll would sit through the outage, and this is about
+    // polls failing and backing off.
+    const sync = await newChat({ mode: "interval", baseIntervalMs: 100, maxIntervalMs: 400 });
     await window.testControl("network");
     const error = await sync.sendMessage("through the outage").then(() => null, (e) => ({ kind: e.kind }));
     const failedView = sync.getView();
@@ -219,6 +221,7 @@ test("concurrent sends all arrive once each", async () => {
 test("quiet polls are conditional, one at a time, and back off; an action resets the interval", async () => {
   const contextId = await page.evaluate(async () => {
     window.quiet = await newChat({
+      mode: "interval",
       baseIntervalMs: 50, maxIntervalMs: 200, backoffFactor: 2, unchangedPollsBeforeBackoff: 1, burstPolls: 2,
       headers: { "X-Test-Tag": "quiet" },
     });
@@ -379,7 +382,7 @@ test("bad options throw a typed error instead of being ignored", async () => {
 
 test("a page on another origin syncs with the server directly (CORS)", async () => {
   const r = await page.evaluate(async (apiUrl) => {
-    const sync = new ChatSync({ baseUrl: apiUrl, baseIntervalMs: 50 });
+    const sync = new ChatSync({ baseUrl: apiUrl, mode: "interval", baseIntervalMs: 50 });
     const context = await sync.createContext({});
     sync.setContext(context.id);
     sync.start();
@@ -445,4 +448,114 @@ test("free() with a poll scheduled leaves nothing running behind", async () => {
     setHidden(false);
   });
   assert.deepEqual(pageErrors, []);
+});
+
+test("long-polls are held by the server and show another client's message at once", async () => {
+  const { contextId, seenAfterMs } = await page.evaluate(async () => {
+    const sync = await newChat();
+    const contextId = sync.getView().contextId;
+    // Let the held poll reach the server, then write as another client.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const sent = performance.now();
+    const shown = waitForView(sync, (v) => v.messages.some((m) => m.text === "from elsewhere"), "the other message");
+    await fetch(`/api/contexts/${contextId}/actions/send_message?wait=false`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ content: "from elsewhere" }),
+    });
+    await shown;
+    const seenAfterMs = performance.now() - sent;
+    sync.free();
+    return { contextId, seenAfterMs };
+  });
+  const polls = pages.polls(contextId);
+  assert.match(polls[1].path, /\?since=\d+&wait_ms=25000$/, "after the first full state, polls are held");
+  assert.ok(seenAfterMs < 1000, `shown ${seenAfterMs} ms after the send, not on a timer`);
+  const ended = polls.filter((p) => p.end !== null);
+  for (let i = 1; i < ended.length; i++) {
+    assert.ok(ended[i].start >= ended[i - 1].end, "one poll at a time");
+  }
+});
+
+test("a 401 stops polling, reports kind auth once, and start() with a new token resumes", async () => {
+  await page.evaluate(async () => {
+    window.token = "stale";
+    window.authErrors = [];
+    window.guarded = await newChat({
+      getToken: async () => window.token,
+      onAuthError: (e) => authErrors.push({ kind: e.kind, status: e.status, name: e.name }),
+    });
+  });
+  const contextId = await page.evaluate(() => guarded.getView().contextId);
+  await pages.setFailure("auth");
+  try {
+    const stopped = await page.evaluate(async () => {
+      guarded.refetch();
+      return waitForView(guarded, (v) => v.sync === "error", "the auth stop");
+    });
+    assert.equal(stopped.lastError.kind, "auth");
+    assert.equal(stopped.lastError.status, 401);
+    const count = pages.polls(contextId).length;
+    assert.equal(pages.polls(contextId).at(-1).authorization, "Bearer stale", "getToken's token is sent");
+    await page.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await page.waitForTimeout(300);
+    assert.equal(pages.polls(contextId).length, count, "nothing is retried after a 401");
+    assert.deepEqual(await page.evaluate(() => authErrors), [{ kind: "auth", status: 401, name: "SyncError" }]);
+
+    const resumed = await page.evaluate(async () => {
+      window.token = "fresh";
+      guarded.start();
+      return waitForView(guarded, (v) => v.sync === "synced", "synced again");
+    });
+    assert.equal(resumed.lastError, null);
+    assert.equal(pages.polls(contextId).at(-1).authorization, "Bearer fresh");
+  } finally {
+    await pages.setFailure(null);
+    await page.evaluate(() => guarded.free());
+  }
+});
+
+test("offline pauses at once, online polls at once; a held poll is aborted while hidden", async () => {
+  const contextId = await page.evaluate(async () => {
+    window.roaming = await newChat();
+    return roaming.getView().contextId;
+  });
+  await page.context().setOffline(true);
+  try {
+    const offline = await page.evaluate(() => waitForView(roaming, (v) => v.sync === "offline", "offline"));
+    assert.equal(offline.nextPollAt, null);
+    const count = pages.polls(contextId).length;
+    await page.waitForTimeout(300);
+    assert.equal(pages.polls(contextId).length, count, "nothing is sent while offline");
+  } finally {
+    await page.context().setOffline(false);
+  }
+  await page.evaluate(() => waitForView(roaming, (v) => v.sync === "synced", "online again"));
+  await until(() => pages.polls(contextId).some((p) => p.end === null), "a held poll");
+  const held = pages.polls(contextId).length;
+  await page.evaluate(() => setHidden(true));
+  await page.waitForTimeout(300);
+  assert.equal(pages.polls(contextId).length, held, "a hidden tab sends nothing");
+  await page.evaluate(() => {
+    setHidden(false);
+    roaming.free();
+  });
+});
+
+test("unchanged messages keep their objects from view to view; refetch() reloads the state", async () => {
+  const r = await page.evaluate(async () => {
+    const sync = await newChat();
+    await sync.sendMessage("first");
+    const before = await waitForView(sync, (v) => v.messages.some((m) => isReply(m, "first")), "the first reply");
+    await sync.sendMessage("second");
+    const after = await waitForView(sync, (v) => v.messages.some((m) => isReply(m, "second")), "the second reply");
+    const kept = before.messages.map((m, i) => m === after.messages[i]);
+    sync.refetch();
+    const reloaded = await waitForView(sync, (v) => v.sync === "synced" && v !== after, "the refetch");
+    sync.free();
+    return { kept, count: reloaded.messages.length, same: reloaded.messages[0] === after.messages[0] };
+  });
+  assert.deepEqual(r.kept, [true, true], "the first turn's objects are reused");
+  assert.equal(r.count, 4);
+  assert.equal(r.same, true, "a refetch that changes nothing keeps the objects too");
 });

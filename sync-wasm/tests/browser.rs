@@ -3,9 +3,20 @@
 //! a closed port) at compile time; run by `wasm-bindgen-test-runner`.
 #![cfg(target_arch = "wasm32")]
 
+use chatsync_protocol::{
+    ApproveToolsRequest, CancelRequest, ChatState, ContentPart, ContextConfig, ContextSummary,
+    CreateContextRequest, ErrorBody, ErrorDetail, IfBusy, LegacyContent,
+    LegacyCreateMessageRequest, LegacyMessagesResponse, LegacyPatchMessageRequest,
+    ListContextsResponse, Message, MessageStatus, Role, SendMessageRequest, StateName, Status,
+    ToolCall, ToolCallStatus,
+};
+use chatsync_sync_wasm::convert::{from_js, to_js};
 use chatsync_sync_wasm::ChatSync;
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Array, Object, Promise, Reflect, JSON};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -153,7 +164,7 @@ async fn polling_shows_a_message_another_client_sent() {
 async fn quiet_polls_are_answered_304_and_back_off_to_the_cap() {
     record_requests();
     let (sync, id) = following_new_context(
-        r#","baseIntervalMs":50,"maxIntervalMs":200,"backoffFactor":2,"unchangedPollsBeforeBackoff":1"#,
+        r#","mode":"interval","baseIntervalMs":50,"maxIntervalMs":200,"backoffFactor":2,"unchangedPollsBeforeBackoff":1"#,
     )
     .await;
     until("the longest interval", || {
@@ -258,4 +269,161 @@ fn reconcile_benchmark() {
         .expect("performance");
     let figures = fixture::measure(|| performance.now());
     console_log!("{figures}, Chromium");
+}
+
+/// The largest integer a JavaScript number holds exactly.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+fn stamp() -> chatsync_protocol::Timestamp {
+    "2024-05-06T07:08:09.123456Z".parse().expect("a timestamp")
+}
+
+fn tool_call(status: ToolCallStatus) -> ToolCall {
+    ToolCall {
+        id: "call_1".into(),
+        name: "calculator".into(),
+        arguments: serde_json::json!({"expression": "1+2", "nested": [1, 2.5, null, true]}),
+        status,
+        result: Some("3".into()),
+    }
+}
+
+fn sample_message(version: u64) -> Message {
+    Message {
+        id: uuid::Uuid::from_u128(7),
+        client_message_id: Some("c-1".into()),
+        role: Role::Assistant,
+        content: vec![ContentPart::text("hello \u{1F600}")],
+        tool_calls: Some(vec![tool_call(ToolCallStatus::Pending)]),
+        tool_call_id: None,
+        status: MessageStatus::Streaming,
+        created_at: stamp(),
+        version,
+    }
+}
+
+fn sample_state(version: u64) -> ChatState {
+    ChatState {
+        context_id: uuid::Uuid::from_u128(9),
+        version,
+        status: Status::AwaitingApproval,
+        state: StateName::AwaitingToolApproval,
+        error: Some("e".into()),
+        messages: vec![sample_message(version)],
+        message_count: 1,
+        pending_tool_calls: vec![tool_call(ToolCallStatus::Pending)],
+        updated_at: stamp(),
+        delta: true,
+        queued: vec![Message {
+            status: MessageStatus::Queued,
+            role: Role::User,
+            tool_calls: None,
+            ..sample_message(1)
+        }],
+    }
+}
+
+fn sample_summary(version: u64) -> ContextSummary {
+    ContextSummary {
+        id: uuid::Uuid::from_u128(9),
+        title: "t".into(),
+        status: Status::Idle,
+        state: StateName::Idle,
+        message_count: 3,
+        version,
+        created_at: stamp(),
+        updated_at: stamp(),
+        config: ContextConfig {
+            model_id: Some("m".into()),
+            mode: None,
+            system_prompt: Some("be brief".into()),
+        },
+    }
+}
+
+/// Into JavaScript and back gives the same value, and the JavaScript value is what the
+/// server's JSON for it parses to, so the browser's `JSON` and the wire agree.
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
+    let js = to_js(&value).expect("into JavaScript");
+    let back: T = from_js(js.clone(), "value").expect("out of JavaScript");
+    assert_eq!(back, value);
+    let written = String::from(JSON::stringify(&js).expect("stringify"));
+    let written: serde_json::Value = serde_json::from_str(&written).expect("JSON");
+    assert_eq!(written, serde_json::to_value(&value).expect("serde_json"));
+}
+
+#[wasm_bindgen_test]
+fn every_protocol_type_round_trips_through_serde_wasm_bindgen() {
+    round_trip(sample_state(MAX_SAFE));
+    round_trip(sample_message(3));
+    round_trip(sample_summary(4));
+    round_trip(ListContextsResponse {
+        contexts: vec![sample_summary(1)],
+        total: MAX_SAFE,
+        next_cursor: Some("next".into()),
+    });
+    round_trip(CreateContextRequest {
+        title: Some("t".into()),
+        ..CreateContextRequest::default()
+    });
+    round_trip(SendMessageRequest {
+        content: "hi".into(),
+        client_message_id: Some("c-1".into()),
+        if_busy: Some(IfBusy::Interrupt),
+    });
+    round_trip(CancelRequest {
+        message_id: Some(uuid::Uuid::from_u128(5)),
+    });
+    round_trip(ApproveToolsRequest {
+        tool_call_ids: vec!["call_1".into()],
+    });
+    round_trip(ErrorBody {
+        error: ErrorDetail {
+            code: "busy".into(),
+            message: "a turn is running".into(),
+        },
+    });
+    round_trip(LegacyMessagesResponse {
+        messages: vec![sample_message(2)],
+        total: 1,
+    });
+    round_trip(LegacyCreateMessageRequest {
+        role: Role::User,
+        content: LegacyContent::Text("plain".into()),
+        branch: None,
+    });
+    round_trip(LegacyPatchMessageRequest {
+        content: LegacyContent::Parts(vec![ContentPart::text("parts")]),
+    });
+    for status in [
+        ToolCallStatus::Approved,
+        ToolCallStatus::Denied,
+        ToolCallStatus::Running,
+        ToolCallStatus::Completed,
+        ToolCallStatus::Failed,
+    ] {
+        round_trip(tool_call(status));
+    }
+}
+
+#[wasm_bindgen_test]
+fn integers_beyond_2_pow_53_are_a_clear_error_both_ways() {
+    let out = to_js(&sample_state(MAX_SAFE + 1)).expect_err("no silent rounding");
+    assert!(
+        out.message
+            .contains("can't be represented as a JavaScript number"),
+        "{}",
+        out.message
+    );
+    // What `response.json()` makes of a version the server sent past 2^53.
+    let mut wire = serde_json::to_value(sample_state(1)).expect("json");
+    wire["version"] = serde_json::json!(MAX_SAFE + 2);
+    let parsed = JSON::parse(&wire.to_string()).expect("JSON");
+    let read = from_js::<ChatState>(parsed, "state").expect_err("no silent rounding");
+    // The browser already rounded it on parsing; the error says so instead of using it.
+    assert!(
+        read.message.contains("invalid type: floating point") && read.message.contains("u64"),
+        "{}",
+        read.message
+    );
 }

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef } from "react";
-import { useChatStateSync } from "./hooks/useChatStateSync";
+import { useChatStateSync } from "@chatsync/sync-wasm/react";
 import { useContexts } from "./hooks/useContexts";
 import { useErrorReport } from "./hooks/useErrorReport";
 import { useSelectedContext } from "./hooks/useSelectedContext";

@@ -1,12 +1,14 @@
 //! The HTTP calls of the sync module, as plain data: which URL, which headers, which body,
 //! and how to read the answer. The shell only moves the values.
 
-use chatsync_protocol::{ApproveToolsRequest, ChatState, CreateContextRequest, SendMessageRequest};
+use chatsync_protocol::{
+    ApproveToolsRequest, ChatState, CreateContextRequest, ErrorBody, SendMessageRequest,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::error::SyncError;
 use super::syncer::{PollOutcome, PollRequest};
-use super::view::SyncError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -58,7 +60,13 @@ impl Api {
         match poll.since {
             Some(version) => HttpRequest {
                 headers: vec![("If-None-Match", format!("\"{version}\""))],
-                url: format!("{}?since={version}", self.state_url(&poll.context_id)),
+                url: match poll.wait_ms {
+                    Some(wait) => format!(
+                        "{}?since={version}&wait_ms={wait}",
+                        self.state_url(&poll.context_id)
+                    ),
+                    None => format!("{}?since={version}", self.state_url(&poll.context_id)),
+                },
                 ..get(String::new())
             },
             None => get(self.state_url(&poll.context_id)),
@@ -197,25 +205,35 @@ pub fn expect_success(status: u16, body: &impl Body) -> Result<(), SyncError> {
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(SyncError::from_http(status, body))
+        Err(SyncError::from_http(status, body.read::<ErrorBody>().ok()))
     }
 }
 
-/// Reads the answer to a poll.
-pub fn poll_outcome(status: u16, body: &impl Body) -> PollOutcome {
+/// Reads the answer to a poll; `retry_after` is its `Retry-After` header, if any.
+pub fn poll_outcome(status: u16, body: &impl Body, retry_after: Option<&str>) -> PollOutcome {
     if status == 304 {
         return PollOutcome::NotModified;
     }
     match decode::<ChatState>(status, body) {
         Ok(state) => PollOutcome::State(state),
-        Err(error) => PollOutcome::Failed(error),
+        Err(error) => PollOutcome::Failed(SyncError {
+            retry_after_ms: retry_after.and_then(retry_after_ms),
+            ..error
+        }),
     }
+}
+
+/// `Retry-After` in whole seconds, as this API sends it, in milliseconds. An HTTP date or
+/// anything else unreadable is ignored and the backoff alone decides.
+pub fn retry_after_ms(header: &str) -> Option<u32> {
+    let seconds: u32 = header.trim().parse().ok()?;
+    Some(seconds.saturating_mul(1000))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
-    use crate::core::view::ErrorKind;
+    use crate::core::error::ErrorKind;
 
     /// An answer's body as text, read with `serde_json` the way the browser reads JSON.
     pub struct Json<'a>(pub &'a str);
@@ -231,6 +249,7 @@ pub(crate) mod tests {
             ticket: 1,
             context_id: "abc".into(),
             since,
+            wait_ms: None,
         }
     }
 
@@ -246,6 +265,27 @@ pub(crate) mod tests {
             "http://127.0.0.1:9/api/contexts/abc/state?since=7"
         );
         assert_eq!(next.headers, [("If-None-Match", "\"7\"".to_owned())]);
+        let held = api.poll(&PollRequest {
+            wait_ms: Some(25_000),
+            ..poll(Some(7))
+        });
+        assert_eq!(
+            held.url,
+            "http://127.0.0.1:9/api/contexts/abc/state?since=7&wait_ms=25000"
+        );
+    }
+
+    #[test]
+    fn a_failed_poll_carries_the_servers_retry_after() {
+        let body = r#"{"error":{"code":"rate_limited","message":"slow down"}}"#;
+        let PollOutcome::Failed(e) = poll_outcome(429, &Json(body), Some("3")) else {
+            panic!("429 is an error");
+        };
+        assert_eq!(
+            (e.retry_after_ms, e.code.as_deref()),
+            (Some(3000), Some("rate_limited"))
+        );
+        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]
@@ -274,12 +314,12 @@ pub(crate) mod tests {
 
     #[test]
     fn poll_answers_map_to_outcomes() {
-        assert_eq!(poll_outcome(304, &Json("")), PollOutcome::NotModified);
-        let PollOutcome::Failed(gone) = poll_outcome(404, &Json("")) else {
+        assert_eq!(poll_outcome(304, &Json(""), None), PollOutcome::NotModified);
+        let PollOutcome::Failed(gone) = poll_outcome(404, &Json(""), None) else {
             panic!("404 is an error");
         };
         assert_eq!(gone.kind, ErrorKind::Deleted);
-        let PollOutcome::Failed(garbled) = poll_outcome(200, &Json("{")) else {
+        let PollOutcome::Failed(garbled) = poll_outcome(200, &Json("{"), None) else {
             panic!("a garbled body is an error");
         };
         assert_eq!(garbled.kind, ErrorKind::Invalid);

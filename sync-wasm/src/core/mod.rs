@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod error;
 pub mod options;
 pub mod reconcile;
 pub mod syncer;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::view::SyncError;
+use super::error::SyncError;
 
 /// Polling parameters, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,7 +14,38 @@ pub struct Config {
     pub backoff_factor: f64,
     pub unchanged_polls_before_backoff: u32,
     pub burst_polls: u32,
+    pub mode: Mode,
+    /// How long a long-poll asks the server to hold it (`wait_ms`).
+    pub wait_ms: u32,
+    /// A request unanswered after this long (plus `wait_ms` for a long-poll) is aborted
+    /// and counts as a network error, so one hung request cannot stop polling for good.
+    pub request_timeout_ms: u32,
 }
+
+/// How the client learns of changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Each poll is held by the server until something changes (or `waitMs` pass), and the
+    /// next one is sent as soon as it answers: changes show at once, a quiet chat costs one
+    /// request per `waitMs`.
+    #[default]
+    LongPoll,
+    /// Plain polls on the backoff schedule, for servers without long-polling.
+    Interval,
+}
+
+/// `credentials` of every `fetch`: whether cookies go along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    Omit,
+    SameOrigin,
+    Include,
+}
+
+/// The longest hold the server accepts (`wait_ms` above it answers 400).
+pub const MAX_WAIT_MS: u32 = 30_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -24,6 +55,9 @@ impl Default for Config {
             backoff_factor: 1.5,
             unchanged_polls_before_backoff: 2,
             burst_polls: 5,
+            mode: Mode::LongPoll,
+            wait_ms: 25_000,
+            request_timeout_ms: 15_000,
         }
     }
 }
@@ -48,6 +82,14 @@ pub struct ChatSyncOptions {
     pub burst_polls: Option<u32>,
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub wait_ms: Option<u32>,
+    #[serde(default)]
+    pub request_timeout_ms: Option<u32>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
 }
 
 impl ChatSyncOptions {
@@ -62,7 +104,16 @@ impl ChatSyncOptions {
                 .unchanged_polls_before_backoff
                 .unwrap_or(d.unchanged_polls_before_backoff),
             burst_polls: self.burst_polls.unwrap_or(d.burst_polls),
+            mode: self.mode.unwrap_or(d.mode),
+            wait_ms: self.wait_ms.unwrap_or(d.wait_ms),
+            request_timeout_ms: self.request_timeout_ms.unwrap_or(d.request_timeout_ms),
         };
+        if config.wait_ms == 0 || config.wait_ms > MAX_WAIT_MS {
+            return Err(SyncError::invalid("waitMs must be from 1 to 30000"));
+        }
+        if config.request_timeout_ms == 0 {
+            return Err(SyncError::invalid("requestTimeoutMs must be at least 1"));
+        }
         if config.base_interval_ms == 0 {
             return Err(SyncError::invalid("baseIntervalMs must be at least 1"));
         }
@@ -99,6 +150,18 @@ mod tests {
         let parsed =
             serde_json::from_str::<ChatSyncOptions>(r#"{"baseUrl":"/api","baseIntervalMS":10}"#);
         assert!(parsed.is_err());
+        for bad in [
+            r#"{"baseUrl":"/api","mode":"longpoll"}"#,
+            r#"{"baseUrl":"/api","credentials":"all"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ChatSyncOptions>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        let o = options(r#"{"baseUrl":"/api","mode":"interval","credentials":"include"}"#);
+        assert_eq!(o.config().expect("valid").mode, Mode::Interval);
+        assert_eq!(o.credentials, Some(Credentials::Include));
     }
 
     #[test]
@@ -107,9 +170,11 @@ mod tests {
             r#"{"baseUrl":"/api","baseIntervalMs":0}"#,
             r#"{"baseUrl":"/api","baseIntervalMs":2000,"maxIntervalMs":1000}"#,
             r#"{"baseUrl":"/api","backoffFactor":0.5}"#,
+            r#"{"baseUrl":"/api","waitMs":30001}"#,
+            r#"{"baseUrl":"/api","requestTimeoutMs":0}"#,
         ] {
             let err = options(bad).config().expect_err(bad);
-            assert_eq!(err.kind, super::super::view::ErrorKind::Invalid);
+            assert_eq!(err.kind, crate::core::error::ErrorKind::Invalid);
         }
     }
 }

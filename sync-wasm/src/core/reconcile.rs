@@ -19,6 +19,8 @@ struct Snapshot {
     state: StateName,
     error: Option<String>,
     messages: Vec<Message>,
+    /// Sent while a turn ran, waiting for their own; always whole, also in a delta.
+    queued: Vec<Message>,
     pending_tool_calls: Vec<ToolCall>,
 }
 
@@ -120,6 +122,7 @@ impl Chat {
             state: state.state,
             error: state.error,
             messages,
+            queued: state.queued,
             pending_tool_calls: state.pending_tool_calls,
         };
         // Usize always fits a u64 on the targets this crate builds for.
@@ -174,12 +177,13 @@ impl Chat {
         self.local.len() != before
     }
 
-    /// Server messages in server order, then local ones in send order.
+    /// Server messages in server order, then the server's queue in arrival order, then
+    /// local ones in send order.
     pub fn messages(&self) -> Vec<ViewMessage> {
         let server = self
             .server
             .iter()
-            .flat_map(|s| &s.messages)
+            .flat_map(|s| s.messages.iter().chain(&s.queued))
             .map(from_server);
         let local = self.local.iter().map(|l| ViewMessage {
             id: l.client_message_id.clone(),
@@ -212,6 +216,7 @@ impl Chat {
             !server
                 .messages
                 .iter()
+                .chain(&server.queued)
                 .any(|m| m.client_message_id.as_deref() == Some(l.client_message_id.as_str()))
         });
     }
@@ -506,5 +511,43 @@ pub(crate) mod tests {
                 prop_assert_eq!(view, expected);
             }
         }
+    }
+
+    #[test]
+    fn queued_messages_show_after_the_history_and_replace_their_local_copy() {
+        let mut chat = Chat::new(Some(CTX.to_owned()));
+        chat.apply(full(1, vec![message(1, "running", Some("c0"), 1)]));
+        chat.add_local("c1".into(), "later".into(), stamp(SENT_AT));
+        chat.add_local("c2".into(), "not yet sent".into(), stamp(SENT_AT));
+        let mut busy = full(2, vec![message(1, "running", Some("c0"), 1)]);
+        busy.queued = vec![Message {
+            status: MessageStatus::Queued,
+            ..message(2, "later", Some("c1"), 2)
+        }];
+        assert_eq!(chat.apply(busy), Applied::Changed);
+        let shown: Vec<_> = chat
+            .messages()
+            .into_iter()
+            .map(|m| (m.text, m.status))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("running".to_owned(), ViewStatus::Complete),
+                ("later".to_owned(), ViewStatus::Queued),
+                ("not yet sent".to_owned(), ViewStatus::Pending),
+            ]
+        );
+        // Its turn starts: it moves into the history and leaves the queue.
+        let started = full(
+            3,
+            vec![
+                message(1, "running", Some("c0"), 1),
+                message(2, "later", Some("c1"), 3),
+            ],
+        );
+        chat.apply(started);
+        assert_eq!(chat.messages().len(), 3);
+        assert_eq!(chat.messages()[1].status, ViewStatus::Complete);
     }
 }

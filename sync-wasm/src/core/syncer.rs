@@ -1,36 +1,44 @@
 //! The polling loop as a pure state machine.
 //!
 //! The browser shell feeds it events (start, a timer fired, a poll answered, the tab was
-//! hidden) and carries out the commands it returns (fetch, set or cancel the one timer).
-//! Keeping time and I/O outside lets every polling rule be tested natively.
+//! hidden, the browser went offline) and carries out the commands it returns (fetch, abort
+//! the held poll, set or cancel the one timer, report an auth error). Keeping time, I/O and
+//! randomness outside lets every polling rule be tested natively.
 //!
 //! Architecture Invariant: at most one poll is in flight, and only the answer to the poll
 //! this machine is waiting for is applied; everything else is late and dropped.
 
-use chatsync_protocol::ChatState;
+use chatsync_protocol::{ChatState, Timestamp};
 
 use super::backoff::Backoff;
-use super::options::Config;
+use super::error::{ErrorKind, SyncError};
+use super::options::{Config, Mode};
 use super::reconcile::{Applied, Chat};
-use super::view::{ChatView, ErrorKind, SyncError, SyncPhase};
+use super::view::{ChatView, SyncPhase};
 
 /// Something the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Fetch(PollRequest),
+    /// Abort the poll in flight (a held long-poll): its answer is no longer wanted.
+    AbortPoll,
     /// (Re)arm the single timer; it replaces any timer already set.
     SetTimer {
         delay_ms: u32,
     },
     CancelTimer,
+    /// The server refused the credentials; polling stopped until `start()`.
+    AuthFailed(SyncError),
 }
 
-/// One `GET /state`. With `since`, the poll asks for a delta and sends the matching ETag.
+/// One `GET /state`. With `since`, the poll asks for a delta and sends the matching ETag;
+/// with `wait_ms` too, the server holds it until something changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollRequest {
     pub ticket: u64,
     pub context_id: String,
     pub since: Option<u64>,
+    pub wait_ms: Option<u32>,
 }
 
 /// How a poll ended.
@@ -38,17 +46,23 @@ pub struct PollRequest {
 pub enum PollOutcome {
     State(ChatState),
     NotModified,
-    /// A `Deleted` error (404) stops polling; any other error backs off.
+    /// A `Deleted` error (404) stops polling, so do auth errors and other 4xx; transient
+    /// ones (network, 408, 429, 5xx) back off.
     Failed(SyncError),
 }
 
-#[derive(Debug, Clone)]
+/// A number in `[0, 1)` for the full jitter of error backoff; `Math.random` in the
+/// browser, a fixed sequence in tests.
+pub type Jitter = Box<dyn FnMut() -> f64>;
+
 pub struct Syncer {
     chat: Chat,
     backoff: Backoff,
     config: Config,
+    jitter: Jitter,
     running: bool,
     hidden: bool,
+    online: bool,
     deleted: bool,
     /// A poll (or an action's answer) has succeeded for this context.
     loaded: bool,
@@ -60,14 +74,26 @@ pub struct Syncer {
     next_poll_at: Option<f64>,
 }
 
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("context_id", &self.context_id())
+            .field("phase", &self.phase())
+            .field("in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
 impl Syncer {
-    pub fn new(config: Config, context_id: Option<String>) -> Self {
+    pub fn new(config: Config, context_id: Option<String>, jitter: Jitter) -> Self {
         Syncer {
             chat: Chat::new(context_id),
             backoff: Backoff::new(config),
             config,
+            jitter,
             running: false,
             hidden: false,
+            online: true,
             deleted: false,
             loaded: false,
             needs_full: false,
@@ -82,28 +108,28 @@ impl Syncer {
         &self.chat
     }
 
-    pub fn chat_mut(&mut self) -> &mut Chat {
-        &mut self.chat
-    }
-
     pub fn context_id(&self) -> Option<&str> {
         self.chat.context_id()
     }
 
+    /// Starts polling; after an auth error (or another error retrying would not fix), this
+    /// is how polling resumes, for instance once a new token is at hand.
     pub fn start(&mut self) -> Vec<Command> {
         let mut out = Vec::new();
         if !self.running {
             self.running = true;
+            self.backoff.reset();
             self.poll_now(&mut out);
         }
         out
     }
 
-    /// Stops polling. A poll still in flight is forgotten, so its answer is ignored.
+    /// Stops polling. A poll still in flight is aborted, and its answer ignored.
     pub fn stop(&mut self) -> Vec<Command> {
         self.running = false;
-        self.in_flight = None;
-        self.cancel_timer()
+        let mut out = self.abort_poll();
+        out.extend(self.cancel_timer());
+        out
     }
 
     /// Switches to another context (or none), dropping everything known about the old one.
@@ -119,23 +145,42 @@ impl Syncer {
         self.loaded = false;
         self.needs_full = false;
         self.last_error = None;
-        self.in_flight = None;
-        let mut out = self.cancel_timer();
+        let mut out = self.abort_poll();
+        out.extend(self.cancel_timer());
         self.poll_now(&mut out);
         out
     }
 
-    /// A hidden tab stops polling at once; a visible one polls at once, at the base rate.
+    /// A hidden tab stops at once (a held poll is aborted) and sends nothing; a visible one
+    /// polls at once, at the base rate.
     pub fn set_hidden(&mut self, hidden: bool) -> Vec<Command> {
         if self.hidden == hidden {
             return Vec::new();
         }
         self.hidden = hidden;
-        if hidden {
-            return self.cancel_timer();
+        self.pause_or_resume()
+    }
+
+    /// The browser's `offline` and `online` events: pause at once, resume at once.
+    pub fn set_online(&mut self, online: bool) -> Vec<Command> {
+        if self.online == online {
+            return Vec::new();
         }
-        self.backoff.reset();
+        self.online = online;
+        self.pause_or_resume()
+    }
+
+    /// The window got focus: the user is looking, so a poll waiting on its timer goes now.
+    pub fn focused(&mut self) -> Vec<Command> {
         let mut out = Vec::new();
+        self.poll_now(&mut out);
+        out
+    }
+
+    /// Forgets the version held and asks for the whole state now.
+    pub fn refetch(&mut self) -> Vec<Command> {
+        self.needs_full = true;
+        let mut out = self.abort_poll();
         self.poll_now(&mut out);
         out
     }
@@ -176,6 +221,17 @@ impl Syncer {
                 self.deleted = true;
                 self.last_error = Some(error);
             }
+            PollOutcome::Failed(error) if !error.is_transient() => {
+                // Asking again would get the same answer: stop, say why, and wait for
+                // `start()` (after a new token, for an auth error).
+                self.running = false;
+                let mut out = self.cancel_timer();
+                if error.kind == ErrorKind::Auth {
+                    out.push(Command::AuthFailed(error.clone()));
+                }
+                self.last_error = Some(error);
+                return out;
+            }
             PollOutcome::Failed(error) => {
                 self.backoff.failed();
                 self.last_error = Some(error);
@@ -193,28 +249,76 @@ impl Syncer {
         self.succeeded();
         self.backoff.burst();
         if self.in_flight.is_some() {
-            // The poll in flight schedules the next one when it lands.
+            // The poll in flight schedules the next one when it lands; a held one answers
+            // at once, since the version it names is now behind.
             return Vec::new();
         }
         self.schedule(now)
     }
 
+    /// An action failed on the network: the poll held open is likely just as cut off and
+    /// would only notice when its own deadline passes, so it is dropped and polling backs
+    /// off as after a failed poll.
+    pub fn action_failed(&mut self, error: SyncError, now: f64) -> Vec<Command> {
+        if error.kind != ErrorKind::Network || !self.active() {
+            return Vec::new();
+        }
+        let mut out = self.abort_poll();
+        self.backoff.failed();
+        self.last_error = Some(error);
+        out.extend(self.schedule(now));
+        out
+    }
+
+    /// An action was refused for its credentials: the same stop as a poll's auth error.
+    pub fn action_unauthorized(&mut self, error: SyncError) -> Vec<Command> {
+        self.running = false;
+        let mut out = self.abort_poll();
+        out.extend(self.cancel_timer());
+        out.push(Command::AuthFailed(error.clone()));
+        self.last_error = Some(error);
+        out
+    }
+
     /// The context is gone (deleted here, or an action answered 404): stop polling it.
     pub fn context_deleted(&mut self, error: Option<SyncError>) -> Vec<Command> {
         self.deleted = true;
-        self.in_flight = None;
         self.last_error = error;
-        self.cancel_timer()
+        let mut out = self.abort_poll();
+        out.extend(self.cancel_timer());
+        out
+    }
+
+    /// Shows a message the user just sent as pending.
+    pub fn add_local(&mut self, client_message_id: String, text: String, created_at: Timestamp) {
+        self.chat.add_local(client_message_id, text, created_at);
+    }
+
+    /// Marks a send failed; false when the message is no longer local.
+    pub fn fail_local(&mut self, client_message_id: &str, reason: String) -> bool {
+        self.chat.fail_local(client_message_id, reason)
+    }
+
+    /// Makes a failed message pending again and gives back its text to re-send.
+    pub fn resend_local(&mut self, client_message_id: &str) -> Option<String> {
+        self.chat.resend_local(client_message_id)
+    }
+
+    /// Drops a failed message.
+    pub fn discard_local(&mut self, client_message_id: &str) -> bool {
+        self.chat.discard_local(client_message_id)
     }
 
     pub fn phase(&self) -> SyncPhase {
         if self.deleted {
             SyncPhase::Deleted
+        } else if !self.running && self.last_error.as_ref().is_some_and(|e| !e.is_transient()) {
+            SyncPhase::Error
         } else if !self.running || self.chat.context_id().is_none() {
             SyncPhase::Stopped
         } else if self.hidden {
             SyncPhase::Paused
-        } else if self.last_error.is_some() {
+        } else if !self.online || self.last_error.is_some() {
             SyncPhase::Offline
         } else if self.loaded {
             SyncPhase::Synced
@@ -241,7 +345,23 @@ impl Syncer {
     }
 
     fn active(&self) -> bool {
-        self.running && !self.hidden && !self.deleted && self.chat.context_id().is_some()
+        self.running
+            && !self.hidden
+            && self.online
+            && !self.deleted
+            && self.chat.context_id().is_some()
+    }
+
+    fn pause_or_resume(&mut self) -> Vec<Command> {
+        if !self.active() {
+            let mut out = self.abort_poll();
+            out.extend(self.cancel_timer());
+            return out;
+        }
+        self.backoff.reset();
+        let mut out = Vec::new();
+        self.poll_now(&mut out);
+        out
     }
 
     fn succeeded(&mut self) {
@@ -262,21 +382,51 @@ impl Syncer {
         self.last_ticket += 1;
         self.in_flight = Some(self.last_ticket);
         let since = (self.chat.has_server_state() && !self.needs_full).then(|| self.chat.version());
+        // Only a poll that names a version can be held: without one the server answers at
+        // once anyway.
+        let wait_ms =
+            (self.config.mode == Mode::LongPoll && since.is_some()).then_some(self.config.wait_ms);
         out.push(Command::Fetch(PollRequest {
             ticket: self.last_ticket,
             context_id,
             since,
+            wait_ms,
         }));
     }
 
+    /// After an answer: in long-poll mode the next poll goes at once (the server holds
+    /// it); otherwise, or after an error, the timer waits. Error delays use full jitter
+    /// (a random share of the backoff interval, so failing clients spread out) and never
+    /// undercut the server's `Retry-After`.
     fn schedule(&mut self, now: f64) -> Vec<Command> {
         if !self.active() {
             self.next_poll_at = None;
             return Vec::new();
         }
-        let delay_ms = self.backoff.interval_ms();
+        let retry_after = self.last_error.as_ref().map(|e| e.retry_after_ms);
+        let delay_ms = match retry_after {
+            None if self.config.mode == Mode::LongPoll => {
+                let mut out = Vec::new();
+                self.poll_now(&mut out);
+                return out;
+            }
+            None => self.backoff.interval_ms(),
+            Some(retry_after) => {
+                let share = (self.jitter)().clamp(0.0, 1.0);
+                // A share of a u32 interval, rounded: it fits a u32.
+                let jittered = (f64::from(self.backoff.interval_ms()) * share).round() as u32;
+                jittered.max(retry_after.unwrap_or(0))
+            }
+        };
         self.next_poll_at = Some(now + f64::from(delay_ms));
         vec![Command::SetTimer { delay_ms }]
+    }
+
+    fn abort_poll(&mut self) -> Vec<Command> {
+        match self.in_flight.take() {
+            Some(_) => vec![Command::AbortPoll],
+            None => Vec::new(),
+        }
     }
 
     fn cancel_timer(&mut self) -> Vec<Command> {
@@ -288,14 +438,38 @@ impl Syncer {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::core::api::tests::Json;
     use crate::core::reconcile::tests::{full, message, state, CTX};
-    use chatsync_protocol::Timestamp;
 
+    /// Interval mode, with "jitter" that always picks the whole interval, so the delays
+    /// are the backoff schedule itself.
     fn started() -> (Syncer, u64) {
-        let mut s = Syncer::new(Config::default(), Some(CTX.to_owned()));
+        started_with(
+            Config {
+                mode: Mode::Interval,
+                ..Config::default()
+            },
+            vec![1.0],
+        )
+    }
+
+    /// Started with `config`; the jitter source repeats `shares` in turn.
+    fn started_with(config: Config, shares: Vec<f64>) -> (Syncer, u64) {
+        let mut next = shares.into_iter().cycle();
+        let jitter: Jitter = Box::new(move || next.next().unwrap_or(1.0));
+        let mut s = Syncer::new(config, Some(CTX.to_owned()), jitter);
         let ticket = fetched(&s.start()).ticket;
         (s, ticket)
+    }
+
+    fn long_polling() -> (Syncer, u64) {
+        started_with(Config::default(), vec![1.0])
+    }
+
+    fn http_error(status: u16, retry_after: Option<u32>) -> PollOutcome {
+        PollOutcome::Failed(SyncError {
+            retry_after_ms: retry_after,
+            ..SyncError::from_http(status, None)
+        })
     }
 
     /// The single fetch among `commands`.
@@ -338,8 +512,8 @@ mod tests {
         let (mut s, _) = started();
         assert!(no_fetch(&s.timer_fired()));
         assert!(no_fetch(&s.start()));
-        s.set_hidden(true);
-        assert!(no_fetch(&s.set_hidden(false)));
+        assert!(no_fetch(&s.focused()));
+        assert!(no_fetch(&s.set_online(true)));
     }
 
     #[test]
@@ -364,7 +538,7 @@ mod tests {
     #[test]
     fn stop_cancels_the_timer_and_ignores_the_late_answer() {
         let (mut s, ticket) = started();
-        assert_eq!(s.stop(), [Command::CancelTimer]);
+        assert_eq!(s.stop(), [Command::AbortPoll, Command::CancelTimer]);
         let late = s.poll_finished(ticket, PollOutcome::State(full(4, Vec::new())), 0.0);
         assert!(late.is_empty());
         assert_eq!(s.view().version, 0, "the late answer was not applied");
@@ -391,12 +565,13 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_landing_while_hidden_schedules_nothing() {
+    fn an_answer_landing_after_the_tab_hid_was_aborted_and_is_dropped() {
         let (mut s, ticket) = started();
         s.set_hidden(true);
         let answered = s.poll_finished(ticket, PollOutcome::State(full(1, Vec::new())), 0.0);
         assert!(answered.is_empty());
-        assert_eq!(s.view().version, 1, "the answer itself is still shown");
+        assert_eq!(s.view().version, 0);
+        assert_eq!(fetched(&s.set_hidden(false)).since, None);
     }
 
     #[test]
@@ -404,7 +579,7 @@ mod tests {
         let (mut s, ticket) = started();
         let after = s.poll_finished(
             ticket,
-            PollOutcome::Failed(SyncError::from_http(404, &Json(""))),
+            PollOutcome::Failed(SyncError::from_http(404, None)),
             0.0,
         );
         assert!(after.is_empty());
@@ -471,8 +646,7 @@ mod tests {
     fn setting_the_same_context_again_keeps_everything() {
         let (mut s, ticket) = started();
         s.poll_finished(ticket, PollOutcome::State(full(2, Vec::new())), 0.0);
-        s.chat_mut()
-            .add_local("c1".into(), "hi".into(), Timestamp::default());
+        s.add_local("c1".into(), "hi".into(), Default::default());
         assert!(s.set_context(Some(CTX.to_owned())).is_empty());
         assert_eq!(s.view().version, 2);
         assert_eq!(s.view().messages.len(), 1);
@@ -481,10 +655,185 @@ mod tests {
     #[test]
     fn deleting_the_context_stops_polling_it() {
         let (mut s, ticket) = started();
-        assert_eq!(s.context_deleted(None), [Command::CancelTimer]);
+        assert_eq!(
+            s.context_deleted(None),
+            [Command::AbortPoll, Command::CancelTimer]
+        );
         assert!(s
             .poll_finished(ticket, PollOutcome::NotModified, 0.0)
             .is_empty());
         assert_eq!(s.phase(), SyncPhase::Deleted);
+    }
+
+    #[test]
+    fn long_polls_name_the_version_held_and_follow_each_other_at_once() {
+        let (mut s, first) = long_polling();
+        let after_full = s.poll_finished(first, PollOutcome::State(full(3, Vec::new())), 0.0);
+        let held = fetched(&after_full);
+        assert_eq!((held.since, held.wait_ms), (Some(3), Some(25_000)));
+        let after_quiet = s.poll_finished(held.ticket, PollOutcome::NotModified, 0.0);
+        assert_eq!(fetched(&after_quiet).since, Some(3));
+        assert_eq!(s.view().next_poll_at, None, "no timer between long polls");
+    }
+
+    #[test]
+    fn the_first_poll_is_never_held() {
+        let mut s = Syncer::new(Config::default(), Some(CTX.to_owned()), Box::new(|| 1.0));
+        let first = fetched(&s.start());
+        assert_eq!((first.since, first.wait_ms), (None, None));
+    }
+
+    #[test]
+    fn hiding_the_tab_aborts_the_held_poll_and_sends_nothing_until_visible() {
+        let (mut s, first) = long_polling();
+        let held = fetched(&s.poll_finished(first, PollOutcome::State(full(1, Vec::new())), 0.0));
+        assert_eq!(
+            s.set_hidden(true),
+            [Command::AbortPoll, Command::CancelTimer]
+        );
+        assert!(s
+            .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        assert!(no_fetch(&s.timer_fired()));
+        assert!(no_fetch(&s.focused()));
+        assert_eq!(fetched(&s.set_hidden(false)).since, Some(1));
+    }
+
+    #[test]
+    fn an_auth_error_stops_polling_reports_it_and_start_resumes() {
+        let (mut s, first) = long_polling();
+        let after = s.poll_finished(first, http_error(401, None), 0.0);
+        let Some(Command::AuthFailed(error)) = after.last() else {
+            panic!("expected the auth error to be reported: {after:?}");
+        };
+        assert_eq!(error.kind, ErrorKind::Auth);
+        assert!(no_fetch(&after));
+        assert_eq!(s.phase(), SyncPhase::Error);
+        assert_eq!(s.view().last_error.map(|e| e.kind), Some(ErrorKind::Auth));
+        assert!(no_fetch(&s.timer_fired()));
+        assert!(no_fetch(&s.focused()));
+        assert!(no_fetch(&s.set_online(false)));
+        assert!(no_fetch(&s.set_online(true)));
+
+        let again = fetched(&s.start());
+        s.poll_finished(again.ticket, PollOutcome::State(full(1, Vec::new())), 0.0);
+        assert_eq!(s.phase(), SyncPhase::Synced);
+    }
+
+    #[test]
+    fn a_403_is_an_auth_error_too_and_an_action_refused_stops_polling() {
+        let (mut s, first) = started();
+        let after = s.poll_finished(first, http_error(403, None), 0.0);
+        assert!(matches!(after.last(), Some(Command::AuthFailed(_))));
+
+        let (mut s, _) = long_polling();
+        let stopped = s.action_unauthorized(SyncError::from_http(401, None));
+        assert_eq!(stopped[0], Command::AbortPoll);
+        assert!(matches!(stopped.last(), Some(Command::AuthFailed(_))));
+        assert_eq!(s.phase(), SyncPhase::Error);
+    }
+
+    #[test]
+    fn other_client_errors_are_reported_and_not_retried() {
+        for status in [400, 409, 422] {
+            let (mut s, first) = started();
+            let after = s.poll_finished(first, http_error(status, None), 0.0);
+            assert_eq!(after, [Command::CancelTimer], "{status}");
+            assert_eq!(s.phase(), SyncPhase::Error);
+            assert_eq!(s.view().last_error.and_then(|e| e.status), Some(status));
+            assert!(no_fetch(&s.timer_fired()));
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_with_full_jitter_up_to_the_cap() {
+        let (mut s, mut ticket) = started_with(Config::default(), vec![0.5, 0.0, 1.0]);
+        let mut delays = Vec::new();
+        for status in [500, 503, 429, 502, 500, 500, 500] {
+            let after = s.poll_finished(ticket, http_error(status, None), 0.0);
+            let [Command::SetTimer { delay_ms }] = after[..] else {
+                panic!("expected a timer after {status}: {after:?}");
+            };
+            delays.push(delay_ms);
+            assert_eq!(s.phase(), SyncPhase::Offline);
+            ticket = fetched(&s.timer_fired()).ticket;
+        }
+        // Intervals 1500, 2250, 3375, 5000 (the cap), ... times the shares 0.5, 0, 1, ...
+        assert_eq!(delays, [750, 0, 3375, 2500, 0, 5000, 2500]);
+        // A network error is transient too; a success ends the long-poll pause.
+        let after = s.poll_finished(ticket, PollOutcome::Failed(SyncError::network("x")), 0.0);
+        ticket = fetched(&[after, s.timer_fired()].concat()).ticket;
+        let resumed = s.poll_finished(ticket, PollOutcome::State(full(1, Vec::new())), 0.0);
+        assert_eq!(fetched(&resumed).wait_ms, Some(25_000));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_even_past_the_jittered_delay() {
+        let (mut s, ticket) = started_with(Config::default(), vec![0.1]);
+        let after = s.poll_finished(ticket, http_error(429, Some(4000)), 10.0);
+        assert_eq!(after, [Command::SetTimer { delay_ms: 4000 }]);
+        assert_eq!(s.view().next_poll_at, Some(4010.0));
+        assert_eq!(
+            s.view().last_error.and_then(|e| e.retry_after_ms),
+            Some(4000)
+        );
+    }
+
+    #[test]
+    fn offline_pauses_at_once_and_online_polls_at_once() {
+        let (mut s, first) = long_polling();
+        let held = fetched(&s.poll_finished(first, PollOutcome::State(full(1, Vec::new())), 0.0));
+        assert_eq!(
+            s.set_online(false),
+            [Command::AbortPoll, Command::CancelTimer]
+        );
+        assert_eq!(s.phase(), SyncPhase::Offline);
+        assert!(s
+            .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        assert!(no_fetch(&s.timer_fired()));
+        assert_eq!(fetched(&s.set_online(true)).since, Some(1));
+    }
+
+    #[test]
+    fn focus_polls_at_once_instead_of_waiting_for_the_timer() {
+        let (mut s, first) = started();
+        s.poll_finished(first, PollOutcome::State(full(1, Vec::new())), 0.0);
+        let now = s.focused();
+        assert_eq!(now[0], Command::CancelTimer);
+        fetched(&now);
+        assert!(no_fetch(&s.focused()), "one poll in flight at most");
+    }
+
+    #[test]
+    fn refetch_drops_the_held_poll_and_asks_for_everything() {
+        let (mut s, first) = long_polling();
+        let held = fetched(&s.poll_finished(first, PollOutcome::State(full(2, Vec::new())), 0.0));
+        let again = s.refetch();
+        assert_eq!(again[0], Command::AbortPoll);
+        let full_poll = fetched(&again);
+        assert_eq!((full_poll.since, full_poll.wait_ms), (None, None));
+        assert!(s
+            .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_send_lost_on_the_network_drops_the_held_poll_and_backs_off() {
+        let (mut s, first) = long_polling();
+        let held = fetched(&s.poll_finished(first, PollOutcome::State(full(1, Vec::new())), 0.0));
+        let after = s.action_failed(SyncError::network("Failed to fetch"), 0.0);
+        assert_eq!(
+            after,
+            [Command::AbortPoll, Command::SetTimer { delay_ms: 1500 }]
+        );
+        assert_eq!(s.phase(), SyncPhase::Offline);
+        assert!(s
+            .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        // Other failures of an action say nothing about the network.
+        assert!(s
+            .action_failed(SyncError::from_http(400, None), 0.0)
+            .is_empty());
     }
 }

@@ -4,12 +4,12 @@
 //! field name here must match it.
 
 use chatsync_protocol::{
-    ContextConfig, ContextSummary, CreateContextRequest, ErrorBody, ListContextsResponse, Role,
-    StateName, Status, Timestamp, ToolCall,
+    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse, Role, StateName,
+    Status, Timestamp, ToolCall,
 };
 use serde::{Deserialize, Serialize};
 
-use super::api::Body;
+use super::error::SyncError;
 
 /// A message as the UI renders it: either the server's or a local optimistic one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,80 +62,10 @@ pub enum SyncPhase {
     Offline,
     /// The context no longer exists; polling stopped.
     Deleted,
+    /// Polling stopped on an answer that asking again would not change (`lastError` says
+    /// which: `auth` for 401/403, `http` for another 4xx); `start()` resumes.
+    Error,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    Network,
-    Http,
-    Deleted,
-    Invalid,
-}
-
-/// An error as JavaScript receives it, in `lastError` and in rejected promises.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncError {
-    pub kind: ErrorKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl SyncError {
-    pub fn network(message: impl Into<String>) -> Self {
-        SyncError {
-            kind: ErrorKind::Network,
-            status: None,
-            code: None,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        SyncError {
-            kind: ErrorKind::Invalid,
-            status: None,
-            code: None,
-            message: message.into(),
-        }
-    }
-
-    /// An HTTP error answer. The body is the API's `{"error": {code, message}}` when the
-    /// server wrote it; a proxy may answer anything, so other bodies still give an error.
-    pub fn from_http(status: u16, body: &impl Body) -> Self {
-        let kind = if status == 404 {
-            ErrorKind::Deleted
-        } else {
-            ErrorKind::Http
-        };
-        match body.read::<ErrorBody>() {
-            Ok(ErrorBody { error }) => SyncError {
-                kind,
-                status: Some(status),
-                code: Some(error.code),
-                message: error.message,
-            },
-            Err(_) => SyncError {
-                kind,
-                status: Some(status),
-                code: None,
-                message: format!("HTTP {status}"),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for SyncError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SyncError {}
 
 /// Everything a UI needs to render one chat, handed to every subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,27 +190,6 @@ pub struct ListOptions {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::core::api::tests::Json;
-
-    #[test]
-    fn api_error_bodies_keep_their_code_and_message() {
-        let e = SyncError::from_http(
-            400,
-            &Json(r#"{"error":{"code":"invalid_state","message":"No pending tool approvals"}}"#),
-        );
-        assert_eq!(e.kind, ErrorKind::Http);
-        assert_eq!(e.status, Some(400));
-        assert_eq!(e.code.as_deref(), Some("invalid_state"));
-        assert_eq!(e.message, "No pending tool approvals");
-    }
-
-    #[test]
-    fn a_404_is_a_deleted_error_and_foreign_bodies_still_give_a_message() {
-        let e = SyncError::from_http(404, &Json("<html>nope</html>"));
-        assert_eq!(e.kind, ErrorKind::Deleted);
-        assert_eq!(e.message, "HTTP 404");
-        assert_eq!(e.code, None);
-    }
 
     #[test]
     fn views_serialize_in_camel_case() {

@@ -4,10 +4,8 @@
 //! `visibilitychange` listener, the subscribers and the conversion to JavaScript values.
 //! Every event goes to the [`Syncer`], and the commands it answers are carried out here.
 
-mod convert;
-mod de;
+pub mod convert;
 mod http;
-mod ser;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -18,16 +16,17 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
-use web_sys::{Document, VisibilityState};
+use web_sys::{AbortController, Document, EventTarget, VisibilityState};
 
-use self::convert::{describe, from_js, optional_from_js, to_js, JsBody};
+use self::convert::{describe, from_js, optional_from_js, to_js};
+use self::http::{Reply, Transport};
 use crate::core::api::{self, Api, BareAction, HttpRequest};
+use crate::core::error::{ErrorKind, SyncError};
 use crate::core::options::ChatSyncOptions;
 use crate::core::reconcile::new_client_message_id;
-use crate::core::syncer::{Command, PollRequest, Syncer};
+use crate::core::syncer::{Command, PollOutcome, PollRequest, Syncer};
 use crate::core::view::{
-    ChatView, ContextListView, ContextSummaryView, CreateContextOptions, ErrorKind, ListOptions,
-    SyncError,
+    ChatView, ContextListView, ContextSummaryView, CreateContextOptions, ListOptions, ViewMessage,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -78,12 +77,66 @@ impl std::fmt::Debug for ChatSync {
 
 struct Shared {
     api: Api,
-    headers: Vec<(String, String)>,
+    /// Shared with requests in flight, which must not keep the `ChatSync` itself alive.
+    transport: Rc<Transport>,
+    on_auth_error: Option<Function>,
     state: RefCell<State>,
-    /// Holds only a weak reference back, like the timer's callback, so dropping
-    /// `ChatSync` frees everything.
-    on_visibility: Closure<dyn FnMut()>,
+    /// The browser events followed (`visibilitychange`, `online`, `offline`, `focus`).
+    /// The closures hold only a weak reference back, like the timer's callback, so
+    /// dropping `ChatSync` frees everything.
+    events: Vec<Followed>,
     document: Option<Document>,
+}
+
+/// A browser event followed: where, which, and the closure the browser calls.
+type Followed = (EventTarget, &'static str, Closure<dyn FnMut()>);
+
+/// The options that are functions: `serde` reads data, so these are taken off the options
+/// object before the rest is read.
+struct Callbacks {
+    get_token: Option<Function>,
+    fetch: Option<Function>,
+    on_auth_error: Option<Function>,
+}
+
+impl Callbacks {
+    fn take(options: &JsValue) -> Result<(JsValue, Callbacks), SyncError> {
+        if !options.is_object() {
+            // Reading it as options gives the clear error.
+            return Ok((options.clone(), Callbacks::none()));
+        }
+        let copy: JsValue =
+            js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref()).into();
+        let take = |key: &str| -> Result<Option<Function>, SyncError> {
+            let key = JsValue::from_str(key);
+            let value = js_sys::Reflect::get(&copy, &key).unwrap_or(JsValue::UNDEFINED);
+            let _ = js_sys::Reflect::delete_property(copy.unchecked_ref::<js_sys::Object>(), &key);
+            if value.is_undefined() || value.is_null() {
+                Ok(None)
+            } else {
+                value.dyn_into::<Function>().map(Some).map_err(|_| {
+                    SyncError::invalid(format!(
+                        "options: {} must be a function",
+                        key.as_string().unwrap_or_default()
+                    ))
+                })
+            }
+        };
+        let callbacks = Callbacks {
+            get_token: take("getToken")?,
+            fetch: take("fetch")?,
+            on_auth_error: take("onAuthError")?,
+        };
+        Ok((copy, callbacks))
+    }
+
+    fn none() -> Self {
+        Callbacks {
+            get_token: None,
+            fetch: None,
+            on_auth_error: None,
+        }
+    }
 }
 
 struct State {
@@ -92,56 +145,82 @@ struct State {
     last_listener: u32,
     /// The one poll timer; dropping it cancels it.
     timer: Option<Timeout>,
+    /// Aborts the poll in flight (a held long-poll) when the syncer no longer wants it.
+    poll_abort: Option<AbortController>,
     emitted: Option<ChatView>,
+    /// The messages last handed out, with their JavaScript objects, in view order: an
+    /// unchanged message keeps its object from view to view, so `React.memo` and `===`
+    /// skip it. Matched by position, since the history only grows at its end (a map by id
+    /// measured 4.5 KB more in the download).
+    message_objects: Vec<(ViewMessage, JsValue)>,
 }
 
 #[wasm_bindgen]
 impl ChatSync {
     #[wasm_bindgen(constructor)]
     pub fn new(options: ChatSyncOptionsArg) -> Result<ChatSync, JsValue> {
-        let options: ChatSyncOptions =
-            from_js(options.into(), "options").map_err(|e| js_error(&e))?;
+        let (options, callbacks) = Callbacks::take(&options.into()).map_err(|e| js_error(&e))?;
+        let options: ChatSyncOptions = from_js(options, "options").map_err(|e| js_error(&e))?;
         let config = options.config().map_err(|e| js_error(&e))?;
-        let document = js_sys::global()
-            .dyn_into::<web_sys::Window>()
-            .ok()
-            .and_then(|w| w.document());
+        let window = js_sys::global().dyn_into::<web_sys::Window>().ok();
+        let document = window.as_ref().and_then(|w| w.document());
+        let jitter = Box::new(js_sys::Math::random);
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
-            let visibility_target = weak.clone();
+            let mut events = Vec::new();
+            let mut follow = |target: &EventTarget, name: &'static str, event: fn(&Rc<Shared>)| {
+                let shared = weak.clone();
+                let closure = Closure::<dyn FnMut()>::new(move || with_live(&shared, event));
+                events.push((target.clone(), name, closure));
+            };
+            if let Some(document) = &document {
+                follow(document, "visibilitychange", |s| {
+                    let hidden = s.hidden();
+                    s.update(|sync| sync.set_hidden(hidden));
+                });
+            }
+            if let Some(window) = &window {
+                follow(window, "online", |s| s.update(|sync| sync.set_online(true)));
+                follow(window, "offline", |s| {
+                    s.update(|sync| sync.set_online(false))
+                });
+                follow(window, "focus", |s| s.update(Syncer::focused));
+            }
             Shared {
                 api: Api::new(&options.base_url),
-                headers: options
-                    .headers
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
+                transport: Rc::new(Transport {
+                    headers: options
+                        .headers
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                    get_token: callbacks.get_token,
+                    fetch: callbacks.fetch,
+                    credentials: options.credentials,
+                    timeout_ms: config.request_timeout_ms,
+                }),
+                on_auth_error: callbacks.on_auth_error,
                 state: RefCell::new(State {
-                    syncer: Syncer::new(config, options.context_id.clone()),
+                    syncer: Syncer::new(config, options.context_id.clone(), jitter),
                     listeners: Vec::new(),
                     last_listener: 0,
                     timer: None,
+                    poll_abort: None,
                     emitted: None,
+                    message_objects: Vec::new(),
                 }),
-                on_visibility: Closure::new(move || {
-                    with_live(&visibility_target, |s| {
-                        let hidden = s.hidden();
-                        s.update(|sync| sync.set_hidden(hidden));
-                    })
-                }),
+                events,
                 document,
             }
         });
-        if let Some(document) = &shared.document {
-            document
-                .add_event_listener_with_callback(
-                    "visibilitychange",
-                    shared.on_visibility.as_ref().unchecked_ref(),
-                )
+        for (target, name, closure) in &shared.events {
+            target
+                .add_event_listener_with_callback(name, closure.as_ref().unchecked_ref())
                 .map_err(|e| js_error(&SyncError::invalid(describe(&e))))?;
-            let hidden = shared.hidden();
-            shared.update(|sync| sync.set_hidden(hidden));
         }
+        let hidden = shared.hidden();
+        let online = navigator_online();
+        shared.update(|sync| [sync.set_hidden(hidden), sync.set_online(online)].concat());
         Ok(ChatSync { shared })
     }
 
@@ -179,6 +258,11 @@ impl ChatSync {
         self.shared.update(Syncer::stop);
     }
 
+    /// Drops the version held and asks the server for the whole state now.
+    pub fn refetch(&self) {
+        self.shared.update(Syncer::refetch);
+    }
+
     #[wasm_bindgen(js_name = setContext)]
     pub fn set_context(&self, id: Option<String>) {
         self.shared.update(|sync| sync.set_context(id));
@@ -200,7 +284,7 @@ impl ChatSync {
             let created_at = String::from(js_sys::Date::new_0().to_iso_string())
                 .parse()
                 .unwrap_or_default();
-            self.shared.state.borrow_mut().syncer.chat_mut().add_local(
+            self.shared.state.borrow_mut().syncer.add_local(
                 client_id.clone(),
                 text.clone(),
                 created_at,
@@ -221,7 +305,6 @@ impl ChatSync {
                 .state
                 .borrow_mut()
                 .syncer
-                .chat_mut()
                 .resend_local(&id)
                 .ok_or_else(|| SyncError::invalid("no failed message with that id"))?;
             self.shared.notify();
@@ -233,13 +316,7 @@ impl ChatSync {
     /// Drops a failed message; does nothing for any other id.
     #[wasm_bindgen(js_name = discardMessage)]
     pub fn discard_message(&self, id: String) {
-        let discarded = self
-            .shared
-            .state
-            .borrow_mut()
-            .syncer
-            .chat_mut()
-            .discard_local(&id);
+        let discarded = self.shared.state.borrow_mut().syncer.discard_local(&id);
         if discarded {
             self.shared.notify();
         }
@@ -355,9 +432,9 @@ impl ChatSync {
             Err(error) => return rejected(error),
         };
         let shared = Rc::downgrade(&self.shared);
-        let headers = self.shared.headers.clone();
+        let transport = Rc::clone(&self.shared.transport);
         let work = async move {
-            let reply = http::send(&headers, request).await;
+            let reply = transport.send(request, 0, None).await;
             settle(&shared, reply, answer)
         };
         future_to_promise(async move { work.await.map_err(|e| js_error(&e)) }).unchecked_into()
@@ -368,10 +445,10 @@ impl ChatSync {
 /// to.
 fn settle(
     shared: &Weak<Shared>,
-    reply: Result<(u16, JsBody), SyncError>,
+    reply: Result<Reply, SyncError>,
     answer: Answer,
 ) -> Result<JsValue, SyncError> {
-    let outcome = reply.and_then(|(status, body)| match &answer {
+    let outcome = reply.and_then(|Reply { status, body, .. }| match &answer {
         Answer::State | Answer::Sent { .. } => {
             let state = api::decode::<ChatState>(status, &body)?;
             with_live(shared, |s| {
@@ -393,11 +470,26 @@ fn settle(
         .as_ref()
         .err()
         .is_some_and(|e| e.kind == ErrorKind::Deleted);
+    let refused = outcome.as_ref().err().filter(|e| e.kind == ErrorKind::Auth);
     with_live(shared, |s| {
         match (&answer, &outcome) {
             // A 404 to an action means the context is gone.
             (Answer::State | Answer::Sent { .. }, Err(error)) if gone => {
                 s.update(|sync| sync.context_deleted(Some(error.clone())));
+            }
+            (Answer::State | Answer::Sent { .. }, Err(error))
+                if error.kind == ErrorKind::Network =>
+            {
+                let now = js_sys::Date::now();
+                s.update(|sync| sync.action_failed(error.clone(), now));
+            }
+            (_, Err(_)) if refused.is_some() => {
+                let error = refused.cloned();
+                s.update(|sync| {
+                    error
+                        .map(|e| sync.action_unauthorized(e))
+                        .unwrap_or_default()
+                });
             }
             (Answer::Deleted { context_id }, _) if outcome.is_ok() || gone => {
                 let current = s.state.borrow().syncer.context_id() == Some(context_id.as_str());
@@ -412,7 +504,6 @@ fn settle(
                 .state
                 .borrow_mut()
                 .syncer
-                .chat_mut()
                 .fail_local(client_message_id, error.message.clone());
             if failed {
                 s.notify();
@@ -441,6 +532,17 @@ impl Shared {
                     self.state.borrow_mut().timer = Some(timer);
                 }
                 Command::CancelTimer => self.state.borrow_mut().timer = None,
+                Command::AbortPoll => {
+                    let controller = self.state.borrow_mut().poll_abort.take();
+                    if let Some(controller) = controller {
+                        controller.abort();
+                    }
+                }
+                Command::AuthFailed(error) => {
+                    if let Some(callback) = &self.on_auth_error {
+                        call_listener(callback, &js_error(&error));
+                    }
+                }
             }
         }
         self.notify();
@@ -448,12 +550,17 @@ impl Shared {
 
     fn poll(self: &Rc<Self>, poll: PollRequest) {
         let request = self.api.poll(&poll);
-        let headers = self.headers.clone();
         let shared = Rc::downgrade(self);
+        let controller = AbortController::new().ok();
+        self.state.borrow_mut().poll_abort = controller.clone();
+        let transport = Rc::clone(&self.transport);
         wasm_bindgen_futures::spawn_local(async move {
-            let outcome = match http::send(&headers, request).await {
-                Ok((status, body)) => api::poll_outcome(status, &body),
-                Err(error) => crate::core::syncer::PollOutcome::Failed(error),
+            let sent = transport.send(request, poll.wait_ms.unwrap_or(0), controller);
+            let outcome = match sent.await {
+                Ok(reply) => {
+                    api::poll_outcome(reply.status, &reply.body, reply.retry_after.as_deref())
+                }
+                Err(error) => PollOutcome::Failed(error),
             };
             with_live(&shared, |s| {
                 let now = js_sys::Date::now();
@@ -469,8 +576,9 @@ impl Shared {
     }
 
     fn view_value(&self) -> JsValue {
-        let view = self.state.borrow().syncer.view();
-        to_js(&view).unwrap_or(JsValue::NULL)
+        let mut state = self.state.borrow_mut();
+        let view = state.syncer.view();
+        state.view_to_js(view).0
     }
 
     /// Calls the subscribers when the view differs from the one they last saw. No borrow
@@ -482,7 +590,7 @@ impl Shared {
             if state.emitted.as_ref() == Some(&view) {
                 return;
             }
-            let value = to_js(&view).unwrap_or(JsValue::NULL);
+            let (value, view) = state.view_to_js(view);
             state.emitted = Some(view);
             let listeners: Vec<Function> = state.listeners.iter().map(|(_, f)| f.clone()).collect();
             (value, listeners)
@@ -493,18 +601,49 @@ impl Shared {
     }
 }
 
+impl State {
+    /// The view as a JavaScript value whose unchanged messages are the objects handed out
+    /// before; gives the view back for comparing with the next one.
+    fn view_to_js(&mut self, mut view: ChatView) -> (JsValue, ChatView) {
+        let messages = std::mem::take(&mut view.messages);
+        let value = to_js(&view).unwrap_or(JsValue::NULL);
+        let objects = js_sys::Array::new();
+        let mut previous = std::mem::take(&mut self.message_objects).into_iter();
+        for message in &messages {
+            let object = match previous.next() {
+                Some((old, object)) if old == *message => object,
+                _ => to_js(message).unwrap_or(JsValue::NULL),
+            };
+            objects.push(&object);
+            self.message_objects.push((message.clone(), object));
+        }
+        // Setting a field on the plain object just built cannot fail.
+        let _ = js_sys::Reflect::set(&value, &"messages".into(), &objects);
+        view.messages = messages;
+        (value, view)
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
-        // The listener is freed with `self`; the browser must not call it afterwards. (The
-        // timer cancels itself when the state drops.)
-        if let Some(document) = &self.document {
+        // The listeners are freed with `self`; the browser must not call them afterwards.
+        // (The timer cancels itself when the state drops; a held poll is aborted.)
+        for (target, name, closure) in &self.events {
             // Removing a listener that is registered cannot fail.
-            let _ = document.remove_event_listener_with_callback(
-                "visibilitychange",
-                self.on_visibility.as_ref().unchecked_ref(),
-            );
+            let _ =
+                target.remove_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+        }
+        if let Some(controller) = self.state.get_mut().poll_abort.take() {
+            controller.abort();
         }
     }
+}
+
+/// `navigator.onLine`; true where there is no such thing.
+fn navigator_online() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| js_sys::Reflect::get(&n, &"onLine".into()))
+        .map_or(true, |v| v.as_bool() != Some(false))
 }
 
 /// Runs `f` if the `ChatSync` still exists; answers and timers may outlive it.

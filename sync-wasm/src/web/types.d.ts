@@ -20,12 +20,14 @@ export interface ViewMessage {
   version: number;
   error?: string;
 }
-export type SyncPhase = "stopped" | "syncing" | "synced" | "paused" | "offline" | "deleted";
+export type SyncPhase = "stopped" | "syncing" | "synced" | "paused" | "offline" | "deleted" | "error";
 export interface SyncError {
-  kind: "network" | "http" | "deleted" | "invalid";
+  kind: "network" | "auth" | "http" | "deleted" | "invalid";
   status?: number;
   code?: string;
   message: string;
+  /** What the server's `Retry-After` asked for, in milliseconds. */
+  retryAfterMs?: number;
 }
 export interface ChatView {
   contextId: string | null;
@@ -51,6 +53,19 @@ export interface ChatSyncOptions {
   unchangedPollsBeforeBackoff?: number;
   burstPolls?: number;
   headers?: Record<string, string>;
+  /** `"long-poll"` (default): the server holds each poll until something changes. */
+  mode?: "long-poll" | "interval";
+  /** How long a long-poll may be held, 1 to 30000 ms (default 25000). */
+  waitMs?: number;
+  /** A request unanswered after this long (plus `waitMs` when held) is aborted (default 15000). */
+  requestTimeoutMs?: number;
+  /** Called before every request; the token is sent as `Authorization: Bearer`. */
+  getToken?: () => string | Promise<string>;
+  /** Called when the server refuses the credentials (401/403); polling has stopped. */
+  onAuthError?: (error: SyncError) => void;
+  /** Used instead of the global `fetch`. */
+  fetch?: (request: Request) => Promise<Response>;
+  credentials?: "omit" | "same-origin" | "include";
 }
 export interface ContextConfig {
   modelId: string | null;

@@ -1,5 +1,5 @@
 import type { ChatView } from "@chatsync/sync-wasm";
-import type { ChatActions } from "../hooks/useChatStateSync";
+import type { ChatActions } from "@chatsync/sync-wasm/react";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { SyncStatus } from "./SyncStatus";

@@ -25,6 +25,8 @@ function describe(view: ChatView, now: number): string {
       return "Chat deleted";
     case "stopped":
       return view.contextId ? "Not syncing" : "";
+    case "error":
+      return view.lastError?.kind === "auth" ? "Signed out" : `Not syncing: ${view.lastError?.message ?? "error"}`;
     case "offline": {
       const retry =
         view.nextPollAt === null
