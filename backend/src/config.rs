@@ -76,6 +76,11 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_STREAM_FLUSH_MS", default_value_t = 250)]
     pub stream_flush_ms: u64,
 
+    /// While streaming, wake readers with a new snapshot at most this often, in
+    /// milliseconds; the end of a stream is always published at once.
+    #[arg(long, env = "CHATSYNC_STREAM_PUBLISH_MS", default_value_t = 50)]
+    pub stream_publish_ms: u64,
+
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
