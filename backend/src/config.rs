@@ -76,6 +76,11 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_STREAM_FLUSH_MS", default_value_t = 250)]
     pub stream_flush_ms: u64,
 
+    /// While streaming, wake readers with a new snapshot at most this often, in
+    /// milliseconds; the end of a stream is always published at once.
+    #[arg(long, env = "CHATSYNC_STREAM_PUBLISH_MS", default_value_t = 50)]
+    pub stream_publish_ms: u64,
+
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -103,15 +108,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(500..))]
     pub lease_ttl_ms: u64,
 
-    /// Long polls (`GET .../state?wait_ms=`) this instance holds at once; more get 503.
-    #[arg(long, env = "CHATSYNC_MAX_WAITERS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_waiters: u64,
-
     /// Messages a busy chat may queue; beyond it a send answers 429 queue_full at once.
     #[arg(long, env = "CHATSYNC_MAX_QUEUED_MESSAGES", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_queued_messages: u64,
+
+    /// Long polls (`GET .../state?wait_ms=`) this instance holds at once; more get 503.
+    #[arg(long, env = "CHATSYNC_MAX_WAITERS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_waiters: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

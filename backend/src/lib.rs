@@ -103,6 +103,7 @@ impl Application {
             metrics: Arc::new(metrics::Metrics::default()),
             settings: EngineSettings {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
+                stream_publish: Duration::from_millis(config.stream_publish_ms),
                 max_live_contexts: usize::try_from(config.max_live_contexts).unwrap_or(usize::MAX),
                 lease_ttl: Duration::from_millis(config.lease_ttl_ms),
                 // Look for orphaned turns a few times per lease, at most every second.

@@ -1002,3 +1002,21 @@ async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing() {
         .expect("queue");
     assert_eq!(stored.len(), 2, "the refused message was not stored");
 }
+
+#[tokio::test]
+async fn a_long_stream_publish_interval_never_holds_back_the_end_of_a_reply() {
+    let app = TestApp::spawn(&["--stream-publish-ms", "60000"]).await;
+    let id = app.new_context().await;
+    let done = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "/slow 3"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    let reply = &state["messages"][1];
+    assert_eq!(reply["status"], "complete");
+    let text = reply["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.ends_with("chunk 3."), "{text}");
+}

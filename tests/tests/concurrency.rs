@@ -98,3 +98,65 @@ async fn twenty_concurrent_sends_become_twenty_whole_turns() {
         assert_eq!(reply.status, MessageStatus::Complete, "{content}");
     }
 }
+
+/// A flood of `?wait=false` sends to one busy chat: every request gets an answer (202
+/// queued, or 429 once the queue is full), the queue never passes its bound, and every
+/// acknowledged message is either queued or in the history. Latency is the flood
+/// benchmark's business (`bench/src/bin/flood-bench.rs`), not this test's.
+#[tokio::test]
+async fn a_flood_of_sends_to_a_busy_chat_is_answered_202_or_429_and_bounded() {
+    const FLOOD: usize = 600;
+    const MAX_QUEUED: usize = 32;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path(), &[]).await;
+    let api = server.api();
+    let ctx = api.create_context().await;
+    let no_wait = Send {
+        no_wait: true,
+        ..Send::default()
+    };
+    let busy = api
+        .send_message_raw(ctx.id, "/slow 100", no_wait.clone())
+        .await;
+    assert_eq!(busy.status(), StatusCode::ACCEPTED);
+    let sends: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let api = api.clone();
+            let opts = no_wait.clone();
+            tokio::spawn(async move {
+                let content = format!("flood {i:03}");
+                let response = api.send_message_raw(ctx.id, &content, opts).await;
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.expect("JSON body");
+                (content, status, body)
+            })
+        })
+        .collect();
+    let mut accepted = BTreeSet::new();
+    for send in sends {
+        let (content, status, body) = send.await.expect("sender task");
+        match status {
+            StatusCode::ACCEPTED => {
+                accepted.insert(content);
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"]["code"], "queue_full", "{body}");
+            }
+            other => panic!("{content}: {other} {body}"),
+        }
+    }
+    assert!(!accepted.is_empty(), "some sends were queued");
+    let state: ChatState = api.state(ctx.id).await;
+    assert!(state.queued.len() <= MAX_QUEUED, "{}", state.queued.len());
+    let seen: BTreeSet<String> = state
+        .queued
+        .iter()
+        .chain(state.messages.iter().filter(|m| m.role == Role::User))
+        .map(text)
+        .filter(|t| t.starts_with("flood"))
+        .collect();
+    assert_eq!(
+        seen, accepted,
+        "every acknowledged message is queued or in the history"
+    );
+}

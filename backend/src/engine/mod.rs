@@ -40,6 +40,8 @@ const MAILBOX: usize = 256;
 pub struct EngineSettings {
     /// While streaming, the store is written at most this often.
     pub stream_flush: Duration,
+    /// While streaming, the published snapshot is replaced at most this often.
+    pub stream_publish: Duration,
     /// Contexts kept in memory; idle ones beyond this leave (and reload on demand).
     pub max_live_contexts: usize,
     /// First delay before retrying a transient model failure; doubles each retry.
@@ -57,6 +59,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             stream_flush: Duration::from_millis(250),
+            stream_publish: Duration::from_millis(50),
             max_live_contexts: 1000,
             retry_base: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(5),

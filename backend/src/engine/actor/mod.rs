@@ -120,6 +120,9 @@ pub struct Actor {
     /// The context was deleted under us: stop.
     gone: bool,
     lease: Lease,
+    /// When the last snapshot was published, and when a held-back one is due.
+    last_publish: tokio::time::Instant,
+    publish_due: Option<tokio::time::Instant>,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -162,6 +165,8 @@ impl Actor {
             pending_cancel: None,
             gone: false,
             lease: Lease::new(shared),
+            last_publish: tokio::time::Instant::now(),
+            publish_due: None,
         };
         (actor, snapshot_rx)
     }
@@ -202,9 +207,23 @@ impl Actor {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.publish_due = None;
+        self.last_publish = tokio::time::Instant::now();
         self.snapshot
             .send_replace(Arc::new(self.ctx.snapshot(self.turns)));
+    }
+
+    /// Publishes a streamed chunk at most every `stream_publish`, so held readers wake in
+    /// small batches instead of once per token; a chunk held back is published when that
+    /// time comes (`serve_while`) or with the next state change, whichever is first.
+    fn publish_soon(&mut self) {
+        let due = self.last_publish + self.deps.settings.stream_publish;
+        if tokio::time::Instant::now() >= due {
+            self.publish();
+        } else {
+            self.publish_due = Some(due);
+        }
     }
 
     fn start_turn(&mut self) -> u64 {
@@ -373,8 +392,7 @@ impl Actor {
         Ok(())
     }
 
-    /// Takes the context's lease (waiting while another instance runs a turn) and catches
-    /// up with what that instance wrote. A store that is not shared needs neither.
+    /// On a shared store, reloads the context when another instance saved a newer version.
     async fn catch_up(&mut self) -> Result<(), ActionError> {
         if !self.lease.is_shared() {
             return Ok(());
@@ -508,11 +526,14 @@ impl Actor {
                 Err(Halt::SaveFailed)
             }
         };
-        self.publish();
+        if step.is_ok() && *self.ctx.state() == State::StreamingLlmResponse {
+            self.publish_soon();
+        } else {
+            self.publish();
+        }
         step
     }
 
-    /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
     fn settle(&mut self) {
         self.turns.settled = self.turns.started;
         self.publish();
@@ -571,6 +592,9 @@ impl Actor {
                     Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
+                () = sleep_until_some(self.publish_due), if self.publish_due.is_some() => {
+                    self.publish();
+                }
                 () = sleep_until_some(renew_at), if renew_at.is_some() => {
                     self.renew_lease().await;
                     if self.lease == Lease::Lost {

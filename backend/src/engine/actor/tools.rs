@@ -7,6 +7,7 @@ use crate::fsm::{Event, State};
 use chatsync_protocol::{ContentPart, Role, ToolCall, ToolCallStatus};
 
 impl Actor {
+    /// Validates an approval and records every decision; returns the event it leads to.
     pub(super) fn decide_tool_calls(&mut self, approved: &[String]) -> Result<Event, ActionError> {
         let no_pending = || ActionError::NoPendingApprovals;
         if *self.ctx.state() != State::AwaitingToolApproval {

@@ -9,6 +9,7 @@ use chatsync_protocol::{ContentPart, MessageStatus, Role, ToolCall, ToolCallStat
 use futures::StreamExt;
 
 impl Actor {
+    /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
     pub(super) async fn resume(&mut self) {
         if self.lease.is_shared() {
             let ttl = self.deps.settings.lease_ttl;
@@ -221,7 +222,6 @@ impl Actor {
         }
     }
 
-    /// Validates an approval and records every decision; returns the event it leads to.
     /// Stops the running turn: the partial reply is kept and marked cancelled, calls that
     /// did not run are closed, and the context goes back to Idle.
     pub(super) async fn cancel_turn(&mut self) {
