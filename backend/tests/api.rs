@@ -625,8 +625,8 @@ async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
         )
         .await;
     assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
-    assert_eq!(app.search("holiday").await, [id.clone()]);
-    assert_eq!(app.search("Pengu").await, [other.clone()]);
+    assert_eq!(app.search("holiday").await, [id.as_str()]);
+    assert_eq!(app.search("Pengu").await, [other.as_str()]);
     assert!(app.search("walrus").await.is_empty());
 
     // Query syntax is only words; input without words, too long, or with a cursor is a 400.
