@@ -2,8 +2,7 @@
 //! and how to read the answer. The shell only moves the values.
 
 use chatsync_protocol::{
-    ApproveToolsRequest, CancelRequest, ChatState, CreateContextRequest, RenameContextRequest,
-    SendMessageRequest,
+    ApproveToolsRequest, ChatState, CreateContextRequest, RenameContextRequest, SendMessageRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,7 +26,15 @@ pub enum RequestBody {
     ApproveTools(ApproveToolsRequest),
     CreateContext(CreateContextRequest),
     RenameContext(RenameContextRequest),
-    Cancel(CancelRequest),
+    CancelQueued(CancelQueuedRequest),
+}
+
+/// The cancel body naming a queued message: the protocol's `CancelRequest` holds a parsed
+/// id, and parsing it here would pull a UUID crate into the package only to let the
+/// server refuse a bad id anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CancelQueuedRequest {
+    pub message_id: String,
 }
 
 /// The body of an answer, already parsed from JSON by whoever received it: the browser in
@@ -116,11 +123,11 @@ impl Api {
     }
 
     /// Drops one queued message; it never runs.
-    pub fn cancel_queued(&self, context_id: &str, message_id: uuid::Uuid) -> HttpRequest {
+    pub fn cancel_queued(&self, context_id: &str, message_id: &str) -> HttpRequest {
         post(
             format!("{}/cancel", self.actions_url(context_id)),
-            RequestBody::Cancel(CancelRequest {
-                message_id: Some(message_id),
+            RequestBody::CancelQueued(CancelQueuedRequest {
+                message_id: message_id.to_owned(),
             }),
         )
     }
@@ -327,11 +334,10 @@ pub(crate) mod tests {
         assert_eq!((r.method, r.url.as_str()), ("PATCH", "/api/contexts/abc"));
         let body = serde_json::to_value(&r.body).expect("json body");
         assert_eq!(body, serde_json::json!({"title": "New name"}));
-        let id = uuid::Uuid::nil();
-        let c = api.cancel_queued("abc", id);
+        let c = api.cancel_queued("abc", "m-1");
         assert_eq!(c.url, "/api/contexts/abc/actions/cancel");
         let body = serde_json::to_value(&c.body).expect("json body");
-        assert_eq!(body, serde_json::json!({"message_id": id.to_string()}));
+        assert_eq!(body, serde_json::json!({"message_id": "m-1"}));
     }
 
     #[test]

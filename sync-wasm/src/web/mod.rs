@@ -262,10 +262,7 @@ impl ChatSync {
     /// Drops a queued message of the current context before its turn starts.
     #[wasm_bindgen(js_name = cancelQueued)]
     pub fn cancel_queued(&self, message_id: String) -> PromiseVoid {
-        match uuid::Uuid::try_parse(&message_id) {
-            Ok(id) => self.action(|api, context| api.cancel_queued(context, id)),
-            Err(_) => rejected(SyncError::invalid("not a message id")),
-        }
+        self.action(|api, context| api.cancel_queued(context, &message_id))
     }
 
     #[wasm_bindgen(js_name = renameContext)]
