@@ -1,7 +1,9 @@
-import { useCallback, useEffect, useRef } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { useChatStateSync } from "./hooks/useChatStateSync";
 import { useContexts } from "./hooks/useContexts";
-import { useErrorReport } from "./hooks/useErrorReport";
+import { describeError, useErrorReport } from "./hooks/useErrorReport";
+import { useMediaQuery } from "./hooks/useMediaQuery";
+import { useShortcuts } from "./hooks/useShortcuts";
 import { useSelectedContext } from "./hooks/useSelectedContext";
 import { Sidebar, chatTitle } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
@@ -21,8 +23,12 @@ export function App() {
   const [selectedId, select] = useSelectedContext();
   const errors = useErrorReport();
   const { sync, view, actions } = useChatStateSync(selectedId);
+  const [query, setQuery] = useState("");
   // The list follows the open chat's turns, and drops a chat another tab deleted.
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, errors.show);
+  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, query, errors.show);
+  const narrow = useMediaQuery("(max-width: 640px)");
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const closeDrawer = useCallback(() => setDrawerOpen(false), []);
   const selected = chats.contexts.find((c) => c.id === selectedId) ?? null;
 
   // Opening the app with nothing in the URL shows the most recent chat, once; after that
@@ -35,10 +41,18 @@ export function App() {
     if (firstId) select(firstId);
   }, [chats.loaded, firstId, select]);
 
+  const open = useCallback(
+    (id: string | null) => {
+      autoOpened.current = true;
+      select(id);
+      setDrawerOpen(false);
+    },
+    [select],
+  );
   const newChat = useCallback(() => {
-    autoOpened.current = true;
-    select(null);
-  }, [select]);
+    open(null);
+    document.getElementById("composer-input")?.focus();
+  }, [open]);
 
   const deleteChat = useCallback(
     (id: string) =>
@@ -49,29 +63,54 @@ export function App() {
     [errors, chats, selectedId, select],
   );
 
+  const rename = useCallback(
+    (id: string, title: string) => errors.run("Could not rename the chat", () => chats.rename(id, title)),
+    [errors, chats],
+  );
+
   // A new chat exists on the server only from its first message on, so no empty chats
-  // pile up; that message then runs through the FSM like any other.
+  // pile up; that message then runs through the FSM like any other. If the chat cannot be
+  // created, the message was never shown, so the composer gets its text back.
   const send = useCallback(
-    (text: string) =>
-      errors.run("Could not send the message", async () => {
-        if (!selectedId) {
+    async (text: string) => {
+      if (!selectedId) {
+        try {
           const created = await chats.create({ title: titleFrom(text) });
           select(created.id);
           sync.setContext(created.id);
+        } catch (e) {
+          errors.show(`Could not create the chat: ${describeError(e)}. Your message is still in the box.`);
+          return false;
         }
-        await actions.sendMessage(text);
-      }),
+      }
+      // From here on the message is in the list; a failed send is marked there, with Retry.
+      await errors.run("Could not send the message", () => actions.sendMessage(text));
+      return true;
+    },
     [errors, selectedId, chats, select, sync, actions],
   );
+
+  const running = view.status === "running";
+  useShortcuts({
+    newChat,
+    focusComposer: () => document.getElementById("composer-input")?.focus(),
+    stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
+  });
 
   return (
     <div className="app">
       <Sidebar
-        contexts={chats.contexts}
+        chats={chats}
         selectedId={selectedId}
-        onSelect={select}
+        query={query}
+        onQuery={setQuery}
+        onSelect={open}
         onNew={newChat}
         onDelete={deleteChat}
+        onRename={rename}
+        drawer={narrow}
+        open={drawerOpen}
+        onClose={closeDrawer}
       />
       <ChatPanel
         view={view}
@@ -81,6 +120,7 @@ export function App() {
         error={errors.error}
         onDismissError={errors.dismiss}
         run={errors.run}
+        onOpenDrawer={narrow ? () => setDrawerOpen(true) : null}
       />
     </div>
   );

@@ -1,7 +1,9 @@
-import type { ChatView } from "@chatsync/sync-wasm";
+import type { ChatView, ViewMessage } from "@chatsync/sync-wasm";
 import type { ChatActions } from "../hooks/useChatStateSync";
+import { Announcer } from "./Announcer";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
+import { QueuedMessages } from "./QueuedMessages";
 import { SyncStatus } from "./SyncStatus";
 import { ToolApprovalCard } from "./ToolApprovalCard";
 
@@ -9,13 +11,18 @@ interface Props {
   view: ChatView;
   title: string | null;
   actions: ChatActions;
-  onSend(text: string): Promise<void>;
+  onSend(text: string): Promise<boolean>;
   error: string | null;
   onDismissError(): void;
   run(what: string, action: () => Promise<unknown>): Promise<void>;
+  /** Set on a narrow screen, where the chat list is a drawer this button opens. */
+  onOpenDrawer: (() => void) | null;
 }
 
-export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run }: Props) {
+// The queue arrives with the package version that adds it to the view; until then, none.
+const queuedOf = (view: ChatView): ViewMessage[] => (view as ChatView & { queued?: ViewMessage[] }).queued ?? [];
+
+export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run, onOpenDrawer }: Props) {
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
   const deleted = view.sync === "deleted";
@@ -23,6 +30,17 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
   return (
     <main className="chat" data-testid="chat-panel" data-status={view.status ?? "none"}>
       <header className="chat-head">
+        {onOpenDrawer && (
+          <button
+            className="icon-button drawer-toggle"
+            data-testid="drawer-open"
+            aria-label="Open the chat list"
+            aria-controls="sidebar"
+            onClick={onOpenDrawer}
+          >
+            ☰
+          </button>
+        )}
         <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
         <SyncStatus view={view} />
       </header>
@@ -34,6 +52,10 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         onRetry={(id) => run("Could not send the message", () => actions.retryMessage(id))}
         onDiscard={actions.discardMessage}
       >
+        <QueuedMessages
+          queued={queuedOf(view)}
+          onRemove={(id) => run("Could not remove the queued message", () => actions.cancelQueued(id))}
+        />
         {awaitingApproval && (
           <ToolApprovalCard
             calls={view.pendingToolCalls}
@@ -52,6 +74,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         )}
       </MessageList>
 
+      <Announcer contextId={view.contextId} messages={view.messages} />
       <div className="chat-foot">
         {deleted && (
           <div className="notice" data-testid="chat-deleted" role="status">

@@ -10,6 +10,8 @@ export interface ChatActions {
   discardMessage(clientMessageId: string): void;
   approveTools(toolCallIds: string[]): Promise<void>;
   cancel(): Promise<void>;
+  /** Drops a queued message before its turn starts. */
+  cancelQueued(messageId: string): Promise<void>;
   retry(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export function useChatStateSync(contextId: string | null): ChatStateSync {
       discardMessage: (id) => sync.discardMessage(id),
       approveTools: (ids) => sync.approveTools(ids),
       cancel: () => sync.cancel(),
+      cancelQueued: (id) => sync.cancelQueued(id),
       retry: () => sync.retry(),
     }),
     [sync],
