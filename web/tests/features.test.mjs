@@ -39,7 +39,7 @@ async function assertAccessible(page, view) {
 
 for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
   test(`markdown (${name}): a reply renders GFM with highlighted, copyable code and no raw HTML`, TEST, async (t) => {
-    const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport, ...CLIPBOARD });
+    const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport, ...CLIPBOARD });
     await openApp(page, server.baseUrl);
     await assertAccessible(page, "empty chat");
     await screenshot(page, "-empty");
@@ -68,7 +68,7 @@ for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
     assert.equal(await overflowsSideways(page), false, "nothing overflows horizontally");
     await assertAccessible(page, "chat with a markdown reply");
     await screenshot(page, "-chat");
-    await context.emulateMedia({ colorScheme: "dark" });
+    await page.emulateMedia({ colorScheme: "dark" });
     await assertAccessible(page, "chat in dark mode");
     await screenshot(page, "-dark");
     assertLocalOnly();
@@ -115,7 +115,7 @@ test("stop: Escape stops a running reply, Shift+Escape focuses the composer, Ctr
   assertLocalOnly();
 });
 
-test("rename: inline rename persists, shows in other tabs, and bad titles are refused", TEST, async (t) => {
+test("rename: inline rename persists and shows in other tabs; Escape abandons an edit", TEST, async (t) => {
   const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser);
   await openApp(page, server.baseUrl);
   await turn(page, "name me later");

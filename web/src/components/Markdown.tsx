@@ -26,7 +26,7 @@ function Pre({ children, ...rest }: ComponentPropsWithoutRef<"pre">) {
   const code = textOf(children).replace(/\n$/, "");
   return (
     <div className="code-block" data-testid="code-block">
-      <CopyButton text={code} label="Copy code" testId="code-copy" />
+      <CopyButton text={code} what="code" testId="code-copy" />
       <pre {...rest}>{children}</pre>
     </div>
   );

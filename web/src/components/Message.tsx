@@ -84,7 +84,7 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
       {/* Per-message actions; a branch switcher ("< 2/3 >") belongs in this row too. */}
       {(m.status === "complete" || m.status === "cancelled") && m.text !== "" && (
         <div className="message-actions">
-          <CopyButton text={m.text} label="Copy message" testId="message-copy" />
+          <CopyButton text={m.text} what="message" testId="message-copy" />
         </div>
       )}
       {failedId !== undefined && (
