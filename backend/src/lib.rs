@@ -26,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     engine: Arc<Engine>,
+    polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
 }
 
@@ -94,7 +95,10 @@ impl Application {
             tracing::info!(resumed, "resumed interrupted turns");
         }
         engine.start_background();
+        let metrics = engine.metrics().clone();
+        let polls = Arc::new(api::LivePolls::new(config.max_waiters, metrics));
         let router = api::router(api::AppState {
+            polls: polls.clone(),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
                 legacy_crud: config.legacy_crud == OnOff::On,
@@ -115,6 +119,7 @@ impl Application {
             listener,
             router,
             engine,
+            polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         })
     }
@@ -134,8 +139,11 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let polls = self.polls.clone();
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
+            // Held long polls answer 304 now instead of holding the drain for their wait.
+            polls.stop();
             let _ = stopping_tx.send(());
         });
         let grace = self.shutdown_grace;

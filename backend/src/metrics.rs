@@ -20,6 +20,8 @@ pub struct Metrics {
     pub polls: AtomicU64,
     pub polls_not_modified: AtomicU64,
     pub live_contexts: AtomicU64,
+    /// Long polls waiting for a change right now.
+    pub held_polls: AtomicU64,
     save_latency: Histogram,
 }
 
@@ -88,6 +90,12 @@ impl Metrics {
             "# HELP chatsync_live_contexts Contexts loaded in memory.\n\
              # TYPE chatsync_live_contexts gauge\nchatsync_live_contexts {}",
             Self::get(&self.live_contexts)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatsync_held_polls Long polls waiting for a change.\n\
+             # TYPE chatsync_held_polls gauge\nchatsync_held_polls {}",
+            Self::get(&self.held_polls)
         );
         let name = "chatsync_save_duration_seconds";
         let _ = writeln!(

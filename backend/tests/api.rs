@@ -39,8 +39,10 @@ async fn spawn_app(legacy_crud: bool) -> TestApp {
         metrics: Arc::new(Metrics::default()),
         settings: EngineSettings::default(),
     }));
+    let polls = Arc::new(api::LivePolls::new(100, engine.metrics().clone()));
     let router = api::router(AppState {
         engine,
+        polls,
         config: Arc::new(ApiConfig {
             legacy_crud,
             wait_timeout: Duration::from_secs(20),

@@ -11,6 +11,7 @@ mod state;
 
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
+pub use state::{LivePolls, MAX_WAIT_MS};
 
 use crate::engine::Engine;
 use axum::extract::DefaultBodyLimit;
@@ -44,6 +45,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
+    /// Held long polls: their bound, and the signal that answers them at shutdown.
+    pub polls: Arc<LivePolls>,
 }
 
 pub fn router(app: AppState) -> Result<Router, String> {

@@ -385,6 +385,15 @@ impl Engine {
         Ok(snapshot)
     }
 
+    /// A receiver of the context's published snapshots, for requests that wait for the
+    /// next change (long polls): it costs the caller no task and no copy of the state.
+    pub async fn subscribe(&self, id: Uuid) -> Result<watch::Receiver<Arc<Snapshot>>, EngineError> {
+        if let Some(rx) = self.with_live(id, |h| h.snapshot.clone()) {
+            return Ok(rx);
+        }
+        Ok(self.handle(id).await?.snapshot)
+    }
+
     pub async fn list(
         &self,
         limit: u32,
