@@ -124,20 +124,16 @@ impl SearchQuery {
 
     /// An FTS5 MATCH expression: each word quoted, as a prefix, all of them required.
     pub fn fts5(&self) -> String {
-        self.0
-            .iter()
-            .map(|w| format!("\"{w}\"*"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.join(|w| format!("\"{w}\"*"), " ")
     }
 
     /// A Postgres `to_tsquery` text: each word as a prefix, all of them required.
     pub fn tsquery(&self) -> String {
-        self.0
-            .iter()
-            .map(|w| format!("{w}:*"))
-            .collect::<Vec<_>>()
-            .join(" & ")
+        self.join(|w| format!("{w}:*"), " & ")
+    }
+
+    fn join(&self, term: impl Fn(&str) -> String, and: &str) -> String {
+        self.0.iter().map(|w| term(w)).collect::<Vec<_>>().join(and)
     }
 }
 

@@ -236,6 +236,16 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
     })
 }
 
+fn context_page(rows: &[AnyRow], total: i64) -> Result<ContextPage, StoreError> {
+    Ok(ContextPage {
+        contexts: rows
+            .iter()
+            .map(context_from_row)
+            .collect::<Result<_, _>>()?,
+        total: to_u64(total),
+    })
+}
+
 fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -337,13 +347,7 @@ impl Store for SqlStore {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts")
             .fetch_one(&self.pool)
             .await?;
-        Ok(ContextPage {
-            contexts: rows
-                .iter()
-                .map(context_from_row)
-                .collect::<Result<_, _>>()?,
-            total: to_u64(total),
-        })
+        context_page(&rows, total)
     }
 
     #[tracing::instrument(skip(self))]
@@ -390,13 +394,7 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(ContextPage {
-            contexts: rows
-                .iter()
-                .map(context_from_row)
-                .collect::<Result<_, _>>()?,
-            total: to_u64(total),
-        })
+        context_page(&rows, total)
     }
 
     #[tracing::instrument(skip(self))]
