@@ -29,7 +29,11 @@ export function App() {
   const narrow = useMediaQuery("(max-width: 640px)");
   const [drawerOpen, setDrawerOpen] = useState(false);
   const closeDrawer = useCallback(() => setDrawerOpen(false), []);
-  const selected = chats.contexts.find((c) => c.id === selectedId) ?? null;
+  // A search may leave the open chat out of the list; its title is still the last one seen.
+  const lastTitle = useRef<{ id: string; title: string } | null>(null);
+  const listed = chats.contexts.find((c) => c.id === selectedId);
+  if (listed) lastTitle.current = { id: listed.id, title: chatTitle(listed) };
+  const title = lastTitle.current?.id === selectedId ? lastTitle.current.title : null;
 
   // Opening the app with nothing in the URL shows the most recent chat, once; after that
   // "no chat selected" means a new, not yet created chat.
@@ -114,7 +118,7 @@ export function App() {
       />
       <ChatPanel
         view={view}
-        title={selected ? chatTitle(selected) : null}
+        title={title}
         actions={actions}
         onSend={send}
         error={errors.error}
