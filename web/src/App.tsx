@@ -9,6 +9,7 @@ import { Sidebar, chatTitle } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
 
 const TITLE_LENGTH = 48;
+const SEARCH_PAUSE_MS = 200;
 
 /** A chat is named after its first message: the first line, cut at a word near the limit. */
 export function titleFrom(text: string): string {
@@ -24,8 +25,14 @@ export function App() {
   const errors = useErrorReport();
   const { sync, view, actions } = useChatStateSync(selectedId);
   const [query, setQuery] = useState("");
+  // The server searches once typing pauses, not on every key.
+  const [searched, setSearched] = useState("");
+  useEffect(() => {
+    const timer = setTimeout(() => setSearched(query), SEARCH_PAUSE_MS);
+    return () => clearTimeout(timer);
+  }, [query]);
   // The list follows the open chat's turns, and drops a chat another tab deleted.
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, query, errors.show);
+  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, searched, errors.show);
   const narrow = useMediaQuery("(max-width: 640px)");
   const [drawerOpen, setDrawerOpen] = useState(false);
   const closeDrawer = useCallback(() => setDrawerOpen(false), []);
