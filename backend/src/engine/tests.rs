@@ -10,6 +10,14 @@ use std::sync::atomic::AtomicBool;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+fn msg(text: &str) -> NewMessage {
+    NewMessage::text(text).expect("content")
+}
+
+fn key(k: &str) -> crate::domain::ClientKey {
+    crate::domain::ClientKey::parse("key", k.into()).expect("key")
+}
+
 /// SQLite with a switch that makes saves fail, to test rule 8.
 #[derive(Debug)]
 struct FlakyStore {
@@ -110,7 +118,7 @@ impl Harness {
 
     async fn send(&self, id: Uuid, text: &str) -> TurnOutcome {
         self.engine
-            .send_message(id, text.into(), None, None, WAIT)
+            .send_message(id, msg(text), WAIT)
             .await
             .expect("send")
     }
@@ -195,11 +203,25 @@ async fn repeated_client_ids_and_keys_add_nothing() {
     let id = h.new_context().await;
     for _ in 0..2 {
         h.engine
-            .send_message(id, "once".into(), Some("c-1".into()), None, WAIT)
+            .send_message(
+                id,
+                NewMessage {
+                    client_message_id: Some(key("c-1")),
+                    ..msg("once")
+                },
+                WAIT,
+            )
             .await
             .expect("send");
         h.engine
-            .send_message(id, "twice".into(), None, Some("k-1".into()), WAIT)
+            .send_message(
+                id,
+                NewMessage {
+                    idempotency_key: Some(key("k-1")),
+                    ..msg("twice")
+                },
+                WAIT,
+            )
             .await
             .expect("send");
     }
@@ -227,10 +249,7 @@ async fn tool_calls_wait_for_approval_then_run() {
         .await;
     assert!(matches!(
         bad,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "unknown_tool_call",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::UnknownToolCalls(_)))
     ));
     let out = h
         .engine
@@ -243,10 +262,7 @@ async fn tool_calls_wait_for_approval_then_run() {
     let again = h.engine.approve_tools(id, vec![call.id], WAIT).await;
     assert!(matches!(
         again,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "no_pending_approvals",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::NoPendingApprovals))
     ));
 }
 
@@ -273,7 +289,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     let id = h.new_context().await;
     let started = h
         .engine
-        .send_message(id, "/slow 50".into(), None, None, Duration::ZERO)
+        .send_message(id, msg("/slow 50"), Duration::ZERO)
         .await
         .expect("send");
     assert!(!started.settled);
@@ -297,10 +313,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     );
     assert!(matches!(
         h.engine.cancel(id).await,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "nothing_to_cancel",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::NothingToCancel))
     ));
 }
 
@@ -332,7 +345,7 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     h.store.failing.store(true, Ordering::SeqCst);
     let err = h
         .engine
-        .send_message(id, "lost?".into(), None, None, WAIT)
+        .send_message(id, msg("lost?"), WAIT)
         .await
         .expect_err("save fails");
     assert!(
@@ -443,7 +456,7 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
     let h = harness(fast()).await;
     let id = h.new_context().await;
     h.engine
-        .send_message(id, "/slow 100".into(), None, None, Duration::ZERO)
+        .send_message(id, msg("/slow 100"), Duration::ZERO)
         .await
         .expect("send");
     h.engine.delete(id).await.expect("delete");
