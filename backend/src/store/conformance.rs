@@ -290,3 +290,34 @@ async fn search(store: &dyn Store) {
     assert!(store.delete_context(newer.id).await.expect("delete"));
     assert_eq!(found(store, "giraffe").await, [older.id]);
 }
+
+/// Writes one context with a message straight into the tables (as the first schema had
+/// them) and returns its id.
+pub(crate) async fn stored_before_search(pool: &sqlx::AnyPool) -> Uuid {
+    let c = context(30);
+    let m = message(0, 1, "a walrus sighting");
+    sqlx::query(
+        "INSERT INTO contexts (id, title, state, version, message_count, created_at, updated_at) \
+         VALUES ($1, 'Archived chat', $2, 1, 1, $3, $3)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.state.name().as_str())
+    .bind(super::format_time(&c.created_at))
+    .execute(pool)
+    .await
+    .expect("old context");
+    sqlx::query(
+        "INSERT INTO messages (id, context_id, seq, role, content, status, created_at, version) \
+         VALUES ($1, $2, 0, $3, $4, $5, $6, 1)",
+    )
+    .bind(m.message.id.to_string())
+    .bind(c.id.to_string())
+    .bind(m.message.role.as_str())
+    .bind(serde_json::to_string(&m.message.content).expect("json"))
+    .bind(m.message.status.as_str())
+    .bind(super::format_time(&m.message.created_at))
+    .execute(pool)
+    .await
+    .expect("old message");
+    c.id
+}

@@ -591,6 +591,30 @@ pub(crate) mod tests {
         conformance::run(&store).await;
     }
 
+    /// Chats stored before the search migration are found once it ran.
+    #[tokio::test]
+    async fn sqlite_search_migration_indexes_existing_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(&url).await.expect("pool");
+        let mut first = sqlx::migrate!("./migrations/sqlite");
+        first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+        first.run(&pool).await.expect("first migration");
+        let old = conformance::stored_before_search(&pool).await;
+        pool.close().await;
+
+        let store = SqlStore::connect(&url)
+            .await
+            .expect("connect runs the rest");
+        for q in ["archived", "walrus"] {
+            let query = crate::domain::SearchQuery::parse(q).expect("words");
+            let page = store.search_contexts(&query, 10).await.expect("search");
+            let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
+            assert_eq!(ids, [old], "{q}");
+        }
+    }
+
     #[tokio::test]
     async fn sqlite_uses_wal_and_full_sync() {
         let (_dir, store) = temp_store().await;
