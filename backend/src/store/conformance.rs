@@ -207,6 +207,7 @@ async fn chat_with(store: &dyn Store, n: i64, title: &str, texts: &[&str]) -> Co
                 .map(|(i, t)| message(i as u64, 2, t))
                 .collect(),
             expected_version: 1,
+            dequeued: Vec::new(),
         })
         .await
         .expect("save");
@@ -267,6 +268,7 @@ async fn search(store: &dyn Store) {
             context: c.clone(),
             messages: vec![edited],
             expected_version: 2,
+            dequeued: Vec::new(),
         })
         .await
         .expect("save");
