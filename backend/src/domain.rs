@@ -115,6 +115,52 @@ impl Title {
     }
 }
 
+/// A search as the user typed it, reduced to the words the full-text indexes know: runs
+/// of letters and digits, lower-cased. Everything else (quotes, operators such as `NEAR(`
+/// or `OR`'s punctuation, column filters) is a separator, so no input reaches either
+/// database's query syntax. Each word matches as a prefix, and every word must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery(Vec<String>);
+
+/// Longest `q` accepted, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+/// Words beyond this many are ignored: they would only narrow a search that long.
+const MAX_SEARCH_WORDS: usize = 16;
+
+impl SearchQuery {
+    pub fn parse(q: &str) -> Result<Self, ParseError> {
+        if q.chars().count() > MAX_SEARCH_CHARS {
+            return Err(ParseError(format!(
+                "q must have at most {MAX_SEARCH_CHARS} characters"
+            )));
+        }
+        let words: Vec<String> = q
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(MAX_SEARCH_WORDS)
+            .map(str::to_lowercase)
+            .collect();
+        if words.is_empty() {
+            return Err(ParseError("q must contain a letter or a digit".into()));
+        }
+        Ok(SearchQuery(words))
+    }
+
+    /// An FTS5 MATCH expression: each word quoted, as a prefix, all of them required.
+    pub fn fts5(&self) -> String {
+        self.join(|w| format!("\"{w}\"*"), " ")
+    }
+
+    /// A Postgres `to_tsquery` text: each word as a prefix, all of them required.
+    pub fn tsquery(&self) -> String {
+        self.join(|w| format!("{w}:*"), " & ")
+    }
+
+    fn join(&self, term: impl Fn(&str) -> String, and: &str) -> String {
+        self.0.iter().map(|w| term(w)).collect::<Vec<_>>().join(and)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +208,40 @@ mod tests {
         fn titles_are_trimmed(s in "[a-z]{1,50}", pad in " {0,5}") {
             let padded = format!("{pad}{s}{pad}");
             prop_assert_eq!(Title::parse(&padded).map(Title::into_inner), Ok(s));
+        }
+    }
+
+    #[test]
+    fn search_keeps_words_and_drops_query_syntax() {
+        let q = SearchQuery::parse(r#"Rust "NEAR(async, tokio)" title:x OR-*"#).expect("words");
+        assert_eq!(
+            q.fts5(),
+            r#""rust"* "near"* "async"* "tokio"* "title"* "x"* "or"*"#
+        );
+        assert_eq!(
+            q.tsquery(),
+            "rust:* & near:* & async:* & tokio:* & title:* & x:* & or:*"
+        );
+        for bad in ["", "   ", "\"", "NEAR(", "*", "()\"'"] {
+            if bad.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            assert!(SearchQuery::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(SearchQuery::parse(&"a".repeat(MAX_SEARCH_CHARS + 1)).is_err());
+        assert!(SearchQuery::parse(&"a ".repeat(MAX_SEARCH_CHARS / 2)).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn search_expressions_hold_only_quoted_words(q in ".{0,200}") {
+            if let Ok(parsed) = SearchQuery::parse(&q) {
+                for term in parsed.fts5().split(' ') {
+                    let word = term.strip_prefix('"').and_then(|t| t.strip_suffix("\"*"));
+                    prop_assert!(word.is_some_and(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric)), "{term}");
+                }
+                prop_assert!(parsed.tsquery().chars().all(|c| c.is_alphanumeric() || " &:*".contains(c)));
+            }
         }
     }
 }

@@ -529,6 +529,104 @@ async fn contexts_can_be_created_listed_paged_read_and_deleted() {
     );
 }
 
+impl TestApp {
+    async fn patch_json(&self, uri: &str, body: &str) -> Answer {
+        let headers = [("content-type", "application/json")];
+        self.call(Method::PATCH, uri, &headers, Some(body)).await
+    }
+
+    /// The ids `GET /api/contexts?q=` answers, in order.
+    async fn search(&self, q: &str) -> Vec<String> {
+        let a = self.get(&format!("/api/contexts?q={q}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{q}: {:?}", a.body);
+        assert_eq!(a.body["next_cursor"], Value::Null);
+        a.body["contexts"]
+            .as_array()
+            .expect("contexts")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
+    let app = spawn_app(false).await;
+    let id = app.new_context().await;
+    let other = app.new_context().await;
+    let before = app.get(&format!("/api/contexts/{id}/state")).await;
+    let version = before.body["version"].as_u64().expect("version");
+
+    let uri = format!("/api/contexts/{id}");
+    let renamed = app
+        .patch_json(&uri, r#"{"title": "  Holiday plans  "}"#)
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+    assert_eq!(renamed.body["title"], "Holiday plans");
+    assert!(renamed.body["version"].as_u64().expect("version") > version);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await;
+    assert!(state.body["version"].as_u64().expect("version") > version);
+    assert_eq!(app.get(&uri).await.body["title"], "Holiday plans");
+    let listed = app.get("/api/contexts").await;
+    assert!(listed.body["contexts"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|c| c["id"] == id.as_str() && c["title"] == "Holiday plans"));
+
+    // Bad titles and bodies are refused, and nothing changes.
+    let stored = app.dump().await;
+    let long = format!(r#"{{"title": "{}"}}"#, "x".repeat(201));
+    for (body, code) in [
+        (r#"{"title": "   "}"#, "invalid_title"),
+        (r#"{"title": ""}"#, "invalid_title"),
+        (long.as_str(), "invalid_title"),
+        (r#"{"title": 5}"#, "invalid_body"),
+        (r#"{}"#, "invalid_body"),
+        (r#"{"title": "ok", "extra": 1}"#, "invalid_body"),
+    ] {
+        let a = app.patch_json(&uri, body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_code(&a), code, "{body}: {:?}", a.body);
+    }
+    assert_eq!(app.dump().await, stored);
+    let unknown = app
+        .patch_json(
+            "/api/contexts/00000000-0000-0000-0000-000000000000",
+            r#"{"title": "x"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // Search: by title, and by message text once a turn saved it.
+    let sent = app
+        .post_json(
+            &format!("/api/contexts/{other}/actions/send_message"),
+            json!({"content": "what about penguins"}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    assert_eq!(app.search("holiday").await, [id.as_str()]);
+    assert_eq!(app.search("Pengu").await, [other.as_str()]);
+    assert!(app.search("walrus").await.is_empty());
+
+    // Query syntax is only words; input without words, too long, or with a cursor is a 400.
+    for q in ["NEAR(holiday", "holiday%22%20OR", "title%3Aholiday*"] {
+        assert!(app.search(q).await.len() <= 1, "{q}");
+    }
+    let too_long = format!("/api/contexts?q={}", "a".repeat(201));
+    for uri in [
+        "/api/contexts?q=%22%28%29",
+        "/api/contexts?q=",
+        too_long.as_str(),
+        "/api/contexts?q=holiday&cursor=1_00000000000000000000000000000000",
+    ] {
+        let a = app.get(uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(error_code(&a), "invalid_query", "{uri}");
+    }
+}
+
 #[tokio::test]
 async fn actions_answer_200_when_resting_and_202_when_still_running() {
     let app = spawn_app(true).await;
@@ -758,6 +856,7 @@ async fn openapi_documents_every_route() {
         ("/api/contexts", "post"),
         ("/api/contexts", "get"),
         ("/api/contexts/{id}", "get"),
+        ("/api/contexts/{id}", "patch"),
         ("/api/contexts/{id}", "delete"),
         ("/api/contexts/{id}/actions/send_message", "post"),
         ("/api/contexts/{id}/actions/approve_tools", "post"),

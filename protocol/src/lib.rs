@@ -283,6 +283,13 @@ pub struct CreateContextRequest {
     pub system_prompt_id: Option<String>,
 }
 
+/// Body of `PATCH /api/contexts/{id}`: the new title (1 to 200 characters once trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameContextRequest {
+    pub title: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListContextsResponse {
     pub contexts: Vec<ContextSummary>,

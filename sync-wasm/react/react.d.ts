@@ -6,6 +6,8 @@ export interface ChatActions {
   discardMessage(clientMessageId: string): void;
   approveTools(toolCallIds: string[]): Promise<void>;
   cancel(): Promise<void>;
+  /** Drops a queued message before its turn starts. */
+  cancelQueued(messageId: string): Promise<void>;
   retry(): Promise<void>;
   refetch(): void;
 }

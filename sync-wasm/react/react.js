@@ -87,6 +87,7 @@ export function useChatStateSync(contextId, options = { baseUrl: "/api" }) {
       discardMessage: (id) => need().discardMessage(id),
       approveTools: (ids) => need().approveTools(ids),
       cancel: () => need().cancel(),
+      cancelQueued: (id) => need().cancelQueued(id),
       retry: () => need().retry(),
       refetch: () => need().refetch(),
     };

@@ -1,12 +1,15 @@
-import { useCallback, useEffect, useRef } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { useChatStateSync } from "@chatsync/sync-wasm/react";
 import { useContexts } from "./hooks/useContexts";
-import { useErrorReport } from "./hooks/useErrorReport";
+import { describeError, useErrorReport } from "./hooks/useErrorReport";
+import { useMediaQuery } from "./hooks/useMediaQuery";
+import { useShortcuts } from "./hooks/useShortcuts";
 import { useSelectedContext } from "./hooks/useSelectedContext";
 import { Sidebar, chatTitle } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
 
 const TITLE_LENGTH = 48;
+const SEARCH_PAUSE_MS = 200;
 
 /** A chat is named after its first message: the first line, cut at a word near the limit. */
 export function titleFrom(text: string): string {
@@ -21,9 +24,23 @@ export function App() {
   const [selectedId, select] = useSelectedContext();
   const errors = useErrorReport();
   const { sync, view, actions } = useChatStateSync(selectedId);
+  const [query, setQuery] = useState("");
+  // The server searches once typing pauses, not on every key.
+  const [searched, setSearched] = useState("");
+  useEffect(() => {
+    const timer = setTimeout(() => setSearched(query), SEARCH_PAUSE_MS);
+    return () => clearTimeout(timer);
+  }, [query]);
   // The list follows the open chat's turns, and drops a chat another tab deleted.
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, errors.show);
-  const selected = chats.contexts.find((c) => c.id === selectedId) ?? null;
+  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, searched, errors.show);
+  const narrow = useMediaQuery("(max-width: 640px)");
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const closeDrawer = useCallback(() => setDrawerOpen(false), []);
+  // A search may leave the open chat out of the list; its title is still the last one seen.
+  const lastTitle = useRef<{ id: string; title: string } | null>(null);
+  const listed = chats.contexts.find((c) => c.id === selectedId);
+  if (listed) lastTitle.current = { id: listed.id, title: chatTitle(listed) };
+  const title = lastTitle.current?.id === selectedId ? lastTitle.current.title : null;
 
   // Opening the app with nothing in the URL shows the most recent chat, once; after that
   // "no chat selected" means a new, not yet created chat.
@@ -35,10 +52,18 @@ export function App() {
     if (firstId) select(firstId);
   }, [chats.loaded, firstId, select]);
 
+  const open = useCallback(
+    (id: string | null) => {
+      autoOpened.current = true;
+      select(id);
+      setDrawerOpen(false);
+    },
+    [select],
+  );
   const newChat = useCallback(() => {
-    autoOpened.current = true;
-    select(null);
-  }, [select]);
+    open(null);
+    document.getElementById("composer-input")?.focus();
+  }, [open]);
 
   const deleteChat = useCallback(
     (id: string) =>
@@ -49,38 +74,64 @@ export function App() {
     [errors, chats, selectedId, select],
   );
 
+  const rename = useCallback(
+    (id: string, title: string) => errors.run("Could not rename the chat", () => chats.rename(id, title)),
+    [errors, chats],
+  );
+
   // A new chat exists on the server only from its first message on, so no empty chats
-  // pile up; that message then runs through the FSM like any other.
+  // pile up; that message then runs through the FSM like any other. If the chat cannot be
+  // created, the message was never shown, so the composer gets its text back.
   const send = useCallback(
-    (text: string) =>
-      errors.run("Could not send the message", async () => {
-        if (!selectedId) {
+    async (text: string) => {
+      if (!selectedId) {
+        try {
           const created = await chats.create({ title: titleFrom(text) });
           select(created.id);
           sync.setContext(created.id);
+        } catch (e) {
+          errors.show(`Could not create the chat: ${describeError(e)}. Your message is still in the box.`);
+          return false;
         }
-        await actions.sendMessage(text);
-      }),
+      }
+      // From here on the message is in the list; a failed send is marked there, with Retry.
+      await errors.run("Could not send the message", () => actions.sendMessage(text));
+      return true;
+    },
     [errors, selectedId, chats, select, sync, actions],
   );
+
+  const running = view.status === "running";
+  useShortcuts({
+    newChat,
+    focusComposer: () => document.getElementById("composer-input")?.focus(),
+    stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
+  });
 
   return (
     <div className="app">
       <Sidebar
-        contexts={chats.contexts}
+        chats={chats}
         selectedId={selectedId}
-        onSelect={select}
+        query={query}
+        onQuery={setQuery}
+        onSelect={open}
         onNew={newChat}
         onDelete={deleteChat}
+        onRename={rename}
+        drawer={narrow}
+        open={drawerOpen}
+        onClose={closeDrawer}
       />
       <ChatPanel
         view={view}
-        title={selected ? chatTitle(selected) : null}
+        title={title}
         actions={actions}
         onSend={send}
         error={errors.error}
         onDismissError={errors.dismiss}
         run={errors.run}
+        onOpenDrawer={narrow ? () => setDrawerOpen(true) : null}
       />
     </div>
   );

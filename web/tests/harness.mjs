@@ -1,6 +1,7 @@
 // Shared set-up for the browser tests: a real chatsync server per test (own SQLite file,
 // port 0), one headless Debian Chromium per test file, and small page helpers.
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -80,9 +81,12 @@ export function launchBrowser() {
  * A fresh server and browser context for one test. Cleans up after the test, saves the
  * server log, and fails the test if the page requested anything but its own server.
  */
-export async function setup(t, browser, serverOptions) {
+export const DESKTOP = { width: 1200, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+export async function setup(t, browser, serverOptions, contextOptions = {}) {
   const server = await startServer(serverOptions);
-  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const context = await browser.newContext({ viewport: DESKTOP, ...contextOptions });
   context.setDefaultTimeout(15_000);
   const foreign = [];
   context.on("request", (r) => {
@@ -162,4 +166,36 @@ export function setHidden(page, hidden) {
     Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
     document.dispatchEvent(new Event("visibilitychange", { bubbles: true }));
   }, hidden);
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * Runs axe-core on the page as it is now and returns the serious and critical violations,
+ * each as "rule: the elements it found", so a failing assertion says what to fix.
+ */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ content: AXE_SOURCE });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5),
+    }));
+  });
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.join(", ")}`);
+}
+
+/** Creates a chat straight through the API, as another client would. */
+export async function createChat(server, title) {
+  const r = await fetch(`${server.baseUrl}/api/contexts`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ title }),
+  });
+  if (r.status !== 201) throw new Error(`create answered ${r.status}`);
+  return (await r.json()).id;
 }

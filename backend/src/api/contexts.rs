@@ -1,16 +1,16 @@
-//! `/api/contexts`: create, list, get, delete.
+//! `/api/contexts`: create, list and search, get, rename, delete.
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::AppState;
-use crate::domain::Title;
+use crate::domain::{SearchQuery, Title};
 use crate::store::Cursor;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chatsync_protocol::{
-    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse,
+    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse, RenameContextRequest,
 };
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ const DEFAULT_PAGE: u32 = 50;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/contexts", get(list).post(create))
-        .route("/api/contexts/{id}", get(show).delete(remove))
+        .route("/api/contexts/{id}", get(show).patch(rename).delete(remove))
 }
 
 #[tracing::instrument(skip_all)]
@@ -28,11 +28,7 @@ async fn create(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<CreateContextRequest>,
 ) -> Result<(StatusCode, Json<ContextSummary>), ApiError> {
-    let title = req
-        .title
-        .map(|t| Title::parse(&t))
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_title", e.0))?;
+    let title = req.title.as_deref().map(parse_title).transpose()?;
     // Stored prompts do not exist yet: an id could only be taken for the prompt's text,
     // and the model would be told the id. Refuse it instead.
     if let Some(id) = req.system_prompt_id {
@@ -54,11 +50,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(snapshot.summary())))
 }
 
+fn parse_title(title: &str) -> Result<Title, ApiError> {
+    Title::parse(title).map_err(|e| ApiError::bad_request("invalid_title", e.0))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// Words to search for; the answer is then ranked by relevance and has no cursor.
+    q: Option<String>,
 }
 
 async fn list(
@@ -71,6 +73,22 @@ async fn list(
             "invalid_query",
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
+    }
+    if let Some(words) = q.q {
+        if q.cursor.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "a search (q) answers the best matches at once and takes no cursor",
+            ));
+        }
+        let query =
+            SearchQuery::parse(&words).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
+        let (contexts, total) = app.engine.search(&query, limit).await?;
+        return Ok(Json(ListContextsResponse {
+            contexts,
+            total,
+            next_cursor: None,
+        }));
     }
     let after = q
         .cursor
@@ -93,6 +111,17 @@ async fn show(
     ContextId(id): ContextId,
 ) -> Result<Json<ContextSummary>, ApiError> {
     Ok(Json(app.engine.snapshot(id).await?.summary()))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn rename(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiJson(req): ApiJson<RenameContextRequest>,
+) -> Result<Json<ContextSummary>, ApiError> {
+    let title = parse_title(&req.title)?;
+    let snapshot = app.engine.rename(id, title.into_inner()).await?;
+    Ok(Json(snapshot.summary()))
 }
 
 #[tracing::instrument(skip(app))]

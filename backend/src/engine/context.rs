@@ -179,6 +179,13 @@ impl LiveContext {
         }
     }
 
+    pub fn set_title(&mut self, title: String) {
+        if self.record.title != title {
+            self.record.title = title;
+            self.unpublished.record = true;
+        }
+    }
+
     /// Appends a message; returns its index.
     pub fn push(&mut self, message: Message, idempotency_key: Option<String>) -> usize {
         let index = self.messages.len();

@@ -16,7 +16,7 @@ mod tests;
 pub use context::{new_message, summary, Snapshot};
 pub use log::MessageLog;
 
-use crate::domain::NewMessage;
+use crate::domain::{NewMessage, SearchQuery};
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;
 use crate::metrics::Metrics;
@@ -423,17 +423,41 @@ impl Engine {
             }),
             _ => None,
         };
+        Ok((self.summaries(&page.contexts), page.total, next))
+    }
+
+    /// Live contexts may be ahead of the store (a stream between flushes).
+    fn summaries(&self, records: &[ContextRecord]) -> Vec<ContextSummary> {
         let live = self.live();
-        // Live contexts may be ahead of the store (a stream between flushes).
-        let summaries = page
-            .contexts
+        records
             .iter()
             .map(|r| match live.handles.get(&r.id) {
                 Some(h) => h.snapshot.borrow().summary(),
                 None => summary(r),
             })
-            .collect();
-        Ok((summaries, page.total, next))
+            .collect()
+    }
+
+    /// Gives a context a new title: a new version, saved at once.
+    pub async fn rename(&self, id: Uuid, title: String) -> Result<Arc<Snapshot>, EngineError> {
+        let ((), rx) = self
+            .command(id, |reply| Command::Rename {
+                title: title.clone(),
+                reply,
+            })
+            .await?;
+        let snapshot = rx.borrow().clone();
+        Ok(snapshot)
+    }
+
+    /// Contexts matching a search, best first; live contexts show their latest summary.
+    pub async fn search(
+        &self,
+        query: &SearchQuery,
+        limit: u32,
+    ) -> Result<(Vec<ContextSummary>, u64), EngineError> {
+        let page = self.deps.store.search_contexts(query, limit).await?;
+        Ok((self.summaries(&page.contexts), page.total))
     }
 
     /// Deletes a context: its running turn stops and later requests answer 404.

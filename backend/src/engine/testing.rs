@@ -1,6 +1,7 @@
 //! Test doubles for the engine: a store that counts and can fail.
 
 use super::context::LiveContext;
+use crate::domain::SearchQuery;
 use crate::fsm::State;
 use crate::store::{
     ContextPage, ContextRecord, Cursor, LoadedContext, QueuedRecord, SaveBatch, Store, StoreError,
@@ -40,6 +41,12 @@ impl Store for CountingStore {
         Ok(None)
     }
     async fn list_contexts(&self, _: u32, _: Option<Cursor>) -> Result<ContextPage, StoreError> {
+        Ok(ContextPage {
+            contexts: vec![],
+            total: 0,
+        })
+    }
+    async fn search_contexts(&self, _: &SearchQuery, _: u32) -> Result<ContextPage, StoreError> {
         Ok(ContextPage {
             contexts: vec![],
             total: 0,

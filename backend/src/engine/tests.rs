@@ -1,6 +1,7 @@
 //! Engine tests: real turns with the scripted model on a temporary SQLite file.
 
 use super::*;
+use crate::domain::SearchQuery;
 use crate::llm::ScriptedModel;
 use crate::store::{MessageRecord, QueuedRecord, SaveBatch, SqlStore};
 use async_trait::async_trait;
@@ -38,6 +39,13 @@ impl Store for FlakyStore {
         after: Option<Cursor>,
     ) -> Result<crate::store::ContextPage, StoreError> {
         self.inner.list_contexts(limit, after).await
+    }
+    async fn search_contexts(
+        &self,
+        query: &SearchQuery,
+        limit: u32,
+    ) -> Result<crate::store::ContextPage, StoreError> {
+        self.inner.search_contexts(query, limit).await
     }
     async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError> {
         self.inner.delete_context(id).await

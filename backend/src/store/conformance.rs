@@ -1,6 +1,7 @@
 //! One behavioural suite that every `Store` implementation must pass.
 
 use super::{ContextRecord, Cursor, LoadedContext, MessageRecord, SaveBatch, Store, StoreError};
+use crate::domain::SearchQuery;
 use crate::fsm::State;
 use chatsync_protocol::{
     ContentPart, ContextConfig, Message, MessageStatus, Role, ToolCall, ToolCallStatus,
@@ -185,4 +186,144 @@ pub(crate) async fn run(store: &dyn Store) {
             .await,
         Err(StoreError::Gone(id)) if id == c.id
     ));
+
+    search(store).await;
+}
+
+/// Stores a context with these messages as one save, updated `n` seconds after the epoch
+/// the other contexts of the suite use.
+async fn chat_with(store: &dyn Store, n: i64, title: &str, texts: &[&str]) -> ContextRecord {
+    let mut c = context(n);
+    c.title = title.into();
+    store.insert_context(&c).await.expect("insert");
+    c.version = 2;
+    c.message_count = texts.len() as u64;
+    store
+        .save(&SaveBatch {
+            context: c.clone(),
+            messages: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| message(i as u64, 2, t))
+                .collect(),
+            expected_version: 1,
+            dequeued: Vec::new(),
+        })
+        .await
+        .expect("save");
+    c
+}
+
+async fn found(store: &dyn Store, q: &str) -> Vec<Uuid> {
+    let query = SearchQuery::parse(q).expect("a query with words");
+    let page = store.search_contexts(&query, 50).await.expect("search");
+    assert_eq!(page.total, page.contexts.len() as u64, "{q}: total");
+    page.contexts.iter().map(|r| r.id).collect()
+}
+
+/// Full-text search: titles and message text, kept current by saves, ranked by relevance
+/// then recency, safe against query syntax.
+async fn search(store: &dyn Store) {
+    let named = chat_with(store, 10, "Zebra crossing notes", &[]).await;
+    let once = chat_with(
+        store,
+        11,
+        "chat b",
+        &["the quick brown fox jumps over a lazy zebra near the river bank today"],
+    )
+    .await;
+    let thrice = chat_with(store, 12, "chat c", &["zebra zebra zebra"]).await;
+    let other = chat_with(store, 13, "chat d", &["unrelated words"]).await;
+
+    // A word matches as a prefix, in titles and in message text, case-insensitively.
+    let hits = found(store, "ZEB").await;
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert!(hits.contains(&named.id) && !hits.contains(&other.id));
+    let pos = |id: Uuid| hits.iter().position(|h| *h == id).expect("found");
+    assert!(
+        pos(thrice.id) < pos(once.id),
+        "more mentions in less text rank first"
+    );
+    // Every word must match.
+    assert_eq!(found(store, "quick zebra").await, [once.id]);
+    assert!(found(store, "zebra elephant").await.is_empty());
+
+    // Equal matches: the most recently updated first.
+    let older = chat_with(store, 20, "chat e", &["giraffe"]).await;
+    let newer = chat_with(store, 21, "chat f", &["giraffe"]).await;
+    assert_eq!(found(store, "giraffe").await, [newer.id, older.id]);
+
+    // The save that changes a message or a title updates the index in its transaction.
+    let loaded = load(store, thrice.id).await;
+    let mut edited = message(0, 3, "okapi sighting");
+    edited.message = Arc::new(Message {
+        id: loaded.messages[0].message.id,
+        ..(*edited.message).clone()
+    });
+    let mut c = thrice.clone();
+    c.version = 3;
+    c.title = "Renamed chat about tapirs".into();
+    store
+        .save(&SaveBatch {
+            context: c.clone(),
+            messages: vec![edited],
+            expected_version: 2,
+            dequeued: Vec::new(),
+        })
+        .await
+        .expect("save");
+    assert_eq!(found(store, "okapi").await, [c.id]);
+    assert_eq!(found(store, "tapirs").await, [c.id]);
+    assert_eq!(
+        found(store, "zebra").await.len(),
+        2,
+        "the old text is no longer found"
+    );
+
+    // Query syntax in the input is only words to the database.
+    for q in [
+        r#"zebra" OR "x"#,
+        "NEAR(zebra",
+        "title:zebra",
+        "zebra*)",
+        "-zebra ^",
+    ] {
+        let hits = found(store, q).await;
+        assert!(hits.len() <= 2, "{q}: {hits:?}");
+    }
+
+    // A deleted context is not found any more.
+    assert!(store.delete_context(newer.id).await.expect("delete"));
+    assert_eq!(found(store, "giraffe").await, [older.id]);
+}
+
+/// Writes one context with a message straight into the tables (as the first schema had
+/// them) and returns its id.
+pub(crate) async fn stored_before_search(pool: &sqlx::AnyPool) -> Uuid {
+    let c = context(30);
+    let m = message(0, 1, "a walrus sighting");
+    sqlx::query(
+        "INSERT INTO contexts (id, title, state, version, message_count, created_at, updated_at) \
+         VALUES ($1, 'Archived chat', $2, 1, 1, $3, $3)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.state.name().as_str())
+    .bind(super::format_time(&c.created_at))
+    .execute(pool)
+    .await
+    .expect("old context");
+    sqlx::query(
+        "INSERT INTO messages (id, context_id, seq, role, content, status, created_at, version) \
+         VALUES ($1, $2, 0, $3, $4, $5, $6, 1)",
+    )
+    .bind(m.message.id.to_string())
+    .bind(c.id.to_string())
+    .bind(m.message.role.as_str())
+    .bind(serde_json::to_string(&m.message.content).expect("json"))
+    .bind(m.message.status.as_str())
+    .bind(super::format_time(&m.message.created_at))
+    .execute(pool)
+    .await
+    .expect("old message");
+    c.id
 }

@@ -11,6 +11,7 @@ mod sql;
 
 pub use sql::SqlStore;
 
+use crate::domain::SearchQuery;
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message};
@@ -139,6 +140,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         limit: u32,
         after: Option<Cursor>,
+    ) -> Result<ContextPage, StoreError>;
+    /// Contexts whose title or message text matches, best match first, then the most
+    /// recently updated; at most `limit`. `total` counts every matching context.
+    async fn search_contexts(
+        &self,
+        query: &SearchQuery,
+        limit: u32,
     ) -> Result<ContextPage, StoreError>;
     /// Removes a context and its messages; `false` when there was none.
     async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError>;

@@ -7,6 +7,7 @@ use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, LoadedContext,
     MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
 };
+use crate::domain::SearchQuery;
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message, MessageStatus, Role, StateName};
@@ -235,6 +236,16 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
     })
 }
 
+fn context_page(rows: &[AnyRow], total: i64) -> Result<ContextPage, StoreError> {
+    Ok(ContextPage {
+        contexts: rows
+            .iter()
+            .map(context_from_row)
+            .collect::<Result<_, _>>()?,
+        total: to_u64(total),
+    })
+}
+
 fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -356,13 +367,54 @@ impl Store for SqlStore {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts")
             .fetch_one(&self.pool)
             .await?;
-        Ok(ContextPage {
-            contexts: rows
-                .iter()
-                .map(context_from_row)
-                .collect::<Result<_, _>>()?,
-            total: to_u64(total),
-        })
+        context_page(&rows, total)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn search_contexts(
+        &self,
+        query: &SearchQuery,
+        limit: u32,
+    ) -> Result<ContextPage, StoreError> {
+        // One hit per matching title or message, scored so that lower is better (FTS5's
+        // bm25 is negative, better matches more so; Postgres' ts_rank is negated to agree).
+        // A title hit counts double: a chat named after the words is what was meant.
+        let (hits, expression) = match self.backend {
+            Backend::Sqlite => (
+                "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
+                   JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
+                 UNION ALL \
+                 SELECT m.context_id, f.rank FROM messages_fts f \
+                   JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1",
+                query.fts5(),
+            ),
+            Backend::Postgres => (
+                "SELECT id, -2 * ts_rank(search, to_tsquery('simple', $1)) AS score \
+                   FROM contexts WHERE search @@ to_tsquery('simple', $1) \
+                 UNION ALL \
+                 SELECT context_id, -ts_rank(search, to_tsquery('simple', $1)) \
+                   FROM messages WHERE search @@ to_tsquery('simple', $1)",
+                query.tsquery(),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "WITH hits AS ({hits}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
+             SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) \
+             ORDER BY best.score, updated_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(&expression)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let total: i64 = sqlx::query_scalar(&format!(
+            "WITH hits AS ({hits}) SELECT COUNT(DISTINCT id) FROM hits"
+        ))
+        .bind(&expression)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        context_page(&rows, total)
     }
 
     #[tracing::instrument(skip(self))]
@@ -623,6 +675,30 @@ pub(crate) mod tests {
     async fn sqlite_passes_the_store_conformance_suite() {
         let (_dir, store) = temp_store().await;
         conformance::run(&store).await;
+    }
+
+    /// Chats stored before the search migration are found once it ran.
+    #[tokio::test]
+    async fn sqlite_search_migration_indexes_existing_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(&url).await.expect("pool");
+        let mut first = sqlx::migrate!("./migrations/sqlite");
+        first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+        first.run(&pool).await.expect("first migration");
+        let old = conformance::stored_before_search(&pool).await;
+        pool.close().await;
+
+        let store = SqlStore::connect(&url)
+            .await
+            .expect("connect runs the rest");
+        for q in ["archived", "walrus"] {
+            let query = crate::domain::SearchQuery::parse(q).expect("words");
+            let page = store.search_contexts(&query, 10).await.expect("search");
+            let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
+            assert_eq!(ids, [old], "{q}");
+        }
     }
 
     #[tokio::test]

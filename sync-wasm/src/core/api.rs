@@ -2,13 +2,15 @@
 //! and how to read the answer. The shell only moves the values.
 
 use chatsync_protocol::{
-    ApproveToolsRequest, ChatState, CreateContextRequest, ErrorBody, SendMessageRequest,
+    ApproveToolsRequest, ChatState, CreateContextRequest, ErrorBody, RenameContextRequest,
+    SendMessageRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::SyncError;
 use super::syncer::{PollOutcome, PollRequest};
+use super::view::ListOptions;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -25,6 +27,16 @@ pub enum RequestBody {
     SendMessage(SendMessageRequest),
     ApproveTools(ApproveToolsRequest),
     CreateContext(CreateContextRequest),
+    RenameContext(RenameContextRequest),
+    CancelQueued(CancelQueuedRequest),
+}
+
+/// The cancel body naming a queued message: the protocol's `CancelRequest` holds a parsed
+/// id, and parsing it here would pull a UUID crate into the package only to let the
+/// server refuse a bad id anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CancelQueuedRequest {
+    pub message_id: String,
 }
 
 /// The body of an answer, already parsed from JSON by whoever received it: the browser in
@@ -118,6 +130,28 @@ impl Api {
         }
     }
 
+    /// Drops one queued message; it never runs.
+    pub fn cancel_queued(&self, context_id: &str, message_id: &str) -> HttpRequest {
+        post(
+            format!("{}/cancel", self.actions_url(context_id)),
+            RequestBody::CancelQueued(CancelQueuedRequest {
+                message_id: message_id.to_owned(),
+            }),
+        )
+    }
+
+    pub fn rename_context(&self, context_id: &str, title: &str) -> HttpRequest {
+        HttpRequest {
+            method: "PATCH",
+            ..post(
+                self.context_url(context_id),
+                RequestBody::RenameContext(RenameContextRequest {
+                    title: title.to_owned(),
+                }),
+            )
+        }
+    }
+
     pub fn create_context(&self, request: CreateContextRequest) -> HttpRequest {
         post(
             format!("{}/contexts", self.base),
@@ -125,13 +159,17 @@ impl Api {
         )
     }
 
-    pub fn list_contexts(&self, limit: Option<u32>, cursor: Option<&str>) -> HttpRequest {
+    /// A page of the list, or (with `query`) the best matches of a search.
+    pub fn list_contexts(&self, options: &ListOptions) -> HttpRequest {
         let mut query = Vec::new();
-        if let Some(limit) = limit {
+        if let Some(limit) = options.limit {
             query.push(format!("limit={limit}"));
         }
-        if let Some(cursor) = cursor {
+        if let Some(cursor) = &options.cursor {
             query.push(format!("cursor={}", encode(cursor)));
+        }
+        if let Some(words) = &options.query {
+            query.push(format!("q={}", encode(words)));
         }
         let mut url = format!("{}/contexts", self.base);
         if !query.is_empty() {
@@ -305,11 +343,41 @@ pub(crate) mod tests {
     fn ids_and_cursors_cannot_escape_their_url_segment() {
         let api = Api::new("/api");
         assert_eq!(api.delete_context("../x?y").url, "/api/contexts/..%2Fx%3Fy");
+        let page = ListOptions {
+            limit: Some(5),
+            cursor: Some("a&b=c".into()),
+            query: None,
+        };
         assert_eq!(
-            api.list_contexts(Some(5), Some("a&b=c")).url,
+            api.list_contexts(&page).url,
             "/api/contexts?limit=5&cursor=a%26b%3Dc"
         );
-        assert_eq!(api.list_contexts(None, None).url, "/api/contexts");
+        let search = ListOptions {
+            query: Some("rust &q=x".into()),
+            ..ListOptions::default()
+        };
+        assert_eq!(
+            api.list_contexts(&search).url,
+            "/api/contexts?q=rust%20%26q%3Dx"
+        );
+        assert_eq!(
+            api.list_contexts(&ListOptions::default()).url,
+            "/api/contexts"
+        );
+        assert_eq!(api.rename_context("a/b", "x").url, "/api/contexts/a%2Fb");
+    }
+
+    #[test]
+    fn rename_and_queued_cancel_carry_their_bodies() {
+        let api = Api::new("/api");
+        let r = api.rename_context("abc", "New name");
+        assert_eq!((r.method, r.url.as_str()), ("PATCH", "/api/contexts/abc"));
+        let body = serde_json::to_value(&r.body).expect("json body");
+        assert_eq!(body, serde_json::json!({"title": "New name"}));
+        let c = api.cancel_queued("abc", "m-1");
+        assert_eq!(c.url, "/api/contexts/abc/actions/cancel");
+        let body = serde_json::to_value(&c.body).expect("json body");
+        assert_eq!(body, serde_json::json!({"message_id": "m-1"}));
     }
 
     #[test]

@@ -185,6 +185,9 @@ pub struct ListOptions {
     pub limit: Option<u32>,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Search words: the answer is the best matches, without a cursor.
+    #[serde(default)]
+    pub query: Option<String>,
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -336,6 +336,18 @@ impl ChatSync {
         self.action(|api, context| api.bare_action(context, BareAction::Retry))
     }
 
+    /// Drops a queued message of the current context before its turn starts.
+    #[wasm_bindgen(js_name = cancelQueued)]
+    pub fn cancel_queued(&self, message_id: String) -> PromiseVoid {
+        self.action(|api, context| api.cancel_queued(context, &message_id))
+    }
+
+    #[wasm_bindgen(js_name = renameContext)]
+    pub fn rename_context(&self, id: String, title: String) -> PromiseContextSummary {
+        let request = self.shared.api.rename_context(&id, &title);
+        self.request(Ok(request), Answer::Summary)
+    }
+
     #[wasm_bindgen(js_name = createContext)]
     pub fn create_context(
         &self,
@@ -353,7 +365,7 @@ impl ChatSync {
     pub fn list_contexts(&self, options: Option<ListContextsOptionsArg>) -> PromiseContextList {
         let request =
             optional_from_js::<ListOptions>(options.map(Into::into), "listContexts options")
-                .map(|o| self.shared.api.list_contexts(o.limit, o.cursor.as_deref()));
+                .map(|o| self.shared.api.list_contexts(&o));
         self.request(request, Answer::List)
     }
 

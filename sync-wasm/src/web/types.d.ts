@@ -97,4 +97,6 @@ export interface CreateContextOptions {
 export interface ListContextsOptions {
   limit?: number;
   cursor?: string | null;
+  /** Search words: the best matches, ranked, without a next cursor. */
+  query?: string | null;
 }

@@ -1,7 +1,10 @@
-import type { ChatView } from "@chatsync/sync-wasm";
+import { useMemo } from "react";
+import type { ChatView, ViewMessage } from "@chatsync/sync-wasm";
 import type { ChatActions } from "@chatsync/sync-wasm/react";
+import { Announcer } from "./Announcer";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
+import { QueuedMessages } from "./QueuedMessages";
 import { SyncStatus } from "./SyncStatus";
 import { ToolApprovalCard } from "./ToolApprovalCard";
 
@@ -9,31 +12,54 @@ interface Props {
   view: ChatView;
   title: string | null;
   actions: ChatActions;
-  onSend(text: string): Promise<void>;
+  onSend(text: string): Promise<boolean>;
   error: string | null;
   onDismissError(): void;
   run(what: string, action: () => Promise<unknown>): Promise<void>;
+  /** Set on a narrow screen, where the chat list is a drawer this button opens. */
+  onOpenDrawer: (() => void) | null;
 }
 
-export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run }: Props) {
+// The view lists the server's queued messages after the history; they show apart, under
+// the running turn, each removable.
+const isQueued = (m: ViewMessage) => m.status === "queued";
+
+export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run, onOpenDrawer }: Props) {
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
   const deleted = view.sync === "deleted";
+  const history = useMemo(() => view.messages.filter((m) => !isQueued(m)), [view.messages]);
+  const queued = useMemo(() => view.messages.filter(isQueued), [view.messages]);
 
   return (
     <main className="chat" data-testid="chat-panel" data-status={view.status ?? "none"}>
       <header className="chat-head">
+        {onOpenDrawer && (
+          <button
+            className="icon-button drawer-toggle"
+            data-testid="drawer-open"
+            aria-label="Open the chat list"
+            aria-controls="sidebar"
+            onClick={onOpenDrawer}
+          >
+            ☰
+          </button>
+        )}
         <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
         <SyncStatus view={view} />
       </header>
 
       <MessageList
         key={view.contextId ?? "none"}
-        messages={view.messages}
+        messages={history}
         running={running}
         onRetry={(id) => run("Could not send the message", () => actions.retryMessage(id))}
         onDiscard={actions.discardMessage}
       >
+        <QueuedMessages
+          queued={queued}
+          onRemove={(id) => run("Could not remove the queued message", () => actions.cancelQueued(id))}
+        />
         {awaitingApproval && (
           <ToolApprovalCard
             calls={view.pendingToolCalls}
@@ -52,6 +78,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         )}
       </MessageList>
 
+      <Announcer contextId={view.contextId} messages={view.messages} />
       <div className="chat-foot">
         {deleted && (
           <div className="notice" data-testid="chat-deleted" role="status">

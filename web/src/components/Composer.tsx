@@ -1,7 +1,8 @@
 import { useLayoutEffect, useRef, useState, type KeyboardEvent } from "react";
 
 interface Props {
-  onSend(text: string): Promise<void>;
+  /** Resolves false when the message was not taken (no chat could be created for it). */
+  onSend(text: string): Promise<boolean>;
   running: boolean;
   onCancel(): void;
   /** Set when sending makes no sense right now; shown as the placeholder. */
@@ -26,8 +27,11 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
   const submit = () => {
     if (!canSend) return;
     // The message shows at once as pending, so the box clears without waiting for the server.
+    // If it could not even be shown (its new chat was not created), the text comes back,
+    // unless something new was typed meanwhile.
+    const sent = text;
     setText("");
-    void onSend(text.trim());
+    void onSend(sent.trim()).then((taken) => taken || setText((now) => (now === "" ? sent : now)));
   };
 
   const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
@@ -43,8 +47,10 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
     <div className="composer">
       <textarea
         ref={inputRef}
+        id="composer-input"
         className="composer-input"
         data-testid="composer-input"
+        aria-keyshortcuts="Shift+Escape"
         rows={1}
         value={text}
         placeholder={disabledReason ?? "Message"}
@@ -54,7 +60,7 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
         aria-label="Message"
       />
       {running && (
-        <button className="button" data-testid="cancel-button" onClick={onCancel} title="Stop the reply">
+        <button className="button" data-testid="cancel-button" onClick={onCancel} title="Stop the reply (Escape)" aria-keyshortcuts="Escape">
           Stop
         </button>
       )}

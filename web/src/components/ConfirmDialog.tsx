@@ -1,4 +1,5 @@
-import { useEffect, useRef } from "react";
+import { useRef } from "react";
+import { useFocusTrap } from "../hooks/useFocusTrap";
 
 interface Props {
   title: string;
@@ -9,30 +10,27 @@ interface Props {
 }
 
 export function ConfirmDialog({ title, body, confirmLabel, onConfirm, onCancel }: Props) {
-  const cancelRef = useRef<HTMLButtonElement>(null);
-
-  // Focus the safe choice, and let Escape back out, as native dialogs do.
-  useEffect(() => {
-    cancelRef.current?.focus();
-    const onKey = (e: KeyboardEvent) => e.key === "Escape" && onCancel();
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [onCancel]);
+  const dialog = useRef<HTMLDivElement>(null);
+  // Focus starts on the safe choice, stays inside, Escape backs out, and it returns to the
+  // control that opened the dialog.
+  useFocusTrap(dialog, true, onCancel);
 
   return (
     <div className="overlay" onClick={onCancel}>
       <div
+        ref={dialog}
         className="dialog"
         role="alertdialog"
         aria-modal="true"
         aria-labelledby="confirm-title"
+        aria-describedby="confirm-body"
         data-testid="confirm-dialog"
         onClick={(e) => e.stopPropagation()}
       >
         <h2 id="confirm-title">{title}</h2>
-        <p>{body}</p>
+        <p id="confirm-body">{body}</p>
         <div className="dialog-actions">
-          <button ref={cancelRef} className="button" data-testid="confirm-cancel" onClick={onCancel}>
+          <button className="button" data-testid="confirm-cancel" data-autofocus onClick={onCancel}>
             Cancel
           </button>
           <button className="button button-danger" data-testid="confirm-ok" onClick={onConfirm}>

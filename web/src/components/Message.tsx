@@ -1,4 +1,6 @@
 import type { ToolCall, ViewMessage } from "@chatsync/sync-wasm";
+import { CopyButton } from "./CopyButton";
+import { Markdown } from "./Markdown";
 import { formatArguments } from "./ToolApprovalCard";
 
 interface Props {
@@ -27,6 +29,23 @@ function ToolCallLine({ call }: { call: ToolCall }) {
   );
 }
 
+/** Replies are markdown; what a person typed is shown exactly as typed. */
+function MessageText({ message: m }: { message: ViewMessage }) {
+  if (m.role === "assistant") {
+    return (
+      <div className="message-text message-markdown" data-testid="message-text">
+        <Markdown text={m.text} />
+        {m.status === "streaming" && <span className="caret" aria-hidden="true" />}
+      </div>
+    );
+  }
+  return (
+    <div className="message-text" data-testid="message-text">
+      {m.text}
+    </div>
+  );
+}
+
 export function Message({ message: m, onRetry, onDiscard }: Props) {
   const common = {
     "data-testid": "message",
@@ -51,12 +70,7 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
   const failedId = m.status === "failed" ? m.clientMessageId : undefined;
   return (
     <div className={`message message-${m.role} status-${m.status}`} {...common}>
-      {m.text !== "" && (
-        <div className="message-text" data-testid="message-text">
-          {m.text}
-          {m.status === "streaming" && <span className="caret" aria-hidden="true" />}
-        </div>
-      )}
+      {m.text !== "" && <MessageText message={m} />}
       {/* A pending call is shown by the approval card instead. */}
       {m.toolCalls
         ?.filter((call) => call.status !== "pending")
@@ -67,6 +81,12 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
         </div>
       )}
       {m.status === "cancelled" && <div className="message-meta">Stopped</div>}
+      {/* Per-message actions; a branch switcher ("< 2/3 >") belongs in this row too. */}
+      {(m.status === "complete" || m.status === "cancelled") && m.text !== "" && (
+        <div className="message-actions">
+          <CopyButton text={m.text} what="message" testId="message-copy" />
+        </div>
+      )}
       {failedId !== undefined && (
         <div className="message-meta message-failed" data-testid="message-failed" role="alert">
           <span title={m.error}>Not sent</span>

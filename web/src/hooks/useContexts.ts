@@ -1,59 +1,126 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { describeError } from "./useErrorReport";
-import type { ChatSync, ContextSummary, CreateContextOptions } from "@chatsync/sync-wasm";
+import type { ChatSync, ContextList, ContextSummary, CreateContextOptions } from "@chatsync/sync-wasm";
 
 export interface Contexts {
   contexts: ContextSummary[];
   loaded: boolean;
+  /** More pages exist (never while searching: a search answers its best matches at once). */
+  hasMore: boolean;
+  loadMore(): void;
   create(options: CreateContextOptions): Promise<ContextSummary>;
+  rename(contextId: string, title: string): Promise<void>;
   remove(contextId: string): Promise<void>;
 }
 
-// Timestamps are RFC 3339 with as many fraction digits as needed, so compare them as
-// times, not as text.
-const byRecentActivity = (a: ContextSummary, b: ContextSummary) =>
-  Date.parse(b.updatedAt) - Date.parse(a.updatedAt);
+export const PAGE_SIZE = 30;
+/** The server's largest page; a refresh re-reads at most this many chats. */
+const MAX_PAGE = 200;
+const SEARCH_LIMIT = 50;
+
+/** The other tabs of this app hear about chats created, renamed or deleted here. */
+const CHANNEL = "chatsync-contexts";
+
+/** A search needs a letter or a digit; anything else would only be refused by the server. */
+export const searchable = (query: string) => /[\p{L}\p{N}]/u.test(query);
 
 /**
- * The sidebar's chat list. It is re-read when `refreshKey` changes (the open chat's status),
- * so titles and counts follow finished turns without a poller of its own.
+ * The sidebar's chat list: newest first, a page at a time, or the matches of a search.
+ * It is re-read when `refreshKey` changes (the open chat's status), when another tab
+ * changes a chat, and after every change made here.
  */
-export function useContexts(sync: ChatSync, refreshKey: string, onError: (message: string) => void): Contexts {
+export function useContexts(
+  sync: ChatSync,
+  refreshKey: string,
+  query: string,
+  onError: (message: string) => void,
+): Contexts {
   const [contexts, setContexts] = useState<ContextSummary[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
   const [loaded, setLoaded] = useState(false);
+  const [pinged, setPinged] = useState(0);
+  const loading = useRef(false);
+  // How many chats the list shows, so a refresh keeps the pages scrolled into view.
+  const shown = useRef(0);
+  shown.current = contexts.length;
+  const searching = searchable(query);
+
+  const channel = useRef<BroadcastChannel | null>(null);
+  useEffect(() => {
+    const c = new BroadcastChannel(CHANNEL);
+    c.onmessage = () => setPinged((n) => n + 1);
+    channel.current = c;
+    return () => c.close();
+  }, []);
+  const tellOtherTabs = useCallback(() => channel.current?.postMessage("changed"), []);
 
   useEffect(() => {
     // Only the newest answer counts: an older list, arriving late, would hide a chat that
     // was just created.
     let stale = false;
-    sync
-      .listContexts({ limit: 100 })
+    const request: Promise<ContextList> = searching
+      ? sync.listContexts({ query, limit: SEARCH_LIMIT })
+      : sync.listContexts({ limit: Math.min(MAX_PAGE, Math.max(PAGE_SIZE, shown.current)) });
+    request
       .then(
-        (list) => stale || setContexts([...list.contexts].sort(byRecentActivity)),
+        (list) => {
+          if (stale) return;
+          setContexts(list.contexts);
+          setCursor(list.nextCursor);
+        },
         (e: unknown) => stale || onError(`Could not load the chat list: ${describeError(e)}`),
       )
       .finally(() => stale || setLoaded(true));
     return () => {
       stale = true;
     };
-  }, [sync, onError, refreshKey]);
+  }, [sync, onError, refreshKey, pinged, query, searching]);
+
+  const loadMore = useCallback(() => {
+    if (!cursor || searching || loading.current) return;
+    loading.current = true;
+    sync
+      .listContexts({ limit: PAGE_SIZE, cursor })
+      .then(
+        (page) => {
+          setContexts((list) => {
+            const known = new Set(list.map((c) => c.id));
+            return [...list, ...page.contexts.filter((c) => !known.has(c.id))];
+          });
+          setCursor(page.nextCursor);
+        },
+        (e: unknown) => onError(`Could not load more chats: ${describeError(e)}`),
+      )
+      .finally(() => (loading.current = false));
+  }, [sync, cursor, searching, onError]);
 
   const create = useCallback(
     async (options: CreateContextOptions) => {
       const created = await sync.createContext(options);
       setContexts((list) => [created, ...list.filter((c) => c.id !== created.id)]);
+      tellOtherTabs();
       return created;
     },
-    [sync],
+    [sync, tellOtherTabs],
+  );
+
+  const rename = useCallback(
+    async (contextId: string, title: string) => {
+      const renamed = await sync.renameContext(contextId, title);
+      setContexts((list) => list.map((c) => (c.id === contextId ? renamed : c)));
+      tellOtherTabs();
+    },
+    [sync, tellOtherTabs],
   );
 
   const remove = useCallback(
     async (contextId: string) => {
       await sync.deleteContext(contextId);
       setContexts((list) => list.filter((c) => c.id !== contextId));
+      tellOtherTabs();
     },
-    [sync],
+    [sync, tellOtherTabs],
   );
 
-  return { contexts, loaded, create, remove };
+  return { contexts, loaded, hasMore: cursor !== null && !searching, loadMore, create, rename, remove };
 }

@@ -74,6 +74,12 @@ pub enum Command {
         content: Vec<ContentPart>,
         reply: Reply<Arc<Message>>,
     },
+    /// Give the context a new title. Done at once, even while a turn runs: it touches the
+    /// context row only, never the turn.
+    Rename {
+        title: String,
+        reply: Reply<()>,
+    },
     /// Write whatever is unsaved now.
     Flush {
         reply: oneshot::Sender<()>,
@@ -240,6 +246,7 @@ impl Actor {
                 | Command::Retry { .. }
                 | Command::Append { .. }
                 | Command::Edit { .. }
+                | Command::Rename { .. }
         );
         if mutating {
             if let Err(e) = self.take_lease().await {
@@ -332,6 +339,7 @@ impl Actor {
                     .map(|()| self.ctx.messages()[i].clone());
                 let _ = reply.send(result);
             }
+            Command::Rename { title, reply } => self.rename(title, reply).await,
             Command::Flush { reply } => {
                 self.flush().await;
                 let _ = reply.send(());
@@ -464,6 +472,11 @@ impl Actor {
         }
     }
 
+    async fn rename(&mut self, title: String, reply: Reply<()>) {
+        self.ctx.set_title(title);
+        let _ = reply.send(self.save_now().await);
+    }
+
     async fn flush(&mut self) {
         if self.ctx.has_unsaved() || self.ctx.publish() {
             // Errors are logged by the autosaver; the data stays in memory for a retry.
@@ -581,6 +594,8 @@ impl Actor {
                         return None;
                     }
                     Some(Command::RemoteCancel) if in_turn => return None,
+                    // The turn holds the lease, so the title can be written now.
+                    Some(Command::Rename { title, reply }) if in_turn => self.rename(title, reply).await,
                     Some(Command::Flush { reply }) => {
                         self.flush().await;
                         let _ = reply.send(());
@@ -619,6 +634,9 @@ fn refuse(cmd: Command, error: ActionError) {
             let _ = reply.send(Err(error));
         }
         Command::Append { reply, .. } | Command::Edit { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Command::Rename { reply, .. } => {
             let _ = reply.send(Err(error));
         }
         Command::Flush { reply } => {

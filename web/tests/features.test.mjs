@@ -1,0 +1,273 @@
+// What makes the app pleasant to use: markdown replies with copyable code, chat titles and
+// search, a list that pages on, a phone layout, keyboard use, and accessibility.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  DESKTOP, PHONE, axeViolations, byTestId, createChat, currentContextId, launchBrowser, messages,
+  openApp, send, setup, turn, waitForReply, waitForStatus,
+} from "./harness.mjs";
+
+let browser;
+before(async () => (browser = await launchBrowser()));
+after(() => browser?.close());
+
+const TEST = { timeout: 90_000 };
+const CLIPBOARD = { permissions: ["clipboard-read", "clipboard-write"] };
+
+const MARKDOWN = [
+  "Here is **bold** text and a table:",
+  "",
+  "| a | b |",
+  "| - | - |",
+  "| 1 | 2 |",
+  "",
+  "```js",
+  "const answer = 40 + 2;",
+  "```",
+  "",
+  '<img src="x" onerror="window.__xss = 1"> <b>raw</b>',
+].join("\n");
+
+/** The page scrolls sideways only if something is wider than the viewport. */
+const overflowsSideways = (page) =>
+  page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
+
+async function assertAccessible(page, view) {
+  const found = await axeViolations(page);
+  assert.deepEqual(found, [], `${view}: serious or critical accessibility violations`);
+}
+
+for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
+  test(`markdown (${name}): a reply renders GFM with highlighted, copyable code and no raw HTML`, TEST, async (t) => {
+    const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport, ...CLIPBOARD });
+    await openApp(page, server.baseUrl);
+    await assertAccessible(page, "empty chat");
+    await screenshot(page, "-empty");
+
+    await send(page, MARKDOWN);
+    const reply = page.locator('[data-testid="message"][data-role="assistant"][data-status="complete"]').last();
+    await reply.waitFor();
+    await waitForStatus(page, "idle");
+    const text = byTestId(reply, "message-text");
+    assert.equal(await text.locator("strong").first().innerText(), "bold");
+    assert.equal(await text.locator("table td").first().innerText(), "1");
+    const code = byTestId(text, "code-block");
+    assert.equal(await code.locator("code.language-js").count(), 1);
+    assert.ok((await code.locator("code .hljs-keyword").count()) > 0, "the code is highlighted");
+    // Raw HTML stays out: no element from it, no script run.
+    assert.equal(await text.locator("img, b").count(), 0);
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+
+    await byTestId(code, "code-copy").click();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), "const answer = 40 + 2;");
+    await byTestId(reply, "message-copy").click();
+    assert.match(await page.evaluate(() => navigator.clipboard.readText()), /^You said: .*\*\*bold\*\*/s);
+    // The user's own message shows exactly what was typed.
+    assert.equal(await messages(page, "user").last().locator('[data-testid="message-text"]').innerText(), MARKDOWN);
+
+    assert.equal(await overflowsSideways(page), false, "nothing overflows horizontally");
+    await assertAccessible(page, "chat with a markdown reply");
+    await screenshot(page, "-chat");
+    await page.emulateMedia({ colorScheme: "dark" });
+    await assertAccessible(page, "chat in dark mode");
+    await screenshot(page, "-dark");
+    assertLocalOnly();
+  });
+}
+
+test("streaming markdown: finished blocks keep their DOM while the reply grows", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, { chunkDelayMs: 40 });
+  await openApp(page, server.baseUrl);
+  await send(page, "/slow 60");
+  const streaming = page.locator('[data-testid="message"][data-role="assistant"][data-status="streaming"]');
+  await streaming.waitFor();
+  // Mark the first paragraph node; if it were re-created the mark would be gone.
+  await page.waitForFunction(() => document.querySelector('[data-status="streaming"] .markdown p'));
+  await page.evaluate(() => (document.querySelector('[data-status="streaming"] .markdown p').dataset.mark = "kept"));
+  await page.locator('[data-role="assistant"][data-status="complete"]').waitFor({ timeout: 30_000 });
+  // The whole /slow reply is one paragraph, so this checks the streamed block was updated
+  // in place rather than replaced.
+  assert.equal(await page.locator('[data-role="assistant"] .markdown p[data-mark="kept"]').count(), 1);
+  // The announcer told screen readers about the finished reply.
+  assert.match(await byTestId(page, "announcer").innerText(), /^Reply: chunk 1/);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("stop: Escape stops a running reply, Shift+Escape focuses the composer, Ctrl+Shift+O opens a new chat", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await send(page, "/slow 60");
+  await page.locator('[data-testid="message"][data-role="assistant"][data-status="streaming"]').waitFor();
+  await page.locator("body").click({ position: { x: 5, y: 400 } });
+  await page.keyboard.press("Escape");
+  await page.locator('[data-role="assistant"][data-status="cancelled"]').waitFor();
+  await waitForStatus(page, "idle");
+
+  await page.keyboard.press("Shift+Escape");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "composer-input");
+  const chat = currentContextId(page);
+  await page.keyboard.press("Control+Shift+O");
+  await byTestId(page, "empty-chat").waitFor();
+  assert.equal(currentContextId(page), null);
+  assert.notEqual(chat, null);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("rename: inline rename persists and shows in other tabs; Escape abandons an edit", TEST, async (t) => {
+  const { server, context, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await turn(page, "name me later");
+  const id = currentContextId(page);
+  const other = await context.newPage();
+  await openApp(other, server.baseUrl, id);
+
+  const item = page.locator(`[data-testid="chat-item"][data-context-id="${id}"]`);
+  await byTestId(item, "chat-item-rename").click();
+  const input = byTestId(item, "chat-item-rename-input");
+  assert.equal(await input.evaluate((el) => el === document.activeElement), true, "the input takes focus");
+  await input.fill("Trip to Lisbon");
+  await input.press("Enter");
+  await item.filter({ hasText: "Trip to Lisbon" }).waitFor();
+  assert.equal(await page.locator(".chat-title").innerText(), "Trip to Lisbon");
+  // The other tab hears of it without a reload.
+  await other.locator(`[data-testid="chat-item"][data-context-id="${id}"]`).filter({ hasText: "Trip to Lisbon" }).waitFor();
+
+  // Escape abandons an edit.
+  await byTestId(item, "chat-item-rename").click();
+  await byTestId(item, "chat-item-rename-input").fill("never saved");
+  await byTestId(item, "chat-item-rename-input").press("Escape");
+  await page.reload();
+  await item.filter({ hasText: "Trip to Lisbon" }).waitFor();
+  assert.equal(await item.filter({ hasText: "never saved" }).count(), 0);
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("search and paging: the search box finds chats by title and text; the list scrolls on", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  // More chats than one page (30), created through the API.
+  for (let i = 0; i < 45; i++) await createChat(server, `Filler chat ${i}`);
+  await createChat(server, "Penguin facts");
+  await openApp(page, server.baseUrl);
+  const items = page.locator('[data-testid="chat-item"]');
+  await items.first().waitFor();
+  assert.equal(await items.count(), 30, "one page at first");
+  await byTestId(page, "chat-list-more").scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="chat-item"]').length === 46);
+  assert.equal(await byTestId(page, "chat-list-more").count(), 0, "no more pages");
+
+  // A chat found by its message text, not its title.
+  await byTestId(page, "new-chat").click();
+  await turn(page, "tell me about walruses");
+  await byTestId(page, "chat-search").fill("walrus");
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="chat-item"]').length === 1);
+  assert.match(await items.first().innerText(), /tell me about walruses/);
+  await byTestId(page, "chat-search").fill("PENGU");
+  await items.filter({ hasText: "Penguin facts" }).waitFor();
+  assert.equal(await items.count(), 1);
+  // Query syntax is only words: no error, just no match.
+  await byTestId(page, "chat-search").fill('"NEAR( zebra');
+  await page.getByText("No chats match").waitFor();
+  assert.equal(await byTestId(page, "error-banner").count(), 0);
+  await assertAccessible(page, "chat list with a search");
+  await screenshot(page);
+  assertLocalOnly();
+});
+
+test("delete: the confirm dialog traps focus and gives it back on cancel", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await createChat(server, "Keep me");
+  await openApp(page, server.baseUrl);
+  const remove = byTestId(page, "chat-item-delete").first();
+  await remove.focus();
+  await page.keyboard.press("Enter");
+  const dialog = byTestId(page, "confirm-dialog");
+  await dialog.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), "confirm-cancel");
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press("Tab");
+    assert.equal(await dialog.evaluate((d) => d.contains(document.activeElement)), true, "focus stays in the dialog");
+  }
+  await assertAccessible(page, "confirm dialog");
+  await screenshot(page, "-dialog");
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  assert.equal(await remove.evaluate((b) => b === document.activeElement), true, "focus is back on the delete button");
+  assert.equal(await page.locator('[data-testid="chat-item"]').count(), 1);
+  assertLocalOnly();
+});
+
+test("mobile: at 390 px the chat list is a drawer that opens, traps focus, and closes on choosing", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport: PHONE });
+  await openApp(page, server.baseUrl);
+  await turn(page, "a fairly long first message so that the chat title has to be cut somewhere sensible");
+  const first = currentContextId(page);
+  await byTestId(page, "drawer-open").click();
+  await byTestId(page, "new-chat").click();
+  await turn(page, "second chat");
+  const sidebar = byTestId(page, "sidebar");
+  assert.equal(await sidebar.isVisible(), false, "the drawer starts closed");
+  assert.equal(await overflowsSideways(page), false);
+  await screenshot(page, "-chat");
+
+  await byTestId(page, "drawer-open").click();
+  await sidebar.waitFor({ state: "visible" });
+  assert.equal(await sidebar.getAttribute("role"), "dialog");
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press("Tab");
+    assert.equal(await sidebar.evaluate((s) => s.contains(document.activeElement)), true, "focus stays in the drawer");
+  }
+  await assertAccessible(page, "open drawer");
+  await screenshot(page, "-drawer");
+  await page.locator(`[data-testid="chat-item"][data-context-id="${first}"] [data-testid="chat-item-open"]`).click();
+  await waitForReply(page, "a fairly long first message");
+  await sidebar.waitFor({ state: "hidden" });
+  assert.equal(currentContextId(page), first);
+  assert.equal(await overflowsSideways(page), false);
+  assertLocalOnly();
+});
+
+test("first message: when its chat cannot be created, the text stays in the composer with the error", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  await openApp(page, server.baseUrl);
+  await page.route("**/api/contexts", (route) =>
+    route.request().method() === "POST"
+      ? route.fulfill({ status: 503, contentType: "application/json", body: '{"error":{"code":"unavailable","message":"database down"}}' })
+      : route.continue(),
+  );
+  await send(page, "please do not lose me");
+  await byTestId(page, "error-banner").waitFor();
+  assert.match(await byTestId(page, "error-banner").innerText(), /database down/);
+  assert.equal(await byTestId(page, "composer-input").inputValue(), "please do not lose me");
+  assert.equal(await messages(page).count(), 0);
+  assert.equal(currentContextId(page), null);
+  await screenshot(page);
+
+  await page.unroute("**/api/contexts");
+  await byTestId(page, "composer-input").press("Enter");
+  await waitForReply(page, "please do not lose me");
+  assert.ok(currentContextId(page));
+  assertLocalOnly();
+});
+
+test("queue: messages sent during a turn wait under it and can be removed", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, { chunkDelayMs: 40 });
+  await openApp(page, server.baseUrl);
+  await send(page, "/slow 80");
+  await page.locator('[data-role="assistant"][data-status="streaming"]').waitFor();
+  const view = await page.evaluate(() => document.querySelector('[data-testid="chat-panel"]')?.dataset.status);
+  assert.equal(view, "running");
+  await send(page, "queued one");
+  await send(page, "queued two");
+  const queued = byTestId(page, "queued-message");
+  await queued.nth(1).waitFor({ timeout: 5_000 });
+  await assertAccessible(page, "queued messages");
+  await screenshot(page);
+  await byTestId(queued.filter({ hasText: "queued one" }), "queued-remove").click();
+  await queued.filter({ hasText: "queued one" }).waitFor({ state: "detached" });
+  await waitForReply(page, "queued two");
+  assert.equal(await messages(page, "user").filter({ hasText: "queued one" }).count(), 0, "the removed message never ran");
+  assertLocalOnly();
+});
