@@ -73,12 +73,17 @@ impl Application {
                 .map_err(StartError::Config)?,
             ),
         };
-        let store = store::connect(&config.database_url).await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let store = Arc::new(
+            store::SqlStore::connect(&config.database_url)
+                .await?
+                .with_metrics(metrics.clone()),
+        );
         let engine = Arc::new(Engine::new(Deps {
             store,
             model,
             tools,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             settings: EngineSettings {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
                 max_live_contexts: usize::try_from(config.max_live_contexts).unwrap_or(usize::MAX),

@@ -203,7 +203,11 @@ impl Engine {
                     let _ = h.tx.try_send(Command::Resume);
                 }
                 None => {
-                    self.handle(*id).await?;
+                    // One context that cannot load must not keep the others (or the
+                    // server) from starting: it is logged and stays as it is.
+                    if let Err(e) = self.handle(*id).await {
+                        tracing::error!(context_id = %id, error = %e, "cannot resume this context");
+                    }
                 }
             }
         }

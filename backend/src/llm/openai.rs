@@ -4,7 +4,7 @@
 //! Failure policy, so the engine's retries do the right thing:
 //! - 408, 429 and 5xx answers, connection failures, a connection cut mid-stream, a stream
 //!   that ends without `[DONE]` (or a finish reason), and silence longer than the idle
-//!   timeout are transient: the same request may well succeed. `Retry-After` (seconds)
+//!   timeout are transient: the same request may well succeed. `Retry-After` (seconds or an HTTP date)
 //!   and OpenAI's `retry-after-ms` become the retry delay, capped at a minute.
 //! - Any other answer is fatal, with the server's own error message.
 //! - A stream event that is not the JSON we expect is fatal: a server that sends one
