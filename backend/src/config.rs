@@ -80,6 +80,22 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Requests handled at once; beyond it the server answers 503 with Retry-After at once.
+    #[arg(long, env = "CHATSYNC_MAX_IN_FLIGHT", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+
+    /// How long a client may take to send a request's headers, in milliseconds; a
+    /// connection that is slower is closed.
+    #[arg(long, env = "CHATSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// Longest silence while a request body is read, in milliseconds (then 408).
+    #[arg(long, env = "CHATSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+
     /// How long an action waits for its turn to rest before answering 202, in milliseconds.
     #[arg(long, env = "CHATSYNC_WAIT_TIMEOUT_MS", default_value_t = 30_000)]
     pub wait_timeout_ms: u64,
@@ -133,6 +149,9 @@ mod tests {
         assert_eq!(c.model, ModelKind::Scripted);
         assert_eq!(c.openai_base_url, "https://api.openai.com/v1");
         assert_eq!(c.tool_timeout_ms, 30_000);
+        assert_eq!(c.max_in_flight, 2048);
+        assert_eq!(c.header_read_timeout_ms, 10_000);
+        assert_eq!(c.body_read_timeout_ms, 10_000);
         assert!(c.auto_approve_tools.is_empty());
         assert!(c.workspace_root.is_none());
     }
@@ -164,6 +183,9 @@ mod tests {
             vec!["chatsync", "--lease-ttl-ms", "10"],
             vec!["chatsync", "--openai-api-key", "two words"],
             vec!["chatsync", "--tool-timeout-ms", "0"],
+            vec!["chatsync", "--max-in-flight", "0"],
+            vec!["chatsync", "--header-read-timeout-ms", "0"],
+            vec!["chatsync", "--body-read-timeout-ms", "-1"],
         ] {
             assert!(Config::try_parse_from(&args).is_err(), "{args:?}");
         }

@@ -47,6 +47,8 @@ async fn spawn_app(legacy_crud: bool) -> TestApp {
             max_body_bytes: 4096,
             cors_allow_origin: None,
             web_dir: None,
+            max_in_flight: 64,
+            body_read_timeout: Duration::from_secs(5),
         }),
     })
     .expect("router");

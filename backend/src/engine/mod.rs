@@ -21,8 +21,9 @@ use crate::llm::Model;
 use crate::metrics::Metrics;
 use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
+pub use actor::Written;
 use actor::{Actor, Command, Reply};
-use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role};
+use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Role};
 use context::LiveContext;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -554,15 +555,17 @@ impl Engine {
         id: Uuid,
         role: Role,
         content: Vec<ContentPart>,
-    ) -> Result<Arc<Message>, EngineError> {
-        let (message, _) = self
+        tool_call_id: Option<String>,
+    ) -> Result<Written, EngineError> {
+        let (written, _) = self
             .command(id, |reply| Command::Append {
                 role,
                 content: content.clone(),
+                tool_call_id: tool_call_id.clone(),
                 reply,
             })
             .await?;
-        Ok(message)
+        Ok(written)
     }
 
     pub async fn edit_message(
@@ -570,15 +573,15 @@ impl Engine {
         id: Uuid,
         message_id: Uuid,
         content: Vec<ContentPart>,
-    ) -> Result<Arc<Message>, EngineError> {
-        let (message, _) = self
+    ) -> Result<Written, EngineError> {
+        let (written, _) = self
             .command(id, |reply| Command::Edit {
                 message_id,
                 content: content.clone(),
                 reply,
             })
             .await?;
-        Ok(message)
+        Ok(written)
     }
 
     /// Writes every live context's unsaved changes (shutdown).
