@@ -118,6 +118,11 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_LEASE_TTL_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(500..))]
     pub lease_ttl_ms: u64,
+
+    /// Long polls (`GET .../state?wait_ms=`) this instance holds at once; more get 503.
+    #[arg(long, env = "CHATSYNC_MAX_WAITERS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_waiters: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +159,7 @@ mod tests {
         assert_eq!(c.body_read_timeout_ms, 10_000);
         assert!(c.auto_approve_tools.is_empty());
         assert!(c.workspace_root.is_none());
+        assert_eq!(c.max_waiters, 10_000);
     }
 
     #[test]
@@ -186,6 +192,7 @@ mod tests {
             vec!["chatsync", "--max-in-flight", "0"],
             vec!["chatsync", "--header-read-timeout-ms", "0"],
             vec!["chatsync", "--body-read-timeout-ms", "-1"],
+            vec!["chatsync", "--max-waiters", "0"],
         ] {
             assert!(Config::try_parse_from(&args).is_err(), "{args:?}");
         }

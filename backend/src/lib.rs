@@ -26,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     engine: Arc<Engine>,
+    polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
     header_read_timeout: Duration,
 }
@@ -47,6 +48,22 @@ pub enum StartError {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, None).await
+    }
+
+    /// Builds the application with `model` in place of the one the flags name: tests bring
+    /// model doubles but keep every other part of the real wiring.
+    pub async fn build_with_model(
+        config: Config,
+        model: Arc<dyn llm::Model>,
+    ) -> Result<Self, StartError> {
+        Self::build_with(config, Some(model)).await
+    }
+
+    async fn build_with(
+        config: Config,
+        model: Option<Arc<dyn llm::Model>>,
+    ) -> Result<Self, StartError> {
         // Settings are checked before the store opens, so a typo fails fast and clearly.
         let tools = Arc::new(
             tools::ToolRegistry::new(&tools::ToolSettings {
@@ -56,23 +73,28 @@ impl Application {
             })
             .map_err(StartError::Config)?,
         );
-        let model: Arc<dyn llm::Model> = match config.model {
-            ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
-                config.scripted_chunk_delay_ms,
-            ))),
-            ModelKind::Openai => Arc::new(
-                llm::OpenAiModel::new(
-                    llm::OpenAiSettings {
-                        base_url: config.openai_base_url.clone(),
-                        api_key: config.openai_api_key.clone(),
-                        model: config.openai_model.clone(),
-                        connect_timeout: Duration::from_millis(config.openai_connect_timeout_ms),
-                        idle_timeout: Duration::from_millis(config.openai_idle_timeout_ms),
-                    },
-                    &tools.specs(),
-                )
-                .map_err(StartError::Config)?,
-            ),
+        let model: Arc<dyn llm::Model> = match (model, config.model) {
+            (Some(model), _) => model,
+            (None, kind) => match kind {
+                ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
+                    config.scripted_chunk_delay_ms,
+                ))),
+                ModelKind::Openai => Arc::new(
+                    llm::OpenAiModel::new(
+                        llm::OpenAiSettings {
+                            base_url: config.openai_base_url.clone(),
+                            api_key: config.openai_api_key.clone(),
+                            model: config.openai_model.clone(),
+                            connect_timeout: Duration::from_millis(
+                                config.openai_connect_timeout_ms,
+                            ),
+                            idle_timeout: Duration::from_millis(config.openai_idle_timeout_ms),
+                        },
+                        &tools.specs(),
+                    )
+                    .map_err(StartError::Config)?,
+                ),
+            },
         };
         let metrics = Arc::new(metrics::Metrics::default());
         let store = Arc::new(
@@ -100,7 +122,10 @@ impl Application {
             tracing::info!(resumed, "resumed interrupted turns");
         }
         engine.start_background();
+        let metrics = engine.metrics().clone();
+        let polls = Arc::new(api::LivePolls::new(config.max_waiters, metrics));
         let router = api::router(api::AppState {
+            polls: polls.clone(),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
                 legacy_crud: config.legacy_crud == OnOff::On,
@@ -123,6 +148,7 @@ impl Application {
             listener,
             router,
             engine,
+            polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         })
@@ -136,6 +162,11 @@ impl Application {
         &self.engine
     }
 
+    /// The application's routes, to call in-process (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// Serves until `shutdown` resolves, lets open requests finish (up to the grace
     /// period), then writes every unsaved change.
     pub async fn run_until(
@@ -143,12 +174,15 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let polls = self.polls.clone();
         let server = serve(
             self.listener,
             self.router,
             self.header_read_timeout,
             async move {
                 shutdown.await;
+                // Held long polls answer 304 now instead of holding the drain for their wait.
+                polls.stop();
                 let _ = stopping_tx.send(());
             },
         );

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub live_contexts: AtomicU64,
     /// Stored messages that could not be decoded and were shown as unreadable.
     pub unreadable_messages: AtomicU64,
+    /// Long polls waiting for a change right now.
+    pub held_polls: AtomicU64,
     save_latency: Histogram,
 }
 
@@ -95,6 +97,12 @@ impl Metrics {
             "# HELP chatsync_live_contexts Contexts loaded in memory.\n\
              # TYPE chatsync_live_contexts gauge\nchatsync_live_contexts {}",
             Self::get(&self.live_contexts)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatsync_held_polls Long polls waiting for a change.\n\
+             # TYPE chatsync_held_polls gauge\nchatsync_held_polls {}",
+            Self::get(&self.held_polls)
         );
         let name = "chatsync_save_duration_seconds";
         let _ = writeln!(

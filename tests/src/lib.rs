@@ -239,6 +239,10 @@ impl Api {
         self.http.patch(self.url(path))
     }
 
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path))
+    }
+
     pub async fn create_context(&self) -> ContextSummary {
         let response = self
             .post("/api/contexts")
@@ -394,6 +398,17 @@ pub fn header(response: &Response, name: &str) -> Option<String> {
         .headers()
         .get(name)
         .map(|v| v.to_str().expect("header is ASCII").to_owned())
+}
+
+/// The value of an unlabelled Prometheus sample in `/metrics` text.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} is not a number ({e}):\n{metrics}"))
 }
 
 /// The text of a message.

@@ -1,19 +1,8 @@
 //! Polling the state: ETags, 304s, deltas, and the metrics that count them.
 
-use chatsync_e2e::{header, text, TestServer};
+use chatsync_e2e::{header, sample, text, TestServer};
 use chatsync_protocol::{ChatState, Role};
 use reqwest::StatusCode;
-
-/// The value of an unlabelled Prometheus sample.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} is not a number ({e}):\n{metrics}"))
-}
 
 #[tokio::test]
 async fn etags_and_deltas_let_clients_poll_cheaply() {

@@ -5,7 +5,7 @@
 //! tests are skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
 
 use chatsync_e2e::postgres::{two_instances, TestPostgres};
-use chatsync_e2e::{poll_until, text, with_role, Api, DEFAULT_TIMEOUT};
+use chatsync_e2e::{poll_until, sample, text, with_role, Api, DEFAULT_TIMEOUT};
 use chatsync_protocol::{ChatState, MessageStatus, Role, Status};
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
@@ -172,4 +172,39 @@ async fn a_cancel_through_one_instance_stops_the_turn_running_on_the_other() {
         "the turn was stopped early"
     );
     assert_eq!(same_everywhere(&a, &b, ctx.id).await.status, Status::Idle);
+}
+
+#[tokio::test]
+async fn a_long_poll_on_one_instance_wakes_for_a_send_through_the_other() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "long_poll").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    let version = same_everywhere(&a, &b, ctx.id).await.version;
+    let poll = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.state_raw(ctx.id, &format!("?since={version}&wait_ms=25000"), None)
+                .await
+        })
+    };
+    poll_until(
+        "B holds the long poll",
+        DEFAULT_TIMEOUT,
+        || b.metrics(),
+        |m| sample(m, "chatsync_held_polls") == 1.0,
+    )
+    .await;
+    a.send_message_no_wait(ctx.id, "from A").await;
+    let response = poll.await.expect("poll task");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "woken by the change, not the wait"
+    );
+    let delta: ChatState = response.json().await.expect("a ChatState");
+    assert!(delta.delta && delta.version > version);
+    assert_eq!(text(&delta.messages[0]), "from A");
 }

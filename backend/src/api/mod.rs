@@ -12,6 +12,7 @@ mod state;
 
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
+pub use state::{LivePolls, MAX_WAIT_MS};
 
 use crate::engine::Engine;
 use axum::error_handling::HandleErrorLayer;
@@ -63,6 +64,8 @@ pub struct ApiConfig {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
+    /// Held long polls: their bound, and the signal that answers them at shutdown.
+    pub polls: Arc<LivePolls>,
 }
 
 pub fn router(app: AppState) -> Result<Router, String> {

@@ -1,16 +1,29 @@
 //! `GET /api/contexts/{id}/state`: what clients poll. Answers from the published snapshot,
 //! never waiting for a running turn.
+//!
+//! With `wait_ms` it is a long poll: when nothing changed since what the client holds, the
+//! request waits on the context's snapshot channel until the next published change (or the
+//! wait ends: 304). A held request is a `watch` receiver inside the request's own future:
+//! no task, no timer thread and no copy of the state per waiter.
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, ContextId};
 use super::AppState;
+use crate::engine::Snapshot;
+use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The longest a poll may be held, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 30_000;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/contexts/{id}/state", get(state))
@@ -20,6 +33,54 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct StateQuery {
     since: Option<u64>,
+    wait_ms: Option<u64>,
+}
+
+/// The held long polls of this instance: a bound on how many, and the signal that ends
+/// them all at shutdown (so a drain does not wait out every client's `wait_ms`).
+#[derive(Debug)]
+pub struct LivePolls {
+    max: u64,
+    stopping: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl LivePolls {
+    pub fn new(max: u64, metrics: Arc<Metrics>) -> Self {
+        LivePolls {
+            max,
+            stopping: watch::Sender::new(false),
+            metrics,
+        }
+    }
+
+    /// Answers every held poll at once (304) and refuses to hold new ones.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    fn hold(&self) -> Result<Held<'_>, ApiError> {
+        let counter = &self.metrics.held_polls;
+        if counter.fetch_add(1, Ordering::Relaxed) >= self.max {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_waiters",
+                "Too many requests are waiting for changes on this server; poll again later",
+            ));
+        }
+        Ok(Held(counter))
+    }
+}
+
+/// One held poll; leaving the count when the request ends, however it ends (a client
+/// that disconnects drops the request's future, and with it this).
+struct Held<'a>(&'a AtomicU64);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// True when an `If-None-Match` list names this ETag (or `*`); weak tags match too.
@@ -33,24 +94,105 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t == etag || t == "*")
 }
 
+fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Whether the client already holds this version: it named it in `since`, or (without
+/// `since`) in `If-None-Match`.
+fn holds_current(snapshot: &Snapshot, since: Option<u64>, headers: &HeaderMap) -> bool {
+    match since {
+        Some(since) => since == snapshot.version(),
+        None => matches_etag(headers, &etag(snapshot.version())),
+    }
+}
+
+fn with_etag(mut response: Response, version: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+fn not_modified(version: u64, metrics: &Metrics) -> Response {
+    metrics.polls_not_modified.fetch_add(1, Ordering::Relaxed);
+    with_etag(StatusCode::NOT_MODIFIED.into_response(), version)
+}
+
+/// The plain answer: 304 when `If-None-Match` names the current version, else the state
+/// (only what changed after `since`, when given).
+fn answer(
+    snapshot: &Snapshot,
+    since: Option<u64>,
+    headers: &HeaderMap,
+    metrics: &Metrics,
+) -> Response {
+    let version = snapshot.version();
+    if matches_etag(headers, &etag(version)) {
+        return not_modified(version, metrics);
+    }
+    with_etag(
+        Json(snapshot.chat_state_ref(since)).into_response(),
+        version,
+    )
+}
+
+fn wait_of(wait_ms: Option<u64>) -> Result<Duration, ApiError> {
+    match wait_ms {
+        None => Ok(Duration::ZERO),
+        Some(ms) if ms <= MAX_WAIT_MS => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(ApiError::bad_request(
+            "invalid_wait_ms",
+            format!("wait_ms must be between 0 and {MAX_WAIT_MS} (got {ms})"),
+        )),
+    }
+}
+
 async fn state(
     State(app): State<AppState>,
     ContextId(id): ContextId,
     ApiQuery(q): ApiQuery<StateQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let snapshot = app.engine.snapshot(id).await?;
+    let wait = wait_of(q.wait_ms)?;
     let metrics = app.engine.metrics();
     metrics.polls.fetch_add(1, Ordering::Relaxed);
-    let etag = format!("\"{}\"", snapshot.version());
-    let etag_value = HeaderValue::from_str(&etag)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    if matches_etag(&headers, &etag) {
-        metrics.polls_not_modified.fetch_add(1, Ordering::Relaxed);
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    if wait.is_zero() {
+        // The plain-polling hot path: no channel handle is cloned.
+        let snapshot = app.engine.snapshot(id).await?;
+        return Ok(answer(&snapshot, q.since, &headers, metrics));
     }
-    let body = Json(snapshot.chat_state_ref(q.since));
-    Ok(([(header::ETAG, etag_value)], body).into_response())
+    let mut rx = app.engine.subscribe(id).await?;
+    let current = rx.borrow_and_update().clone();
+    if !holds_current(&current, q.since, &headers) {
+        return Ok(answer(&current, q.since, &headers, metrics));
+    }
+    let held = current.version();
+    drop(current);
+    let polls = &app.polls;
+    let _slot = polls.hold()?;
+    let mut stopping = polls.stopping.subscribe();
+    let changed = tokio::select! {
+        changed = tokio::time::timeout(wait, rx.wait_for(|s| s.version() > held)) => {
+            changed.map(|r| r.map(|s| s.clone()))
+        }
+        _ = stopping.wait_for(|stop| *stop) => return Ok(not_modified(held, metrics)),
+    };
+    match changed {
+        Ok(Ok(snapshot)) => Ok(answer(&snapshot, q.since, &headers, metrics)),
+        // The wait ran out: nothing newer than what the client holds.
+        Err(_) => Ok(not_modified(held, metrics)),
+        // The context left memory (evicted or deleted) while we waited: ask again, which
+        // reloads it or answers 404.
+        Ok(Err(_)) => {
+            let snapshot = app.engine.snapshot(id).await?;
+            if holds_current(&snapshot, q.since, &headers) {
+                Ok(not_modified(snapshot.version(), metrics))
+            } else {
+                Ok(answer(&snapshot, q.since, &headers, metrics))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +220,35 @@ mod tests {
         assert!(!matches_etag(&with(&["\"4\""]), "\"5\""));
         assert!(!matches_etag(&with(&["5"]), "\"5\""));
         assert!(!matches_etag(&HeaderMap::new(), "\"5\""));
+    }
+
+    #[test]
+    fn wait_ms_is_bounded() {
+        assert_eq!(wait_of(None).expect("absent"), Duration::ZERO);
+        assert_eq!(wait_of(Some(0)).expect("zero"), Duration::ZERO);
+        assert_eq!(
+            wait_of(Some(MAX_WAIT_MS)).expect("max"),
+            Duration::from_millis(MAX_WAIT_MS)
+        );
+        let e = wait_of(Some(MAX_WAIT_MS + 1)).expect_err("over");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_wait_ms")
+        );
+    }
+
+    #[test]
+    fn held_polls_are_bounded_and_counted() {
+        let metrics = Arc::new(Metrics::default());
+        let polls = LivePolls::new(2, metrics.clone());
+        let a = polls.hold().expect("first");
+        let b = polls.hold().expect("second");
+        let e = polls.hold().err().expect("third is refused");
+        assert_eq!(e.code, "too_many_waiters");
+        assert_eq!(metrics.held_polls.load(Ordering::Relaxed), 2);
+        drop(a);
+        let _c = polls.hold().expect("a freed slot is reused");
+        drop(b);
+        assert_eq!(metrics.held_polls.load(Ordering::Relaxed), 1);
     }
 }

@@ -16,6 +16,7 @@ mod tests;
 pub use context::{new_message, summary, Snapshot};
 pub use log::MessageLog;
 
+use crate::domain::NewMessage;
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;
 use crate::metrics::Metrics;
@@ -23,7 +24,7 @@ use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreErr
 use crate::tools::ToolRegistry;
 pub use actor::Written;
 use actor::{Actor, Command, Reply};
-use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Role};
+use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Role, StateName};
 use context::LiveContext;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -72,15 +73,22 @@ pub struct Deps {
     pub settings: EngineSettings,
 }
 
-/// Why an action was refused or failed.
+/// Why an action was refused or failed: one variant per failure, so the HTTP layer alone
+/// decides how each is answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
-    /// The action does not fit the state or names something that is not there (400).
-    #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    /// The action does not fit the context's state.
+    #[error("This action does not fit the context's state ({})", .0.as_str())]
+    InvalidState(StateName),
+    #[error("Nothing to cancel: no turn is running")]
+    NothingToCancel,
+    #[error("No pending tool approvals")]
+    NoPendingApprovals,
+    #[error("Unknown tool call id(s): {}", .0.join(", "))]
+    UnknownToolCalls(Vec<String>),
     #[error("message {0} not found")]
     MessageNotFound(Uuid),
-    /// A save failed: the context is Failed and the error says why (500).
+    /// A save failed: the context is Failed and the error says why.
     #[error("{0}")]
     SaveFailed(String),
     #[error(transparent)]
@@ -93,15 +101,9 @@ pub enum ActionError {
     Retired,
 }
 
-impl ActionError {
-    pub fn invalid_state(e: &InvalidTransition) -> Self {
-        ActionError::Invalid {
-            code: "invalid_state",
-            message: format!(
-                "This action does not fit the context's state ({})",
-                e.state.as_str()
-            ),
-        }
+impl From<InvalidTransition> for ActionError {
+    fn from(e: InvalidTransition) -> Self {
+        ActionError::InvalidState(e.state)
     }
 }
 
@@ -389,6 +391,15 @@ impl Engine {
         Ok(snapshot)
     }
 
+    /// A receiver of the context's published snapshots, for requests that wait for the
+    /// next change (long polls): it costs the caller no task and no copy of the state.
+    pub async fn subscribe(&self, id: Uuid) -> Result<watch::Receiver<Arc<Snapshot>>, EngineError> {
+        if let Some(rx) = self.with_live(id, |h| h.snapshot.clone()) {
+            return Ok(rx);
+        }
+        Ok(self.handle(id).await?.snapshot)
+    }
+
     pub async fn list(
         &self,
         limit: u32,
@@ -509,16 +520,12 @@ impl Engine {
     pub async fn send_message(
         &self,
         id: Uuid,
-        content: String,
-        client_message_id: Option<String>,
-        idempotency_key: Option<String>,
+        message: NewMessage,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
         let (turn, rx) = self
             .command(id, |reply| Command::Send {
-                content: content.clone(),
-                client_message_id: client_message_id.clone(),
-                idempotency_key: idempotency_key.clone(),
+                message: message.clone(),
                 reply,
             })
             .await?;

@@ -25,6 +25,10 @@
 //! The `#` lines give the core count, the server's poll counters as a cross-check, and
 //! what the handler itself costs per request, timed in a loop on one task: the snapshot
 //! lookup every poll makes, and for a 200 also building and serializing the body.
+//!
+//! `--waiters N` measures long polls instead: see `waiters.rs`.
+
+mod waiters;
 
 use axum::routing::get;
 use axum::Router;
@@ -65,12 +69,41 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     connections: u64,
+
+    /// Measure long polls instead: this many held at once (e.g. 10000), the server in a
+    /// child process so its memory is its own.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=15_000))]
+    waiters: Option<u64>,
+
+    /// With `--waiters`: contexts the waiters are spread over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    contexts: u64,
+
+    /// With `--waiters`: writes, one context at a time, each waking that context's waiters.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    writes: u64,
+
+    /// Internal: run only the server, on this database, for `--waiters`.
+    #[arg(long, hide = true)]
+    serve: Option<String>,
+
+    /// Internal: the served instance's `--max-waiters`.
+    #[arg(long, hide = true, default_value_t = 20_000)]
+    max_waiters: u64,
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    finish("poll-bench", run(args).await)
+    let result = match (&args.serve, args.waiters) {
+        (Some(url), _) => waiters::serve(url, args.max_waiters).await,
+        (None, Some(n)) => match temp_database() {
+            Ok((_dir, url)) => waiters::run(&url, n, args.contexts, args.writes).await,
+            Err(e) => Err(e),
+        },
+        (None, None) => run(args).await,
+    };
+    finish("poll-bench", result)
 }
 
 async fn run(args: Args) -> Result<(), BenchError> {
@@ -123,7 +156,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let path = format!("/api/contexts/{id}/state");
     let first = Conn::open(app_addr)
         .await?
-        .send(&request(&path, None))
+        .send(&get_request(&path, None))
         .await?;
     let etag = match (first.status, first.etag) {
         (200, Some(etag)) => etag,
@@ -137,14 +170,14 @@ async fn run(args: Args) -> Result<(), BenchError> {
         "# {} cores; client and server share one runtime; {} connections; state body {} bytes, {} messages",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         args.connections,
-        first.body_len,
+        first.body.len(),
         TURNS * 2
     );
 
     let targets = [
-        ("bare", bare_addr, request("/", None), 200),
-        ("state_304", app_addr, request(&path, Some(&etag)), 304),
-        ("state_200", app_addr, request(&path, None), 200),
+        ("bare", bare_addr, get_request("/", None), 200),
+        ("state_304", app_addr, get_request(&path, Some(&etag)), 304),
+        ("state_200", app_addr, get_request(&path, None), 200),
     ];
     let mut latencies = vec![Vec::new(); targets.len()];
     for _ in 0..args.seconds {
@@ -203,13 +236,26 @@ async fn handler_costs(engine: &Engine, id: Uuid) -> Result<String, BenchError> 
 }
 
 /// One GET with keep-alive (the HTTP/1.1 default) and an optional `If-None-Match`.
-fn request(path: &str, if_none_match: Option<&str>) -> Arc<[u8]> {
-    let condition = if_none_match
-        .map(|tag| format!("If-None-Match: {tag}\r\n"))
-        .unwrap_or_default();
-    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{condition}\r\n")
-        .into_bytes()
-        .into()
+fn get_request(path: &str, if_none_match: Option<&str>) -> Arc<[u8]> {
+    match if_none_match {
+        Some(tag) => request("GET", path, &[("If-None-Match", tag)], b""),
+        None => request("GET", path, &[], b""),
+    }
+}
+
+/// One keep-alive HTTP/1.1 request with these headers and body.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Arc<[u8]> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes.into()
 }
 
 /// Runs `connections` clients against `addr` for the warm-up plus one slice; returns the
@@ -265,7 +311,7 @@ struct Conn {
 struct Response {
     status: u16,
     etag: Option<String>,
-    body_len: usize,
+    body: Vec<u8>,
 }
 
 fn invalid(what: &str) -> io::Error {
@@ -318,12 +364,9 @@ impl Conn {
         while self.buf.len() < head_len + body_len {
             self.fill().await?;
         }
+        let body = self.buf[head_len..head_len + body_len].to_vec();
         self.buf.drain(..head_len + body_len);
-        Ok(Response {
-            status,
-            etag,
-            body_len,
-        })
+        Ok(Response { status, etag, body })
     }
 
     async fn fill(&mut self) -> io::Result<()> {
