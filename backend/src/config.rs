@@ -85,6 +85,23 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Requests handled at once, held long polls included (so keep it above
+    /// `--max-waiters`); beyond it the server answers 503 with Retry-After at once.
+    #[arg(long, env = "CHATSYNC_MAX_IN_FLIGHT", default_value_t = 12_288,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+
+    /// How long a client may take to send a request's headers, in milliseconds; a
+    /// connection that is slower is closed.
+    #[arg(long, env = "CHATSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// Longest silence while a request body is read, in milliseconds (then 408).
+    #[arg(long, env = "CHATSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+
     /// How long an action waits for its turn to rest before answering 202, in milliseconds.
     #[arg(long, env = "CHATSYNC_WAIT_TIMEOUT_MS", default_value_t = 30_000)]
     pub wait_timeout_ms: u64,
@@ -148,6 +165,10 @@ mod tests {
         assert_eq!(c.model, ModelKind::Scripted);
         assert_eq!(c.openai_base_url, "https://api.openai.com/v1");
         assert_eq!(c.tool_timeout_ms, 30_000);
+        assert_eq!(c.max_in_flight, 12_288);
+        assert!(c.max_in_flight > c.max_waiters, "held polls leave room for other requests");
+        assert_eq!(c.header_read_timeout_ms, 10_000);
+        assert_eq!(c.body_read_timeout_ms, 10_000);
         assert!(c.auto_approve_tools.is_empty());
         assert!(c.workspace_root.is_none());
         assert_eq!(c.max_waiters, 10_000);
@@ -180,6 +201,9 @@ mod tests {
             vec!["chatsync", "--lease-ttl-ms", "10"],
             vec!["chatsync", "--openai-api-key", "two words"],
             vec!["chatsync", "--tool-timeout-ms", "0"],
+            vec!["chatsync", "--max-in-flight", "0"],
+            vec!["chatsync", "--header-read-timeout-ms", "0"],
+            vec!["chatsync", "--body-read-timeout-ms", "-1"],
             vec!["chatsync", "--max-waiters", "0"],
         ] {
             assert!(Config::try_parse_from(&args).is_err(), "{args:?}");

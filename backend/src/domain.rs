@@ -7,6 +7,12 @@ use std::fmt;
 pub const MAX_CONTENT_CHARS: usize = 100_000;
 const MAX_KEY_CHARS: usize = 128;
 const MAX_TITLE_CHARS: usize = 200;
+/// Longest system prompt accepted, in characters.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 20_000;
+/// Longest `model_id` accepted, in characters (real model names are far shorter).
+pub const MAX_MODEL_ID_CHARS: usize = 200;
+/// Longest `mode` accepted, in characters.
+pub const MAX_MODE_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -107,6 +113,11 @@ impl Title {
                 "title must have at most {MAX_TITLE_CHARS} characters"
             )));
         }
+        if title.chars().any(char::is_control) {
+            return Err(ParseError(
+                "title must not contain control characters".into(),
+            ));
+        }
         Ok(Title(title.to_owned()))
     }
 
@@ -161,6 +172,75 @@ impl SearchQuery {
     }
 }
 
+/// A name chosen by the client that is sent on as is (`model_id`, `mode`): 1 to `max`
+/// characters, no white space or control characters.
+fn name(what: &str, value: String, max: usize) -> Result<String, ParseError> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > max {
+        return Err(ParseError(format!(
+            "{what} must have 1 to {max} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ParseError(format!(
+            "{what} must not contain white space or control characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// The model a context asks for upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelId(String);
+
+impl ModelId {
+    pub fn parse(value: String) -> Result<Self, ParseError> {
+        name("model_id", value, MAX_MODEL_ID_CHARS).map(ModelId)
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A context's free-form mode label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mode(String);
+
+impl Mode {
+    pub fn parse(value: String) -> Result<Self, ParseError> {
+        name("mode", value, MAX_MODE_CHARS).map(Mode)
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The instructions a context gives the model: kept as sent (new lines and all), at most
+/// [`MAX_SYSTEM_PROMPT_CHARS`] characters, and no NUL (which some databases refuse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemPrompt(String);
+
+impl SystemPrompt {
+    pub fn parse(value: String) -> Result<Self, ParseError> {
+        let chars = value.chars().count();
+        if chars > MAX_SYSTEM_PROMPT_CHARS {
+            return Err(ParseError(format!(
+                "system_prompt has {chars} characters; at most {MAX_SYSTEM_PROMPT_CHARS} are accepted"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(ParseError("system_prompt must not contain NUL".into()));
+        }
+        Ok(SystemPrompt(value))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +257,14 @@ mod tests {
             Ok("  hi ".into()),
             "content is kept as sent"
         );
+    }
+
+    #[test]
+    fn system_prompts_are_bounded_and_have_no_nul() {
+        assert!(SystemPrompt::parse("x".repeat(MAX_SYSTEM_PROMPT_CHARS)).is_ok());
+        assert!(SystemPrompt::parse("x".repeat(MAX_SYSTEM_PROMPT_CHARS + 1)).is_err());
+        assert!(SystemPrompt::parse("a\0b".into()).is_err());
+        assert!(ModelId::parse(String::new()).is_err());
     }
 
     #[test]
@@ -202,6 +290,40 @@ mod tests {
         #[test]
         fn keys_round_trip(s in "[A-Za-z0-9_:.-]{1,128}") {
             prop_assert_eq!(ClientKey::parse("k", s.clone()).map(ClientKey::into_inner), Ok(s));
+        }
+
+        #[test]
+        fn names_round_trip(s in "[A-Za-z0-9_:./-]{1,64}") {
+            prop_assert_eq!(ModelId::parse(s.clone()).map(ModelId::into_inner), Ok(s.clone()));
+            prop_assert_eq!(Mode::parse(s.clone()).map(Mode::into_inner), Ok(s));
+        }
+
+        #[test]
+        fn names_with_space_or_control_characters_are_refused(
+            a in "[a-z]{0,10}", bad in "[ \t\n\u{0}\u{7f}]", b in "[a-z]{0,10}"
+        ) {
+            let s = format!("{a}{bad}{b}");
+            prop_assert!(ModelId::parse(s.clone()).is_err());
+            prop_assert!(Mode::parse(s).is_err());
+        }
+
+        #[test]
+        fn names_longer_than_their_limit_are_refused(extra in 1usize..100) {
+            prop_assert!(ModelId::parse("m".repeat(MAX_MODEL_ID_CHARS + extra)).is_err());
+            prop_assert!(Mode::parse("m".repeat(MAX_MODE_CHARS + extra)).is_err());
+        }
+
+        #[test]
+        fn system_prompts_are_kept_as_sent_up_to_the_limit(s in "[^\u{0}]{0,200}") {
+            prop_assert_eq!(SystemPrompt::parse(s.clone()).map(SystemPrompt::into_inner), Ok(s));
+        }
+
+        #[test]
+        fn titles_with_control_characters_are_refused(
+            a in "[a-z]{1,10}", bad in "[\u{0}-\u{1f}\u{7f}]", b in "[a-z]{1,10}"
+        ) {
+            let title = format!("{a}{bad}{b}");
+            prop_assert!(Title::parse(&title).is_err());
         }
 
         #[test]

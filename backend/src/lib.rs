@@ -28,6 +28,7 @@ pub struct Application {
     engine: Arc<Engine>,
     polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
+    header_read_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +96,17 @@ impl Application {
                 ),
             },
         };
-        let store = store::connect(&config.database_url).await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let store = Arc::new(
+            store::SqlStore::connect(&config.database_url)
+                .await?
+                .with_metrics(metrics.clone()),
+        );
         let engine = Arc::new(Engine::new(Deps {
             store,
             model,
             tools,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             settings: EngineSettings {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
                 stream_publish: Duration::from_millis(config.stream_publish_ms),
@@ -130,6 +136,8 @@ impl Application {
                 max_body_bytes: config.max_body_bytes,
                 cors_allow_origin: config.cors_allow_origin.clone(),
                 web_dir: config.web_dir.clone(),
+                max_in_flight: usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
+                body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             }),
         })
         .map_err(StartError::Config)?;
@@ -145,6 +153,7 @@ impl Application {
             engine,
             polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
         })
     }
 
@@ -169,23 +178,82 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let polls = self.polls.clone();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            // Held long polls answer 304 now instead of holding the drain for their wait.
-            polls.stop();
-            let _ = stopping_tx.send(());
-        });
+        let server = serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            async move {
+                shutdown.await;
+                // Held long polls answer 304 now instead of holding the drain for their wait.
+                polls.stop();
+                let _ = stopping_tx.send(());
+            },
+        );
         let grace = self.shutdown_grace;
         let drained = async move {
             let _ = stopping_rx.await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result?,
+            () = server => {}
             () = drained => tracing::warn!("open requests did not finish within the grace period"),
         }
         self.engine.flush_all().await;
         tracing::info!("stopped: every context is flushed");
         Ok(())
     }
+}
+
+/// Accepts connections until `shutdown` resolves, then waits for the open ones to finish.
+///
+/// `axum::serve` cannot set hyper's header read timeout, so connections are served here
+/// with hyper-util's builder: a client that sends a partial request line or headers and
+/// then nothing is disconnected after `header_read_timeout` instead of holding a
+/// connection forever.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router.map_request(
+        |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+    ));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub polls: AtomicU64,
     pub polls_not_modified: AtomicU64,
     pub live_contexts: AtomicU64,
+    /// Stored messages that could not be decoded and were shown as unreadable.
+    pub unreadable_messages: AtomicU64,
     /// Long polls waiting for a change right now.
     pub held_polls: AtomicU64,
     save_latency: Histogram,
@@ -79,6 +81,11 @@ impl Metrics {
                 "chatsync_polls_not_modified_total",
                 "State polls answered 304 Not Modified.",
                 &self.polls_not_modified,
+            ),
+            (
+                "chatsync_unreadable_messages_total",
+                "Stored messages that could not be decoded (shown as unreadable).",
+                &self.unreadable_messages,
             ),
         ];
         for (name, help, value) in counters {

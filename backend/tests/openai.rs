@@ -435,6 +435,68 @@ async fn a_rate_limit_is_retried_after_the_delay_the_server_asks_for() {
     );
 }
 
+/// `Retry-After` values no server should send: each is survived, and a value that means
+/// nothing usable (garbage, negative, a date in the past) gives a prompt retry.
+#[tokio::test]
+async fn odd_retry_after_values_neither_crash_nor_pin_the_turn() {
+    for value in [
+        "soon",
+        "-5",
+        "-1e20",
+        "NaN",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+    ] {
+        let c = chat(move |n, _| match n {
+            0 => Reply::Status {
+                status: 429,
+                headers: vec![("retry-after", value)],
+                body: json!({"error": {"message": "slow down"}}).to_string(),
+            },
+            _ => text_reply(&["after the wait"]),
+        })
+        .await;
+        let id = c.context(None).await;
+        let started = Instant::now();
+        let state = c.send(id, "hi").await;
+        assert_eq!(last_text(&state), "after the wait", "Retry-After: {value}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Retry-After: {value} held the turn for {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A huge `Retry-After` is capped (a minute): the turn waits in `TransientFailure`, the
+/// process does not panic on the conversion, and `cancel` ends the wait at once.
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_and_the_wait_can_be_cancelled() {
+    let c = chat(|_, _| Reply::Status {
+        status: 429,
+        headers: vec![("retry-after", "1e20")],
+        body: json!({"error": {"message": "slow down"}}).to_string(),
+    })
+    .await;
+    let id = c.context(None).await;
+    let engine = c.app.engine();
+    let out = engine
+        .send_message(
+            id,
+            NewMessage::text("hi").expect("content"),
+            Duration::from_millis(300),
+        )
+        .await
+        .expect("send");
+    assert!(!out.settled, "the turn waits for the capped delay");
+    let state = engine.snapshot(id).await.expect("state").chat_state(None);
+    assert_eq!(state.status, Status::Running, "{state:?}");
+    assert_eq!(c.server.requests().len(), 1);
+    let cancelled = engine.cancel(id).await.expect("cancel");
+    assert!(cancelled.settled);
+    let state = engine.snapshot(id).await.expect("state").chat_state(None);
+    assert_eq!(state.status, Status::Idle, "{state:?}");
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_three_times_then_the_turn_fails_with_their_message() {
     let c = chat(|_, _| Reply::Status {

@@ -346,6 +346,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// The request's `x-request-id`, to quote when reporting a problem; the server logs
+    /// the cause of an error under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Answer of the deprecated `GET /api/contexts/{id}/messages`.
@@ -370,6 +374,9 @@ pub struct LegacyCreateMessageRequest {
     pub content: LegacyContent,
     #[serde(default)]
     pub branch: Option<String>,
+    /// With `role: "tool"`: the id of the context's tool call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 /// Body of the deprecated `PATCH /api/contexts/{id}/messages/{message_id}`.

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::AppState;
-use crate::domain::{SearchQuery, Title};
+use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
 use crate::store::Cursor;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,10 +37,26 @@ async fn create(
             format!("Unknown system_prompt_id {id:?}: send the prompt text as system_prompt"),
         ));
     }
+    let invalid = |code| move |e: ParseError| ApiError::bad_request(code, e.0);
     let config = ContextConfig {
-        model_id: req.model_id,
-        mode: req.mode,
-        system_prompt: req.system_prompt,
+        model_id: req
+            .model_id
+            .map(ModelId::parse)
+            .transpose()
+            .map_err(invalid("invalid_model_id"))?
+            .map(ModelId::into_inner),
+        mode: req
+            .mode
+            .map(Mode::parse)
+            .transpose()
+            .map_err(invalid("invalid_mode"))?
+            .map(Mode::into_inner),
+        system_prompt: req
+            .system_prompt
+            .map(SystemPrompt::parse)
+            .transpose()
+            .map_err(invalid("invalid_system_prompt"))?
+            .map(SystemPrompt::into_inner),
     };
     let snapshot = app
         .engine

@@ -1,11 +1,39 @@
-//! The one error type every handler returns: a stable code and message in JSON.
+//! The one error type every handler returns: a stable code and message in JSON, with the
+//! request id. A 500 shows a generic message; its cause is logged under that id.
 
 use crate::engine::{ActionError, EngineError};
 use crate::store::StoreError;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatsync_protocol::{ErrorBody, ErrorDetail};
+use std::fmt::Display;
+
+tokio::task_local! {
+    /// The `x-request-id` of the request being answered, for error bodies.
+    static REQUEST_ID: String;
+}
+
+/// Makes the request id (set or echoed by the request-id layer further out) known to
+/// every error answered while this request runs.
+pub async fn scope_request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(super::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .ok()
+        .filter(|id| !id.is_empty())
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -30,6 +58,25 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+
+    /// A 500: the cause is logged (in the request's span, so with its id) and never shown.
+    pub fn internal(code: &'static str, cause: &dyn Display) -> Self {
+        tracing::error!(code, error = %cause, "internal error");
+        let message = match code {
+            "save_failed" => "The change could not be saved",
+            _ => "Internal error",
+        };
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+    }
+
+    /// The server is at its in-flight limit: try again shortly.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "The server is handling as many requests as it can; try again shortly",
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -40,18 +87,11 @@ impl From<StoreError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
-                    e.to_string(),
+                    "The database is unavailable; try again shortly",
                 )
             }
             StoreError::Gone(id) => ApiError::not_found(format!("Context {id} not found")),
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    other.to_string(),
-                )
-            }
+            other => ApiError::internal("internal", &other),
         }
     }
 }
@@ -82,9 +122,7 @@ impl From<EngineError> for ApiError {
                 ActionError::MessageNotFound(id) => {
                     ApiError::not_found(format!("Message {id} not found"))
                 }
-                ActionError::SaveFailed(message) => {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "save_failed", message)
-                }
+                ActionError::SaveFailed(message) => ApiError::internal("save_failed", &message),
                 ActionError::Store(s) => s.into(),
                 ActionError::Gone | ActionError::Retired => {
                     ApiError::not_found("Context not found")
@@ -96,10 +134,18 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        let message = match &request_id {
+            Some(id) if self.status.is_server_error() => {
+                format!("{} (request id {id})", self.message)
+            }
+            _ => self.message,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
-                message: self.message,
+                message,
+                request_id,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -33,6 +33,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Whether a body error is the read timeout (`RequestBodyTimeoutLayer`) somewhere down.
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// An optional JSON body: a request without a `Content-Type` has none; one with it must
 /// carry a valid body like [`ApiJson`].
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
@@ -50,6 +62,13 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
+    if is_body_timeout(&rejection) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "The request body arrived too slowly",
+        );
+    }
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -93,11 +112,16 @@ pub struct ContextId(pub Uuid);
 #[derive(Debug, Clone, Copy)]
 pub struct MessagePath(pub Uuid, pub Uuid);
 
+/// Longest piece of a bad id quoted back in an error.
+const MAX_QUOTED_ID_CHARS: usize = 64;
+
 fn parse_uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw).map_err(|_| {
+        let quoted: String = raw.chars().take(MAX_QUOTED_ID_CHARS).collect();
+        let more = if quoted.len() < raw.len() { "..." } else { "" };
         ApiError::bad_request(
             "invalid_id",
-            format!("Invalid {what} {raw:?}: expected a UUID"),
+            format!("Invalid {what} {quoted:?}{more}: expected a UUID"),
         )
     })
 }

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ContextId, MessagePath};
 use super::AppState;
 use crate::domain::MessageContent;
+use crate::engine::Written;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -13,7 +14,7 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use chatsync_protocol::{
     content_text, ContentPart, LegacyContent, LegacyCreateMessageRequest, LegacyMessagesResponse,
-    LegacyPatchMessageRequest, Message,
+    LegacyPatchMessageRequest, Message, Role,
 };
 use std::sync::Arc;
 
@@ -67,8 +68,15 @@ fn parse_content(content: LegacyContent) -> Result<Vec<ContentPart>, ApiError> {
     Ok(parts)
 }
 
-fn owned(message: Arc<Message>) -> Message {
-    Arc::unwrap_or_clone(message)
+/// 201 (or 200 for an edit) once on disk; 202 when the save failed: the change is kept
+/// and written by the next successful save, so the answer is not an error.
+fn answer(written: Written, stored: StatusCode) -> (StatusCode, Json<Message>) {
+    let status = if written.saved {
+        stored
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(Arc::unwrap_or_clone(written.message)))
 }
 
 async fn list(
@@ -98,16 +106,63 @@ async fn create(
         ));
     }
     let content = parse_content(req.content)?;
-    let message = app.engine.append_message(id, req.role, content).await?;
-    Ok((StatusCode::CREATED, Json(owned(message))))
+    let tool_call_id = match (req.role, req.tool_call_id) {
+        (Role::User | Role::Assistant, None) => None,
+        (Role::User | Role::Assistant, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_role",
+                "tool_call_id belongs only to messages with role \"tool\"",
+            ))
+        }
+        (Role::System, _) => {
+            return Err(ApiError::bad_request(
+                "invalid_role",
+                "role \"system\" is not a message: set the context's system_prompt instead",
+            ))
+        }
+        (Role::Tool, call) => Some(known_tool_call(&app, id, call).await?),
+    };
+    let written = app
+        .engine
+        .append_message(id, req.role, content, tool_call_id)
+        .await?;
+    Ok(answer(written, StatusCode::CREATED))
+}
+
+/// A tool message must answer a tool call the context really made.
+async fn known_tool_call(
+    app: &AppState,
+    id: uuid::Uuid,
+    call: Option<String>,
+) -> Result<String, ApiError> {
+    let Some(call) = call else {
+        return Err(ApiError::bad_request(
+            "invalid_role",
+            "role \"tool\" needs the tool_call_id of one of this context's tool calls",
+        ));
+    };
+    let snapshot = app.engine.snapshot(id).await?;
+    let known = snapshot
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .any(|c| c.id == call);
+    if known {
+        Ok(call)
+    } else {
+        Err(ApiError::bad_request(
+            "unknown_tool_call",
+            "tool_call_id names no tool call of this context",
+        ))
+    }
 }
 
 async fn edit(
     State(app): State<AppState>,
     MessagePath(id, message_id): MessagePath,
     ApiJson(req): ApiJson<LegacyPatchMessageRequest>,
-) -> Result<Json<Message>, ApiError> {
+) -> Result<(StatusCode, Json<Message>), ApiError> {
     let content = parse_content(req.content)?;
-    let message = app.engine.edit_message(id, message_id, content).await?;
-    Ok(Json(owned(message)))
+    let written = app.engine.edit_message(id, message_id, content).await?;
+    Ok(answer(written, StatusCode::OK))
 }

@@ -1,5 +1,6 @@
 //! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
-//! cross-cutting layers (body limit, JSON errors for everything, panics, CORS, tracing).
+//! cross-cutting layers (body limit and read timeout, in-flight limit, request ids, JSON
+//! errors for everything, panics, CORS, tracing).
 
 mod actions;
 mod contexts;
@@ -14,8 +15,10 @@ pub use ops::OPENAPI;
 pub use state::{LivePolls, MAX_WAIT_MS};
 
 use crate::engine::Engine;
-use axum::extract::DefaultBodyLimit;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -24,10 +27,22 @@ use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+/// The header that carries a request's id: echoed when the client sent a usable one,
+/// generated otherwise, answered on every response and quoted in error bodies.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest client-chosen request id that is echoed; longer ones are replaced.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+/// Longest request path written into a log line.
+const MAX_LOGGED_PATH_CHARS: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -39,6 +54,10 @@ pub struct ApiConfig {
     pub cors_allow_origin: Option<String>,
     /// The built web app, served at `/`.
     pub web_dir: Option<PathBuf>,
+    /// Requests handled at once; more are answered 503 with `Retry-After` at once.
+    pub max_in_flight: usize,
+    /// Longest silence while a request body is read (then 408).
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -69,15 +88,66 @@ pub fn router(app: AppState) -> Result<Router, String> {
         }
         None => api.fallback(no_web_app),
     };
+    // Listed from the inside out: the last layer sees a request first.
     let mut router = site
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
+        .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::overloaded()
+                }))
+                .load_shed()
+                // Global: `Router::layer` wraps each route apart, so a plain concurrency
+                // limit would count per route; this one shares one semaphore.
+                .layer(GlobalConcurrencyLimitLayer::new(config.max_in_flight)),
+        )
+        .layer(middleware::from_fn(error::scope_request_id))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            REQUEST_ID_HEADER,
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            MakeRequestUuid,
+        ))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(app);
     if let Some(origin) = &config.cors_allow_origin {
         router = router.layer(cors(origin)?);
     }
     Ok(router)
+}
+
+/// A client's request id is echoed into logs and answers, so only a short printable one
+/// is kept; anything else is dropped and a fresh one generated.
+async fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = req.headers().get(REQUEST_ID_HEADER).is_none_or(|v| {
+        let id = v.as_bytes();
+        !id.is_empty() && id.len() <= MAX_REQUEST_ID_CHARS && id.iter().all(u8::is_ascii_graphic)
+    });
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    req
+}
+
+/// Every log line of a request carries its id, so an error's cause can be found from
+/// the id the client was shown.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let path: String = req
+        .uri()
+        .path()
+        .chars()
+        .take(MAX_LOGGED_PATH_CHARS)
+        .collect();
+    tracing::info_span!("request", method = %req.method(), path, request_id = id)
 }
 
 fn cors(origin: &str) -> Result<CorsLayer, String> {
@@ -96,8 +166,13 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
         ])
-        .expose_headers([header::ETAG]))
+        .expose_headers([
+            header::ETAG,
+            header::RETRY_AFTER,
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ]))
 }
 
 async fn unknown_route() -> ApiError {
@@ -129,11 +204,9 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    tracing::error!(panic = detail, "a request handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
+    ApiError::internal(
         "internal",
-        "Internal server error",
+        &format_args!("a request handler panicked: {detail}"),
     )
     .into_response()
 }

@@ -22,8 +22,9 @@ use crate::llm::Model;
 use crate::metrics::Metrics;
 use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
+pub use actor::Written;
 use actor::{Actor, Command, Reply, SendAck};
-use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role, StateName};
+use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Role, StateName};
 use context::LiveContext;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -219,7 +220,11 @@ impl Engine {
                     let _ = h.tx.try_send(Command::Resume);
                 }
                 None => {
-                    self.handle(*id).await?;
+                    // One context that cannot load must not keep the others (or the
+                    // server) from starting: it is logged and stays as it is.
+                    if let Err(e) = self.handle(*id).await {
+                        tracing::error!(context_id = %id, error = %e, "cannot resume this context");
+                    }
                 }
             }
         }
@@ -636,15 +641,17 @@ impl Engine {
         id: Uuid,
         role: Role,
         content: Vec<ContentPart>,
-    ) -> Result<Arc<Message>, EngineError> {
-        let (message, _) = self
+        tool_call_id: Option<String>,
+    ) -> Result<Written, EngineError> {
+        let (written, _) = self
             .command(id, |reply| Command::Append {
                 role,
                 content: content.clone(),
+                tool_call_id: tool_call_id.clone(),
                 reply,
             })
             .await?;
-        Ok(message)
+        Ok(written)
     }
 
     pub async fn edit_message(
@@ -652,15 +659,15 @@ impl Engine {
         id: Uuid,
         message_id: Uuid,
         content: Vec<ContentPart>,
-    ) -> Result<Arc<Message>, EngineError> {
-        let (message, _) = self
+    ) -> Result<Written, EngineError> {
+        let (written, _) = self
             .command(id, |reply| Command::Edit {
                 message_id,
                 content: content.clone(),
                 reply,
             })
             .await?;
-        Ok(message)
+        Ok(written)
     }
 
     /// Writes every live context's unsaved changes (shutdown).

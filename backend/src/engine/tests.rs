@@ -5,7 +5,7 @@ use crate::domain::SearchQuery;
 use crate::llm::ScriptedModel;
 use crate::store::{MessageRecord, QueuedRecord, SaveBatch, SqlStore};
 use async_trait::async_trait;
-use chatsync_protocol::{content_text, MessageStatus, StateName, Status, ToolCallStatus};
+use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
 use std::sync::atomic::AtomicBool;
 
 const WAIT: Duration = Duration::from_secs(20);

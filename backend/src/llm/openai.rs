@@ -4,7 +4,7 @@
 //! Failure policy, so the engine's retries do the right thing:
 //! - 408, 429 and 5xx answers, connection failures, a connection cut mid-stream, a stream
 //!   that ends without `[DONE]` (or a finish reason), and silence longer than the idle
-//!   timeout are transient: the same request may well succeed. `Retry-After` (seconds)
+//!   timeout are transient: the same request may well succeed. `Retry-After` (seconds or an HTTP date)
 //!   and OpenAI's `retry-after-ms` become the retry delay, capped at a minute.
 //! - Any other answer is fatal, with the server's own error message.
 //! - A stream event that is not the JSON we expect is fatal: a server that sends one
@@ -270,17 +270,26 @@ fn is_transient_status(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-/// OpenAI's `retry-after-ms`, else `Retry-After` in seconds (an HTTP date is ignored:
-/// the engine's own backoff applies then).
+/// OpenAI's `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date. Any value
+/// is capped at [`MAX_RETRY_AFTER`] before it becomes a `Duration`, so no size can
+/// overflow; negative, non-finite and unreadable values are ignored (the engine's own
+/// backoff applies then), and a date in the past means at once.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| -> Option<f64> {
-        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
-        (value.is_finite() && value >= 0.0).then_some(value)
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    let seconds = |value: f64| {
+        (value.is_finite() && value >= 0.0)
+            .then(|| Duration::from_secs_f64(value.min(MAX_RETRY_AFTER.as_secs_f64())))
     };
-    let delay = number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))?;
-    Some(delay.min(MAX_RETRY_AFTER))
+    if let Some(ms) = text("retry-after-ms").and_then(|t| t.parse::<f64>().ok()) {
+        return seconds(ms / 1000.0);
+    }
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return seconds(secs);
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 /// Turns an error answer into an error carrying the server's own message.
@@ -814,9 +823,35 @@ mod tests {
                 "retry-after",
                 "Wed, 21 Oct 2015 07:28:00 GMT"
             )])),
-            None
+            Some(Duration::ZERO),
+            "a date in the past: at once"
         );
-        assert_eq!(retry_after(&headers(&[("retry-after", "-1")])), None);
+        assert_eq!(
+            retry_after(&headers(&[(
+                "retry-after",
+                "Fri, 01 Jan 9999 00:00:00 GMT"
+            )])),
+            Some(MAX_RETRY_AFTER)
+        );
+        for huge in ["1e20", "1e308", "18446744073709551616"] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", huge)])),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+            assert_eq!(
+                retry_after(&headers(&[("retry-after-ms", huge)])),
+                Some(MAX_RETRY_AFTER),
+                "{huge} ms"
+            );
+        }
+        for ignored in ["-1", "-1e20", "NaN", "inf", "soon", ""] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", ignored)])),
+                None,
+                "{ignored}"
+            );
+        }
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 

@@ -135,9 +135,25 @@ fn plan(request: &ModelRequest) -> Plan {
             };
         }
     }
-    reply(&format!(
-        "You said: \u{201c}{text}\u{201d}. I am the scripted model, so I repeat what I hear."
-    ))
+    reply(&quote(&text))
+}
+
+/// Words of the user's message quoted in a plain reply; a longer message is cut here.
+const QUOTED_WORDS: usize = 8;
+
+/// The plain reply: the first words of the message (the whole text only when it is that
+/// short) and how many words it had. A reply never repeats a longer message whole, so a
+/// client that searches the history for its own text finds only its own message.
+fn quote(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let count = words.len();
+    let shown = words[..count.min(QUOTED_WORDS)].join(" ");
+    let more = if count > QUOTED_WORDS { "\u{2026}" } else { "" };
+    let unit = if count == 1 { "word" } else { "words" };
+    format!(
+        "You said: \u{201c}{shown}{more}\u{201d} ({count} {unit}). I am the scripted model, \
+         so I repeat what I hear."
+    )
 }
 
 #[async_trait]
@@ -203,7 +219,21 @@ mod tests {
     fn plain_text_is_quoted_the_same_way_every_time() {
         let a = text_of(&ask("hello there", 0));
         assert_eq!(a, text_of(&ask("hello there", 0)));
-        assert!(a.contains("hello there"), "{a}");
+        assert!(a.contains("\u{201c}hello there\u{201d} (2 words)"), "{a}");
+    }
+
+    #[test]
+    fn a_long_message_is_quoted_by_its_first_eight_words_and_counted() {
+        let text = "one two three four five six seven eight nine ten eleven";
+        let reply = text_of(&ask(text, 0));
+        assert!(
+            reply.contains(
+                "\u{201c}one two three four five six seven eight\u{2026}\u{201d} (11 words)"
+            ),
+            "{reply}"
+        );
+        assert!(!reply.contains("nine"), "the rest is not repeated: {reply}");
+        assert!(text_of(&ask("hi", 0)).contains("(1 word)"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{Duration, TimeZone, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
 
-fn context(n: i64) -> ContextRecord {
+pub(crate) fn context(n: i64) -> ContextRecord {
     let at = Utc
         .timestamp_opt(1_700_000_000 + n, 0)
         .single()
@@ -31,7 +31,7 @@ fn context(n: i64) -> ContextRecord {
     }
 }
 
-fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
+pub(crate) fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
     MessageRecord {
         message: Arc::new(Message {
             id: Uuid::new_v4(),

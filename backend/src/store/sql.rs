@@ -9,8 +9,12 @@ use super::{
 };
 use crate::domain::SearchQuery;
 use crate::fsm::State;
+use crate::metrics::Metrics;
 use async_trait::async_trait;
-use chatsync_protocol::{ContextConfig, Message, MessageStatus, Role, StateName};
+use chatsync_protocol::{
+    ContentPart, ContextConfig, Message, MessageStatus, Role, StateName, ToolCall, ToolCallStatus,
+};
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 use sqlx::{Executor, Row};
@@ -35,6 +39,8 @@ pub struct SqlStore {
     /// This process's name in the leases table.
     owner: String,
     changes: Option<broadcast::Sender<Change>>,
+    /// Counts rows that could not be decoded (`/metrics`).
+    metrics: Arc<Metrics>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -142,7 +148,14 @@ impl SqlStore {
             backend,
             owner: Uuid::new_v4().to_string(),
             changes,
+            metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Counts undecodable rows in these metrics instead of private ones.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The context and its messages: all of them, or (with `since`) those changed after
@@ -163,8 +176,8 @@ impl SqlStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let record = context_from_row(&row)?;
-        let messages = sqlx::query(&format!(
+        let mut record = context_from_row(&row)?;
+        let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages \
              WHERE context_id = $1 AND version > $2 ORDER BY seq"
         ))
@@ -172,11 +185,36 @@ impl SqlStore {
         // Message versions start at 1, so -1 selects them all.
         .bind(since.map_or(-1, to_i64))
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?;
         tx.commit().await?;
+        // One row at a time: a row that cannot be decoded stands in as a marked message
+        // instead of making the whole context unloadable.
+        let mut unreadable = 0;
+        let messages = rows
+            .iter()
+            .map(|row| {
+                message_from_row(row).unwrap_or_else(|e| {
+                    unreadable += 1;
+                    unreadable_message(id, row, &e)
+                })
+            })
+            .collect();
+        if unreadable > 0 {
+            self.metrics
+                .unreadable_messages
+                .fetch_add(unreadable, std::sync::atomic::Ordering::Relaxed);
+            if !record.state.name().is_resting() {
+                // The interrupted turn would run on a history with holes: stop it clearly.
+                tracing::error!(context_id = %id, state = record.state.name().as_str(),
+                    "a turn cannot resume: some of its messages cannot be read");
+                record.state = State::Failed {
+                    error: format!(
+                        "The interrupted turn cannot resume: {unreadable} message(s) of \
+                         this chat cannot be read from the store"
+                    ),
+                };
+            }
+        }
         Ok(Some(LoadedContext { record, messages }))
     }
 
@@ -246,6 +284,69 @@ fn context_page(rows: &[AnyRow], total: i64) -> Result<ContextPage, StoreError> 
     })
 }
 
+/// How a tool call is stored: its arguments as their own JSON text, so reading them back
+/// starts a fresh depth budget. Arguments the JSON parser accepted once (from the model
+/// or from `/tool`) therefore always read back, however deep, while the row around them
+/// adds no nesting. Rows written before kept `arguments` inline; they still read.
+#[derive(Serialize)]
+struct StoredCallOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    arguments_json: String,
+    status: ToolCallStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct StoredCallIn {
+    id: String,
+    name: String,
+    #[serde(default)]
+    arguments_json: Option<String>,
+    #[serde(default)]
+    arguments: Option<serde_json::Value>,
+    status: ToolCallStatus,
+    #[serde(default)]
+    result: Option<String>,
+}
+
+fn encode_tool_calls(calls: &[ToolCall]) -> Result<String, StoreError> {
+    let stored: Vec<StoredCallOut<'_>> = calls
+        .iter()
+        .map(|c| {
+            Ok(StoredCallOut {
+                id: &c.id,
+                name: &c.name,
+                arguments_json: encode_json(&c.arguments)?,
+                status: c.status,
+                result: c.result.as_deref(),
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    encode_json(&stored)
+}
+
+fn decode_tool_calls(text: &str) -> Result<Vec<ToolCall>, serde_json::Error> {
+    let stored: Vec<StoredCallIn> = serde_json::from_str(text)?;
+    stored
+        .into_iter()
+        .map(|c| {
+            let arguments = match (c.arguments_json, c.arguments) {
+                (Some(json), _) => serde_json::from_str(&json)?,
+                (None, inline) => inline.unwrap_or_default(),
+            };
+            Ok(ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments,
+                status: c.status,
+                result: c.result,
+            })
+        })
+        .collect()
+}
+
 fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -259,7 +360,7 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
         content: serde_json::from_str(&content).map_err(json_err)?,
         tool_calls: tool_calls
-            .map(|t| serde_json::from_str(&t))
+            .map(|t| decode_tool_calls(&t))
             .transpose()
             .map_err(json_err)?,
         tool_call_id: row.try_get("tool_call_id")?,
@@ -272,6 +373,47 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         seq: to_u64(row.try_get("seq")?),
         idempotency_key: row.try_get("idempotency_key")?,
     })
+}
+
+/// The text that stands in for a message whose row cannot be decoded.
+pub const UNREADABLE_MESSAGE: &str =
+    "[unreadable message] This message could not be read from the store; \
+     the rest of the chat is intact.";
+
+/// A stand-in for a row that cannot be decoded: its place, id and version where those
+/// still read, the marker as text. The row itself stays in the database untouched (the
+/// stand-in is never dirty, so it is never written back).
+fn unreadable_message(context_id: Uuid, row: &AnyRow, error: &StoreError) -> MessageRecord {
+    let id = row.try_get::<String, _>("id").ok();
+    tracing::error!(%context_id, message_id = id.as_deref().unwrap_or("?"), %error,
+        "a stored message cannot be decoded; it is shown as unreadable");
+    let role = row
+        .try_get::<String, _>("role")
+        .ok()
+        .and_then(|r| Role::parse(&r))
+        .unwrap_or(Role::Assistant);
+    let message = Message {
+        id: id
+            .and_then(|id| Uuid::try_parse(&id).ok())
+            .unwrap_or_else(Uuid::new_v4),
+        client_message_id: None,
+        role,
+        content: vec![ContentPart::text(UNREADABLE_MESSAGE)],
+        tool_calls: None,
+        tool_call_id: row.try_get("tool_call_id").ok().flatten(),
+        status: MessageStatus::Complete,
+        created_at: row
+            .try_get::<String, _>("created_at")
+            .ok()
+            .and_then(|t| parse_time(&t).ok())
+            .unwrap_or_else(super::now),
+        version: row.try_get("version").map(to_u64).unwrap_or(0),
+    };
+    MessageRecord {
+        message: Arc::new(message),
+        seq: row.try_get("seq").map(to_u64).unwrap_or(0),
+        idempotency_key: None,
+    }
 }
 
 fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
@@ -487,7 +629,12 @@ impl Store for SqlStore {
             .bind(to_i64(m.seq))
             .bind(msg.role.as_str())
             .bind(encode_json(&msg.content)?)
-            .bind(msg.tool_calls.as_ref().map(encode_json).transpose()?)
+            .bind(
+                msg.tool_calls
+                    .as_deref()
+                    .map(encode_tool_calls)
+                    .transpose()?,
+            )
             .bind(&msg.tool_call_id)
             .bind(&msg.client_message_id)
             .bind(&m.idempotency_key)
@@ -699,6 +846,163 @@ pub(crate) mod tests {
             let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
             assert_eq!(ids, [old], "{q}");
         }
+    }
+
+    /// Saves one assistant message calling a tool with these arguments, then reads the
+    /// context back from the store (as after eviction or a restart).
+    async fn save_and_reload(
+        store: &SqlStore,
+        arguments: serde_json::Value,
+    ) -> (MessageRecord, LoadedContext) {
+        let mut c = conformance::context(0);
+        store.insert_context(&c).await.expect("insert");
+        let mut m = conformance::message(0, 2, "calling");
+        let mut message = (*m.message).clone();
+        message.role = Role::Assistant;
+        message.tool_calls = Some(vec![ToolCall {
+            id: "call_1".into(),
+            name: "calculator".into(),
+            arguments,
+            status: ToolCallStatus::Pending,
+            result: None,
+        }]);
+        m.message = Arc::new(message);
+        c.version = 2;
+        c.message_count = 1;
+        c.state = State::ExecutingTools;
+        store
+            .save(&SaveBatch {
+                context: c.clone(),
+                messages: vec![m.clone()],
+                dequeued: Vec::new(),
+                expected_version: 1,
+            })
+            .await
+            .expect("save");
+        let loaded = store
+            .load_context(c.id)
+            .await
+            .expect("load")
+            .expect("exists");
+        (m, loaded)
+    }
+
+    /// JSON nested as deep as the parser accepts: `depth` arrays or objects around a leaf.
+    fn nested(depth: usize, objects: &[bool], leaf: serde_json::Value) -> serde_json::Value {
+        (0..depth).fold(leaf, |inner, level| {
+            if objects[level % objects.len()] {
+                serde_json::json!({ "k": inner })
+            } else {
+                serde_json::json!([inner])
+            }
+        })
+    }
+
+    fn json_leaf() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            // Binary fractions: exact in decimal, so equality after a round trip is fair.
+            (-1_000_000i64..1_000_000).prop_map(|n| serde_json::Value::from(n as f64 / 8.0)),
+            any::<String>().prop_map(serde_json::Value::from),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        json_leaf().prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the JSON parser accepted as tool arguments, at any depth it allows,
+        /// is saved and loaded back equal.
+        #[test]
+        fn any_tool_arguments_the_parser_accepts_read_back_equal(
+            depth in 0usize..200,
+            objects in proptest::collection::vec(any::<bool>(), 1..8),
+            leaf in any_json(),
+        ) {
+            let arguments = nested(depth, &objects, leaf);
+            // Only what the parser accepts can arrive (from `/tool` or a model).
+            prop_assume!(serde_json::from_str::<serde_json::Value>(&arguments.to_string()).is_ok());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let (sent, loaded) = runtime.block_on(async {
+                let (_dir, store) = temp_store().await;
+                save_and_reload(&store, arguments).await
+            });
+            prop_assert_eq!(loaded.messages, vec![sent]);
+            prop_assert_eq!(loaded.record.state, State::ExecutingTools);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_deepest_arguments_the_parser_accepts_read_back() {
+        let (_dir, store) = temp_store().await;
+        let text = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let arguments: serde_json::Value =
+            serde_json::from_str(&text).expect("the parser accepts 127 levels");
+        let (sent, loaded) = save_and_reload(&store, arguments).await;
+        assert_eq!(loaded.messages, vec![sent]);
+    }
+
+    /// A row that cannot be decoded (here: written by an older version with the arguments
+    /// inline, too deep to read) shows as a marked message; the context still loads, its
+    /// interrupted turn goes to Failed with a clear error, and the row is counted.
+    #[tokio::test]
+    async fn an_undecodable_row_shows_as_unreadable_and_fails_the_interrupted_turn() {
+        let (_dir, store) = temp_store().await;
+        let metrics = Arc::new(Metrics::default());
+        let store = store.with_metrics(metrics.clone());
+        let (sent, _) = save_and_reload(&store, serde_json::json!({"expression": "1"})).await;
+        let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        sqlx::query("UPDATE messages SET tool_calls = $1 WHERE id = $2")
+            .bind(format!(
+                r#"[{{"id":"call_1","name":"calculator","arguments":{deep},"status":"pending"}}]"#
+            ))
+            .bind(sent.message.id.to_string())
+            .execute(&store.pool)
+            .await
+            .expect("write an old-format row");
+        let context_id: String =
+            sqlx::query_scalar("SELECT context_id FROM messages WHERE id = $1")
+                .bind(sent.message.id.to_string())
+                .fetch_one(&store.pool)
+                .await
+                .expect("context id");
+        let id = Uuid::try_parse(&context_id).expect("uuid");
+        let loaded = store
+            .load_context(id)
+            .await
+            .expect("loads")
+            .expect("exists");
+        assert_eq!(loaded.messages.len(), 1);
+        let shown = &loaded.messages[0].message;
+        assert_eq!(shown.id, sent.message.id, "the stand-in keeps the row's id");
+        assert_eq!(shown.role, Role::Assistant);
+        assert_eq!(
+            chatsync_protocol::content_text(&shown.content),
+            UNREADABLE_MESSAGE
+        );
+        assert!(
+            matches!(&loaded.record.state, State::Failed { error } if error.contains("cannot resume")),
+            "{:?}",
+            loaded.record.state
+        );
+        assert_eq!(Metrics::get(&metrics.unreadable_messages), 1);
+        assert!(metrics
+            .render()
+            .contains("chatsync_unreadable_messages_total 1"));
     }
 
     #[tokio::test]

@@ -187,7 +187,7 @@ async fn filled_context(engine: &Engine, size: u64) -> Result<Uuid, BenchError> 
         };
         let text = format!("History message {i}: a sentence of about the usual length.");
         engine
-            .append_message(id, role, vec![ContentPart::text(text)])
+            .append_message(id, role, vec![ContentPart::text(text)], None)
             .await?;
     }
     let filled = engine.snapshot(id).await?.messages.len() as u64;

@@ -66,13 +66,14 @@ pub enum Command {
     Append {
         role: Role,
         content: Vec<ContentPart>,
-        reply: Reply<Arc<Message>>,
+        tool_call_id: Option<String>,
+        reply: Reply<Written>,
     },
     /// Deprecated CRUD: replace a message's content.
     Edit {
         message_id: Uuid,
         content: Vec<ContentPart>,
-        reply: Reply<Arc<Message>>,
+        reply: Reply<Written>,
     },
     /// Give the context a new title. Done at once, even while a turn runs: it touches the
     /// context row only, never the turn.
@@ -94,6 +95,13 @@ pub enum Command {
     RemoteCancel,
     /// Leave memory: refuse queued commands (their senders retry on a fresh actor) and stop.
     Retire,
+}
+
+/// A message written by the deprecated CRUD commands, and whether it is on disk yet.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub message: Arc<Message>,
+    pub saved: bool,
 }
 
 /// Why a turn stopped before reaching a resting state by itself.
@@ -314,14 +322,13 @@ impl Actor {
             Command::Append {
                 role,
                 content,
+                tool_call_id,
                 reply,
             } => {
-                let i = self.ctx.push(new_message(role, content, None), None);
-                let result = self
-                    .save_now()
-                    .await
-                    .map(|()| self.ctx.messages()[i].clone());
-                let _ = reply.send(result);
+                let mut message = new_message(role, content, None);
+                message.tool_call_id = tool_call_id;
+                let i = self.ctx.push(message, None);
+                let _ = reply.send(Ok(self.save_kept(i).await));
             }
             Command::Edit {
                 message_id,
@@ -333,11 +340,7 @@ impl Actor {
                     return;
                 };
                 self.ctx.message_mut(i).content = content;
-                let result = self
-                    .save_now()
-                    .await
-                    .map(|()| self.ctx.messages()[i].clone());
-                let _ = reply.send(result);
+                let _ = reply.send(Ok(self.save_kept(i).await));
             }
             Command::Rename { title, reply } => self.rename(title, reply).await,
             Command::Flush { reply } => {
@@ -475,6 +478,16 @@ impl Actor {
     async fn rename(&mut self, title: String, reply: Reply<()>) {
         self.ctx.set_title(title);
         let _ = reply.send(self.save_now().await);
+    }
+
+    /// Saves a change that stays in memory whether or not the save succeeds (a failed
+    /// one is written by the next save): the answer says which, never an error.
+    async fn save_kept(&mut self, i: usize) -> Written {
+        let saved = self.save_now().await.is_ok();
+        Written {
+            message: self.ctx.messages()[i].clone(),
+            saved,
+        }
     }
 
     async fn flush(&mut self) {
