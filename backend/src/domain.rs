@@ -17,6 +17,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 /// Message text: not empty, not only white space, not over the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
@@ -63,6 +65,25 @@ impl ClientKey {
 
     pub fn into_inner(self) -> String {
         self.0
+    }
+}
+
+/// A user message as `send_message` received it, parsed: what the engine needs to add it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub content: MessageContent,
+    pub client_message_id: Option<ClientKey>,
+    pub idempotency_key: Option<ClientKey>,
+}
+
+impl NewMessage {
+    /// A message without client keys.
+    pub fn text(content: impl Into<String>) -> Result<Self, ParseError> {
+        Ok(NewMessage {
+            content: MessageContent::parse(content.into())?,
+            client_message_id: None,
+            idempotency_key: None,
+        })
     }
 }
 

@@ -47,6 +47,22 @@ pub enum StartError {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, None).await
+    }
+
+    /// Builds the application with `model` in place of the one the flags name: tests bring
+    /// model doubles but keep every other part of the real wiring.
+    pub async fn build_with_model(
+        config: Config,
+        model: Arc<dyn llm::Model>,
+    ) -> Result<Self, StartError> {
+        Self::build_with(config, Some(model)).await
+    }
+
+    async fn build_with(
+        config: Config,
+        model: Option<Arc<dyn llm::Model>>,
+    ) -> Result<Self, StartError> {
         // Settings are checked before the store opens, so a typo fails fast and clearly.
         let tools = Arc::new(
             tools::ToolRegistry::new(&tools::ToolSettings {
@@ -56,23 +72,28 @@ impl Application {
             })
             .map_err(StartError::Config)?,
         );
-        let model: Arc<dyn llm::Model> = match config.model {
-            ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
-                config.scripted_chunk_delay_ms,
-            ))),
-            ModelKind::Openai => Arc::new(
-                llm::OpenAiModel::new(
-                    llm::OpenAiSettings {
-                        base_url: config.openai_base_url.clone(),
-                        api_key: config.openai_api_key.clone(),
-                        model: config.openai_model.clone(),
-                        connect_timeout: Duration::from_millis(config.openai_connect_timeout_ms),
-                        idle_timeout: Duration::from_millis(config.openai_idle_timeout_ms),
-                    },
-                    &tools.specs(),
-                )
-                .map_err(StartError::Config)?,
-            ),
+        let model: Arc<dyn llm::Model> = match (model, config.model) {
+            (Some(model), _) => model,
+            (None, kind) => match kind {
+                ModelKind::Scripted => Arc::new(llm::ScriptedModel::new(Duration::from_millis(
+                    config.scripted_chunk_delay_ms,
+                ))),
+                ModelKind::Openai => Arc::new(
+                    llm::OpenAiModel::new(
+                        llm::OpenAiSettings {
+                            base_url: config.openai_base_url.clone(),
+                            api_key: config.openai_api_key.clone(),
+                            model: config.openai_model.clone(),
+                            connect_timeout: Duration::from_millis(
+                                config.openai_connect_timeout_ms,
+                            ),
+                            idle_timeout: Duration::from_millis(config.openai_idle_timeout_ms),
+                        },
+                        &tools.specs(),
+                    )
+                    .map_err(StartError::Config)?,
+                ),
+            },
         };
         let store = store::connect(&config.database_url).await?;
         let engine = Arc::new(Engine::new(Deps {
@@ -130,6 +151,11 @@ impl Application {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The application's routes, to call in-process (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
     }
 
     /// Serves until `shutdown` resolves, lets open requests finish (up to the grace

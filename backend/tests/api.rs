@@ -3,24 +3,12 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
-use chatsync::api::{self, ApiConfig, AppState};
-use chatsync::engine::{Deps, Engine, EngineSettings};
-use chatsync::llm::ScriptedModel;
-use chatsync::metrics::Metrics;
-use chatsync::store::{SqlStore, Store};
-use chatsync::tools::ToolRegistry;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
 use tower::ServiceExt;
 
-struct TestApp {
-    _dir: tempfile::TempDir,
-    router: Router,
-    store: Arc<dyn Store>,
-}
+mod common;
+use common::TestApp;
 
 struct Answer {
     status: StatusCode,
@@ -29,34 +17,16 @@ struct Answer {
 }
 
 async fn spawn_app(legacy_crud: bool) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url).await.expect("store"));
-    let engine = Arc::new(Engine::new(Deps {
-        store: store.clone(),
-        model: Arc::new(ScriptedModel::new(Duration::ZERO)),
-        tools: Arc::new(ToolRegistry::builtin(Duration::from_secs(5))),
-        metrics: Arc::new(Metrics::default()),
-        settings: EngineSettings::default(),
-    }));
-    let polls = Arc::new(api::LivePolls::new(100, engine.metrics().clone()));
-    let router = api::router(AppState {
-        engine,
-        polls,
-        config: Arc::new(ApiConfig {
-            legacy_crud,
-            wait_timeout: Duration::from_secs(20),
-            max_body_bytes: 4096,
-            cors_allow_origin: None,
-            web_dir: None,
-        }),
-    })
-    .expect("router");
-    TestApp {
-        _dir: dir,
-        router,
-        store,
-    }
+    let legacy = if legacy_crud { "on" } else { "off" };
+    TestApp::spawn(&[
+        "--legacy-crud",
+        legacy,
+        "--wait-timeout-ms",
+        "20000",
+        "--max-body-bytes",
+        "4096",
+    ])
+    .await
 }
 
 impl TestApp {
@@ -77,7 +47,7 @@ impl TestApp {
                     .unwrap_or_else(Body::empty),
             )
             .expect("request");
-        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let response = self.router().oneshot(req).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -121,12 +91,21 @@ impl TestApp {
 
     /// Everything the store holds, to prove a request changed nothing.
     async fn dump(&self) -> String {
-        let page = self.store.list_contexts(200, None).await.expect("list");
+        let page = self
+            .engine()
+            .store()
+            .list_contexts(200, None)
+            .await
+            .expect("list");
         let mut out = format!("{page:?}");
         for c in &page.contexts {
             out.push_str(&format!(
                 "{:?}",
-                self.store.load_context(c.id).await.expect("load")
+                self.engine()
+                    .store()
+                    .load_context(c.id)
+                    .await
+                    .expect("load")
             ));
         }
         out

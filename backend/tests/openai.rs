@@ -2,7 +2,7 @@
 //! engine on a temporary SQLite store, and once the whole application over HTTP.
 
 mod common;
-use common::last_text;
+use common::{last_text, TestApp};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -10,11 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chatsync::config::Config;
-use chatsync::engine::{Deps, Engine, EngineSettings};
-use chatsync::llm::{OpenAiModel, OpenAiSettings};
-use chatsync::metrics::Metrics;
-use chatsync::store::SqlStore;
-use chatsync::tools::ToolRegistry;
+use chatsync::domain::NewMessage;
 use chatsync::Application;
 use chatsync_protocol::{content_text, ChatState, ContextConfig, MessageStatus, Role, Status};
 use clap::Parser;
@@ -234,8 +230,7 @@ async fn completions(
 }
 
 struct Chat {
-    _dir: tempfile::TempDir,
-    engine: Engine,
+    app: TestApp,
     server: FakeServer,
 }
 
@@ -244,35 +239,23 @@ async fn chat_with(
     script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static,
 ) -> Chat {
     let server = FakeServer::start(script).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let tools = Arc::new(ToolRegistry::builtin(Duration::from_secs(5)));
-    let model = OpenAiModel::new(
-        OpenAiSettings {
-            base_url: server.base_url.clone(),
-            api_key: Some(KEY.parse().expect("key")),
-            model: "test-model".into(),
-            connect_timeout: Duration::from_secs(2),
-            idle_timeout,
-        },
-        &tools.specs(),
-    )
-    .expect("model");
-    let engine = Engine::new(Deps {
-        store: Arc::new(SqlStore::connect(&url).await.expect("store")),
-        model: Arc::new(model),
-        tools,
-        metrics: Arc::new(Metrics::default()),
-        settings: EngineSettings {
-            retry_base: Duration::from_millis(5),
-            ..EngineSettings::default()
-        },
-    });
-    Chat {
-        _dir: dir,
-        engine,
-        server,
-    }
+    let idle_ms = idle_timeout.as_millis().to_string();
+    let app = TestApp::spawn(&[
+        "--model",
+        "openai",
+        "--openai-base-url",
+        &server.base_url,
+        "--openai-api-key",
+        KEY,
+        "--openai-model",
+        "test-model",
+        "--openai-connect-timeout-ms",
+        "2000",
+        "--openai-idle-timeout-ms",
+        &idle_ms,
+    ])
+    .await;
+    Chat { app, server }
 }
 
 async fn chat(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Chat {
@@ -286,7 +269,8 @@ impl Chat {
             ..ContextConfig::default()
         };
         let s = self
-            .engine
+            .app
+            .engine()
             .create_context(None, config)
             .await
             .expect("create");
@@ -295,8 +279,9 @@ impl Chat {
 
     async fn send(&self, id: Uuid, text: &str) -> ChatState {
         let out = self
-            .engine
-            .send_message(id, text.into(), None, None, WAIT)
+            .app
+            .engine()
+            .send_message(id, NewMessage::text(text).expect("content"), WAIT)
             .await
             .expect("send");
         assert!(out.settled, "the turn rests within the wait");
@@ -403,7 +388,8 @@ async fn streamed_tool_calls_are_assembled_wait_for_approval_and_their_results_g
     assert_eq!(last_text(&state), "Let me check.");
 
     let out = c
-        .engine
+        .app
+        .engine()
         .approve_tools(id, vec!["call_a".into()], WAIT)
         .await
         .expect("approve");
@@ -573,14 +559,19 @@ async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
     .await;
     let id = c.context(None).await;
     let out = c
-        .engine
-        .send_message(id, "talk slowly".into(), None, None, Duration::ZERO)
+        .app
+        .engine()
+        .send_message(
+            id,
+            NewMessage::text("talk slowly").expect("content"),
+            Duration::ZERO,
+        )
         .await
         .expect("send");
     assert!(!out.settled);
     let started = Instant::now();
     loop {
-        let s = c.engine.snapshot(id).await.expect("snapshot");
+        let s = c.app.engine().snapshot(id).await.expect("snapshot");
         if s.messages
             .iter()
             .any(|m| m.role == Role::Assistant && content_text(&m.content).contains("w2"))
@@ -591,7 +582,8 @@ async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let state = c
-        .engine
+        .app
+        .engine()
         .cancel(id)
         .await
         .expect("cancel")

@@ -2,13 +2,11 @@
 //! the file tools, and auto-approval driving real turns (scripted model, temporary SQLite).
 
 mod common;
-use common::last_text;
+use common::{last_text, TestApp};
 
 use async_trait::async_trait;
-use chatsync::engine::{Deps, Engine, EngineSettings};
-use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream, ScriptedModel};
-use chatsync::metrics::Metrics;
-use chatsync::store::SqlStore;
+use chatsync::domain::NewMessage;
+use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream};
 use chatsync::tools::{ToolRegistry, ToolSettings, READ_FILE_MAX_BYTES};
 use chatsync_protocol::{content_text, ChatState, ContextConfig, Role, Status, ToolCallStatus};
 use futures::StreamExt;
@@ -199,41 +197,35 @@ fn the_file_tools_exist_only_with_a_workspace() {
 }
 
 struct Chat {
-    _dir: tempfile::TempDir,
-    engine: Engine,
+    app: TestApp,
 }
 
 async fn chat(auto_approve: &[&str], workspace_root: Option<&Path>) -> Chat {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let tools = ToolRegistry::new(&ToolSettings {
-        timeout: Duration::from_secs(5),
-        workspace_root: workspace_root.map(Path::to_owned),
-        auto_approve: auto_approve.iter().map(|s| s.to_string()).collect(),
-    })
-    .expect("registry");
-    let engine = Engine::new(Deps {
-        store: Arc::new(SqlStore::connect(&url).await.expect("store")),
-        model: Arc::new(ScriptedModel::new(Duration::ZERO)),
-        tools: Arc::new(tools),
-        metrics: Arc::new(Metrics::default()),
-        settings: EngineSettings::default(),
-    });
-    Chat { _dir: dir, engine }
+    let auto = auto_approve.join(",");
+    let root = workspace_root.map(|p| p.display().to_string());
+    let mut flags = Vec::new();
+    if !auto.is_empty() {
+        flags.extend(["--auto-approve-tools", auto.as_str()]);
+    }
+    if let Some(root) = &root {
+        flags.extend(["--workspace-root", root.as_str()]);
+    }
+    Chat {
+        app: TestApp::spawn(&flags).await,
+    }
 }
 
 impl Chat {
     async fn send(&self, text: &str) -> (Uuid, ChatState) {
-        let id = self
-            .engine
+        let engine = self.app.engine();
+        let id = engine
             .create_context(None, ContextConfig::default())
             .await
             .expect("create")
             .record
             .id;
-        let out = self
-            .engine
-            .send_message(id, text.into(), None, None, WAIT)
+        let out = engine
+            .send_message(id, NewMessage::text(text).expect("content"), WAIT)
             .await
             .expect("send");
         assert!(out.settled);
@@ -264,7 +256,8 @@ async fn calls_of_other_tools_still_wait_for_approval() {
     assert_eq!(state.pending_tool_calls.len(), 1);
     let call = state.pending_tool_calls[0].id.clone();
     let out = c
-        .engine
+        .app
+        .engine()
         .approve_tools(id, vec![call], WAIT)
         .await
         .expect("approve");
@@ -344,21 +337,12 @@ impl Model for TwoCalls {
 
 #[tokio::test]
 async fn only_the_gated_call_waits_and_a_denial_does_not_stop_the_approved_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let engine = Engine::new(Deps {
-        store: Arc::new(SqlStore::connect(&url).await.expect("store")),
-        model: Arc::new(TwoCalls),
-        tools: Arc::new(
-            ToolRegistry::new(&ToolSettings {
-                auto_approve: vec!["current_time".into()],
-                ..ToolSettings::default()
-            })
-            .expect("registry"),
-        ),
-        metrics: Arc::new(Metrics::default()),
-        settings: EngineSettings::default(),
-    });
+    let app = TestApp::spawn_with_model(
+        &["--auto-approve-tools", "current_time"],
+        Arc::new(TwoCalls),
+    )
+    .await;
+    let engine = app.engine();
     let id = engine
         .create_context(None, ContextConfig::default())
         .await
@@ -366,7 +350,7 @@ async fn only_the_gated_call_waits_and_a_denial_does_not_stop_the_approved_one()
         .record
         .id;
     let out = engine
-        .send_message(id, "both".into(), None, None, WAIT)
+        .send_message(id, NewMessage::text("both").expect("content"), WAIT)
         .await
         .expect("send");
     let state = out.snapshot.chat_state(None);

@@ -1,6 +1,7 @@
 //! What the two benchmark binaries share: a throw-away database, running one turn through
 //! the engine, and percentiles.
 
+use chatsync::domain::NewMessage;
 use chatsync::engine::Engine;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ pub fn temp_database() -> Result<(TempDir, String), BenchError> {
 pub async fn run_turn(engine: &Engine, id: Uuid, content: String) -> Result<Duration, BenchError> {
     let started = Instant::now();
     let outcome = engine
-        .send_message(id, content, None, None, TURN_WAIT)
+        .send_message(id, NewMessage::text(content)?, TURN_WAIT)
         .await?;
     let took = started.elapsed();
     if !outcome.settled {

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::AppState;
-use crate::domain::{ClientKey, MessageContent};
+use crate::domain::{ClientKey, MessageContent, NewMessage};
 use crate::engine::TurnOutcome;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -88,9 +88,11 @@ async fn send_message(
         .engine
         .send_message(
             id,
-            content.into_inner(),
-            client_message_id.map(ClientKey::into_inner),
-            idempotency_key.map(ClientKey::into_inner),
+            NewMessage {
+                content,
+                client_message_id,
+                idempotency_key,
+            },
             q.limit(&app),
         )
         .await?;

@@ -62,7 +62,18 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(id) => ApiError::not_found(format!("Context {id} not found")),
             EngineError::Store(s) => s.into(),
             EngineError::Action(a) => match a {
-                ActionError::Invalid { code, message } => ApiError::bad_request(code, message),
+                ActionError::InvalidState(_) => {
+                    ApiError::bad_request("invalid_state", a.to_string())
+                }
+                ActionError::NothingToCancel => {
+                    ApiError::bad_request("nothing_to_cancel", a.to_string())
+                }
+                ActionError::NoPendingApprovals => {
+                    ApiError::bad_request("no_pending_approvals", a.to_string())
+                }
+                ActionError::UnknownToolCalls(_) => {
+                    ApiError::bad_request("unknown_tool_call", a.to_string())
+                }
                 ActionError::MessageNotFound(id) => {
                     ApiError::not_found(format!("Message {id} not found"))
                 }

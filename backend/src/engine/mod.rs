@@ -16,13 +16,14 @@ mod tests;
 pub use context::{new_message, summary, Snapshot};
 pub use log::MessageLog;
 
+use crate::domain::NewMessage;
 use crate::fsm::{InvalidTransition, State};
 use crate::llm::Model;
 use crate::metrics::Metrics;
 use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
 use actor::{Actor, Command, Reply};
-use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role};
+use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role, StateName};
 use context::LiveContext;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -71,15 +72,22 @@ pub struct Deps {
     pub settings: EngineSettings,
 }
 
-/// Why an action was refused or failed.
+/// Why an action was refused or failed: one variant per failure, so the HTTP layer alone
+/// decides how each is answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
-    /// The action does not fit the state or names something that is not there (400).
-    #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    /// The action does not fit the context's state.
+    #[error("This action does not fit the context's state ({})", .0.as_str())]
+    InvalidState(StateName),
+    #[error("Nothing to cancel: no turn is running")]
+    NothingToCancel,
+    #[error("No pending tool approvals")]
+    NoPendingApprovals,
+    #[error("Unknown tool call id(s): {}", .0.join(", "))]
+    UnknownToolCalls(Vec<String>),
     #[error("message {0} not found")]
     MessageNotFound(Uuid),
-    /// A save failed: the context is Failed and the error says why (500).
+    /// A save failed: the context is Failed and the error says why.
     #[error("{0}")]
     SaveFailed(String),
     #[error(transparent)]
@@ -92,15 +100,9 @@ pub enum ActionError {
     Retired,
 }
 
-impl ActionError {
-    pub fn invalid_state(e: &InvalidTransition) -> Self {
-        ActionError::Invalid {
-            code: "invalid_state",
-            message: format!(
-                "This action does not fit the context's state ({})",
-                e.state.as_str()
-            ),
-        }
+impl From<InvalidTransition> for ActionError {
+    fn from(e: InvalidTransition) -> Self {
+        ActionError::InvalidState(e.state)
     }
 }
 
@@ -513,16 +515,12 @@ impl Engine {
     pub async fn send_message(
         &self,
         id: Uuid,
-        content: String,
-        client_message_id: Option<String>,
-        idempotency_key: Option<String>,
+        message: NewMessage,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
         let (turn, rx) = self
             .command(id, |reply| Command::Send {
-                content: content.clone(),
-                client_message_id: client_message_id.clone(),
-                idempotency_key: idempotency_key.clone(),
+                message: message.clone(),
                 reply,
             })
             .await?;

@@ -9,6 +9,14 @@ use std::sync::atomic::AtomicBool;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+fn msg(text: &str) -> NewMessage {
+    NewMessage::text(text).expect("content")
+}
+
+fn key(k: &str) -> crate::domain::ClientKey {
+    crate::domain::ClientKey::parse("key", k.into()).expect("key")
+}
+
 /// SQLite with a switch that makes saves fail, to test rule 8.
 #[derive(Debug)]
 struct FlakyStore {
@@ -102,7 +110,7 @@ impl Harness {
 
     async fn send(&self, id: Uuid, text: &str) -> TurnOutcome {
         self.engine
-            .send_message(id, text.into(), None, None, WAIT)
+            .send_message(id, msg(text), WAIT)
             .await
             .expect("send")
     }
@@ -187,11 +195,25 @@ async fn repeated_client_ids_and_keys_add_nothing() {
     let id = h.new_context().await;
     for _ in 0..2 {
         h.engine
-            .send_message(id, "once".into(), Some("c-1".into()), None, WAIT)
+            .send_message(
+                id,
+                NewMessage {
+                    client_message_id: Some(key("c-1")),
+                    ..msg("once")
+                },
+                WAIT,
+            )
             .await
             .expect("send");
         h.engine
-            .send_message(id, "twice".into(), None, Some("k-1".into()), WAIT)
+            .send_message(
+                id,
+                NewMessage {
+                    idempotency_key: Some(key("k-1")),
+                    ..msg("twice")
+                },
+                WAIT,
+            )
             .await
             .expect("send");
     }
@@ -219,10 +241,7 @@ async fn tool_calls_wait_for_approval_then_run() {
         .await;
     assert!(matches!(
         bad,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "unknown_tool_call",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::UnknownToolCalls(_)))
     ));
     let out = h
         .engine
@@ -235,10 +254,7 @@ async fn tool_calls_wait_for_approval_then_run() {
     let again = h.engine.approve_tools(id, vec![call.id], WAIT).await;
     assert!(matches!(
         again,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "no_pending_approvals",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::NoPendingApprovals))
     ));
 }
 
@@ -265,7 +281,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     let id = h.new_context().await;
     let started = h
         .engine
-        .send_message(id, "/slow 50".into(), None, None, Duration::ZERO)
+        .send_message(id, msg("/slow 50"), Duration::ZERO)
         .await
         .expect("send");
     assert!(!started.settled);
@@ -289,10 +305,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     );
     assert!(matches!(
         h.engine.cancel(id).await,
-        Err(EngineError::Action(ActionError::Invalid {
-            code: "nothing_to_cancel",
-            ..
-        }))
+        Err(EngineError::Action(ActionError::NothingToCancel))
     ));
 }
 
@@ -324,7 +337,7 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     h.store.failing.store(true, Ordering::SeqCst);
     let err = h
         .engine
-        .send_message(id, "lost?".into(), None, None, WAIT)
+        .send_message(id, msg("lost?"), WAIT)
         .await
         .expect_err("save fails");
     assert!(
@@ -435,7 +448,7 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
     let h = harness(fast()).await;
     let id = h.new_context().await;
     h.engine
-        .send_message(id, "/slow 100".into(), None, None, Duration::ZERO)
+        .send_message(id, msg("/slow 100"), Duration::ZERO)
         .await
         .expect("send");
     h.engine.delete(id).await.expect("delete");

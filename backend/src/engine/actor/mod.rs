@@ -4,15 +4,23 @@
 //! hook after every transition and publishes a snapshot after every change. While a turn
 //! waits on the model, a tool or a backoff timer it keeps reading its mailbox: `cancel`
 //! and `flush` act at once, every other command queues until the turn rests.
+//!
+//! Layout: this file holds the mailbox loop, the commands and the transition/autosave
+//! step every part shares; `turn` drives a turn (model call, streaming, retries, cancel);
+//! `tools` handles approval and execution of tool calls; `lease` is the shared-store lease.
+
+mod lease;
+mod tools;
+mod turn;
 
 use super::autosave::Autosaver;
-use super::context::{new_message, LiveContext, Snapshot, Turns, MAX_UNSAVED_VERSIONS};
+use super::context::{new_message, LiveContext, Snapshot, Turns};
 use super::{ActionError, Deps};
+use crate::domain::{ClientKey, NewMessage};
 use crate::fsm::{self, Event, State};
-use crate::llm::{ModelChunk, ModelError, ModelRequest};
 use crate::store::StoreError;
-use chatsync_protocol::{ContentPart, Message, MessageStatus, Role, ToolCall, ToolCallStatus};
-use futures::StreamExt;
+use chatsync_protocol::{ContentPart, Message, Role};
+use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,9 +34,7 @@ pub type Reply<T> = oneshot::Sender<Result<T, ActionError>>;
 pub enum Command {
     /// Answers with the number of the turn to wait for.
     Send {
-        content: String,
-        client_message_id: Option<String>,
-        idempotency_key: Option<String>,
+        message: NewMessage,
         reply: Reply<u64>,
     },
     Approve {
@@ -96,12 +102,7 @@ pub struct Actor {
     pending_cancel: Option<Reply<u64>>,
     /// The context was deleted under us: stop.
     gone: bool,
-    /// Several instances share the store: turns run under a lease.
-    shared: bool,
-    lease_held: bool,
-    lease_renewed: tokio::time::Instant,
-    /// The lease could not be renewed during a wait: stop writing.
-    lease_lost: bool,
+    lease: Lease,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -143,10 +144,7 @@ impl Actor {
             reply_msg: None,
             pending_cancel: None,
             gone: false,
-            shared,
-            lease_held: false,
-            lease_renewed: tokio::time::Instant::now(),
-            lease_lost: false,
+            lease: Lease::new(shared),
         };
         (actor, snapshot_rx)
     }
@@ -211,12 +209,9 @@ impl Actor {
             }
         }
         match cmd {
-            Command::Send {
-                content,
-                client_message_id,
-                idempotency_key,
-                reply,
-            } => {
+            Command::Send { message, reply } => {
+                let client_message_id = message.client_message_id.map(ClientKey::into_inner);
+                let idempotency_key = message.idempotency_key.map(ClientKey::into_inner);
                 if self
                     .ctx
                     .find_sent(client_message_id.as_deref(), idempotency_key.as_deref())
@@ -227,13 +222,13 @@ impl Actor {
                     return;
                 }
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
-                    let _ = reply.send(Err(ActionError::invalid_state(&e)));
+                    let _ = reply.send(Err(e.into()));
                     return;
                 }
                 self.ctx.push(
                     new_message(
                         Role::User,
-                        vec![ContentPart::text(content)],
+                        vec![ContentPart::text(message.content.into_inner())],
                         client_message_id,
                     ),
                     idempotency_key,
@@ -256,7 +251,7 @@ impl Actor {
             },
             Command::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
-                    let _ = reply.send(Err(ActionError::invalid_state(&e)));
+                    let _ = reply.send(Err(e.into()));
                     return;
                 }
                 let turn = self.start_turn();
@@ -314,10 +309,7 @@ impl Actor {
         }
         match self.ctx.state() {
             State::Idle | State::Failed { .. } => {
-                let _ = reply.send(Err(ActionError::Invalid {
-                    code: "nothing_to_cancel",
-                    message: "Nothing to cancel: no turn is running".into(),
-                }));
+                let _ = reply.send(Err(ActionError::NothingToCancel));
             }
             State::AwaitingToolApproval => {
                 // The turn rests waiting for a person: deny what waits.
@@ -355,63 +347,8 @@ impl Actor {
 
     /// Takes the context's lease (waiting while another instance runs a turn) and catches
     /// up with what that instance wrote. A store that is not shared needs neither.
-    async fn take_lease(&mut self) -> Result<(), ActionError> {
-        if !self.shared || self.lease_held {
-            return Ok(());
-        }
-        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
-        let ttl = self.deps.settings.lease_ttl;
-        while !self.deps.store.acquire_lease(self.ctx.id(), ttl).await? {
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::Unavailable(
-                    "the context is busy on another instance; try again".into(),
-                )
-                .into());
-            }
-            self.wait_between_turns(tokio::time::sleep(LEASE_POLL))
-                .await;
-        }
-        self.lease_held = true;
-        self.lease_renewed = tokio::time::Instant::now();
-        if let Err(e) = self.catch_up().await {
-            self.release_lease().await;
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    async fn release_lease(&mut self) {
-        if !self.lease_held {
-            return;
-        }
-        self.lease_held = false;
-        if let Err(e) = self.deps.store.release_lease(self.ctx.id()).await {
-            // It expires by itself; another instance only waits a little longer.
-            tracing::warn!(context_id = %self.ctx.id(), error = %e, "releasing a lease failed");
-        }
-    }
-
-    /// Renews the lease during a long wait; false when another instance took it.
-    async fn renew_lease(&mut self) -> bool {
-        self.lease_renewed = tokio::time::Instant::now();
-        match self
-            .deps
-            .store
-            .acquire_lease(self.ctx.id(), self.deps.settings.lease_ttl)
-            .await
-        {
-            Ok(held) => held,
-            Err(e) => {
-                // The database may be back before the lease runs out; a save tells for sure.
-                tracing::warn!(context_id = %self.ctx.id(), error = %e, "renewing a lease failed");
-                true
-            }
-        }
-    }
-
-    /// On a shared store, reloads the context when another instance saved a newer version.
     async fn catch_up(&mut self) -> Result<(), ActionError> {
-        if !self.shared {
+        if !self.lease.is_shared() {
             return Ok(());
         }
         let id = self.ctx.id();
@@ -531,8 +468,7 @@ impl Actor {
             }
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(context_id = %self.ctx.id(), "another instance took this context over; stepping back");
-                self.lease_held = false;
-                let _ = self.catch_up().await;
+                self.step_back().await;
                 Err(Halt::LeaseLost)
             }
             Err(e) => {
@@ -549,75 +485,6 @@ impl Actor {
     }
 
     /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
-    async fn resume(&mut self) {
-        if self.shared {
-            let ttl = self.deps.settings.lease_ttl;
-            match self.deps.store.acquire_lease(self.ctx.id(), ttl).await {
-                Ok(true) => {
-                    self.lease_held = true;
-                    self.lease_renewed = tokio::time::Instant::now();
-                }
-                // Another instance runs it (or the database is away): stay a reader.
-                _ => return,
-            }
-            if self.catch_up().await.is_err() || self.ctx.state().is_resting() {
-                return;
-            }
-            // The crashed writer may have published versions it never stored.
-            self.ctx.skip_unsaved_versions();
-            self.ctx.publish();
-            self.publish();
-        }
-        tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
-        self.start_turn();
-        self.reply_msg = self
-            .ctx
-            .messages()
-            .iter()
-            .rposition(|m| m.role == Role::Assistant && m.status == MessageStatus::Streaming);
-        if *self.ctx.state() == State::ProcessingLlmResponse && self.reply_msg.is_none() {
-            let _ = self
-                .apply(Event::Fail {
-                    error: "cannot resume: the reply being processed was not saved".into(),
-                })
-                .await;
-            self.settle();
-            return;
-        }
-        self.drive().await;
-    }
-
-    /// Runs the turn until it rests, is cancelled or fails.
-    async fn drive(&mut self) {
-        while !self.ctx.state().is_resting() && !self.gone {
-            let step = match self.ctx.state().clone() {
-                State::ProcessingUserMessage | State::GeneratingResponse => {
-                    self.pass(Event::RequestModel).await
-                }
-                State::AwaitingLlmResponse | State::StreamingLlmResponse => {
-                    self.stream_reply().await
-                }
-                State::ProcessingLlmResponse => self.finish_reply().await,
-                State::ExecutingTools => self.execute_tools().await,
-                State::ProcessingToolResults => self.pass(Event::ToolResultsRecorded).await,
-                State::TransientFailure { retries, .. } => self.back_off(retries).await,
-                State::Idle | State::AwaitingToolApproval | State::Failed { .. } => Ok(()),
-            };
-            match step {
-                Ok(()) => {}
-                Err(Halt::Cancelled) if self.lease_lost => {
-                    self.lease_lost = false;
-                    self.lease_held = false;
-                    let _ = self.catch_up().await;
-                    break;
-                }
-                Err(Halt::Cancelled) => self.cancel_turn().await,
-                Err(Halt::SaveFailed | Halt::LeaseLost) => break,
-            }
-        }
-        self.settle();
-    }
-
     fn settle(&mut self) {
         self.turns.settled = self.turns.started;
         self.publish();
@@ -647,8 +514,7 @@ impl Actor {
             if self.rx_closed {
                 return Some(fut.await);
             }
-            let renew_at = self.lease_renewed + self.deps.settings.lease_ttl / 3;
-            let renewing = self.lease_held && self.shared;
+            let renew_at = self.lease.renew_at(self.deps.settings.lease_ttl);
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
@@ -662,332 +528,20 @@ impl Actor {
                         self.flush().await;
                         let _ = reply.send(());
                     }
-                    Some(Command::Refresh) if !self.lease_held => {
+                    Some(Command::Refresh) if self.lease.follows_others() => {
                         let _ = self.catch_up().await;
                     }
                     Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
-                () = tokio::time::sleep_until(renew_at), if renewing => {
-                    if !self.renew_lease().await {
-                        self.lease_lost = true;
+                () = sleep_until_some(renew_at), if renew_at.is_some() => {
+                    self.renew_lease().await;
+                    if self.lease == Lease::Lost {
                         return None;
                     }
                 }
                 out = &mut fut => return Some(out),
             }
-        }
-    }
-
-    async fn stream_reply(&mut self) -> Step {
-        if let Some(i) = self.reply_msg {
-            // A retry or a resume: the reply starts over in the same message.
-            let m = self.ctx.message_mut(i);
-            m.content = vec![ContentPart::text("")];
-            m.tool_calls = None;
-            m.status = MessageStatus::Streaming;
-        }
-        let history = self
-            .ctx
-            .messages()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != self.reply_msg)
-            .map(|(_, m)| m.clone())
-            .collect();
-        let request = ModelRequest {
-            model: self.ctx.model_id(),
-            system_prompt: self.ctx.system_prompt(),
-            messages: history,
-            attempt: self.attempt,
-        };
-        let model = self.deps.model.clone();
-        let mut stream = match self.wait_for(model.stream(request)).await {
-            None => return Err(Halt::Cancelled),
-            Some(Err(e)) => return self.model_failed(e).await,
-            Some(Ok(stream)) => stream,
-        };
-        loop {
-            match self.wait_for(stream.next()).await {
-                None => return Err(Halt::Cancelled),
-                Some(None) => break,
-                Some(Some(Err(e))) => return self.model_failed(e).await,
-                Some(Some(Ok(chunk))) => {
-                    self.append_chunk(chunk);
-                    self.apply(self.stream_event()).await?;
-                }
-            }
-        }
-        if *self.ctx.state() == State::AwaitingLlmResponse {
-            // An empty reply still gets its (empty) message.
-            self.reply_index();
-            self.apply(Event::StreamStarted).await?;
-        }
-        self.pass(Event::StreamEnded).await
-    }
-
-    fn stream_event(&self) -> Event {
-        if *self.ctx.state() == State::AwaitingLlmResponse {
-            Event::StreamStarted
-        } else {
-            Event::Chunk
-        }
-    }
-
-    fn reply_index(&mut self) -> usize {
-        match self.reply_msg {
-            Some(i) => i,
-            None => {
-                let mut m = new_message(Role::Assistant, vec![ContentPart::text("")], None);
-                m.status = MessageStatus::Streaming;
-                let i = self.ctx.push(m, None);
-                self.reply_msg = Some(i);
-                i
-            }
-        }
-    }
-
-    fn append_chunk(&mut self, chunk: ModelChunk) {
-        let i = self.reply_index();
-        let m = self.ctx.message_mut(i);
-        match chunk {
-            ModelChunk::Text(text) => match m.content.last_mut() {
-                Some(ContentPart::Text { text: t }) => t.push_str(&text),
-                None => m.content.push(ContentPart::text(text)),
-            },
-            ModelChunk::ToolCall {
-                id,
-                name,
-                arguments,
-            } => m.tool_calls.get_or_insert_with(Vec::new).push(ToolCall {
-                id,
-                name,
-                arguments,
-                status: ToolCallStatus::Pending,
-                result: None,
-            }),
-        }
-    }
-
-    async fn model_failed(&mut self, error: ModelError) -> Step {
-        tracing::warn!(context_id = %self.ctx.id(), attempt = self.attempt, error = %error, "model call failed");
-        if let Some(i) = self.reply_msg {
-            self.ctx.message_mut(i).status = MessageStatus::Cancelled;
-        }
-        if let ModelError::Transient { retry_after, .. } = &error {
-            self.retry_after = *retry_after;
-        }
-        let event = Event::ModelFailed {
-            error: error.to_string(),
-            transient: error.is_transient(),
-            retries: self.attempt,
-        };
-        self.attempt += 1;
-        self.apply(event).await
-    }
-
-    async fn back_off(&mut self, retries: u32) -> Step {
-        let delay = self.retry_after.take().unwrap_or_else(|| {
-            self.deps.settings.retry_base * 2u32.saturating_pow(retries.saturating_sub(1))
-        });
-        match self.wait_for(tokio::time::sleep(delay)).await {
-            None => Err(Halt::Cancelled),
-            Some(()) => self.apply(Event::RequestModel).await,
-        }
-    }
-
-    async fn finish_reply(&mut self) -> Step {
-        let i = self.reply_index();
-        let m = self.ctx.message_mut(i);
-        m.status = MessageStatus::Complete;
-        let asks_for_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
-        // Calls of auto-approved tools are approved before the state is saved, so a
-        // restart finds them approved and the person is asked only about the rest.
-        let tools = &self.deps.tools;
-        let mut all_auto = true;
-        for call in m.tool_calls.iter_mut().flatten() {
-            if tools.is_auto_approved(&call.name) {
-                call.status = ToolCallStatus::Approved;
-            } else {
-                all_auto = false;
-            }
-        }
-        self.reply_msg = None;
-        self.attempt = 0;
-        if !asks_for_tools {
-            return self.apply(Event::ReplyComplete).await;
-        }
-        // The turn still passes AwaitingToolApproval, so the FSM stays the one place
-        // that says how a turn moves.
-        self.apply(Event::ToolCallsRequested).await?;
-        if all_auto {
-            self.apply(Event::ToolsApproved).await
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Validates an approval and records every decision; returns the event it leads to.
-    fn decide_tool_calls(&mut self, approved: &[String]) -> Result<Event, ActionError> {
-        let no_pending = || ActionError::Invalid {
-            code: "no_pending_approvals",
-            message: "No pending tool approvals".into(),
-        };
-        if *self.ctx.state() != State::AwaitingToolApproval {
-            return Err(no_pending());
-        }
-        let i = self.ctx.tool_call_message().ok_or_else(no_pending)?;
-        let calls = self.ctx.messages()[i]
-            .tool_calls
-            .clone()
-            .unwrap_or_default();
-        let pending: Vec<&ToolCall> = calls
-            .iter()
-            .filter(|c| c.status == ToolCallStatus::Pending)
-            .collect();
-        let unknown: Vec<&str> = approved
-            .iter()
-            .filter(|id| !pending.iter().any(|c| &c.id == *id))
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ActionError::Invalid {
-                code: "unknown_tool_call",
-                message: format!("Unknown tool call id(s): {}", unknown.join(", ")),
-            });
-        }
-        let mut denied = Vec::new();
-        let m = self.ctx.message_mut(i);
-        for call in m.tool_calls.iter_mut().flatten() {
-            if call.status != ToolCallStatus::Pending {
-                continue;
-            }
-            if approved.contains(&call.id) {
-                call.status = ToolCallStatus::Approved;
-            } else {
-                call.status = ToolCallStatus::Denied;
-                denied.push(call.id.clone());
-            }
-        }
-        // Auto-approved calls of the same reply run even when the person denies the rest.
-        let any_approved = m
-            .tool_calls
-            .iter()
-            .flatten()
-            .any(|c| c.status == ToolCallStatus::Approved);
-        for id in denied {
-            self.push_tool_result(id, "The user denied this tool call.".into());
-        }
-        Ok(if any_approved {
-            Event::ToolsApproved
-        } else {
-            Event::ToolsDenied
-        })
-    }
-
-    fn push_tool_result(&mut self, call_id: String, text: String) {
-        let mut m = new_message(Role::Tool, vec![ContentPart::text(text)], None);
-        m.tool_call_id = Some(call_id);
-        self.ctx.push(m, None);
-    }
-
-    async fn execute_tools(&mut self) -> Step {
-        let Some(i) = self.ctx.tool_call_message() else {
-            return self
-                .apply(Event::Fail {
-                    error: "cannot run tools: the tool calls were not saved".into(),
-                })
-                .await;
-        };
-        let calls = self.ctx.messages()[i]
-            .tool_calls
-            .clone()
-            .unwrap_or_default();
-        for (k, call) in calls.iter().enumerate() {
-            if !matches!(
-                call.status,
-                ToolCallStatus::Approved | ToolCallStatus::Running
-            ) {
-                continue;
-            }
-            self.set_call(i, k, ToolCallStatus::Running, None).await;
-            let tools = self.deps.tools.clone();
-            let outcome = self.wait_for(tools.run(&call.name, &call.arguments)).await;
-            let (status, text) = match outcome {
-                None => return Err(Halt::Cancelled),
-                Some(Ok(result)) => (ToolCallStatus::Completed, result),
-                Some(Err(error)) => (ToolCallStatus::Failed, error),
-            };
-            self.set_call(i, k, status, Some(text.clone())).await;
-            self.push_tool_result(call.id.clone(), text);
-        }
-        self.apply(Event::ToolsFinished).await
-    }
-
-    /// Changes one call outside a transition: visible to pollers at once, saved with the
-    /// next transition.
-    async fn set_call(
-        &mut self,
-        msg: usize,
-        call: usize,
-        status: ToolCallStatus,
-        result: Option<String>,
-    ) {
-        if let Some(c) = self
-            .ctx
-            .message_mut(msg)
-            .tool_calls
-            .as_mut()
-            .and_then(|calls| calls.get_mut(call))
-        {
-            c.status = status;
-            c.result = result;
-        }
-        self.ctx.publish();
-        if self.ctx.unsaved_versions() >= MAX_UNSAVED_VERSIONS {
-            // Errors are logged; the next transition's save reports them to the turn.
-            let _ = self.autosave.save(&mut self.ctx).await;
-        }
-        self.publish();
-    }
-
-    /// Stops the running turn: the partial reply is kept and marked cancelled, calls that
-    /// did not run are closed, and the context goes back to Idle.
-    async fn cancel_turn(&mut self) {
-        if let Some(i) = self.reply_msg.take() {
-            self.ctx.message_mut(i).status = MessageStatus::Cancelled;
-        }
-        if let Some(i) = self.ctx.tool_call_message() {
-            let calls = self.ctx.messages()[i]
-                .tool_calls
-                .clone()
-                .unwrap_or_default();
-            let answered: Vec<String> = self
-                .ctx
-                .messages()
-                .iter()
-                .skip(i + 1)
-                .filter_map(|m| m.tool_call_id.clone())
-                .collect();
-            for (k, call) in calls.iter().enumerate() {
-                if answered.contains(&call.id) {
-                    continue;
-                }
-                let status = match call.status {
-                    ToolCallStatus::Pending => ToolCallStatus::Denied,
-                    _ => ToolCallStatus::Failed,
-                };
-                self.set_call(i, k, status, Some("cancelled".into())).await;
-                self.push_tool_result(call.id.clone(), "The tool call was cancelled.".into());
-            }
-        }
-        self.attempt = 0;
-        let result = self.apply(Event::Cancel).await;
-        if let Some(reply) = self.pending_cancel.take() {
-            let _ = reply.send(match result {
-                Ok(()) => Ok(self.turns.started),
-                Err(_) => Err(self.save_error()),
-            });
         }
     }
 }
@@ -1007,5 +561,13 @@ fn refuse(cmd: Command, error: ActionError) {
             let _ = reply.send(());
         }
         Command::Refresh | Command::Resume | Command::RemoteCancel | Command::Retire => {}
+    }
+}
+
+/// Sleeps until `at`; never resolves for `None` (the select branch is disabled then anyway).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

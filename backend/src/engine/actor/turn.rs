@@ -1,0 +1,264 @@
+//! Driving a turn: the model call, streaming its reply, retries, cancel.
+
+use super::lease::Lease;
+use super::{Actor, Halt, Step};
+use crate::engine::context::new_message;
+use crate::fsm::{Event, State};
+use crate::llm::{ModelChunk, ModelError, ModelRequest};
+use chatsync_protocol::{ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
+use futures::StreamExt;
+
+impl Actor {
+    pub(super) async fn resume(&mut self) {
+        if self.lease.is_shared() {
+            let ttl = self.deps.settings.lease_ttl;
+            match self.deps.store.acquire_lease(self.ctx.id(), ttl).await {
+                Ok(true) => self.lease = Lease::held_now(),
+                // Another instance runs it (or the database is away): stay a reader.
+                _ => return,
+            }
+            if self.catch_up().await.is_err() || self.ctx.state().is_resting() {
+                return;
+            }
+            // The crashed writer may have published versions it never stored.
+            self.ctx.skip_unsaved_versions();
+            self.ctx.publish();
+            self.publish();
+        }
+        tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
+        self.start_turn();
+        self.reply_msg = self
+            .ctx
+            .messages()
+            .iter()
+            .rposition(|m| m.role == Role::Assistant && m.status == MessageStatus::Streaming);
+        if *self.ctx.state() == State::ProcessingLlmResponse && self.reply_msg.is_none() {
+            let _ = self
+                .apply(Event::Fail {
+                    error: "cannot resume: the reply being processed was not saved".into(),
+                })
+                .await;
+            self.settle();
+            return;
+        }
+        self.drive().await;
+    }
+
+    /// Runs the turn until it rests, is cancelled or fails.
+    pub(super) async fn drive(&mut self) {
+        while !self.ctx.state().is_resting() && !self.gone {
+            let step = match self.ctx.state().clone() {
+                State::ProcessingUserMessage | State::GeneratingResponse => {
+                    self.pass(Event::RequestModel).await
+                }
+                State::AwaitingLlmResponse | State::StreamingLlmResponse => {
+                    self.stream_reply().await
+                }
+                State::ProcessingLlmResponse => self.finish_reply().await,
+                State::ExecutingTools => self.execute_tools().await,
+                State::ProcessingToolResults => self.pass(Event::ToolResultsRecorded).await,
+                State::TransientFailure { retries, .. } => self.back_off(retries).await,
+                State::Idle | State::AwaitingToolApproval | State::Failed { .. } => Ok(()),
+            };
+            match step {
+                Ok(()) => {}
+                Err(Halt::Cancelled) if self.lease == Lease::Lost => {
+                    self.step_back().await;
+                    break;
+                }
+                Err(Halt::Cancelled) => self.cancel_turn().await,
+                Err(Halt::SaveFailed | Halt::LeaseLost) => break,
+            }
+        }
+        self.settle();
+    }
+
+    pub(super) async fn stream_reply(&mut self) -> Step {
+        if let Some(i) = self.reply_msg {
+            // A retry or a resume: the reply starts over in the same message.
+            let m = self.ctx.message_mut(i);
+            m.content = vec![ContentPart::text("")];
+            m.tool_calls = None;
+            m.status = MessageStatus::Streaming;
+        }
+        let history = self
+            .ctx
+            .messages()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.reply_msg)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let request = ModelRequest {
+            model: self.ctx.model_id(),
+            system_prompt: self.ctx.system_prompt(),
+            messages: history,
+            attempt: self.attempt,
+        };
+        let model = self.deps.model.clone();
+        let mut stream = match self.wait_for(model.stream(request)).await {
+            None => return Err(Halt::Cancelled),
+            Some(Err(e)) => return self.model_failed(e).await,
+            Some(Ok(stream)) => stream,
+        };
+        loop {
+            match self.wait_for(stream.next()).await {
+                None => return Err(Halt::Cancelled),
+                Some(None) => break,
+                Some(Some(Err(e))) => return self.model_failed(e).await,
+                Some(Some(Ok(chunk))) => {
+                    self.append_chunk(chunk);
+                    self.apply(self.stream_event()).await?;
+                }
+            }
+        }
+        if *self.ctx.state() == State::AwaitingLlmResponse {
+            // An empty reply still gets its (empty) message.
+            self.reply_index();
+            self.apply(Event::StreamStarted).await?;
+        }
+        self.pass(Event::StreamEnded).await
+    }
+
+    pub(super) fn stream_event(&self) -> Event {
+        if *self.ctx.state() == State::AwaitingLlmResponse {
+            Event::StreamStarted
+        } else {
+            Event::Chunk
+        }
+    }
+
+    pub(super) fn reply_index(&mut self) -> usize {
+        match self.reply_msg {
+            Some(i) => i,
+            None => {
+                let mut m = new_message(Role::Assistant, vec![ContentPart::text("")], None);
+                m.status = MessageStatus::Streaming;
+                let i = self.ctx.push(m, None);
+                self.reply_msg = Some(i);
+                i
+            }
+        }
+    }
+
+    pub(super) fn append_chunk(&mut self, chunk: ModelChunk) {
+        let i = self.reply_index();
+        let m = self.ctx.message_mut(i);
+        match chunk {
+            ModelChunk::Text(text) => match m.content.last_mut() {
+                Some(ContentPart::Text { text: t }) => t.push_str(&text),
+                None => m.content.push(ContentPart::text(text)),
+            },
+            ModelChunk::ToolCall {
+                id,
+                name,
+                arguments,
+            } => m.tool_calls.get_or_insert_with(Vec::new).push(ToolCall {
+                id,
+                name,
+                arguments,
+                status: ToolCallStatus::Pending,
+                result: None,
+            }),
+        }
+    }
+
+    pub(super) async fn model_failed(&mut self, error: ModelError) -> Step {
+        tracing::warn!(context_id = %self.ctx.id(), attempt = self.attempt, error = %error, "model call failed");
+        if let Some(i) = self.reply_msg {
+            self.ctx.message_mut(i).status = MessageStatus::Cancelled;
+        }
+        if let ModelError::Transient { retry_after, .. } = &error {
+            self.retry_after = *retry_after;
+        }
+        let event = Event::ModelFailed {
+            error: error.to_string(),
+            transient: error.is_transient(),
+            retries: self.attempt,
+        };
+        self.attempt += 1;
+        self.apply(event).await
+    }
+
+    pub(super) async fn back_off(&mut self, retries: u32) -> Step {
+        let delay = self.retry_after.take().unwrap_or_else(|| {
+            self.deps.settings.retry_base * 2u32.saturating_pow(retries.saturating_sub(1))
+        });
+        match self.wait_for(tokio::time::sleep(delay)).await {
+            None => Err(Halt::Cancelled),
+            Some(()) => self.apply(Event::RequestModel).await,
+        }
+    }
+
+    pub(super) async fn finish_reply(&mut self) -> Step {
+        let i = self.reply_index();
+        let m = self.ctx.message_mut(i);
+        m.status = MessageStatus::Complete;
+        let asks_for_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+        // Calls of auto-approved tools are approved before the state is saved, so a
+        // restart finds them approved and the person is asked only about the rest.
+        let tools = &self.deps.tools;
+        let mut all_auto = true;
+        for call in m.tool_calls.iter_mut().flatten() {
+            if tools.is_auto_approved(&call.name) {
+                call.status = ToolCallStatus::Approved;
+            } else {
+                all_auto = false;
+            }
+        }
+        self.reply_msg = None;
+        self.attempt = 0;
+        if !asks_for_tools {
+            return self.apply(Event::ReplyComplete).await;
+        }
+        // The turn still passes AwaitingToolApproval, so the FSM stays the one place
+        // that says how a turn moves.
+        self.apply(Event::ToolCallsRequested).await?;
+        if all_auto {
+            self.apply(Event::ToolsApproved).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Validates an approval and records every decision; returns the event it leads to.
+    /// Stops the running turn: the partial reply is kept and marked cancelled, calls that
+    /// did not run are closed, and the context goes back to Idle.
+    pub(super) async fn cancel_turn(&mut self) {
+        if let Some(i) = self.reply_msg.take() {
+            self.ctx.message_mut(i).status = MessageStatus::Cancelled;
+        }
+        if let Some(i) = self.ctx.tool_call_message() {
+            let calls = self.ctx.messages()[i]
+                .tool_calls
+                .clone()
+                .unwrap_or_default();
+            let answered: Vec<String> = self
+                .ctx
+                .messages()
+                .iter()
+                .skip(i + 1)
+                .filter_map(|m| m.tool_call_id.clone())
+                .collect();
+            for (k, call) in calls.iter().enumerate() {
+                if answered.contains(&call.id) {
+                    continue;
+                }
+                let status = match call.status {
+                    ToolCallStatus::Pending => ToolCallStatus::Denied,
+                    _ => ToolCallStatus::Failed,
+                };
+                self.set_call(i, k, status, Some("cancelled".into())).await;
+                self.push_tool_result(call.id.clone(), "The tool call was cancelled.".into());
+            }
+        }
+        self.attempt = 0;
+        let result = self.apply(Event::Cancel).await;
+        if let Some(reply) = self.pending_cancel.take() {
+            let _ = reply.send(match result {
+                Ok(()) => Ok(self.turns.started),
+                Err(_) => Err(self.save_error()),
+            });
+        }
+    }
+}
