@@ -83,6 +83,7 @@ pub fn context_in(name: StateName) -> LiveContext {
             message_count: 0,
             created_at: now,
             updated_at: now,
+            active_leaf: None,
         },
         messages: vec![],
     })

@@ -371,8 +371,14 @@ async fn crashed_mid_stream(h: &Harness) -> Uuid {
             status,
             created_at: now,
             version: 2,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         })
     };
+    let user = message(Role::User, "resume me", MessageStatus::Complete);
+    let mut reply = message(Role::Assistant, "You sa", MessageStatus::Streaming);
+    Arc::make_mut(&mut reply).parent_id = Some(user.id);
     let batch = SaveBatch {
         context: ContextRecord {
             state: State::StreamingLlmResponse,
@@ -382,12 +388,12 @@ async fn crashed_mid_stream(h: &Harness) -> Uuid {
         },
         messages: vec![
             MessageRecord {
-                message: message(Role::User, "resume me", MessageStatus::Complete),
+                message: user.clone(),
                 seq: 0,
                 idempotency_key: None,
             },
             MessageRecord {
-                message: message(Role::Assistant, "You sa", MessageStatus::Streaming),
+                message: reply,
                 seq: 1,
                 idempotency_key: None,
             },

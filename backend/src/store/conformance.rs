@@ -27,6 +27,7 @@ fn context(n: i64) -> ContextRecord {
         message_count: 0,
         created_at: at,
         updated_at: at,
+        active_leaf: None,
     }
 }
 
@@ -42,6 +43,9 @@ fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
             status: MessageStatus::Complete,
             created_at: crate::store::now(),
             version,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         }),
         seq,
         idempotency_key: Some(format!("key-{seq}")),

@@ -58,10 +58,10 @@ impl From<sqlx::Error> for StoreError {
 }
 
 const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, state_error, \
-     retries, version, message_count, created_at, updated_at";
+     retries, version, message_count, created_at, updated_at, active_leaf";
 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
-     client_message_id, idempotency_key, status, created_at, version";
+     client_message_id, idempotency_key, status, created_at, version, parent_id";
 
 /// The file a `sqlite:` URL names, when it names one.
 fn sqlite_path(url: &str) -> Option<&str> {
@@ -232,6 +232,7 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         message_count: to_u64(row.try_get("message_count")?),
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        active_leaf: optional_uuid(row, "active_leaf")?,
     })
 }
 
@@ -255,12 +256,22 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         version: to_u64(row.try_get("version")?),
+        parent_id: optional_uuid(row, "parent_id")?,
+        // Derived from the whole tree when the context is loaded.
+        sibling_index: 0,
+        sibling_count: 1,
     };
     Ok(MessageRecord {
         message: Arc::new(message),
         seq: to_u64(row.try_get("seq")?),
         idempotency_key: row.try_get("idempotency_key")?,
     })
+}
+
+fn optional_uuid(row: &AnyRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| Uuid::try_parse(&t).map_err(|_| corrupt(column, &t)))
+        .transpose()
 }
 
 fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -273,7 +284,7 @@ impl Store for SqlStore {
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(record.id.to_string())
         .bind(&record.title)
@@ -287,6 +298,7 @@ impl Store for SqlStore {
         .bind(to_i64(record.message_count))
         .bind(format_time(&record.created_at))
         .bind(format_time(&record.updated_at))
+        .bind(record.active_leaf.map(|l| l.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -371,7 +383,7 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10 WHERE id = $11 AND version = $12",
+             updated_at = $10, active_leaf = $13 WHERE id = $11 AND version = $12",
         )
         .bind(&c.title)
         .bind(&c.config.model_id)
@@ -385,6 +397,7 @@ impl Store for SqlStore {
         .bind(format_time(&c.updated_at))
         .bind(c.id.to_string())
         .bind(to_i64(batch.expected_version))
+        .bind(c.active_leaf.map(|l| l.to_string()))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -405,7 +418,7 @@ impl Store for SqlStore {
             let msg = &m.message;
             sqlx::query(&format!(
                 "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
                  tool_calls = excluded.tool_calls, status = excluded.status, \
                  version = excluded.version"
@@ -422,6 +435,7 @@ impl Store for SqlStore {
             .bind(msg.status.as_str())
             .bind(format_time(&msg.created_at))
             .bind(to_i64(msg.version))
+            .bind(msg.parent_id.map(|p| p.to_string()))
             .execute(&mut *tx)
             .await?;
         }

@@ -7,8 +7,10 @@
 //!
 //! Layout: this file holds the mailbox loop, the commands and the transition/autosave
 //! step every part shares; `turn` drives a turn (model call, streaming, retries, cancel);
-//! `tools` handles approval and execution of tool calls; `lease` is the shared-store lease.
+//! `tools` handles approval and execution of tool calls; `branch` edits, regenerates and
+//! switches branches; `lease` is the shared-store lease.
 
+mod branch;
 mod lease;
 mod tools;
 mod turn;
@@ -45,6 +47,22 @@ pub enum Command {
         reply: Reply<u64>,
     },
     Retry {
+        reply: Reply<u64>,
+    },
+    /// A new version of a user message on the path, as a sibling; its turn runs.
+    EditUserMessage {
+        message_id: Uuid,
+        message: NewMessage,
+        reply: Reply<u64>,
+    },
+    /// A new reply beside an assistant message on the path (default: the last one).
+    Regenerate {
+        message_id: Option<Uuid>,
+        reply: Reply<u64>,
+    },
+    /// Move the active leaf to the newest leaf under a message.
+    SwitchBranch {
+        message_id: Uuid,
         reply: Reply<u64>,
     },
     /// Deprecated CRUD: store a message without running the FSM.
@@ -199,6 +217,9 @@ impl Actor {
             Command::Send { .. }
                 | Command::Approve { .. }
                 | Command::Retry { .. }
+                | Command::EditUserMessage { .. }
+                | Command::Regenerate { .. }
+                | Command::SwitchBranch { .. }
                 | Command::Append { .. }
                 | Command::Edit { .. }
         );
@@ -258,6 +279,17 @@ impl Actor {
                 self.acknowledge_then_drive(Event::Retry, reply, turn).await;
             }
             Command::Cancel { reply } => self.cancel_at_rest(reply).await,
+            Command::EditUserMessage {
+                message_id,
+                message,
+                reply,
+            } => self.edit_user_message(message_id, message, reply).await,
+            Command::Regenerate { message_id, reply } => {
+                self.regenerate(message_id, reply).await;
+            }
+            Command::SwitchBranch { message_id, reply } => {
+                self.switch_branch(message_id, reply).await;
+            }
             Command::Append {
                 role,
                 content,
@@ -551,7 +583,10 @@ fn refuse(cmd: Command, error: ActionError) {
         Command::Send { reply, .. }
         | Command::Approve { reply, .. }
         | Command::Cancel { reply }
-        | Command::Retry { reply } => {
+        | Command::Retry { reply }
+        | Command::EditUserMessage { reply, .. }
+        | Command::Regenerate { reply, .. }
+        | Command::SwitchBranch { reply, .. } => {
             let _ = reply.send(Err(error));
         }
         Command::Append { reply, .. } | Command::Edit { reply, .. } => {
