@@ -15,6 +15,16 @@ mod tests;
 mod tree;
 
 pub use context::{new_message, summary, Snapshot};
+
+/// The ids on the active path of a context as loaded, for store tests.
+#[cfg(test)]
+pub(crate) fn active_path(loaded: LoadedContext) -> Vec<Uuid> {
+    LiveContext::from_loaded(loaded)
+        .messages()
+        .iter()
+        .map(|m| m.id)
+        .collect()
+}
 pub use log::MessageLog;
 
 use crate::domain::NewMessage;

@@ -72,6 +72,9 @@ pub(crate) async fn run(store: &dyn Store) {
 
     let first = message(0, 2, "hello");
     let mut second = message(1, 2, "world");
+    // The tree and the active leaf round-trip: `second` follows `first`.
+    Arc::make_mut(&mut second.message).parent_id = Some(first.message.id);
+    c.active_leaf = Some(second.message.id);
     c.version = 2;
     c.message_count = 2;
     c.state = State::ProcessingUserMessage;

@@ -553,6 +553,56 @@ pub(crate) mod tests {
         conformance::run(&store).await;
     }
 
+    /// A database written before branches existed opens as single-branch chats: each
+    /// message follows the one before it, and the path ends at the newest.
+    #[tokio::test]
+    async fn an_old_database_migrates_to_one_branch_per_chat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/old.sqlite?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(&url).await.expect("open");
+        // The schema as the first release left it: only migration 0001, recorded.
+        let all = sqlx::migrate!("./migrations/sqlite");
+        let first = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(all.migrations[..1].to_vec()),
+            ..sqlx::migrate!("./migrations/sqlite")
+        };
+        first.run(&pool).await.expect("0001");
+        let id = Uuid::new_v4();
+        let at = "2026-01-01T00:00:00.000000Z";
+        sqlx::query(&format!(
+            "INSERT INTO contexts (id, title, state, version, message_count, created_at, \
+             updated_at) VALUES ('{id}', 'old', 'Idle', 4, 3, '{at}', '{at}')"
+        ))
+        .execute(&pool)
+        .await
+        .expect("context");
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        for (seq, m) in ids.iter().enumerate() {
+            let role = if seq % 2 == 0 { "user" } else { "assistant" };
+            sqlx::query(&format!(
+                "INSERT INTO messages (id, context_id, seq, role, content, status, created_at, \
+                 version) VALUES ('{m}', '{id}', {seq}, '{role}', \
+                 '[{{\"type\":\"text\",\"text\":\"m{seq}\"}}]', 'complete', '{at}', 2)"
+            ))
+            .execute(&pool)
+            .await
+            .expect("message");
+        }
+        pool.close().await;
+
+        let store = SqlStore::connect(&url).await.expect("migrate");
+        let loaded = store.load_context(id).await.expect("load").expect("kept");
+        let parents: Vec<Option<Uuid>> = loaded
+            .messages
+            .iter()
+            .map(|m| m.message.parent_id)
+            .collect();
+        assert_eq!(parents, [None, Some(ids[0]), Some(ids[1])]);
+        assert_eq!(loaded.record.active_leaf, None, "null: the newest message");
+        assert_eq!(crate::engine::active_path(loaded), ids);
+    }
+
     #[tokio::test]
     async fn sqlite_uses_wal_and_full_sync() {
         let (_dir, store) = temp_store().await;
