@@ -6,11 +6,10 @@
 //! on a path nobody sees and switching back never revives a stale approval.
 
 use super::{Actor, Reply};
-use crate::domain::{ClientKey, NewMessage};
-use crate::engine::context::new_message;
+use crate::domain::NewMessage;
 use crate::engine::ActionError;
 use crate::fsm::{self, Event, State};
-use chatsync_protocol::{ContentPart, Role};
+use chatsync_protocol::Role;
 use uuid::Uuid;
 
 impl Actor {
@@ -22,40 +21,18 @@ impl Actor {
         message: NewMessage,
         reply: Reply<u64>,
     ) {
-        let client_message_id = message.client_message_id.map(ClientKey::into_inner);
-        let idempotency_key = message.idempotency_key.map(ClientKey::into_inner);
-        if self
-            .ctx
-            .find_sent(client_message_id.as_deref(), idempotency_key.as_deref())
-            .is_some()
-        {
-            // A repeated edit: answer with the current turn, add nothing.
-            let _ = reply.send(Ok(self.turns.started));
+        let Some(reply) = self.unless_repeated(&message, reply) else {
             return;
-        }
-        let parent = match self.branch_point(message_id, Role::User, &Event::UserMessage) {
-            Ok(parent) => parent,
+        };
+        match self
+            .branch_from(message_id, Role::User, &Event::UserMessage)
+            .await
+        {
+            Ok(()) => self.run_user_message(message, reply).await,
             Err(e) => {
                 let _ = reply.send(Err(e));
-                return;
             }
-        };
-        if let Err(e) = self.leave_branch().await {
-            let _ = reply.send(Err(e));
-            return;
         }
-        self.ctx.switch_path(parent);
-        self.ctx.push(
-            new_message(
-                Role::User,
-                vec![ContentPart::text(message.content.into_inner())],
-                client_message_id,
-            ),
-            idempotency_key,
-        );
-        let turn = self.start_turn();
-        self.acknowledge_then_drive(Event::UserMessage, reply, turn)
-            .await;
     }
 
     /// A new reply beside `message_id` (an assistant message on the path; default the
@@ -69,28 +46,37 @@ impl Actor {
                 .find(|m| m.role == Role::Assistant)
                 .map(|m| m.id)
         });
-        let Some(target) = target else {
-            let _ = reply.send(Err(ActionError::InvalidMessage(
-                "There is no reply to regenerate".into(),
-            )));
-            return;
-        };
-        let parent = match self.branch_point(target, Role::Assistant, &Event::Regenerate) {
-            Ok(parent) => parent,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
+        let ready = match target {
+            Some(target) => {
+                self.branch_from(target, Role::Assistant, &Event::Regenerate)
+                    .await
             }
+            None => Err(ActionError::InvalidMessage(
+                "There is no reply to regenerate".into(),
+            )),
         };
-        if let Err(e) = self.leave_branch().await {
+        if let Err(e) = ready {
             let _ = reply.send(Err(e));
             return;
         }
-        self.ctx.switch_path(parent);
         self.reply_msg = None;
         let turn = self.start_turn();
         self.acknowledge_then_drive(Event::Regenerate, reply, turn)
             .await;
+    }
+
+    /// Checks the target, leaves the current branch and ends the active path at the
+    /// target's parent, where the new sibling will hang.
+    async fn branch_from(
+        &mut self,
+        message_id: Uuid,
+        role: Role,
+        event: &Event,
+    ) -> Result<(), ActionError> {
+        let parent = self.branch_point(message_id, role, event)?;
+        self.leave_branch().await?;
+        self.ctx.switch_path(parent);
+        Ok(())
     }
 
     /// The active leaf becomes the newest leaf under `message_id` (any message of the

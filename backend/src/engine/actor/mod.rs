@@ -231,32 +231,14 @@ impl Actor {
         }
         match cmd {
             Command::Send { message, reply } => {
-                let client_message_id = message.client_message_id.map(ClientKey::into_inner);
-                let idempotency_key = message.idempotency_key.map(ClientKey::into_inner);
-                if self
-                    .ctx
-                    .find_sent(client_message_id.as_deref(), idempotency_key.as_deref())
-                    .is_some()
-                {
-                    // A repeated send: answer with the current turn, add nothing.
-                    let _ = reply.send(Ok(self.turns.started));
+                let Some(reply) = self.unless_repeated(&message, reply) else {
                     return;
-                }
+                };
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
                     let _ = reply.send(Err(e.into()));
                     return;
                 }
-                self.ctx.push(
-                    new_message(
-                        Role::User,
-                        vec![ContentPart::text(message.content.into_inner())],
-                        client_message_id,
-                    ),
-                    idempotency_key,
-                );
-                let turn = self.start_turn();
-                self.acknowledge_then_drive(Event::UserMessage, reply, turn)
-                    .await;
+                self.run_user_message(message, reply).await;
             }
             Command::Approve {
                 tool_call_ids,
@@ -330,6 +312,33 @@ impl Actor {
             }
             Command::RemoteCancel | Command::Retire => {}
         }
+    }
+
+    /// A send or edit repeated with the client id or key of an earlier one adds nothing:
+    /// it is answered with the current turn here (`None`); otherwise the reply comes back.
+    fn unless_repeated(&self, message: &NewMessage, reply: Reply<u64>) -> Option<Reply<u64>> {
+        let client = message.client_message_id.as_ref().map(ClientKey::as_str);
+        let key = message.idempotency_key.as_ref().map(ClientKey::as_str);
+        if self.ctx.find_sent(client, key).is_some() {
+            let _ = reply.send(Ok(self.turns.started));
+            return None;
+        }
+        Some(reply)
+    }
+
+    /// Adds the user message at the end of the active path and runs its turn.
+    async fn run_user_message(&mut self, message: NewMessage, reply: Reply<u64>) {
+        self.ctx.push(
+            new_message(
+                Role::User,
+                vec![ContentPart::text(message.content.into_inner())],
+                message.client_message_id.map(ClientKey::into_inner),
+            ),
+            message.idempotency_key.map(ClientKey::into_inner),
+        );
+        let turn = self.start_turn();
+        self.acknowledge_then_drive(Event::UserMessage, reply, turn)
+            .await;
     }
 
     /// Cancel while this actor runs no turn: the context rests here, or another instance
