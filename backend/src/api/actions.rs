@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chatsync_protocol::{
-    ApproveToolsRequest, EditMessageRequest, RegenerateRequest, SendMessageRequest,
+    ApproveToolsRequest, CancelRequest, EditMessageRequest, RegenerateRequest, SendMessageRequest,
     SwitchBranchRequest,
 };
 use serde::Deserialize;
@@ -112,6 +112,7 @@ async fn send_message(
                 content,
                 client_message_id,
                 idempotency_key,
+                if_busy: req.if_busy.unwrap_or_default(),
             },
             q.limit(&app),
         )
@@ -137,8 +138,15 @@ async fn approve_tools(
 async fn cancel(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    body: Option<ApiJson<CancelRequest>>,
 ) -> Result<Response, ApiError> {
-    Ok(answer(app.engine.cancel(id).await?))
+    match body.and_then(|ApiJson(req)| req.message_id) {
+        Some(message_id) => {
+            let snapshot = app.engine.cancel_queued(id, message_id).await?;
+            Ok(Json(snapshot.chat_state_ref(None)).into_response())
+        }
+        None => Ok(answer(app.engine.cancel(id).await?)),
+    }
 }
 
 #[tracing::instrument(skip_all, fields(context_id = %id))]
@@ -162,6 +170,8 @@ async fn edit_message(
         content,
         client_message_id,
         idempotency_key: None,
+        // Edits run only at rest, so nothing is running to queue behind.
+        if_busy: Default::default(),
     };
     let outcome = app
         .engine

@@ -21,14 +21,17 @@ impl Actor {
         message: NewMessage,
         reply: Reply<u64>,
     ) {
-        let Some(reply) = self.unless_repeated(&message, reply) else {
+        let Some(reply) = self.unless_repeated(&message, reply, std::convert::identity) else {
             return;
         };
         match self
             .branch_from(message_id, Role::User, &Event::UserMessage)
             .await
         {
-            Ok(()) => self.run_user_message(message, reply).await,
+            Ok(()) => {
+                self.run_user_message(message, reply, std::convert::identity)
+                    .await;
+            }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }

@@ -12,6 +12,7 @@
 
 mod branch;
 mod lease;
+mod queue;
 mod tools;
 mod turn;
 
@@ -32,12 +33,26 @@ use uuid::Uuid;
 
 pub type Reply<T> = oneshot::Sender<Result<T, ActionError>>;
 
+/// How a send was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAck {
+    /// Its turn started (or, for a repeated send, the turn now running): wait for this one.
+    Turn(u64),
+    /// The context was busy: the message waits in the queue under this id.
+    Queued(Uuid),
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Answers with the number of the turn to wait for.
     Send {
         message: NewMessage,
-        reply: Reply<u64>,
+        reply: Reply<SendAck>,
+    },
+    /// Drop a queued message before its turn.
+    CancelQueued {
+        message_id: Uuid,
+        reply: Reply<()>,
     },
     Approve {
         tool_call_ids: Vec<String>,
@@ -85,6 +100,8 @@ pub enum Command {
     Refresh,
     /// An interrupted turn has no live runner: run it here if the lease can be had.
     Resume,
+    /// A message was queued in the store (possibly by another instance).
+    QueueChanged,
     /// Another instance asked to cancel the turn this actor runs.
     RemoteCancel,
     /// Leave memory: refuse queued commands (their senders retry on a fresh actor) and stop.
@@ -168,10 +185,12 @@ impl Actor {
     }
 
     pub async fn run(mut self) {
+        self.load_queue().await;
         if !self.ctx.state().is_resting() {
             self.resume().await;
-            self.release_lease().await;
         }
+        self.drain_queue().await;
+        self.release_lease().await;
         while !self.gone {
             let cmd = match self.deferred.pop_front() {
                 Some(cmd) => cmd,
@@ -185,6 +204,7 @@ impl Actor {
                 break;
             }
             self.handle(cmd).await;
+            self.drain_queue().await;
             self.release_lease().await;
         }
     }
@@ -230,15 +250,19 @@ impl Actor {
             }
         }
         match cmd {
+            Command::Send { message, reply } if !self.ctx.queued().is_empty() => {
+                // Earlier messages still wait: this one queues behind them.
+                self.enqueue_send(message, reply).await;
+            }
             Command::Send { message, reply } => {
-                let Some(reply) = self.unless_repeated(&message, reply) else {
+                let Some(reply) = self.unless_repeated(&message, reply, SendAck::Turn) else {
                     return;
                 };
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
                     let _ = reply.send(Err(e.into()));
                     return;
                 }
-                self.run_user_message(message, reply).await;
+                self.run_user_message(message, reply, SendAck::Turn).await;
             }
             Command::Approve {
                 tool_call_ids,
@@ -271,6 +295,9 @@ impl Actor {
             }
             Command::SwitchBranch { message_id, reply } => {
                 self.switch_branch(message_id, reply).await;
+            }
+            Command::CancelQueued { message_id, reply } => {
+                self.cancel_queued(message_id, reply).await;
             }
             Command::Append {
                 role,
@@ -310,24 +337,35 @@ impl Actor {
             Command::Resume => {
                 self.resume().await;
             }
+            Command::QueueChanged => self.sync_queue().await,
             Command::RemoteCancel | Command::Retire => {}
         }
     }
 
     /// A send or edit repeated with the client id or key of an earlier one adds nothing:
     /// it is answered with the current turn here (`None`); otherwise the reply comes back.
-    fn unless_repeated(&self, message: &NewMessage, reply: Reply<u64>) -> Option<Reply<u64>> {
+    fn unless_repeated<T>(
+        &self,
+        message: &NewMessage,
+        reply: Reply<T>,
+        ack: fn(u64) -> T,
+    ) -> Option<Reply<T>> {
         let client = message.client_message_id.as_ref().map(ClientKey::as_str);
         let key = message.idempotency_key.as_ref().map(ClientKey::as_str);
         if self.ctx.find_sent(client, key).is_some() {
-            let _ = reply.send(Ok(self.turns.started));
+            let _ = reply.send(Ok(ack(self.turns.started)));
             return None;
         }
         Some(reply)
     }
 
     /// Adds the user message at the end of the active path and runs its turn.
-    async fn run_user_message(&mut self, message: NewMessage, reply: Reply<u64>) {
+    async fn run_user_message<T>(
+        &mut self,
+        message: NewMessage,
+        reply: Reply<T>,
+        ack: fn(u64) -> T,
+    ) {
         self.ctx.push(
             new_message(
                 Role::User,
@@ -337,7 +375,7 @@ impl Actor {
             message.idempotency_key.map(ClientKey::into_inner),
         );
         let turn = self.start_turn();
-        self.acknowledge_then_drive(Event::UserMessage, reply, turn)
+        self.acknowledge_then_drive(Event::UserMessage, reply, ack(turn))
             .await;
     }
 
@@ -428,10 +466,10 @@ impl Actor {
 
     /// Applies the event that starts (or resumes) a turn, answers the action once that is
     /// durable, then runs the turn to its next resting state.
-    async fn acknowledge_then_drive(&mut self, event: Event, reply: Reply<u64>, turn: u64) {
+    async fn acknowledge_then_drive<T>(&mut self, event: Event, reply: Reply<T>, ack: T) {
         match self.apply(event).await {
             Ok(()) => {
-                let _ = reply.send(Ok(turn));
+                let _ = reply.send(Ok(ack));
                 self.drive().await;
             }
             Err(_) => {
@@ -560,6 +598,14 @@ impl Actor {
                 biased;
                 cmd = self.rx.recv() => match cmd {
                     None => self.rx_closed = true,
+                    Some(Command::Send { message, reply }) if in_turn => {
+                        if self.enqueue_send(message, reply).await {
+                            return None;
+                        }
+                    }
+                    Some(Command::CancelQueued { message_id, reply }) if in_turn => {
+                        self.cancel_queued(message_id, reply).await;
+                    }
                     Some(Command::Cancel { reply }) if in_turn => {
                         self.pending_cancel = Some(reply);
                         return None;
@@ -572,6 +618,7 @@ impl Actor {
                     Some(Command::Refresh) if self.lease.follows_others() => {
                         let _ = self.catch_up().await;
                     }
+                    Some(Command::QueueChanged) => self.sync_queue().await,
                     Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
@@ -589,8 +636,13 @@ impl Actor {
 
 fn refuse(cmd: Command, error: ActionError) {
     match cmd {
-        Command::Send { reply, .. }
-        | Command::Approve { reply, .. }
+        Command::Send { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Command::CancelQueued { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Command::Approve { reply, .. }
         | Command::Cancel { reply }
         | Command::Retry { reply }
         | Command::EditUserMessage { reply, .. }
@@ -604,7 +656,11 @@ fn refuse(cmd: Command, error: ActionError) {
         Command::Flush { reply } => {
             let _ = reply.send(());
         }
-        Command::Refresh | Command::Resume | Command::RemoteCancel | Command::Retire => {}
+        Command::Refresh
+        | Command::Resume
+        | Command::RemoteCancel
+        | Command::QueueChanged
+        | Command::Retire => {}
     }
 }
 
