@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(c.openai_base_url, "https://api.openai.com/v1");
         assert_eq!(c.tool_timeout_ms, 30_000);
         assert_eq!(c.max_in_flight, 12_288);
-        assert!(c.max_in_flight > c.max_waiters, "held polls leave room for other requests");
+        assert!(
+            c.max_in_flight > c.max_waiters,
+            "held polls leave room for other requests"
+        );
         assert_eq!(c.header_read_timeout_ms, 10_000);
         assert_eq!(c.body_read_timeout_ms, 10_000);
         assert!(c.auto_approve_tools.is_empty());

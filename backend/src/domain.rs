@@ -69,6 +69,10 @@ impl ClientKey {
         Ok(ClientKey(key))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }

@@ -58,6 +58,10 @@ pub enum Event {
     Cancel,
     /// The person re-runs a failed turn.
     Retry,
+    /// The person asks for a new reply beside an earlier one (a new branch).
+    Regenerate,
+    /// The person moved the active path to another branch; no turn runs.
+    SwitchBranch,
     /// Something outside the model failed (a save, a resume): the turn cannot go on.
     Fail { error: String },
 }
@@ -138,6 +142,8 @@ impl Event {
             Event::ModelFailed { .. } => "ModelFailed",
             Event::Cancel => "Cancel",
             Event::Retry => "Retry",
+            Event::Regenerate => "Regenerate",
+            Event::SwitchBranch => "SwitchBranch",
             Event::Fail { .. } => "Fail",
         }
     }
@@ -202,6 +208,9 @@ pub fn transition(state: &State, event: &Event) -> Result<State, InvalidTransiti
         }
         (s, Event::Cancel) if !matches!(s, S::Idle | S::Failed { .. }) => S::Idle,
         (S::Failed { .. }, Event::Retry) => S::AwaitingLlmResponse,
+        (S::Idle | S::Failed { .. }, Event::Regenerate) => S::AwaitingLlmResponse,
+        // The failure belonged to the branch left behind; the new one rests.
+        (S::Idle | S::Failed { .. }, Event::SwitchBranch) => S::Idle,
         (_, Event::Fail { error }) => S::Failed {
             error: error.clone(),
         },
@@ -258,6 +267,8 @@ mod tests {
             },
             Event::Cancel,
             Event::Retry,
+            Event::Regenerate,
+            Event::SwitchBranch,
             Event::Fail {
                 error: "disk".into(),
             },
@@ -313,6 +324,10 @@ mod tests {
             (N::AwaitingLlmResponse, "ModelFailed", N::TransientFailure),
             (N::StreamingLlmResponse, "ModelFailed", N::TransientFailure),
             (N::Failed, "Retry", N::AwaitingLlmResponse),
+            (N::Idle, "Regenerate", N::AwaitingLlmResponse),
+            (N::Failed, "Regenerate", N::AwaitingLlmResponse),
+            (N::Idle, "SwitchBranch", N::Idle),
+            (N::Failed, "SwitchBranch", N::Idle),
         ];
         for s in StateName::ALL {
             if !matches!(s, N::Idle | N::Failed) {
@@ -356,7 +371,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 11 * 15);
+        assert_eq!(checked, 11 * 17);
     }
 
     #[test]

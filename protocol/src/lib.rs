@@ -221,6 +221,19 @@ pub struct Message {
     pub created_at: Timestamp,
     /// The context version at which this message last changed.
     pub version: u64,
+    /// The message this one follows in the tree (null for the first of a chat).
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
+    /// Position among the messages with the same parent, in the order they were made.
+    #[serde(default)]
+    pub sibling_index: u32,
+    /// How many messages share this one's parent (itself included).
+    #[serde(default = "one")]
+    pub sibling_count: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What `GET /api/contexts/{id}/state` and every action answer.
@@ -336,6 +349,34 @@ pub struct ApproveToolsRequest {
     pub tool_call_ids: Vec<String>,
 }
 
+/// Body of `POST /api/contexts/{id}/actions/edit_message`: a new version of a user message
+/// on the active path, added as its sibling; its turn runs like a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessageRequest {
+    pub message_id: Uuid,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+}
+
+/// Body of `POST /api/contexts/{id}/actions/regenerate`: a new reply beside an assistant
+/// message on the active path (default: the last one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
+}
+
+/// Body of `POST /api/contexts/{id}/actions/switch_branch`: the active leaf becomes the
+/// newest leaf under this message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchBranchRequest {
+    pub message_id: Uuid,
+}
+
 /// Every error the API answers: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -437,10 +478,25 @@ mod tests {
             status: MessageStatus::Complete,
             created_at: Timestamp::default(),
             version: 3,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         };
         let v = serde_json::to_value(&m).unwrap_or_default();
         assert!(v.get("tool_calls").is_none());
         assert!(v.get("client_message_id").is_none());
         assert_eq!(v["content"][0]["type"], "text");
+        assert_eq!(v["parent_id"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_message_without_tree_fields_decodes_as_an_only_child() {
+        let old = r#"{"id":"00000000-0000-0000-0000-000000000000","role":"user",
+            "content":[],"status":"complete","created_at":"2026-01-01T00:00:00Z","version":1}"#;
+        let m: Message = serde_json::from_str(old).expect("old message");
+        assert_eq!(
+            (m.parent_id, m.sibling_index, m.sibling_count),
+            (None, 0, 1)
+        );
     }
 }

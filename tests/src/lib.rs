@@ -301,6 +301,23 @@ impl Api {
         expect_json(response, StatusCode::OK).await
     }
 
+    /// A branch action (`edit_message`, `regenerate`, `switch_branch`) with a JSON body,
+    /// expected to answer 200 with the rested state.
+    pub async fn branch_action(
+        &self,
+        context: Uuid,
+        action: &str,
+        body: serde_json::Value,
+    ) -> ChatState {
+        let response = self
+            .post(&format!("/api/contexts/{context}/actions/{action}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {action}: {e}"));
+        expect_json(response, StatusCode::OK).await
+    }
+
     /// A body-less action (`cancel`, `retry`).
     pub async fn action_raw(&self, context: Uuid, action: &str) -> Response {
         self.post(&format!("/api/contexts/{context}/actions/{action}"))

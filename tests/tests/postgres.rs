@@ -76,6 +76,46 @@ async fn a_send_through_one_instance_is_seen_polling_the_other() {
 }
 
 #[tokio::test]
+async fn an_edit_through_one_instance_moves_the_path_on_the_other() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "branches").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    let sent = a.send_message(ctx.id, "first words").await;
+    // B follows the linear chat first, so it holds the path the edit then moves.
+    b.wait_for_state(ctx.id, "B sees A's turn", |s: &ChatState| {
+        s.version == sent.version
+    })
+    .await;
+    let edited = a
+        .branch_action(
+            ctx.id,
+            "edit_message",
+            serde_json::json!({"message_id": sent.messages[0].id, "content": "other words"}),
+        )
+        .await;
+    assert_eq!(text(&edited.messages[0]), "other words");
+    assert_eq!(edited.messages[0].sibling_count, 2);
+    let on_b = same_everywhere(&a, &b, ctx.id).await;
+    assert_eq!(
+        on_b, edited,
+        "B serves the new path with its sibling numbers"
+    );
+    // And a switch through B is seen on A.
+    let switched = b
+        .branch_action(
+            ctx.id,
+            "switch_branch",
+            serde_json::json!({"message_id": sent.messages[0].id}),
+        )
+        .await;
+    assert_eq!(text(&switched.messages[0]), "first words");
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await, switched);
+}
+
+#[tokio::test]
 async fn concurrent_sends_split_across_instances_all_land_in_whole_turns() {
     let Some(pg) = TestPostgres::from_env() else {
         return;

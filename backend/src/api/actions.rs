@@ -10,7 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync_protocol::{ApproveToolsRequest, CancelRequest, SendMessageRequest};
+use chatsync_protocol::{
+    ApproveToolsRequest, CancelRequest, EditMessageRequest, RegenerateRequest, SendMessageRequest,
+    SwitchBranchRequest,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -26,6 +29,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/contexts/{id}/actions/cancel", post(cancel))
         .route("/api/contexts/{id}/actions/retry", post(retry))
+        .route(
+            "/api/contexts/{id}/actions/edit_message",
+            post(edit_message),
+        )
+        .route("/api/contexts/{id}/actions/regenerate", post(regenerate))
+        .route(
+            "/api/contexts/{id}/actions/switch_branch",
+            post(switch_branch),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +70,19 @@ fn invalid(code: &'static str) -> impl Fn(crate::domain::ParseError) -> ApiError
     move |e| ApiError::bad_request(code, e.0)
 }
 
+/// The text and client id of a message to add, checked.
+fn parse_message(
+    content: String,
+    client_message_id: Option<String>,
+) -> Result<(MessageContent, Option<ClientKey>), ApiError> {
+    let content = MessageContent::parse(content).map_err(invalid("invalid_content"))?;
+    let client_message_id = client_message_id
+        .map(|k| ClientKey::parse("client_message_id", k))
+        .transpose()
+        .map_err(invalid("invalid_client_message_id"))?;
+    Ok((content, client_message_id))
+}
+
 #[tracing::instrument(skip_all, fields(context_id = %id))]
 async fn send_message(
     State(app): State<AppState>,
@@ -66,12 +91,7 @@ async fn send_message(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    let content = MessageContent::parse(req.content).map_err(invalid("invalid_content"))?;
-    let client_message_id = req
-        .client_message_id
-        .map(|k| ClientKey::parse("client_message_id", k))
-        .transpose()
-        .map_err(invalid("invalid_client_message_id"))?;
+    let (content, client_message_id) = parse_message(req.content, req.client_message_id)?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -136,4 +156,49 @@ async fn retry(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Response, ApiError> {
     Ok(answer(app.engine.retry(id, q.limit(&app)).await?))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn edit_message(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(req): ApiJson<EditMessageRequest>,
+) -> Result<Response, ApiError> {
+    let (content, client_message_id) = parse_message(req.content, req.client_message_id)?;
+    let message = NewMessage {
+        content,
+        client_message_id,
+        idempotency_key: None,
+        // Edits run only at rest, so nothing is running to queue behind.
+        if_busy: Default::default(),
+    };
+    let outcome = app
+        .engine
+        .edit_user_message(id, req.message_id, message, q.limit(&app))
+        .await?;
+    Ok(answer(outcome))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn regenerate(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(req): ApiJson<RegenerateRequest>,
+) -> Result<Response, ApiError> {
+    let outcome = app
+        .engine
+        .regenerate(id, req.message_id, q.limit(&app))
+        .await?;
+    Ok(answer(outcome))
+}
+
+#[tracing::instrument(skip_all, fields(context_id = %id))]
+async fn switch_branch(
+    State(app): State<AppState>,
+    ContextId(id): ContextId,
+    ApiJson(req): ApiJson<SwitchBranchRequest>,
+) -> Result<Response, ApiError> {
+    Ok(answer(app.engine.switch_branch(id, req.message_id).await?))
 }

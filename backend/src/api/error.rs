@@ -119,6 +119,9 @@ impl From<EngineError> for ApiError {
                 ActionError::UnknownToolCalls(_) => {
                     ApiError::bad_request("unknown_tool_call", a.to_string())
                 }
+                ActionError::InvalidMessage(_) => {
+                    ApiError::bad_request("invalid_message", a.to_string())
+                }
                 ActionError::MessageNotFound(id) => {
                     ApiError::not_found(format!("Message {id} not found"))
                 }

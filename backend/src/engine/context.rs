@@ -2,6 +2,7 @@
 //! publish and the last save.
 
 use super::log::MessageLog;
+use super::tree::Tree;
 use crate::fsm::State;
 use crate::store::{ContextRecord, LoadedContext, MessageRecord, QueuedRecord, SaveBatch};
 use chatsync_protocol::{
@@ -34,31 +35,55 @@ pub fn new_message(
         status: MessageStatus::Complete,
         created_at: crate::store::now(),
         version: 0,
+        parent_id: None,
+        sibling_index: 0,
+        sibling_count: 1,
     }
 }
 
 #[derive(Debug)]
 pub struct LiveContext {
     record: ContextRecord,
+    /// Exactly the active path, root first: everything that reads the conversation (the
+    /// model's history, tool calls, the streamed reply's index) works on it by index.
     messages: MessageLog,
-    idempotency_keys: Vec<Option<String>>,
-    /// client_message_id or Idempotency-Key -> message index, for dedupe.
+    /// Every message of the context, on the path or not, by insertion rank.
+    tree: Tree,
+    /// Per tree rank: what the store needs beside the message.
+    entries: Vec<Entry>,
+    /// The messages off the active path, by id.
+    off_path: HashMap<Uuid, Arc<Message>>,
+    /// The `seq` the next new message is stored with (insertion order over the tree).
+    next_seq: u64,
+    /// client_message_id or Idempotency-Key -> tree rank of the message, for dedupe.
     seen_keys: HashMap<String, usize>,
     /// Changed since the last version bump.
     unpublished: Changes,
     /// Changed since the last successful save.
     unsaved: Changes,
     saved_version: u64,
+    /// The version at which the active path last changed (or the context was loaded):
+    /// a delta from before it cannot say which messages left the path.
+    path_changed_at: u64,
     pub(crate) last_save: Instant,
     /// User messages waiting for their turn, in the order they will run. Each is already
     /// stored in the queue table; only its move into `messages` goes through a save.
     queued: Vec<QueuedRecord>,
 }
 
+#[derive(Debug, Clone)]
+struct Entry {
+    seq: u64,
+    idempotency_key: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Changes {
     record: bool,
+    /// Tree ranks of the changed messages (ranks never move, paths do).
     messages: BTreeSet<usize>,
+    /// The active path is another one.
+    path: bool,
     /// The queue changed (a message arrived or left).
     queue: bool,
     /// Queued messages moved into `messages`: the save deletes their queue rows.
@@ -67,7 +92,11 @@ struct Changes {
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        !self.record && self.messages.is_empty() && !self.queue && self.dequeued.is_empty()
+        !self.record
+            && self.messages.is_empty()
+            && !self.path
+            && !self.queue
+            && self.dequeued.is_empty()
     }
 }
 
@@ -76,9 +105,13 @@ impl LiveContext {
     pub fn from_loaded(loaded: LoadedContext) -> Self {
         let mut ctx = LiveContext {
             saved_version: loaded.record.version,
+            path_changed_at: loaded.record.version,
             record: loaded.record,
             messages: MessageLog::default(),
-            idempotency_keys: Vec::with_capacity(loaded.messages.len()),
+            tree: Tree::default(),
+            entries: Vec::with_capacity(loaded.messages.len()),
+            off_path: HashMap::with_capacity(loaded.messages.len()),
+            next_seq: 0,
             seen_keys: HashMap::new(),
             unpublished: Changes::default(),
             unsaved: Changes::default(),
@@ -86,42 +119,182 @@ impl LiveContext {
             queued: Vec::new(),
         };
         for m in loaded.messages {
-            ctx.index_keys(ctx.messages.len(), &m.message, m.idempotency_key.as_deref());
-            ctx.messages.push(m.message);
-            ctx.idempotency_keys.push(m.idempotency_key);
+            let id = m.message.id;
+            let context_id = ctx.record.id;
+            let rank = ctx
+                .tree
+                .push(id, m.message.parent_id)
+                .or_else(|e| {
+                    // Never written by this service; keep the message readable as a root.
+                    tracing::warn!(%context_id, error = %e, "message with an unknown parent");
+                    ctx.tree.push(id, None)
+                })
+                .unwrap_or_default();
+            ctx.index_keys(rank, &m.message, m.idempotency_key.as_deref());
+            ctx.next_seq = ctx.next_seq.max(m.seq + 1);
+            ctx.entries.push(Entry {
+                seq: m.seq,
+                idempotency_key: m.idempotency_key,
+            });
+            ctx.off_path.insert(id, m.message);
         }
+        for m in ctx.off_path.values_mut() {
+            if let Some((index, count)) = ctx.tree.siblings(m.id) {
+                let m = Arc::make_mut(m);
+                m.sibling_index = to_u32(index);
+                m.sibling_count = to_u32(count);
+            }
+        }
+        let leaf = ctx
+            .record
+            .active_leaf
+            .filter(|l| ctx.tree.rank(*l).is_some())
+            .or_else(|| ctx.tree.newest());
+        ctx.rebuild_path(leaf);
         ctx
     }
 
     /// Applies what another instance saved: the new record and the messages changed after
     /// this context's version. Only for a context with no change of its own pending.
-    /// `false` (nothing applied) when the changes do not continue this history.
+    /// `false` (nothing applied) when the changes do not continue this history: a message
+    /// off the path changed, or the path itself moved (edit, regenerate, switch); then the
+    /// caller reloads the whole context.
     pub fn apply_changes(&mut self, changes: LoadedContext) -> bool {
-        let mut next = self.messages.len() as u64;
-        let continues = changes.messages.iter().all(|m| {
-            let fits = m.seq <= next;
-            if m.seq == next {
-                next += 1;
+        if !self.unpublished.is_empty() || self.has_unsaved() {
+            return false;
+        }
+        let mut leaf = self.leaf();
+        let mut next_seq = self.next_seq;
+        for m in &changes.messages {
+            match self.tree.rank(m.message.id) {
+                Some(rank) if self.path_index(rank).is_some() => {}
+                Some(_) => return false,
+                None if m.message.parent_id == leaf && m.seq >= next_seq => {
+                    leaf = Some(m.message.id);
+                    next_seq = m.seq + 1;
+                }
+                None => return false,
             }
-            fits
-        });
-        if !continues || !self.unpublished.is_empty() || self.has_unsaved() {
+        }
+        if changes.record.active_leaf.is_some_and(|l| Some(l) != leaf) {
             return false;
         }
         for m in changes.messages {
-            let index = m.seq as usize;
-            if index < self.messages.len() {
-                self.messages.set(index, m.message);
-                self.idempotency_keys[index] = m.idempotency_key;
-            } else {
-                self.index_keys(index, &m.message, m.idempotency_key.as_deref());
-                self.messages.push(m.message);
-                self.idempotency_keys.push(m.idempotency_key);
+            match self
+                .tree
+                .rank(m.message.id)
+                .and_then(|r| self.path_index(r))
+            {
+                Some(index) => {
+                    let mut message = Arc::unwrap_or_clone(m.message);
+                    message.sibling_index = self.messages[index].sibling_index;
+                    message.sibling_count = self.messages[index].sibling_count;
+                    self.messages.set(index, Arc::new(message));
+                    if let Some(rank) = self.tree.rank(self.messages[index].id) {
+                        self.entries[rank].idempotency_key = m.idempotency_key;
+                    }
+                }
+                None => {
+                    self.attach(Arc::unwrap_or_clone(m.message), m.seq, m.idempotency_key);
+                }
             }
         }
         self.saved_version = changes.record.version;
         self.record = changes.record;
         true
+    }
+
+    /// The last message of the active path.
+    pub fn leaf(&self) -> Option<Uuid> {
+        self.messages.last().map(|m| m.id)
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Makes the path to `leaf` (`None`: the empty path) the active one; `false` when it
+    /// already is. Nothing is written but the context row: the messages stay as they are.
+    pub fn switch_path(&mut self, leaf: Option<Uuid>) -> bool {
+        if leaf == self.leaf() || leaf.is_some_and(|l| self.tree.rank(l).is_none()) {
+            return false;
+        }
+        self.rebuild_path(leaf);
+        self.unpublished.path = true;
+        self.unpublished.record = true;
+        true
+    }
+
+    fn rebuild_path(&mut self, leaf: Option<Uuid>) {
+        for m in self.messages.iter() {
+            self.off_path.insert(m.id, m.clone());
+        }
+        let path = leaf.map(|l| self.tree.path_to(l)).unwrap_or_default();
+        self.messages = path
+            .iter()
+            .filter_map(|id| self.off_path.remove(id))
+            .collect();
+    }
+
+    /// Where the message of this rank sits on the active path, if it is on it.
+    fn path_index(&self, rank: usize) -> Option<usize> {
+        let id = self.tree.id(rank);
+        let depth = self.tree.depth(id)?;
+        self.messages
+            .get(depth)
+            .is_some_and(|m| m.id == id)
+            .then_some(depth)
+    }
+
+    fn by_rank(&self, rank: usize) -> Option<&Arc<Message>> {
+        match self.path_index(rank) {
+            Some(index) => self.messages.get(index),
+            None => self.off_path.get(&self.tree.id(rank)),
+        }
+    }
+
+    fn by_rank_mut(&mut self, rank: usize) -> Option<&mut Message> {
+        match self.path_index(rank) {
+            Some(index) => Some(self.messages.make_mut(index)),
+            None => self
+                .off_path
+                .get_mut(&self.tree.id(rank))
+                .map(Arc::make_mut),
+        }
+    }
+
+    /// Puts a message at the end of the active path, under the current leaf, with its
+    /// place in the tree; returns its rank and path index.
+    fn attach(&mut self, mut message: Message, seq: u64, key: Option<String>) -> (usize, usize) {
+        let parent = self.leaf();
+        message.parent_id = parent;
+        // The leaf is always in the tree, so the push cannot fail; a root keeps it whole.
+        let rank = self
+            .tree
+            .push(message.id, parent)
+            .or_else(|_| self.tree.push(message.id, None))
+            .unwrap_or_default();
+        let (index, count) = self.tree.siblings(message.id).unwrap_or((0, 1));
+        message.sibling_index = to_u32(index);
+        message.sibling_count = to_u32(count);
+        if count > 1 {
+            // Its siblings are all off the path (the path ended at their parent). The count
+            // is derived, never stored, so they do not count as changed.
+            for sibling in self.tree.sibling_ids(message.id) {
+                if let Some(m) = self.off_path.get_mut(&sibling) {
+                    Arc::make_mut(m).sibling_count = to_u32(count);
+                }
+            }
+        }
+        self.index_keys(rank, &message, key.as_deref());
+        self.entries.push(Entry {
+            seq,
+            idempotency_key: key,
+        });
+        self.next_seq = self.next_seq.max(seq + 1);
+        let index = self.messages.len();
+        self.messages.push(Arc::new(message));
+        (rank, index)
     }
 
     fn index_keys(&mut self, index: usize, message: &Message, key: Option<&str>) {
@@ -186,13 +359,11 @@ impl LiveContext {
         }
     }
 
-    /// Appends a message; returns its index.
+    /// Appends a message at the end of the active path (a child of the current leaf);
+    /// returns its index on the path.
     pub fn push(&mut self, message: Message, idempotency_key: Option<String>) -> usize {
-        let index = self.messages.len();
-        self.index_keys(index, &message, idempotency_key.as_deref());
-        self.messages.push(Arc::new(message));
-        self.idempotency_keys.push(idempotency_key);
-        self.unpublished.messages.insert(index);
+        let (rank, index) = self.attach(message, self.next_seq, idempotency_key);
+        self.unpublished.messages.insert(rank);
         self.unpublished.record = true;
         index
     }
@@ -250,9 +421,11 @@ impl LiveContext {
         Some(self.push(message, next.idempotency_key))
     }
 
-    /// Mutable access to one message; it counts as changed.
+    /// Mutable access to one message of the path; it counts as changed.
     pub fn message_mut(&mut self, index: usize) -> &mut Message {
-        self.unpublished.messages.insert(index);
+        if let Some(rank) = self.tree.rank(self.messages[index].id) {
+            self.unpublished.messages.insert(rank);
+        }
         self.messages.make_mut(index)
     }
 
@@ -279,11 +452,18 @@ impl LiveContext {
         }
         self.record.version += 1;
         let version = self.record.version;
-        for &i in &self.unpublished.messages {
-            self.messages.make_mut(i).version = version;
+        let changed: Vec<usize> = self.unpublished.messages.iter().copied().collect();
+        for rank in changed {
+            if let Some(m) = self.by_rank_mut(rank) {
+                m.version = version;
+            }
+        }
+        if self.unpublished.path {
+            self.path_changed_at = version;
         }
         self.record.updated_at = crate::store::now();
         self.record.message_count = self.messages.len() as u64;
+        self.record.active_leaf = self.leaf();
         if self.unpublished.queue {
             for q in &mut self.queued {
                 if q.message.version == 0 {
@@ -306,10 +486,13 @@ impl LiveContext {
                 .unsaved
                 .messages
                 .iter()
-                .map(|&i| MessageRecord {
-                    message: self.messages[i].clone(),
-                    seq: i as u64,
-                    idempotency_key: self.idempotency_keys[i].clone(),
+                .filter_map(|&rank| {
+                    let entry = &self.entries[rank];
+                    Some(MessageRecord {
+                        message: self.by_rank(rank)?.clone(),
+                        seq: entry.seq,
+                        idempotency_key: entry.idempotency_key.clone(),
+                    })
                 })
                 .collect(),
             expected_version: self.saved_version,
@@ -346,11 +529,16 @@ impl LiveContext {
         Snapshot {
             record: self.record.clone(),
             messages: self.messages.clone(),
+            path_changed_at: self.path_changed_at,
             pending_tool_calls,
             queued: self.queued.iter().map(|q| q.message.clone()).collect(),
             turns,
         }
     }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Turn bookkeeping an action waits on: a turn is settled once `settled >= its number`.
@@ -366,7 +554,10 @@ pub struct Turns {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub record: ContextRecord,
+    /// The active path.
     pub messages: MessageLog,
+    /// The version at which the path last changed: older `?since=` get the whole state.
+    pub path_changed_at: u64,
     pub pending_tool_calls: Vec<ToolCall>,
     /// Queued user messages in the order they will run (bounded by the queue limit).
     pub queued: Vec<Arc<Message>>,
@@ -382,8 +573,8 @@ impl Snapshot {
         self.record.state.name().status()
     }
 
-    /// The state, whole or (with `since` not ahead of the current version) only the
-    /// messages changed after `since`.
+    /// The state, whole or (with `since` not ahead of the current version, and not before
+    /// the active path last changed) only the messages changed after `since`.
     pub fn chat_state(&self, since: Option<u64>) -> ChatState {
         self.chat_state_with(since, Message::clone)
     }
@@ -398,7 +589,7 @@ impl Snapshot {
         since: Option<u64>,
         message: impl Fn(&'a Message) -> M,
     ) -> ChatState<M> {
-        let since = since.filter(|s| *s <= self.version());
+        let since = since.filter(|s| *s <= self.version() && *s >= self.path_changed_at);
         let messages = self
             .messages
             .iter()
@@ -472,9 +663,10 @@ mod tests {
         }
     }
 
-    fn stored(seq: u64, text: &str, version: u64) -> MessageRecord {
+    fn stored(seq: u64, text: &str, version: u64, parent: Option<Uuid>) -> MessageRecord {
         let mut m = new_message(Role::User, vec![ContentPart::text(text)], None);
         m.version = version;
+        m.parent_id = parent;
         MessageRecord {
             message: Arc::new(m),
             seq,
@@ -489,30 +681,48 @@ mod tests {
             .collect()
     }
 
+    fn say(ctx: &mut LiveContext, text: &str) -> Uuid {
+        let i = ctx.push(
+            new_message(Role::User, vec![ContentPart::text(text)], None),
+            None,
+        );
+        ctx.publish();
+        ctx.messages()[i].id
+    }
+
     #[test]
     fn changes_from_another_instance_replace_and_append_messages() {
         let mut ctx = context_in(StateName::Idle);
         let base = ctx.record.clone();
-        let loaded = |messages, version, count| LoadedContext {
+        let loaded = |messages: Vec<MessageRecord>, version, count| LoadedContext {
             record: ContextRecord {
                 version,
                 message_count: count,
+                active_leaf: messages.last().map(|m| m.message.id),
                 ..base.clone()
             },
             messages,
         };
-        let first = loaded(vec![stored(0, "a", 8), stored(1, "b", 8)], 8, 2);
-        assert!(ctx.apply_changes(first));
-        let second = loaded(vec![stored(1, "b, edited", 9), stored(2, "c", 9)], 9, 3);
-        assert!(ctx.apply_changes(second));
+        let a = stored(0, "a", 8, None);
+        let b = stored(1, "b", 8, Some(a.message.id));
+        assert!(ctx.apply_changes(loaded(vec![a.clone(), b.clone()], 8, 2)));
+        let mut b_edited = b.clone();
+        Arc::make_mut(&mut b_edited.message).content = vec![ContentPart::text("b, edited")];
+        let c = stored(2, "c", 9, Some(b.message.id));
+        assert!(ctx.apply_changes(loaded(vec![b_edited, c.clone()], 9, 3)));
         assert_eq!(texts(&ctx), ["a", "b, edited", "c"]);
         assert_eq!((ctx.version(), ctx.saved_version()), (9, 9));
         assert!(!ctx.has_unsaved());
 
-        // A change that skips a message does not continue this history: nothing applies.
-        let gap = loaded(vec![stored(4, "e", 10)], 10, 5);
-        assert!(!ctx.apply_changes(gap));
+        // A message that does not hang under the end of the path (here: a sibling of c,
+        // as an edit makes) moves the path: nothing applies, the caller reloads.
+        let sibling = stored(3, "c2", 10, Some(b.message.id));
+        assert!(!ctx.apply_changes(loaded(vec![sibling], 10, 3)));
         assert_eq!(texts(&ctx), ["a", "b, edited", "c"]);
+        // A new leaf without new messages (a switch) does not apply either.
+        let mut switched = loaded(vec![], 10, 2);
+        switched.record.active_leaf = Some(b.message.id);
+        assert!(!ctx.apply_changes(switched));
         assert_eq!(ctx.version(), 9);
     }
 
@@ -525,9 +735,65 @@ mod tests {
         );
         let changes = LoadedContext {
             record: record_at(&ctx, 8, 1),
-            messages: vec![stored(0, "theirs", 8)],
+            messages: vec![stored(0, "theirs", 8, None)],
         };
         assert!(!ctx.apply_changes(changes));
         assert_eq!(texts(&ctx), ["mine"]);
+    }
+
+    #[test]
+    fn a_new_branch_keeps_the_old_one_aside_and_saves_seq_in_insertion_order() {
+        let mut ctx = context_in(StateName::Idle);
+        let first = say(&mut ctx, "first");
+        let second = say(&mut ctx, "second");
+        assert!(ctx.switch_path(Some(first)));
+        let edited = say(&mut ctx, "second, edited");
+        assert_eq!(texts(&ctx), ["first", "second, edited"]);
+        assert_eq!(ctx.messages()[1].parent_id, Some(first));
+        assert_eq!(
+            (
+                ctx.messages()[1].sibling_index,
+                ctx.messages()[1].sibling_count
+            ),
+            (1, 2)
+        );
+        let batch = ctx.save_batch();
+        let seqs: Vec<(Uuid, u64)> = batch
+            .messages
+            .iter()
+            .map(|m| (m.message.id, m.seq))
+            .collect();
+        assert_eq!(seqs, [(first, 0), (second, 1), (edited, 2)]);
+        assert_eq!(batch.context.active_leaf, Some(edited));
+        assert_eq!(batch.context.message_count, 2);
+
+        // Reloading rebuilds the same path and the numbering of siblings.
+        let reloaded = LiveContext::from_loaded(LoadedContext {
+            record: batch.context.clone(),
+            messages: batch.messages.clone(),
+        });
+        assert_eq!(texts(&reloaded), ["first", "second, edited"]);
+        assert_eq!(reloaded.messages()[1].sibling_index, 1);
+        let back = reloaded.tree().newest_leaf(second);
+        assert_eq!(back, Some(second));
+    }
+
+    #[test]
+    fn a_delta_from_before_a_path_change_is_the_whole_state() {
+        let mut ctx = context_in(StateName::Idle);
+        let first = say(&mut ctx, "first");
+        say(&mut ctx, "second");
+        let before = ctx.snapshot(Turns::default());
+        let v = before.version();
+        assert!(before.chat_state(Some(v)).delta, "nothing moved: a delta");
+        assert!(ctx.switch_path(Some(first)));
+        assert!(ctx.publish());
+        let after = ctx.snapshot(Turns::default());
+        let state = after.chat_state(Some(v));
+        assert!(!state.delta);
+        assert_eq!(state.messages.len(), 1);
+        assert_eq!(state.message_count, 1);
+        assert!(after.chat_state(Some(after.version())).delta);
+        assert!(!ctx.switch_path(Some(first)), "already there: no change");
     }
 }

@@ -12,8 +12,19 @@ mod log;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 pub use context::{new_message, summary, Snapshot};
+
+/// The ids on the active path of a context as loaded, for store tests.
+#[cfg(test)]
+pub(crate) fn active_path(loaded: LoadedContext) -> Vec<Uuid> {
+    LiveContext::from_loaded(loaded)
+        .messages()
+        .iter()
+        .map(|m| m.id)
+        .collect()
+}
 pub use log::MessageLog;
 
 use crate::domain::{NewMessage, SearchQuery};
@@ -102,6 +113,9 @@ pub enum ActionError {
     UnknownToolCalls(Vec<String>),
     #[error("message {0} not found")]
     MessageNotFound(Uuid),
+    /// The message exists but does not fit the action (wrong role, off the active path).
+    #[error("{0}")]
+    InvalidMessage(String),
     /// A save failed: the context is Failed and the error says why.
     #[error("{0}")]
     SaveFailed(String),
@@ -200,6 +214,7 @@ impl Engine {
             message_count: 0,
             created_at: now,
             updated_at: now,
+            active_leaf: None,
         };
         self.deps.store.insert_context(&record).await?;
         let handle = self.spawn(LoadedContext {
@@ -629,6 +644,49 @@ impl Engine {
     pub async fn retry(&self, id: Uuid, wait: Duration) -> Result<TurnOutcome, EngineError> {
         let (turn, rx) = self.command(id, |reply| Command::Retry { reply }).await?;
         self.wait_turn(id, rx, turn, wait).await
+    }
+
+    /// `edit_message`: a sibling of a user message on the path; its turn runs.
+    pub async fn edit_user_message(
+        &self,
+        id: Uuid,
+        message_id: Uuid,
+        message: NewMessage,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::EditUserMessage {
+                message_id,
+                message: message.clone(),
+                reply,
+            })
+            .await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    /// `regenerate`: a new reply beside an assistant message on the path.
+    pub async fn regenerate(
+        &self,
+        id: Uuid,
+        message_id: Option<Uuid>,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::Regenerate { message_id, reply })
+            .await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    /// `switch_branch`: the active leaf becomes the newest leaf under a message.
+    pub async fn switch_branch(
+        &self,
+        id: Uuid,
+        message_id: Uuid,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::SwitchBranch { message_id, reply })
+            .await?;
+        self.wait_turn(id, rx, turn, Duration::ZERO).await
     }
 
     pub async fn cancel(&self, id: Uuid) -> Result<TurnOutcome, EngineError> {

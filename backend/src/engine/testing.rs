@@ -99,6 +99,7 @@ pub fn context_in(name: StateName) -> LiveContext {
             message_count: 0,
             created_at: now,
             updated_at: now,
+            active_leaf: None,
         },
         messages: vec![],
     })

@@ -388,8 +388,14 @@ async fn crashed_mid_stream(h: &Harness) -> Uuid {
             status,
             created_at: now,
             version: 2,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         })
     };
+    let user = message(Role::User, "resume me", MessageStatus::Complete);
+    let mut reply = message(Role::Assistant, "You sa", MessageStatus::Streaming);
+    Arc::make_mut(&mut reply).parent_id = Some(user.id);
     let batch = SaveBatch {
         context: ContextRecord {
             state: State::StreamingLlmResponse,
@@ -399,12 +405,12 @@ async fn crashed_mid_stream(h: &Harness) -> Uuid {
         },
         messages: vec![
             MessageRecord {
-                message: message(Role::User, "resume me", MessageStatus::Complete),
+                message: user.clone(),
                 seq: 0,
                 idempotency_key: None,
             },
             MessageRecord {
-                message: message(Role::Assistant, "You sa", MessageStatus::Streaming),
+                message: reply,
                 seq: 1,
                 idempotency_key: None,
             },
@@ -479,4 +485,166 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
         h.engine.delete(id).await,
         Err(EngineError::NotFound(_))
     ));
+}
+
+fn path_texts(s: &Snapshot) -> Vec<String> {
+    s.messages
+        .iter()
+        .map(|m| content_text(&m.content))
+        .collect()
+}
+
+#[tokio::test]
+async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.send(id, "one").await;
+    let out = h.send(id, "two").await;
+    let two = out.snapshot.messages[2].clone();
+    let before_edit = out.snapshot.version();
+
+    let edited = h
+        .engine
+        .edit_user_message(id, two.id, msg("two, edited"), WAIT)
+        .await
+        .expect("edit");
+    let s = edited.snapshot.clone();
+    assert!(edited.settled);
+    assert_eq!(s.messages.len(), 4);
+    assert_eq!(path_texts(&s)[2], "two, edited");
+    assert_eq!(s.messages[2].parent_id, two.parent_id);
+    assert_eq!(
+        (s.messages[2].sibling_index, s.messages[2].sibling_count),
+        (1, 2)
+    );
+    assert!(
+        path_texts(&s)[3].contains("two, edited"),
+        "the edit's turn ran"
+    );
+    let state = s.chat_state(Some(before_edit));
+    assert!(!state.delta, "an edit moves the path: the whole state");
+    assert_eq!(state.message_count, 4);
+
+    let regenerated = h
+        .engine
+        .regenerate(id, None, WAIT)
+        .await
+        .expect("regenerate");
+    let s = regenerated.snapshot.clone();
+    assert_eq!(s.messages.len(), 4);
+    assert_eq!(s.messages[3].parent_id, Some(s.messages[2].id));
+    assert_eq!(
+        (s.messages[3].sibling_index, s.messages[3].sibling_count),
+        (1, 2)
+    );
+    assert_eq!(s.status(), Status::Idle);
+
+    // Back to the first version of "two": its newest leaf is its own reply.
+    let saves = Metrics::get(&h.engine.metrics().saves);
+    let rows_before: Vec<_> = h.stored(id).await.messages;
+    let switched = h.engine.switch_branch(id, two.id).await.expect("switch");
+    let s = switched.snapshot.clone();
+    assert_eq!(path_texts(&s)[2], "two");
+    assert_eq!(
+        (s.messages[2].sibling_index, s.messages[2].sibling_count),
+        (0, 2)
+    );
+    assert!(s.version() > regenerated.snapshot.version());
+    assert_eq!(Metrics::get(&h.engine.metrics().saves), saves + 1);
+    let stored = h.stored(id).await;
+    assert_eq!(
+        stored.messages, rows_before,
+        "a switch writes the context row only"
+    );
+    assert_eq!(stored.record.active_leaf, s.messages.last().map(|m| m.id));
+    assert_eq!(stored.messages.len(), 7);
+    let seqs: Vec<u64> = stored.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (0..7).collect::<Vec<_>>());
+
+    // A restarted server shows the same path and the same sibling numbers.
+    let engine = engine_on(h.store.clone(), fast());
+    let after = engine.snapshot(id).await.expect("reload");
+    assert_eq!(path_texts(&after), path_texts(&s));
+    assert_eq!(after.version(), s.version());
+    let numbers = |s: &Snapshot| -> Vec<(u32, u32)> {
+        s.messages
+            .iter()
+            .map(|m| (m.sibling_index, m.sibling_count))
+            .collect()
+    };
+    assert_eq!(numbers(&after), numbers(&s));
+    // Switching to the root follows the newest children: the regenerated reply.
+    let newest = engine
+        .switch_branch(id, after.messages[0].id)
+        .await
+        .expect("switch");
+    assert_eq!(
+        path_texts(&newest.snapshot),
+        path_texts(&regenerated.snapshot)
+    );
+}
+
+#[tokio::test]
+async fn branch_actions_check_the_message_and_the_state() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let out = h.send(id, "one").await;
+    let (user, reply) = (out.snapshot.messages[0].id, out.snapshot.messages[1].id);
+    let wrong_role = h.engine.edit_user_message(id, reply, msg("x"), WAIT).await;
+    assert!(matches!(
+        wrong_role,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+    let not_reply = h.engine.regenerate(id, Some(user), WAIT).await;
+    assert!(matches!(
+        not_reply,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+    let unknown = h.engine.switch_branch(id, Uuid::new_v4()).await;
+    assert!(matches!(
+        unknown,
+        Err(EngineError::Action(ActionError::MessageNotFound(_)))
+    ));
+    h.engine
+        .edit_user_message(id, user, msg("one, again"), WAIT)
+        .await
+        .expect("edit");
+    // The first version is off the path now: editing it needs a switch first.
+    let off_path = h.engine.edit_user_message(id, user, msg("y"), WAIT).await;
+    assert!(matches!(
+        off_path,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+    let empty = h.new_context().await;
+    let nothing = h.engine.regenerate(empty, None, WAIT).await;
+    assert!(matches!(
+        nothing,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+}
+
+#[tokio::test]
+async fn leaving_a_branch_that_awaits_approval_denies_its_calls() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let asked = h
+        .send(id, r#"/tool calculator {"expression": "6*7"}"#)
+        .await;
+    assert_eq!(asked.snapshot.status(), Status::AwaitingApproval);
+    let user = asked.snapshot.messages[0].id;
+    let call = asked.snapshot.messages[1].id;
+    let out = h
+        .engine
+        .edit_user_message(id, user, msg("no tools after all"), WAIT)
+        .await
+        .expect("edit");
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    assert!(out.snapshot.pending_tool_calls.is_empty());
+    // The old branch is whole: its call was denied and answered.
+    let back = h.engine.switch_branch(id, call).await.expect("switch");
+    let s = back.snapshot;
+    assert_eq!(s.status(), Status::Idle);
+    let calls = s.messages[1].tool_calls.clone().unwrap_or_default();
+    assert_eq!(calls[0].status, ToolCallStatus::Denied);
+    assert_eq!(s.messages[2].role, Role::Tool);
 }

@@ -28,6 +28,7 @@ pub(crate) fn context(n: i64) -> ContextRecord {
         message_count: 0,
         created_at: at,
         updated_at: at,
+        active_leaf: None,
     }
 }
 
@@ -43,6 +44,9 @@ pub(crate) fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
             status: MessageStatus::Complete,
             created_at: crate::store::now(),
             version,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         }),
         seq,
         idempotency_key: Some(format!("key-{seq}")),
@@ -69,6 +73,9 @@ pub(crate) async fn run(store: &dyn Store) {
 
     let first = message(0, 2, "hello");
     let mut second = message(1, 2, "world");
+    // The tree and the active leaf round-trip: `second` follows `first`.
+    Arc::make_mut(&mut second.message).parent_id = Some(first.message.id);
+    c.active_leaf = Some(second.message.id);
     c.version = 2;
     c.message_count = 2;
     c.state = State::ProcessingUserMessage;

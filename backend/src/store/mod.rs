@@ -32,9 +32,13 @@ pub struct ContextRecord {
     pub message_count: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last message of the active path; `None`: the newest message (a chat that
+    /// never branched, as stored before branches existed).
+    pub active_leaf: Option<Uuid>,
 }
 
-/// A message as stored: its place in the context and the idempotency key it came with.
+/// A message as stored: its place in the context (`seq`, the insertion order over the
+/// whole tree) and the idempotency key it came with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
     pub message: Arc<Message>,

@@ -65,10 +65,10 @@ impl From<sqlx::Error> for StoreError {
 }
 
 const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, state_error, \
-     retries, version, message_count, created_at, updated_at";
+     retries, version, message_count, created_at, updated_at, active_leaf";
 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
-     client_message_id, idempotency_key, status, created_at, version";
+     client_message_id, idempotency_key, status, created_at, version, parent_id";
 
 /// The file a `sqlite:` URL names, when it names one.
 fn sqlite_path(url: &str) -> Option<&str> {
@@ -271,6 +271,7 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         message_count: to_u64(row.try_get("message_count")?),
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        active_leaf: optional_uuid(row, "active_leaf")?,
     })
 }
 
@@ -367,6 +368,10 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         version: to_u64(row.try_get("version")?),
+        parent_id: optional_uuid(row, "parent_id")?,
+        // Derived from the whole tree when the context is loaded.
+        sibling_index: 0,
+        sibling_count: 1,
     };
     Ok(MessageRecord {
         message: Arc::new(message),
@@ -408,12 +413,22 @@ fn unreadable_message(context_id: Uuid, row: &AnyRow, error: &StoreError) -> Mes
             .and_then(|t| parse_time(&t).ok())
             .unwrap_or_else(super::now),
         version: row.try_get("version").map(to_u64).unwrap_or(0),
+        // Its place in the tree still reads when only the content is damaged.
+        parent_id: optional_uuid(row, "parent_id").ok().flatten(),
+        sibling_index: 0,
+        sibling_count: 1,
     };
     MessageRecord {
         message: Arc::new(message),
         seq: row.try_get("seq").map(to_u64).unwrap_or(0),
         idempotency_key: None,
     }
+}
+
+fn optional_uuid(row: &AnyRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| Uuid::try_parse(&t).map_err(|_| corrupt(column, &t)))
+        .transpose()
 }
 
 fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
@@ -429,6 +444,10 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
         status: MessageStatus::Queued,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         version: to_u64(row.try_get("version")?),
+        // A queued message joins the tree when its turn starts, under the leaf of then.
+        parent_id: None,
+        sibling_index: 0,
+        sibling_count: 1,
     };
     Ok(QueuedRecord {
         message: Arc::new(message),
@@ -446,7 +465,7 @@ impl Store for SqlStore {
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(record.id.to_string())
         .bind(&record.title)
@@ -460,6 +479,7 @@ impl Store for SqlStore {
         .bind(to_i64(record.message_count))
         .bind(format_time(&record.created_at))
         .bind(format_time(&record.updated_at))
+        .bind(record.active_leaf.map(|l| l.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -585,7 +605,7 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10 WHERE id = $11 AND version = $12",
+             updated_at = $10, active_leaf = $13 WHERE id = $11 AND version = $12",
         )
         .bind(&c.title)
         .bind(&c.config.model_id)
@@ -599,6 +619,7 @@ impl Store for SqlStore {
         .bind(format_time(&c.updated_at))
         .bind(c.id.to_string())
         .bind(to_i64(batch.expected_version))
+        .bind(c.active_leaf.map(|l| l.to_string()))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -619,7 +640,7 @@ impl Store for SqlStore {
             let msg = &m.message;
             sqlx::query(&format!(
                 "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
                  tool_calls = excluded.tool_calls, status = excluded.status, \
                  version = excluded.version"
@@ -641,6 +662,7 @@ impl Store for SqlStore {
             .bind(msg.status.as_str())
             .bind(format_time(&msg.created_at))
             .bind(to_i64(msg.version))
+            .bind(msg.parent_id.map(|p| p.to_string()))
             .execute(&mut *tx)
             .await?;
         }
@@ -1003,6 +1025,56 @@ pub(crate) mod tests {
         assert!(metrics
             .render()
             .contains("chatsync_unreadable_messages_total 1"));
+    }
+
+    /// A database written before branches existed opens as single-branch chats: each
+    /// message follows the one before it, and the path ends at the newest.
+    #[tokio::test]
+    async fn an_old_database_migrates_to_one_branch_per_chat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/old.sqlite?mode=rwc", dir.path().display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(&url).await.expect("open");
+        // The schema as the first release left it: only migration 0001, recorded.
+        let all = sqlx::migrate!("./migrations/sqlite");
+        let first = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(all.migrations[..1].to_vec()),
+            ..sqlx::migrate!("./migrations/sqlite")
+        };
+        first.run(&pool).await.expect("0001");
+        let id = Uuid::new_v4();
+        let at = "2026-01-01T00:00:00.000000Z";
+        sqlx::query(&format!(
+            "INSERT INTO contexts (id, title, state, version, message_count, created_at, \
+             updated_at) VALUES ('{id}', 'old', 'Idle', 4, 3, '{at}', '{at}')"
+        ))
+        .execute(&pool)
+        .await
+        .expect("context");
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        for (seq, m) in ids.iter().enumerate() {
+            let role = if seq % 2 == 0 { "user" } else { "assistant" };
+            sqlx::query(&format!(
+                "INSERT INTO messages (id, context_id, seq, role, content, status, created_at, \
+                 version) VALUES ('{m}', '{id}', {seq}, '{role}', \
+                 '[{{\"type\":\"text\",\"text\":\"m{seq}\"}}]', 'complete', '{at}', 2)"
+            ))
+            .execute(&pool)
+            .await
+            .expect("message");
+        }
+        pool.close().await;
+
+        let store = SqlStore::connect(&url).await.expect("migrate");
+        let loaded = store.load_context(id).await.expect("load").expect("kept");
+        let parents: Vec<Option<Uuid>> = loaded
+            .messages
+            .iter()
+            .map(|m| m.message.parent_id)
+            .collect();
+        assert_eq!(parents, [None, Some(ids[0]), Some(ids[1])]);
+        assert_eq!(loaded.record.active_leaf, None, "null: the newest message");
+        assert_eq!(crate::engine::active_path(loaded), ids);
     }
 
     #[tokio::test]

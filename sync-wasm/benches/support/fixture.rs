@@ -87,6 +87,9 @@ fn state(version: u64) -> ChatState {
                 status: MessageStatus::Complete,
                 created_at: Timestamp::clone(&at),
                 version: if last { version } else { 1 },
+                parent_id: None,
+                sibling_index: 0,
+                sibling_count: 1,
             }
         })
         .collect();

@@ -308,6 +308,9 @@ pub(crate) mod tests {
             status: MessageStatus::Complete,
             created_at: stamp(SENT_AT),
             version,
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         }
     }
 

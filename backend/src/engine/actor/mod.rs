@@ -7,8 +7,10 @@
 //!
 //! Layout: this file holds the mailbox loop, the commands and the transition/autosave
 //! step every part shares; `turn` drives a turn (model call, streaming, retries, cancel);
-//! `tools` handles approval and execution of tool calls; `lease` is the shared-store lease.
+//! `tools` handles approval and execution of tool calls; `branch` edits, regenerates and
+//! switches branches; `lease` is the shared-store lease.
 
+mod branch;
 mod lease;
 mod queue;
 mod tools;
@@ -60,6 +62,22 @@ pub enum Command {
         reply: Reply<u64>,
     },
     Retry {
+        reply: Reply<u64>,
+    },
+    /// A new version of a user message on the path, as a sibling; its turn runs.
+    EditUserMessage {
+        message_id: Uuid,
+        message: NewMessage,
+        reply: Reply<u64>,
+    },
+    /// A new reply beside an assistant message on the path (default: the last one).
+    Regenerate {
+        message_id: Option<Uuid>,
+        reply: Reply<u64>,
+    },
+    /// Move the active leaf to the newest leaf under a message.
+    SwitchBranch {
+        message_id: Uuid,
         reply: Reply<u64>,
     },
     /// Deprecated CRUD: store a message without running the FSM.
@@ -252,6 +270,9 @@ impl Actor {
             Command::Send { .. }
                 | Command::Approve { .. }
                 | Command::Retry { .. }
+                | Command::EditUserMessage { .. }
+                | Command::Regenerate { .. }
+                | Command::SwitchBranch { .. }
                 | Command::Append { .. }
                 | Command::Edit { .. }
                 | Command::Rename { .. }
@@ -268,32 +289,14 @@ impl Actor {
                 self.enqueue_send(message, reply).await;
             }
             Command::Send { message, reply } => {
-                let client_message_id = message.client_message_id.map(ClientKey::into_inner);
-                let idempotency_key = message.idempotency_key.map(ClientKey::into_inner);
-                if self
-                    .ctx
-                    .find_sent(client_message_id.as_deref(), idempotency_key.as_deref())
-                    .is_some()
-                {
-                    // A repeated send: answer with the current turn, add nothing.
-                    let _ = reply.send(Ok(SendAck::Turn(self.turns.started)));
+                let Some(reply) = self.unless_repeated(&message, reply, SendAck::Turn) else {
                     return;
-                }
+                };
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
                     let _ = reply.send(Err(e.into()));
                     return;
                 }
-                self.ctx.push(
-                    new_message(
-                        Role::User,
-                        vec![ContentPart::text(message.content.into_inner())],
-                        client_message_id,
-                    ),
-                    idempotency_key,
-                );
-                let turn = self.start_turn();
-                self.acknowledge_then_drive(Event::UserMessage, reply, SendAck::Turn(turn))
-                    .await;
+                self.run_user_message(message, reply, SendAck::Turn).await;
             }
             Command::Approve {
                 tool_call_ids,
@@ -316,6 +319,17 @@ impl Actor {
                 self.acknowledge_then_drive(Event::Retry, reply, turn).await;
             }
             Command::Cancel { reply } => self.cancel_at_rest(reply).await,
+            Command::EditUserMessage {
+                message_id,
+                message,
+                reply,
+            } => self.edit_user_message(message_id, message, reply).await,
+            Command::Regenerate { message_id, reply } => {
+                self.regenerate(message_id, reply).await;
+            }
+            Command::SwitchBranch { message_id, reply } => {
+                self.switch_branch(message_id, reply).await;
+            }
             Command::CancelQueued { message_id, reply } => {
                 self.cancel_queued(message_id, reply).await;
             }
@@ -356,6 +370,43 @@ impl Actor {
             Command::QueueChanged => self.sync_queue().await,
             Command::RemoteCancel | Command::Retire => {}
         }
+    }
+
+    /// A send or edit repeated with the client id or key of an earlier one adds nothing:
+    /// it is answered with the current turn here (`None`); otherwise the reply comes back.
+    fn unless_repeated<T>(
+        &self,
+        message: &NewMessage,
+        reply: Reply<T>,
+        ack: fn(u64) -> T,
+    ) -> Option<Reply<T>> {
+        let client = message.client_message_id.as_ref().map(ClientKey::as_str);
+        let key = message.idempotency_key.as_ref().map(ClientKey::as_str);
+        if self.ctx.find_sent(client, key).is_some() {
+            let _ = reply.send(Ok(ack(self.turns.started)));
+            return None;
+        }
+        Some(reply)
+    }
+
+    /// Adds the user message at the end of the active path and runs its turn.
+    async fn run_user_message<T>(
+        &mut self,
+        message: NewMessage,
+        reply: Reply<T>,
+        ack: fn(u64) -> T,
+    ) {
+        self.ctx.push(
+            new_message(
+                Role::User,
+                vec![ContentPart::text(message.content.into_inner())],
+                message.client_message_id.map(ClientKey::into_inner),
+            ),
+            message.idempotency_key.map(ClientKey::into_inner),
+        );
+        let turn = self.start_turn();
+        self.acknowledge_then_drive(Event::UserMessage, reply, ack(turn))
+            .await;
     }
 
     /// Cancel while this actor runs no turn: the context rests here, or another instance
@@ -643,7 +694,12 @@ fn refuse(cmd: Command, error: ActionError) {
         Command::CancelQueued { reply, .. } => {
             let _ = reply.send(Err(error));
         }
-        Command::Approve { reply, .. } | Command::Cancel { reply } | Command::Retry { reply } => {
+        Command::Approve { reply, .. }
+        | Command::Cancel { reply }
+        | Command::Retry { reply }
+        | Command::EditUserMessage { reply, .. }
+        | Command::Regenerate { reply, .. }
+        | Command::SwitchBranch { reply, .. } => {
             let _ = reply.send(Err(error));
         }
         Command::Append { reply, .. } | Command::Edit { reply, .. } => {
