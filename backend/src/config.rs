@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_MAX_WAITERS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_waiters: u64,
+
+    /// Messages a busy chat may queue; beyond it a send answers 429 queue_full at once.
+    #[arg(long, env = "CHATSYNC_MAX_QUEUED_MESSAGES", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_queued_messages: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
