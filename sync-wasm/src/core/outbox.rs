@@ -77,7 +77,9 @@ impl Outbox {
 
     /// The entries of one context, to show again as the user's pending messages.
     pub fn for_context<'a>(&'a self, context_id: &'a str) -> impl Iterator<Item = &'a Queued> {
-        self.entries.iter().filter(move |e| e.context_id == context_id)
+        self.entries
+            .iter()
+            .filter(move |e| e.context_id == context_id)
     }
 
     /// Records a send about to go out; a full queue refuses it with a clear error and the
@@ -95,7 +97,11 @@ impl Outbox {
     /// Whether a new send may go out at once: only when online and no older send waits
     /// for a replay, which must reach the server first.
     pub fn may_send_now(&self, online: bool) -> bool {
-        online && self.entries.iter().all(|e| self.is_sending(&e.client_message_id))
+        online
+            && self
+                .entries
+                .iter()
+                .all(|e| self.is_sending(&e.client_message_id))
     }
 
     /// A send of the queue goes out again (the user asked for it): it is on its way.
@@ -266,7 +272,10 @@ mod tests {
         assert!(outbox.may_send_now(true));
         assert!(!outbox.may_send_now(false));
         outbox.push(queued("a")).unwrap();
-        assert!(outbox.may_send_now(true), "a send on its way does not hold others");
+        assert!(
+            outbox.may_send_now(true),
+            "a send on its way does not hold others"
+        );
         outbox.settled("a", Err(&SyncError::network("down")));
         assert!(!outbox.may_send_now(true), "the queued one must go first");
     }
@@ -297,7 +306,9 @@ mod tests {
 
     #[test]
     fn restoring_too_much_keeps_the_oldest_within_bounds() {
-        let stored: Vec<_> = (0..MAX_ENTRIES + 5).map(|i| queued(&i.to_string())).collect();
+        let stored: Vec<_> = (0..MAX_ENTRIES + 5)
+            .map(|i| queued(&i.to_string()))
+            .collect();
         let outbox = Outbox::restore(stored);
         assert_eq!(outbox.entries().len(), MAX_ENTRIES);
         assert_eq!(outbox.entries()[0].client_message_id, "0");

@@ -13,6 +13,7 @@ use chatsync_protocol::{ChatState, Timestamp};
 use super::backoff::Backoff;
 use super::error::{ErrorKind, SyncError};
 use super::options::{Config, Mode};
+use super::outbox::Queued;
 use super::reconcile::{Applied, Chat};
 use super::view::{ChatView, SyncPhase};
 
@@ -302,6 +303,19 @@ impl Syncer {
     /// Makes a failed message pending again and gives back its text to re-send.
     pub fn resend_local(&mut self, client_message_id: &str) -> Option<String> {
         self.chat.resend_local(client_message_id)
+    }
+
+    /// Shows the queued sends of the current context (after a reload or a chat switch) as
+    /// the user's messages, failed with `reason` until a replay sends them.
+    pub fn show_queued<'a>(&mut self, queued: impl Iterator<Item = &'a Queued>, reason: &str) {
+        for q in queued {
+            if !self.chat.has_local(&q.client_message_id) {
+                let id = q.client_message_id.clone();
+                self.chat
+                    .add_local(id.clone(), q.text.clone(), q.created_at.clone());
+                self.chat.fail_local(&id, reason.to_owned());
+            }
+        }
     }
 
     /// Drops a failed message.
@@ -816,6 +830,22 @@ mod tests {
         assert!(s
             .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
             .is_empty());
+    }
+
+    #[test]
+    fn queued_sends_show_as_failed_once_and_a_replay_makes_them_pending() {
+        let (mut s, _) = started();
+        let queued = crate::core::outbox::Queued {
+            context_id: CTX.into(),
+            client_message_id: "c1".into(),
+            text: "hi".into(),
+            created_at: Default::default(),
+        };
+        s.show_queued([&queued, &queued].into_iter(), "queued");
+        let messages = s.view().messages;
+        assert_eq!(messages.len(), 1, "shown once");
+        assert_eq!(messages[0].error.as_deref(), Some("queued"));
+        assert_eq!(s.resend_local("c1").as_deref(), Some("hi"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod convert;
 mod http;
+mod queue;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -20,9 +21,11 @@ use web_sys::{AbortController, Document, EventTarget, VisibilityState};
 
 use self::convert::{describe, from_js, optional_from_js, to_js};
 use self::http::{Reply, Transport};
+use self::queue::Stored;
 use crate::core::api::{self, Api, BareAction, HttpRequest};
 use crate::core::error::{ErrorKind, SyncError};
 use crate::core::options::ChatSyncOptions;
+use crate::core::outbox::{Queued, Settled};
 use crate::core::reconcile::new_client_message_id;
 use crate::core::syncer::{Command, PollOutcome, PollRequest, Syncer};
 use crate::core::view::{
@@ -86,6 +89,8 @@ struct Shared {
     /// dropping `ChatSync` frees everything.
     events: Vec<Followed>,
     document: Option<Document>,
+    /// The offline queue, kept in `localStorage` per base URL.
+    queue: Stored,
 }
 
 /// A browser event followed: where, which, and the closure the browser calls.
@@ -179,7 +184,10 @@ impl ChatSync {
                 });
             }
             if let Some(window) = &window {
-                follow(window, "online", |s| s.update(|sync| sync.set_online(true)));
+                follow(window, "online", |s| {
+                    s.update(|sync| sync.set_online(true));
+                    s.replay();
+                });
                 follow(window, "offline", |s| {
                     s.update(|sync| sync.set_online(false))
                 });
@@ -211,6 +219,7 @@ impl ChatSync {
                 }),
                 events,
                 document,
+                queue: Stored::open(window.as_ref(), &options.base_url),
             }
         });
         for (target, name, closure) in &shared.events {
@@ -221,6 +230,8 @@ impl ChatSync {
         let hidden = shared.hidden();
         let online = navigator_online();
         shared.update(|sync| [sync.set_hidden(hidden), sync.set_online(online)].concat());
+        shared.show_queued();
+        shared.replay();
         Ok(ChatSync { shared })
     }
 
@@ -266,6 +277,7 @@ impl ChatSync {
     #[wasm_bindgen(js_name = setContext)]
     pub fn set_context(&self, id: Option<String>) {
         self.shared.update(|sync| sync.set_context(id));
+        self.shared.show_queued();
     }
 
     /// Shows the message at once as pending, then sends it. On failure the message stays,
@@ -281,15 +293,33 @@ impl ChatSync {
             let client_id = new_client_message_id(random);
             // An ISO string is what the server sends too; this reads it as whichever type
             // `Timestamp` is in this build, and only a broken `Date` could fail.
-            let created_at = String::from(js_sys::Date::new_0().to_iso_string())
-                .parse()
-                .unwrap_or_default();
-            self.shared.state.borrow_mut().syncer.add_local(
-                client_id.clone(),
-                text.clone(),
-                created_at,
-            );
+            let created_at: chatsync_protocol::Timestamp =
+                String::from(js_sys::Date::new_0().to_iso_string())
+                    .parse()
+                    .unwrap_or_default();
+            let now = self.shared.queue.may_send_now(navigator_online());
+            self.shared.queue.push(Queued {
+                context_id: context.clone(),
+                client_message_id: client_id.clone(),
+                text: text.clone(),
+                created_at: created_at.clone(),
+            })?;
+            let mut state = self.shared.state.borrow_mut();
+            state
+                .syncer
+                .add_local(client_id.clone(), text.clone(), created_at);
+            if !now {
+                state.syncer.fail_local(&client_id, QUEUED.to_owned());
+            }
+            drop(state);
             self.shared.notify();
+            if !now {
+                // Older queued sends go first, or the browser is offline: this one waits
+                // its turn in the queue.
+                self.shared.queue.settled(&client_id, Err(&queued_error()));
+                self.shared.replay();
+                return Err(queued_error());
+            }
             Ok((context, client_id))
         });
         self.deliver(prepared.map(|(context, client_id)| (context, client_id, text)))
@@ -308,6 +338,7 @@ impl ChatSync {
                 .resend_local(&id)
                 .ok_or_else(|| SyncError::invalid("no failed message with that id"))?;
             self.shared.notify();
+            self.shared.queue.resend(&context, &id, &text)?;
             Ok((context, text))
         });
         self.deliver(prepared.map(|(context, text)| (context, id, text)))
@@ -318,6 +349,7 @@ impl ChatSync {
     pub fn discard_message(&self, id: String) {
         let discarded = self.shared.state.borrow_mut().syncer.discard_local(&id);
         if discarded {
+            self.shared.queue.discard(&id);
             self.shared.notify();
         }
     }
@@ -499,6 +531,14 @@ fn settle(
             }
             _ => {}
         }
+        if let Answer::Sent { client_message_id } = &answer {
+            let settled = s
+                .queue
+                .settled(client_message_id, outcome.as_ref().map(|_| ()));
+            if settled == Settled::Delivered {
+                s.replay();
+            }
+        }
         if let (Answer::Sent { client_message_id }, Err(error)) = (&answer, &outcome) {
             let failed = s
                 .state
@@ -562,10 +602,57 @@ impl Shared {
                 }
                 Err(error) => PollOutcome::Failed(error),
             };
+            let reached = !matches!(outcome, PollOutcome::Failed(_));
             with_live(&shared, |s| {
                 let now = js_sys::Date::now();
                 s.update(|sync| sync.poll_finished(poll.ticket, outcome, now));
+                // The server answers again: sends kept while it could not be reached go.
+                if reached {
+                    s.replay();
+                }
             });
+        });
+    }
+
+    /// Shows the current context's queued sends (after a reload or a chat switch).
+    fn show_queued(self: &Rc<Self>) {
+        let queued = self.queue.entries();
+        let mut state = self.state.borrow_mut();
+        if let Some(context) = state.syncer.context_id().map(str::to_owned) {
+            let mine = queued.iter().filter(|q| q.context_id == context);
+            state.syncer.show_queued(mine, QUEUED);
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// Sends the oldest queued send, if the queue says one may go now; each delivery
+    /// triggers the next.
+    fn replay(self: &Rc<Self>) {
+        let Some(next) = self.queue.next_replay(navigator_online()) else {
+            return;
+        };
+        let shown = self
+            .state
+            .borrow_mut()
+            .syncer
+            .resend_local(&next.client_message_id)
+            .is_some();
+        if shown {
+            self.notify();
+        }
+        let request = self
+            .api
+            .send_message(&next.context_id, &next.text, &next.client_message_id);
+        let shared = Rc::downgrade(self);
+        let transport = Rc::clone(&self.transport);
+        let answer = Answer::Sent {
+            client_message_id: next.client_message_id,
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            let reply = transport.send(request, 0, None).await;
+            // A replay has no promise: its outcome shows in the view.
+            let _ = settle(&shared, reply, answer);
         });
     }
 
@@ -636,6 +723,17 @@ impl Drop for Shared {
         if let Some(controller) = self.state.get_mut().poll_abort.take() {
             controller.abort();
         }
+    }
+}
+
+/// What a queued message shows until a replay sends it.
+const QUEUED: &str = "not sent yet: queued until the server can be reached";
+
+#[inline(never)]
+fn queued_error() -> SyncError {
+    SyncError {
+        code: Some("queued".into()),
+        ..SyncError::network(QUEUED)
     }
 }
 
