@@ -218,8 +218,8 @@ mod tests {
     #[test]
     fn a_delivered_send_leaves_the_queue_and_a_lost_one_stays() {
         let mut outbox = Outbox::default();
-        outbox.push(queued("a")).unwrap();
-        outbox.push(queued("b")).unwrap();
+        outbox.push(queued("a")).expect("room in the queue");
+        outbox.push(queued("b")).expect("room in the queue");
         assert_eq!(outbox.settled("a", Ok(())), Settled::Delivered);
         let lost = SyncError::network("Failed to fetch");
         assert_eq!(outbox.settled("b", Err(&lost)), Settled::Kept);
@@ -230,7 +230,7 @@ mod tests {
     fn server_busy_is_kept_and_a_refusal_is_dropped() {
         let mut outbox = Outbox::default();
         for (id, status) in [("a", 503), ("b", 429), ("c", 422), ("d", 404)] {
-            outbox.push(queued(id)).unwrap();
+            outbox.push(queued(id)).expect("room in the queue");
             outbox.settled(id, Err(&SyncError::from_http(status, None)));
         }
         assert_eq!(ids(&outbox), ["a", "b"]);
@@ -240,11 +240,17 @@ mod tests {
     fn replays_go_oldest_first_one_at_a_time_and_only_online() {
         let mut outbox = Outbox::restore(vec![queued("a"), queued("b")]);
         assert_eq!(outbox.next_replay(false), None);
-        let first = outbox.next_replay(true).unwrap();
+        let first = outbox.next_replay(true).expect("a replay");
         assert_eq!(first.client_message_id, "a");
         assert_eq!(outbox.next_replay(true), None, "one replay at a time");
         outbox.settled("a", Ok(()));
-        assert_eq!(outbox.next_replay(true).unwrap().client_message_id, "b");
+        assert_eq!(
+            outbox
+                .next_replay(true)
+                .expect("a replay")
+                .client_message_id,
+            "b"
+        );
     }
 
     #[test]
@@ -254,7 +260,13 @@ mod tests {
         outbox.settled("a", Err(&SyncError::network("down")));
         // The next trigger (back online) starts again from the oldest, so "b" never
         // overtakes "a".
-        assert_eq!(outbox.next_replay(true).unwrap().client_message_id, "a");
+        assert_eq!(
+            outbox
+                .next_replay(true)
+                .expect("a replay")
+                .client_message_id,
+            "a"
+        );
     }
 
     #[test]
@@ -263,7 +275,13 @@ mod tests {
         outbox.next_replay(true);
         let refused = SyncError::from_http(400, None);
         assert_eq!(outbox.settled("a", Err(&refused)), Settled::Dropped);
-        assert_eq!(outbox.next_replay(true).unwrap().client_message_id, "b");
+        assert_eq!(
+            outbox
+                .next_replay(true)
+                .expect("a replay")
+                .client_message_id,
+            "b"
+        );
     }
 
     #[test]
@@ -271,7 +289,7 @@ mod tests {
         let mut outbox = Outbox::default();
         assert!(outbox.may_send_now(true));
         assert!(!outbox.may_send_now(false));
-        outbox.push(queued("a")).unwrap();
+        outbox.push(queued("a")).expect("room in the queue");
         assert!(
             outbox.may_send_now(true),
             "a send on its way does not hold others"
@@ -283,24 +301,33 @@ mod tests {
     #[test]
     fn nothing_is_on_its_way_after_a_reload() {
         let mut before = Outbox::default();
-        before.push(queued("a")).unwrap();
+        before.push(queued("a")).expect("room in the queue");
         let mut after = Outbox::restore(before.entries().to_vec());
-        assert_eq!(after.next_replay(true).unwrap().client_message_id, "a");
+        assert_eq!(
+            after.next_replay(true).expect("a replay").client_message_id,
+            "a"
+        );
     }
 
     #[test]
     fn the_queue_is_bounded_with_a_clear_error() {
         let mut outbox = Outbox::default();
         for i in 0..MAX_ENTRIES {
-            outbox.push(queued(&i.to_string())).unwrap();
+            outbox
+                .push(queued(&i.to_string()))
+                .expect("room in the queue");
         }
-        let error = outbox.push(queued("one-more")).unwrap_err();
+        let error = outbox
+            .push(queued("one-more"))
+            .expect_err("the queue is full");
         assert_eq!(error.code.as_deref(), Some("queue_full"));
         assert_eq!(outbox.entries().len(), MAX_ENTRIES);
 
         let mut outbox = Outbox::default();
         let big = "x".repeat(MAX_BYTES / 2);
-        outbox.push(queued_in(CTX, "a", &big)).unwrap();
+        outbox
+            .push(queued_in(CTX, "a", &big))
+            .expect("room in the queue");
         assert!(outbox.push(queued_in(CTX, "b", &big)).is_err());
     }
 
@@ -317,8 +344,12 @@ mod tests {
     #[test]
     fn entries_of_other_contexts_stay_queued_and_are_listed_per_context() {
         let mut outbox = Outbox::default();
-        outbox.push(queued_in("one", "a", "x")).unwrap();
-        outbox.push(queued_in("two", "b", "y")).unwrap();
+        outbox
+            .push(queued_in("one", "a", "x"))
+            .expect("room in the queue");
+        outbox
+            .push(queued_in("two", "b", "y"))
+            .expect("room in the queue");
         let two: Vec<_> = outbox.for_context("two").map(|e| e.text.as_str()).collect();
         assert_eq!(two, ["y"]);
     }
@@ -326,7 +357,7 @@ mod tests {
     #[test]
     fn discard_and_resend() {
         let mut outbox = Outbox::default();
-        outbox.push(queued("a")).unwrap();
+        outbox.push(queued("a")).expect("room in the queue");
         outbox.settled("a", Err(&SyncError::network("down")));
         assert!(outbox.resend("a"));
         assert_eq!(outbox.next_replay(true), None, "it is on its way");
@@ -338,10 +369,16 @@ mod tests {
     #[test]
     fn a_reload_from_another_tab_keeps_what_is_on_its_way_here() {
         let mut outbox = Outbox::default();
-        outbox.push(queued("a")).unwrap();
+        outbox.push(queued("a")).expect("room in the queue");
         outbox.reload(vec![queued("a"), queued("b")]);
         assert_eq!(outbox.next_replay(true), None, "a is still on its way");
         outbox.settled("a", Ok(()));
-        assert_eq!(outbox.next_replay(true).unwrap().client_message_id, "b");
+        assert_eq!(
+            outbox
+                .next_replay(true)
+                .expect("a replay")
+                .client_message_id,
+            "b"
+        );
     }
 }
