@@ -64,6 +64,8 @@ pub struct Syncer {
     running: bool,
     hidden: bool,
     online: bool,
+    /// Another tab polls this chat and hands its state over (one poller per browser).
+    follower: bool,
     deleted: bool,
     /// A poll (or an action's answer) has succeeded for this context.
     loaded: bool,
@@ -95,6 +97,7 @@ impl Syncer {
             running: false,
             hidden: false,
             online: true,
+            follower: false,
             deleted: false,
             loaded: false,
             needs_full: false,
@@ -169,6 +172,28 @@ impl Syncer {
         }
         self.online = online;
         self.pause_or_resume()
+    }
+
+    /// Another tab leads this chat (it polls, this one only listens), or this one leads now
+    /// (the leader closed): a new leader polls at once, from the version it was handed.
+    pub fn set_follower(&mut self, follower: bool) -> Vec<Command> {
+        if self.follower == follower {
+            return Vec::new();
+        }
+        self.follower = follower;
+        self.pause_or_resume()
+    }
+
+    /// A state the leader tab handed over: shown like a poll's answer.
+    pub fn shared_state(&mut self, state: ChatState) {
+        if self.chat.apply(state) != Applied::Ignored {
+            self.succeeded();
+        }
+    }
+
+    /// The whole state shown, to hand to the tabs that follow this one.
+    pub fn full_state(&self) -> Option<ChatState> {
+        self.chat.full_state()
     }
 
     /// The window got focus: the user is looking, so a poll waiting on its timer goes now.
@@ -330,6 +355,12 @@ impl Syncer {
             SyncPhase::Error
         } else if !self.running || self.chat.context_id().is_none() {
             SyncPhase::Stopped
+        } else if self.follower {
+            if self.loaded {
+                SyncPhase::Synced
+            } else {
+                SyncPhase::Syncing
+            }
         } else if self.hidden {
             SyncPhase::Paused
         } else if !self.online || self.last_error.is_some() {
@@ -360,6 +391,7 @@ impl Syncer {
 
     fn active(&self) -> bool {
         self.running
+            && !self.follower
             && !self.hidden
             && self.online
             && !self.deleted
@@ -846,6 +878,32 @@ mod tests {
         assert_eq!(messages.len(), 1, "shown once");
         assert_eq!(messages[0].error.as_deref(), Some("queued"));
         assert_eq!(s.resend_local("c1").as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn a_follower_does_not_poll_shows_what_it_is_handed_and_polls_once_it_leads() {
+        let (mut s, first) = long_polling();
+        assert_eq!(
+            s.set_follower(true),
+            [Command::AbortPoll, Command::CancelTimer]
+        );
+        assert!(s
+            .poll_finished(first, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        assert!(no_fetch(&s.focused()));
+        assert!(no_fetch(&s.set_online(false)));
+        assert!(no_fetch(&s.set_online(true)));
+        s.shared_state(full(4, vec![message(1, "from the leader", None, 2)]));
+        assert_eq!(s.phase(), SyncPhase::Synced);
+        assert_eq!(s.view().messages.len(), 1);
+        let handed = s.full_state().expect("a state to hand on");
+        assert_eq!((handed.version, handed.delta), (4, false));
+        let leading = fetched(&s.set_follower(false));
+        assert_eq!(
+            leading.since,
+            Some(4),
+            "the new leader goes on from the version handed"
+        );
     }
 
     #[test]
