@@ -631,3 +631,79 @@ test("a send kept through a reload is shown again and lands once when the server
   assert.equal(await storedUserMessages(contextId, "before the reload"), 1, "the server stored it once");
   assert.equal(await page.evaluate(() => localStorage.getItem("chatsync-queue:/api")), null);
 });
+
+/**
+ * A new tab of `profile` (a browser context: tabs share storage, locks and channels only
+ * within one) on the test page, counting its `GET /state` requests.
+ */
+async function openTab(profile) {
+  const tab = await profile.newPage();
+  tab.on("pageerror", (e) => pageErrors.push(String(e)));
+  const stateRequests = [];
+  tab.on("request", (r) => r.url().includes("/state") && stateRequests.push(performance.now()));
+  await tab.goto(pages.url);
+  await tab.waitForFunction(() => window.harnessReady === true);
+  return { tab, stateRequests };
+}
+
+/** Starts a ChatSync on `contextId` in `tab` and waits for its first synced view. */
+function follow(tab, contextId) {
+  return tab.evaluate(async (id) => {
+    window.chat = new ChatSync({ baseUrl: "/api", contextId: id });
+    chat.start();
+    await waitForView(chat, (v) => v.sync === "synced", "the first sync");
+  }, contextId);
+}
+
+test("two tabs on one chat: one polls, a send in either shows in both", async () => {
+  const profile = await browser.newContext();
+  const a = await openTab(profile);
+  const b = await openTab(profile);
+  try {
+    const contextId = await a.tab.evaluate(async () => {
+      window.chat = await newChat();
+      return chat.getView().contextId;
+    });
+    await follow(b.tab, contextId);
+    const before = b.stateRequests.length;
+    await b.tab.evaluate(() => chat.sendMessage("from the second tab"));
+    const seen = (tab) => tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the second tab")), "the reply"));
+    await seen(a.tab);
+    await seen(b.tab);
+    await a.tab.evaluate(() => chat.sendMessage("from the first tab"));
+    await b.tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the first tab")), "the other tab's send"));
+    assert.ok(a.stateRequests.length > 0, "the leader polls");
+    assert.equal(b.stateRequests.length, before, "the follower sends no state requests");
+    assert.equal(before, 0, "the follower got its first state from the leader");
+  } finally {
+    await profile.close();
+  }
+});
+
+test("when the leading tab closes, another takes over at once and keeps updating", async () => {
+  const profile = await browser.newContext();
+  const a = await openTab(profile);
+  const b = await openTab(profile);
+  try {
+    const contextId = await a.tab.evaluate(async () => {
+      window.chat = await newChat();
+      return chat.getView().contextId;
+    });
+    await follow(b.tab, contextId);
+    assert.equal(b.stateRequests.length, 0, "the follower waits");
+    const closed = performance.now();
+    await a.tab.close();
+    await until(() => b.stateRequests.length > 0, "the follower polling as the new leader", 1000);
+    console.log(`# take-over: first poll ${Math.round(b.stateRequests[0] - closed)} ms after the leader closed`);
+    // A message from elsewhere reaches the remaining tab through its own polls now.
+    const sent = await fetch(`${backend.url}/api/contexts/${contextId}/actions/send_message?wait=false`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ content: "after the take-over" }),
+    });
+    assert.equal(sent.status < 300, true);
+    await b.tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "after the take-over")), "the message sent elsewhere"));
+  } finally {
+    await profile.close();
+  }
+});

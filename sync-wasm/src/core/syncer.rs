@@ -64,8 +64,11 @@ pub struct Syncer {
     running: bool,
     hidden: bool,
     online: bool,
-    /// Another tab polls this chat and hands its state over (one poller per browser).
-    follower: bool,
+    /// The tabs of this browser elect one poller per chat (the browser can); then this one
+    /// polls only while it leads, and otherwise shows the state the leader hands over.
+    elect: bool,
+    /// The context this tab was elected to poll.
+    leading: Option<String>,
     deleted: bool,
     /// A poll (or an action's answer) has succeeded for this context.
     loaded: bool,
@@ -97,7 +100,8 @@ impl Syncer {
             running: false,
             hidden: false,
             online: true,
-            follower: false,
+            elect: false,
+            leading: None,
             deleted: false,
             loaded: false,
             needs_full: false,
@@ -174,13 +178,34 @@ impl Syncer {
         self.pause_or_resume()
     }
 
-    /// Another tab leads this chat (it polls, this one only listens), or this one leads now
-    /// (the leader closed): a new leader polls at once, from the version it was handed.
-    pub fn set_follower(&mut self, follower: bool) -> Vec<Command> {
-        if self.follower == follower {
+    /// The browser can elect one poller per chat: from now on this tab polls only once
+    /// elected.
+    pub fn enable_election(&mut self) -> Vec<Command> {
+        self.elect = true;
+        self.pause_or_resume()
+    }
+
+    /// The chat this tab should stand for election on, asked after every event: one it
+    /// would poll (running, visible, not deleted). A tab that no longer stands stops
+    /// leading, so it must win the election again before it polls.
+    pub fn election(&mut self) -> Option<String> {
+        let wanted = self
+            .wants_to_poll()
+            .then(|| self.chat.context_id().map(str::to_owned))
+            .flatten();
+        if self.leading != wanted {
+            self.leading = None;
+        }
+        wanted.filter(|_| self.elect)
+    }
+
+    /// This tab won the election for `context_id` (the leader before it closed, or there
+    /// was none): it polls at once, from the version it was handed.
+    pub fn lead(&mut self, context_id: &str) -> Vec<Command> {
+        if self.election().as_deref() != Some(context_id) && self.elect {
             return Vec::new();
         }
-        self.follower = follower;
+        self.leading = Some(context_id.to_owned());
         self.pause_or_resume()
     }
 
@@ -355,8 +380,8 @@ impl Syncer {
             SyncPhase::Error
         } else if !self.running || self.chat.context_id().is_none() {
             SyncPhase::Stopped
-        } else if self.follower {
-            if self.loaded {
+        } else if self.follows() && !self.hidden {
+            if self.loaded && self.last_error.is_none() {
                 SyncPhase::Synced
             } else {
                 SyncPhase::Syncing
@@ -389,9 +414,20 @@ impl Syncer {
         }
     }
 
+    /// Another tab polls this chat, or none does yet while the election runs.
+    fn follows(&self) -> bool {
+        self.elect && self.leading.as_deref() != self.chat.context_id()
+    }
+
+    /// Whether this chat would poll if no other tab did: it is running, visible and
+    /// not deleted. Such a tab takes part in electing the one tab that polls.
+    pub fn wants_to_poll(&self) -> bool {
+        self.running && !self.hidden && !self.deleted && self.chat.context_id().is_some()
+    }
+
     fn active(&self) -> bool {
         self.running
-            && !self.follower
+            && !self.follows()
             && !self.hidden
             && self.online
             && !self.deleted
@@ -884,9 +920,10 @@ mod tests {
     fn a_follower_does_not_poll_shows_what_it_is_handed_and_polls_once_it_leads() {
         let (mut s, first) = long_polling();
         assert_eq!(
-            s.set_follower(true),
+            s.enable_election(),
             [Command::AbortPoll, Command::CancelTimer]
         );
+        assert_eq!(s.election().as_deref(), Some(CTX));
         assert!(s
             .poll_finished(first, PollOutcome::NotModified, 0.0)
             .is_empty());
@@ -898,12 +935,33 @@ mod tests {
         assert_eq!(s.view().messages.len(), 1);
         let handed = s.full_state().expect("a state to hand on");
         assert_eq!((handed.version, handed.delta), (4, false));
-        let leading = fetched(&s.set_follower(false));
+        assert!(no_fetch(&s.lead("another chat")));
+        let leading = fetched(&s.lead(CTX));
         assert_eq!(
             leading.since,
             Some(4),
             "the new leader goes on from the version handed"
         );
+    }
+
+    #[test]
+    fn a_tab_that_hides_stops_leading_and_must_be_elected_again() {
+        let (mut s, _) = long_polling();
+        s.enable_election();
+        s.stop();
+        assert!(no_fetch(&s.start()), "no poll before the election is won");
+        fetched(&s.lead(CTX));
+        s.set_hidden(true);
+        assert_eq!(s.election(), None, "a hidden tab does not stand");
+        assert!(
+            no_fetch(&s.set_hidden(false)),
+            "visible again, it waits to be elected"
+        );
+        assert_eq!(s.election().as_deref(), Some(CTX));
+        fetched(&s.lead(CTX));
+        // Without an election (no Web Locks), every tab polls alone.
+        let (mut alone, _) = long_polling();
+        assert_eq!(alone.election(), None);
     }
 
     #[test]

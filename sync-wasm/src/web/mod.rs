@@ -7,6 +7,7 @@
 pub mod convert;
 mod http;
 mod queue;
+mod tabs;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -22,6 +23,7 @@ use web_sys::{AbortController, Document, EventTarget, VisibilityState};
 use self::convert::{describe, from_js, optional_from_js, to_js};
 use self::http::{Reply, Transport};
 use self::queue::Stored;
+use self::tabs::Tabs;
 use crate::core::api::{self, Api, BareAction, HttpRequest};
 use crate::core::error::{ErrorKind, SyncError};
 use crate::core::options::ChatSyncOptions;
@@ -91,6 +93,10 @@ struct Shared {
     document: Option<Document>,
     /// The offline queue, kept in `localStorage` per base URL.
     queue: Stored,
+    base_url: String,
+    /// The chat this tab takes part in the leader election for, and the election (None
+    /// where the browser cannot elect: the tab polls alone).
+    tabs: RefCell<Option<(String, Option<Tabs>)>>,
 }
 
 /// A browser event followed: where, which, and the closure the browser calls.
@@ -220,6 +226,8 @@ impl ChatSync {
                 events,
                 document,
                 queue: Stored::open(window.as_ref(), &options.base_url),
+                base_url: options.base_url.clone(),
+                tabs: RefCell::new(None),
             }
         });
         for (target, name, closure) in &shared.events {
@@ -229,7 +237,14 @@ impl ChatSync {
         }
         let hidden = shared.hidden();
         let online = navigator_online();
-        shared.update(|sync| [sync.set_hidden(hidden), sync.set_online(online)].concat());
+        let elect = Tabs::supported();
+        shared.update(|sync| {
+            let mut out = [sync.set_hidden(hidden), sync.set_online(online)].concat();
+            if elect {
+                out.extend(sync.enable_election());
+            }
+            out
+        });
         shared.show_queued();
         shared.replay();
         Ok(ChatSync { shared })
@@ -585,6 +600,9 @@ impl Shared {
                 }
             }
         }
+        // After the commands: a tab polling alone starts its poll here, and must not have
+        // it aborted by an older command of this batch.
+        self.sync_tabs();
         self.notify();
     }
 
@@ -612,6 +630,28 @@ impl Shared {
                 }
             });
         });
+    }
+
+    /// Takes part in the election for the chat this tab would poll (a visible, running
+    /// chat), and leaves it otherwise, so a hidden or stopped tab never holds the lock
+    /// while a visible one waits.
+    fn sync_tabs(self: &Rc<Self>) {
+        let wanted = self.state.borrow_mut().syncer.election();
+        let current = self.tabs.borrow().as_ref().map(|(id, _)| id.clone());
+        if wanted == current {
+            return;
+        }
+        // Leaving first releases the lock (or gives up waiting for it).
+        let left = self.tabs.borrow_mut().take();
+        drop(left);
+        let Some(id) = wanted else { return };
+        let tabs = Tabs::join(self, &self.base_url, &id);
+        let alone = tabs.is_none();
+        *self.tabs.borrow_mut() = Some((id.clone(), tabs));
+        if alone {
+            // The election could not start here: this tab polls on its own.
+            self.update(|sync| sync.lead(&id));
+        }
     }
 
     /// Shows the current context's queued sends (after a reload or a chat switch).
@@ -685,6 +725,7 @@ impl Shared {
         for listener in listeners {
             call_listener(&listener, &value);
         }
+        self.hand_over();
     }
 }
 
