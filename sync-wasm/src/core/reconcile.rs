@@ -14,8 +14,6 @@ use super::view::{ViewMessage, ViewStatus};
 /// The last state the server reported for the current context.
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
-    context_id: uuid::Uuid,
-    updated_at: Timestamp,
     version: u64,
     status: Status,
     state: StateName,
@@ -119,8 +117,6 @@ impl Chat {
             state.messages
         };
         let next = Snapshot {
-            context_id: state.context_id,
-            updated_at: state.updated_at,
             version: state.version,
             status: state.status,
             state: state.state,
@@ -139,26 +135,6 @@ impl Chat {
             (true, true) => Applied::Changed,
             (true, false) => Applied::Unchanged,
         }
-    }
-
-    /// The whole state last shown, as the server would send it: what a leader tab hands
-    /// to the others.
-    pub fn full_state(&self) -> Option<ChatState> {
-        let s = self.server.as_ref()?;
-        Some(ChatState {
-            context_id: s.context_id,
-            version: s.version,
-            status: s.status,
-            state: s.state,
-            error: s.error.clone(),
-            messages: s.messages.clone(),
-            // Usize always fits a u64 on the targets this crate builds for.
-            message_count: s.messages.len() as u64,
-            pending_tool_calls: s.pending_tool_calls.clone(),
-            updated_at: s.updated_at.clone(),
-            delta: false,
-            queued: s.queued.clone(),
-        })
     }
 
     /// Adds a message the user just sent, shown as pending until the server has it.

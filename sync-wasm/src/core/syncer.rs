@@ -209,16 +209,18 @@ impl Syncer {
         self.pause_or_resume()
     }
 
-    /// A state the leader tab handed over: shown like a poll's answer.
-    pub fn shared_state(&mut self, state: ChatState) {
-        if self.chat.apply(state) != Applied::Ignored {
-            self.succeeded();
+    /// A state the leader tab handed over (a poll's or an action's answer, whole or a
+    /// delta): shown like a poll's answer. True when it did not fit what this tab holds
+    /// (a delta on a version it missed): the leader must hand over a whole state.
+    pub fn shared_state(&mut self, state: ChatState) -> bool {
+        match self.chat.apply(state) {
+            Applied::Ignored => false,
+            Applied::OutOfStep => true,
+            Applied::Changed | Applied::Unchanged => {
+                self.succeeded();
+                false
+            }
         }
-    }
-
-    /// The whole state shown, to hand to the tabs that follow this one.
-    pub fn full_state(&self) -> Option<ChatState> {
-        self.chat.full_state()
     }
 
     /// The window got focus: the user is looking, so a poll waiting on its timer goes now.
@@ -930,11 +932,13 @@ mod tests {
         assert!(no_fetch(&s.focused()));
         assert!(no_fetch(&s.set_online(false)));
         assert!(no_fetch(&s.set_online(true)));
-        s.shared_state(full(4, vec![message(1, "from the leader", None, 2)]));
+        assert!(
+            s.shared_state(state(5, Vec::new(), true, 0)),
+            "a delta without a base asks for a whole state"
+        );
+        assert!(!s.shared_state(full(4, vec![message(1, "from the leader", None, 2)])));
         assert_eq!(s.phase(), SyncPhase::Synced);
         assert_eq!(s.view().messages.len(), 1);
-        let handed = s.full_state().expect("a state to hand on");
-        assert_eq!((handed.version, handed.delta), (4, false));
         assert!(no_fetch(&s.lead("another chat")));
         let leading = fetched(&s.lead(CTX));
         assert_eq!(

@@ -501,6 +501,7 @@ fn settle(
             with_live(shared, |s| {
                 let now = js_sys::Date::now();
                 s.update(|sync| sync.action_answered(state, now));
+                s.hand_over(&body.0);
             });
             Ok(JsValue::UNDEFINED)
         }
@@ -614,16 +615,24 @@ impl Shared {
         let transport = Rc::clone(&self.transport);
         wasm_bindgen_futures::spawn_local(async move {
             let sent = transport.send(request, poll.wait_ms.unwrap_or(0), controller);
-            let outcome = match sent.await {
-                Ok(reply) => {
-                    api::poll_outcome(reply.status, &reply.body, reply.retry_after.as_deref())
-                }
-                Err(error) => PollOutcome::Failed(error),
+            let (outcome, body) = match sent.await {
+                Ok(reply) => (
+                    api::poll_outcome(reply.status, &reply.body, reply.retry_after.as_deref()),
+                    Some(reply.body.0),
+                ),
+                Err(error) => (PollOutcome::Failed(error), None),
             };
             let reached = !matches!(outcome, PollOutcome::Failed(_));
+            let handed = match &outcome {
+                PollOutcome::State(_) => body,
+                _ => None,
+            };
             with_live(&shared, |s| {
                 let now = js_sys::Date::now();
                 s.update(|sync| sync.poll_finished(poll.ticket, outcome, now));
+                if let Some(body) = &handed {
+                    s.hand_over(body);
+                }
                 // The server answers again: sends kept while it could not be reached go.
                 if reached {
                     s.replay();
@@ -725,7 +734,6 @@ impl Shared {
         for listener in listeners {
             call_listener(&listener, &value);
         }
-        self.hand_over();
     }
 }
 

@@ -14,8 +14,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use super::convert::{from_js, to_js};
+use super::convert::from_js;
 use super::{with_live, Shared};
+use crate::core::syncer::Syncer;
 
 /// What a tab that joins asks for: the leader answers with the whole state.
 const HELLO: &str = "hello";
@@ -96,12 +97,9 @@ impl Tabs {
         self.release.borrow().is_some()
     }
 
-    /// Hands the state shown to the following tabs.
-    pub fn hand_over(&self, shared: &Shared) {
-        let state = shared.state.borrow().syncer.full_state();
-        if let Some(value) = state.and_then(|s| to_js(&s).ok()) {
-            let _ = self.channel.post_message(&value);
-        }
+    fn post(&self, message: &JsValue) {
+        // Posting plain data to an open channel cannot fail.
+        let _ = self.channel.post_message(message);
     }
 }
 
@@ -117,23 +115,35 @@ impl Drop for Tabs {
 }
 
 impl Shared {
-    /// When this tab leads, hands the state it shows to the tabs that follow.
-    pub(super) fn hand_over(&self) {
+    /// When this tab leads, hands a state the server answered (the JSON body as the
+    /// browser parsed it: no copy is built) to the tabs that follow.
+    pub(super) fn hand_over(&self, body: &JsValue) {
         if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
             if tabs.leading() {
-                tabs.hand_over(self);
+                tabs.post(body);
             }
         }
     }
 
     fn tab_message(self: &Rc<Self>, data: JsValue) {
+        let leading = matches!(self.tabs.borrow().as_ref(), Some((_, Some(t))) if t.leading());
         if data.as_string().as_deref() == Some(HELLO) {
-            self.hand_over();
+            // A tab joined, or missed a change: the next poll asks for the whole state,
+            // which every follower then gets.
+            if leading {
+                self.update(Syncer::refetch);
+            }
             return;
         }
-        if let Ok(state) = from_js(data, "shared state") {
-            self.state.borrow_mut().syncer.shared_state(state);
-            self.notify();
+        let Ok(state) = from_js(data, "shared state") else {
+            return;
+        };
+        let out_of_step = self.state.borrow_mut().syncer.shared_state(state);
+        self.notify();
+        if out_of_step {
+            if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
+                tabs.post(&HELLO.into());
+            }
         }
     }
 }
