@@ -655,16 +655,22 @@ function follow(tab, contextId) {
   }, contextId);
 }
 
-test("two tabs on one chat: one polls, a send in either shows in both", async () => {
+/** Two tabs of one new profile on a new chat: `a` leads (it came first), `b` follows. */
+async function twoTabsOnANewChat() {
   const profile = await browser.newContext();
   const a = await openTab(profile);
   const b = await openTab(profile);
+  const contextId = await a.tab.evaluate(async () => {
+    window.chat = await newChat();
+    return chat.getView().contextId;
+  });
+  await follow(b.tab, contextId);
+  return { profile, a, b, contextId };
+}
+
+test("two tabs on one chat: one polls, a send in either shows in both", async () => {
+  const { profile, a, b, contextId } = await twoTabsOnANewChat();
   try {
-    const contextId = await a.tab.evaluate(async () => {
-      window.chat = await newChat();
-      return chat.getView().contextId;
-    });
-    await follow(b.tab, contextId);
     const before = b.stateRequests.length;
     await b.tab.evaluate(() => chat.sendMessage("from the second tab"));
     const seen = (tab) => tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the second tab")), "the reply"));
@@ -681,15 +687,8 @@ test("two tabs on one chat: one polls, a send in either shows in both", async ()
 });
 
 test("when the leading tab closes, another takes over at once and keeps updating", async () => {
-  const profile = await browser.newContext();
-  const a = await openTab(profile);
-  const b = await openTab(profile);
+  const { profile, a, b, contextId } = await twoTabsOnANewChat();
   try {
-    const contextId = await a.tab.evaluate(async () => {
-      window.chat = await newChat();
-      return chat.getView().contextId;
-    });
-    await follow(b.tab, contextId);
     assert.equal(b.stateRequests.length, 0, "the follower waits");
     const closed = performance.now();
     await a.tab.close();

@@ -207,6 +207,14 @@ mod tests {
         }
     }
 
+    /// The id of the next replay, which must exist.
+    fn next(outbox: &mut Outbox) -> String {
+        outbox
+            .next_replay(true)
+            .expect("a replay")
+            .client_message_id
+    }
+
     fn ids(outbox: &Outbox) -> Vec<&str> {
         outbox
             .entries()
@@ -244,13 +252,7 @@ mod tests {
         assert_eq!(first.client_message_id, "a");
         assert_eq!(outbox.next_replay(true), None, "one replay at a time");
         outbox.settled("a", Ok(()));
-        assert_eq!(
-            outbox
-                .next_replay(true)
-                .expect("a replay")
-                .client_message_id,
-            "b"
-        );
+        assert_eq!(next(&mut outbox), "b");
     }
 
     #[test]
@@ -260,13 +262,7 @@ mod tests {
         outbox.settled("a", Err(&SyncError::network("down")));
         // The next trigger (back online) starts again from the oldest, so "b" never
         // overtakes "a".
-        assert_eq!(
-            outbox
-                .next_replay(true)
-                .expect("a replay")
-                .client_message_id,
-            "a"
-        );
+        assert_eq!(next(&mut outbox), "a");
     }
 
     #[test]
@@ -275,13 +271,7 @@ mod tests {
         outbox.next_replay(true);
         let refused = SyncError::from_http(400, None);
         assert_eq!(outbox.settled("a", Err(&refused)), Settled::Dropped);
-        assert_eq!(
-            outbox
-                .next_replay(true)
-                .expect("a replay")
-                .client_message_id,
-            "b"
-        );
+        assert_eq!(next(&mut outbox), "b");
     }
 
     #[test]
@@ -303,10 +293,7 @@ mod tests {
         let mut before = Outbox::default();
         before.push(queued("a")).expect("room in the queue");
         let mut after = Outbox::restore(before.entries().to_vec());
-        assert_eq!(
-            after.next_replay(true).expect("a replay").client_message_id,
-            "a"
-        );
+        assert_eq!(next(&mut after), "a");
     }
 
     #[test]
@@ -373,12 +360,6 @@ mod tests {
         outbox.reload(vec![queued("a"), queued("b")]);
         assert_eq!(outbox.next_replay(true), None, "a is still on its way");
         outbox.settled("a", Ok(()));
-        assert_eq!(
-            outbox
-                .next_replay(true)
-                .expect("a replay")
-                .client_message_id,
-            "b"
-        );
+        assert_eq!(next(&mut outbox), "b");
     }
 }
