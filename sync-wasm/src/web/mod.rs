@@ -296,7 +296,10 @@ impl ChatSync {
     }
 
     /// Shows the message at once as pending, then sends it. On failure the message stays,
-    /// marked failed, and the promise rejects with a `SyncError`.
+    /// marked failed, and the promise rejects with a `SyncError`. A send lost on the
+    /// network, or made offline (`code: "queued"`), stays in the offline queue and is
+    /// replayed once the server can be reached; a full queue rejects with
+    /// `code: "queue_full"` and shows nothing.
     #[wasm_bindgen(js_name = sendMessage)]
     pub fn send_message(&self, text: String) -> PromiseVoid {
         let prepared = self.current_context().and_then(|context| {
