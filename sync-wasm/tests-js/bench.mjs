@@ -18,8 +18,9 @@ const quantile = (xs, q) => {
 const figures = (name, xs) =>
   console.log(`${name}: p50 ${quantile(xs, 0.5).toFixed(0)} ms, p95 ${quantile(xs, 0.95).toFixed(0)} ms (n=${xs.length})`);
 
-async function openTab(browser, url, contextId) {
-  const page = await browser.newPage();
+/** A tab of `profile`: tabs of one browser profile elect one poller per chat. */
+async function openTab(profile, url, contextId) {
+  const page = await profile.newPage();
   await page.goto(url);
   await page.waitForFunction(() => window.harnessReady === true);
   await page.evaluate(async (id) => {
@@ -37,14 +38,15 @@ async function openTab(browser, url, contextId) {
 const backend = await startBackend();
 const pages = await startPageServer(backend.url);
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS });
+const profile = await browser.newContext();
 try {
   const created = await fetch(`${backend.url}/api/contexts`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: "{}",
   }).then((r) => r.json());
-  const a = await openTab(browser, pages.url, created.id);
-  const b = await openTab(browser, pages.url, created.id);
+  const a = await openTab(profile, pages.url, created.id);
+  const b = await openTab(profile, pages.url, created.id);
 
   const delays = [];
   for (let i = 0; i < SENDS; i++) {
@@ -95,7 +97,7 @@ try {
   };
   await b.close();
   await idleRate(1);
-  const more = [await openTab(browser, pages.url, created.id), await openTab(browser, pages.url, created.id)];
+  const more = [await openTab(profile, pages.url, created.id), await openTab(profile, pages.url, created.id)];
   await idleRate(3);
   await Promise.all(more.map((p) => p.close()));
 } finally {

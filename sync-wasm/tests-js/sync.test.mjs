@@ -559,3 +559,150 @@ test("unchanged messages keep their objects from view to view; refetch() reloads
   assert.equal(r.count, 4);
   assert.equal(r.same, true, "a refetch that changes nothing keeps the objects too");
 });
+
+/** The user messages the server stored in `contextId` with exactly `text`. */
+async function storedUserMessages(contextId, text) {
+  const response = await fetch(`${backend.url}/api/contexts/${contextId}/state`);
+  const state = await response.json();
+  assert.equal(response.status, 200);
+  return state.messages.filter((m) => m.role === "user" && JSON.stringify(m.content).includes(text)).length;
+}
+
+test("a send made offline is queued, survives in storage and lands once when back online", async () => {
+  const contextId = await page.evaluate(async () => {
+    window.traveller = await newChat();
+    return traveller.getView().contextId;
+  });
+  await page.context().setOffline(true);
+  let queued;
+  try {
+    await page.evaluate(() => waitForView(traveller, (v) => v.sync === "offline", "offline"));
+    queued = await page.evaluate(async () => {
+      const error = await traveller.sendMessage("sent on the train").then(() => null, (e) => ({ kind: e.kind, code: e.code }));
+      const message = traveller.getView().messages.at(-1);
+      const stored = JSON.parse(localStorage.getItem("chatsync-queue:/api") ?? "[]");
+      return { error, message, stored };
+    });
+  } finally {
+    await page.context().setOffline(false);
+  }
+  assert.deepEqual(queued.error, { kind: "network", code: "queued" });
+  assert.equal(queued.message.status, "failed");
+  assert.equal(queued.stored.length, 1);
+  assert.equal(queued.stored[0].clientMessageId, queued.message.clientMessageId);
+  const after = await page.evaluate(async () => {
+    const view = await waitForView(traveller, (v) => v.messages.some((m) => isReply(m, "sent on the train")), "the replayed send's reply");
+    traveller.free();
+    return { view, stored: localStorage.getItem("chatsync-queue:/api") };
+  });
+  assert.equal(after.stored, null, "the queue is empty once delivered");
+  assert.equal(after.view.messages.filter((m) => m.role === "user").length, 1);
+  assert.equal(await storedUserMessages(contextId, "sent on the train"), 1, "the server stored it once");
+});
+
+test("a send kept through a reload is shown again and lands once when the server is back", async () => {
+  const contextId = await page.evaluate(async () => {
+    const sync = await newChat({ mode: "interval", baseIntervalMs: 100, maxIntervalMs: 300 });
+    await window.testControl("network");
+    await sync.sendMessage("before the reload").catch(() => {});
+    const id = sync.getView().contextId;
+    sync.free();
+    return id;
+  });
+  try {
+    await page.reload();
+    await page.waitForFunction(() => window.harnessReady === true);
+    const restored = await page.evaluate((id) => {
+      window.reloaded = new ChatSync({ baseUrl: "/api", contextId: id, mode: "interval", baseIntervalMs: 100, maxIntervalMs: 300 });
+      reloaded.start();
+      return reloaded.getView().messages.filter((m) => m.role === "user");
+    }, contextId);
+    assert.equal(restored.length, 1, "the queued send is shown after the reload");
+    assert.equal(restored[0].text, "before the reload");
+  } finally {
+    await pages.setFailure(null);
+  }
+  const view = await page.evaluate(async () => {
+    const view = await waitForView(reloaded, (v) => v.messages.some((m) => isReply(m, "before the reload")), "the replayed send's reply");
+    reloaded.free();
+    return view;
+  });
+  assert.equal(view.messages.filter((m) => m.role === "user").length, 1);
+  assert.equal(await storedUserMessages(contextId, "before the reload"), 1, "the server stored it once");
+  assert.equal(await page.evaluate(() => localStorage.getItem("chatsync-queue:/api")), null);
+});
+
+/**
+ * A new tab of `profile` (a browser context: tabs share storage, locks and channels only
+ * within one) on the test page, counting its `GET /state` requests.
+ */
+async function openTab(profile) {
+  const tab = await profile.newPage();
+  tab.on("pageerror", (e) => pageErrors.push(String(e)));
+  const stateRequests = [];
+  tab.on("request", (r) => r.url().includes("/state") && stateRequests.push(performance.now()));
+  await tab.goto(pages.url);
+  await tab.waitForFunction(() => window.harnessReady === true);
+  return { tab, stateRequests };
+}
+
+/** Starts a ChatSync on `contextId` in `tab` and waits for its first synced view. */
+function follow(tab, contextId) {
+  return tab.evaluate(async (id) => {
+    window.chat = new ChatSync({ baseUrl: "/api", contextId: id });
+    chat.start();
+    await waitForView(chat, (v) => v.sync === "synced", "the first sync");
+  }, contextId);
+}
+
+/** Two tabs of one new profile on a new chat: `a` leads (it came first), `b` follows. */
+async function twoTabsOnANewChat() {
+  const profile = await browser.newContext();
+  const a = await openTab(profile);
+  const b = await openTab(profile);
+  const contextId = await a.tab.evaluate(async () => {
+    window.chat = await newChat();
+    return chat.getView().contextId;
+  });
+  await follow(b.tab, contextId);
+  return { profile, a, b, contextId };
+}
+
+test("two tabs on one chat: one polls, a send in either shows in both", async () => {
+  const { profile, a, b, contextId } = await twoTabsOnANewChat();
+  try {
+    const before = b.stateRequests.length;
+    await b.tab.evaluate(() => chat.sendMessage("from the second tab"));
+    const seen = (tab) => tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the second tab")), "the reply"));
+    await seen(a.tab);
+    await seen(b.tab);
+    await a.tab.evaluate(() => chat.sendMessage("from the first tab"));
+    await b.tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the first tab")), "the other tab's send"));
+    assert.ok(a.stateRequests.length > 0, "the leader polls");
+    assert.equal(b.stateRequests.length, before, "the follower sends no state requests");
+    assert.equal(before, 0, "the follower got its first state from the leader");
+  } finally {
+    await profile.close();
+  }
+});
+
+test("when the leading tab closes, another takes over at once and keeps updating", async () => {
+  const { profile, a, b, contextId } = await twoTabsOnANewChat();
+  try {
+    assert.equal(b.stateRequests.length, 0, "the follower waits");
+    const closed = performance.now();
+    await a.tab.close();
+    await until(() => b.stateRequests.length > 0, "the follower polling as the new leader", 1000);
+    console.log(`# take-over: first poll ${Math.round(b.stateRequests[0] - closed)} ms after the leader closed`);
+    // A message from elsewhere reaches the remaining tab through its own polls now.
+    const sent = await fetch(`${backend.url}/api/contexts/${contextId}/actions/send_message?wait=false`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ content: "after the take-over" }),
+    });
+    assert.equal(sent.status < 300, true);
+    await b.tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "after the take-over")), "the message sent elsewhere"));
+  } finally {
+    await profile.close();
+  }
+});

@@ -6,6 +6,7 @@ pub mod api;
 pub mod backoff;
 pub mod error;
 pub mod options;
+pub mod outbox;
 pub mod reconcile;
 pub mod syncer;
 pub mod view;

@@ -204,6 +204,12 @@ impl Chat {
         server.chain(local).collect()
     }
 
+    pub fn has_local(&self, client_message_id: &str) -> bool {
+        self.local
+            .iter()
+            .any(|l| l.client_message_id == client_message_id)
+    }
+
     fn local_mut(&mut self, client_message_id: &str) -> Option<&mut Local> {
         self.local
             .iter_mut()

@@ -13,6 +13,7 @@ use chatsync_protocol::{ChatState, Timestamp};
 use super::backoff::Backoff;
 use super::error::{ErrorKind, SyncError};
 use super::options::{Config, Mode};
+use super::outbox::Queued;
 use super::reconcile::{Applied, Chat};
 use super::view::{ChatView, SyncPhase};
 
@@ -63,6 +64,11 @@ pub struct Syncer {
     running: bool,
     hidden: bool,
     online: bool,
+    /// The tabs of this browser elect one poller per chat (the browser can); then this one
+    /// polls only while it leads, and otherwise shows the state the leader hands over.
+    elect: bool,
+    /// The context this tab was elected to poll.
+    leading: Option<String>,
     deleted: bool,
     /// A poll (or an action's answer) has succeeded for this context.
     loaded: bool,
@@ -94,6 +100,8 @@ impl Syncer {
             running: false,
             hidden: false,
             online: true,
+            elect: false,
+            leading: None,
             deleted: false,
             loaded: false,
             needs_full: false,
@@ -168,6 +176,51 @@ impl Syncer {
         }
         self.online = online;
         self.pause_or_resume()
+    }
+
+    /// The browser can elect one poller per chat: from now on this tab polls only once
+    /// elected.
+    pub fn enable_election(&mut self) -> Vec<Command> {
+        self.elect = true;
+        self.pause_or_resume()
+    }
+
+    /// The chat this tab should stand for election on, asked after every event: one it
+    /// would poll (running, visible, not deleted). A tab that no longer stands stops
+    /// leading, so it must win the election again before it polls.
+    pub fn election(&mut self) -> Option<String> {
+        let wanted = self
+            .wants_to_poll()
+            .then(|| self.chat.context_id().map(str::to_owned))
+            .flatten();
+        if self.leading != wanted {
+            self.leading = None;
+        }
+        wanted.filter(|_| self.elect)
+    }
+
+    /// This tab won the election for `context_id` (the leader before it closed, or there
+    /// was none): it polls at once, from the version it was handed.
+    pub fn lead(&mut self, context_id: &str) -> Vec<Command> {
+        if self.election().as_deref() != Some(context_id) && self.elect {
+            return Vec::new();
+        }
+        self.leading = Some(context_id.to_owned());
+        self.pause_or_resume()
+    }
+
+    /// A state the leader tab handed over (a poll's or an action's answer, whole or a
+    /// delta): shown like a poll's answer. True when it did not fit what this tab holds
+    /// (a delta on a version it missed): the leader must hand over a whole state.
+    pub fn shared_state(&mut self, state: ChatState) -> bool {
+        match self.chat.apply(state) {
+            Applied::Ignored => false,
+            Applied::OutOfStep => true,
+            Applied::Changed | Applied::Unchanged => {
+                self.succeeded();
+                false
+            }
+        }
     }
 
     /// The window got focus: the user is looking, so a poll waiting on its timer goes now.
@@ -304,6 +357,19 @@ impl Syncer {
         self.chat.resend_local(client_message_id)
     }
 
+    /// Shows the queued sends of the current context (after a reload or a chat switch) as
+    /// the user's messages, failed with `reason` until a replay sends them.
+    pub fn show_queued<'a>(&mut self, queued: impl Iterator<Item = &'a Queued>, reason: &str) {
+        for q in queued {
+            if !self.chat.has_local(&q.client_message_id) {
+                let id = q.client_message_id.clone();
+                self.chat
+                    .add_local(id.clone(), q.text.clone(), q.created_at.clone());
+                self.chat.fail_local(&id, reason.to_owned());
+            }
+        }
+    }
+
     /// Drops a failed message.
     pub fn discard_local(&mut self, client_message_id: &str) -> bool {
         self.chat.discard_local(client_message_id)
@@ -316,6 +382,12 @@ impl Syncer {
             SyncPhase::Error
         } else if !self.running || self.chat.context_id().is_none() {
             SyncPhase::Stopped
+        } else if self.follows() && !self.hidden {
+            if self.loaded && self.last_error.is_none() {
+                SyncPhase::Synced
+            } else {
+                SyncPhase::Syncing
+            }
         } else if self.hidden {
             SyncPhase::Paused
         } else if !self.online || self.last_error.is_some() {
@@ -344,8 +416,20 @@ impl Syncer {
         }
     }
 
+    /// Another tab polls this chat, or none does yet while the election runs.
+    fn follows(&self) -> bool {
+        self.elect && self.leading.as_deref() != self.chat.context_id()
+    }
+
+    /// Whether this chat would poll if no other tab did: it is running, visible and
+    /// not deleted. Such a tab takes part in electing the one tab that polls.
+    pub fn wants_to_poll(&self) -> bool {
+        self.running && !self.hidden && !self.deleted && self.chat.context_id().is_some()
+    }
+
     fn active(&self) -> bool {
         self.running
+            && !self.follows()
             && !self.hidden
             && self.online
             && !self.deleted
@@ -816,6 +900,72 @@ mod tests {
         assert!(s
             .poll_finished(held.ticket, PollOutcome::NotModified, 0.0)
             .is_empty());
+    }
+
+    #[test]
+    fn queued_sends_show_as_failed_once_and_a_replay_makes_them_pending() {
+        let (mut s, _) = started();
+        let queued = crate::core::outbox::Queued {
+            context_id: CTX.into(),
+            client_message_id: "c1".into(),
+            text: "hi".into(),
+            created_at: Default::default(),
+        };
+        s.show_queued([&queued, &queued].into_iter(), "queued");
+        let messages = s.view().messages;
+        assert_eq!(messages.len(), 1, "shown once");
+        assert_eq!(messages[0].error.as_deref(), Some("queued"));
+        assert_eq!(s.resend_local("c1").as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn a_follower_does_not_poll_shows_what_it_is_handed_and_polls_once_it_leads() {
+        let (mut s, first) = long_polling();
+        assert_eq!(
+            s.enable_election(),
+            [Command::AbortPoll, Command::CancelTimer]
+        );
+        assert_eq!(s.election().as_deref(), Some(CTX));
+        assert!(s
+            .poll_finished(first, PollOutcome::NotModified, 0.0)
+            .is_empty());
+        assert!(no_fetch(&s.focused()));
+        assert!(no_fetch(&s.set_online(false)));
+        assert!(no_fetch(&s.set_online(true)));
+        assert!(
+            s.shared_state(state(5, Vec::new(), true, 0)),
+            "a delta without a base asks for a whole state"
+        );
+        assert!(!s.shared_state(full(4, vec![message(1, "from the leader", None, 2)])));
+        assert_eq!(s.phase(), SyncPhase::Synced);
+        assert_eq!(s.view().messages.len(), 1);
+        assert!(no_fetch(&s.lead("another chat")));
+        let leading = fetched(&s.lead(CTX));
+        assert_eq!(
+            leading.since,
+            Some(4),
+            "the new leader goes on from the version handed"
+        );
+    }
+
+    #[test]
+    fn a_tab_that_hides_stops_leading_and_must_be_elected_again() {
+        let (mut s, _) = long_polling();
+        s.enable_election();
+        s.stop();
+        assert!(no_fetch(&s.start()), "no poll before the election is won");
+        fetched(&s.lead(CTX));
+        s.set_hidden(true);
+        assert_eq!(s.election(), None, "a hidden tab does not stand");
+        assert!(
+            no_fetch(&s.set_hidden(false)),
+            "visible again, it waits to be elected"
+        );
+        assert_eq!(s.election().as_deref(), Some(CTX));
+        fetched(&s.lead(CTX));
+        // Without an election (no Web Locks), every tab polls alone.
+        let (mut alone, _) = long_polling();
+        assert_eq!(alone.election(), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 pub mod convert;
 mod http;
+mod queue;
+mod tabs;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -20,9 +22,12 @@ use web_sys::{AbortController, Document, EventTarget, VisibilityState};
 
 use self::convert::{describe, from_js, optional_from_js, to_js};
 use self::http::{Reply, Transport};
+use self::queue::Stored;
+use self::tabs::Tabs;
 use crate::core::api::{self, Api, BareAction, HttpRequest};
 use crate::core::error::{ErrorKind, SyncError};
 use crate::core::options::ChatSyncOptions;
+use crate::core::outbox::{Queued, Settled};
 use crate::core::reconcile::new_client_message_id;
 use crate::core::syncer::{Command, PollOutcome, PollRequest, Syncer};
 use crate::core::view::{
@@ -86,6 +91,12 @@ struct Shared {
     /// dropping `ChatSync` frees everything.
     events: Vec<Followed>,
     document: Option<Document>,
+    /// The offline queue, kept in `localStorage` per base URL.
+    queue: Stored,
+    base_url: String,
+    /// The chat this tab takes part in the leader election for, and the election (None
+    /// where the browser cannot elect: the tab polls alone).
+    tabs: RefCell<Option<(String, Option<Tabs>)>>,
 }
 
 /// A browser event followed: where, which, and the closure the browser calls.
@@ -179,7 +190,10 @@ impl ChatSync {
                 });
             }
             if let Some(window) = &window {
-                follow(window, "online", |s| s.update(|sync| sync.set_online(true)));
+                follow(window, "online", |s| {
+                    s.update(|sync| sync.set_online(true));
+                    s.replay();
+                });
                 follow(window, "offline", |s| {
                     s.update(|sync| sync.set_online(false))
                 });
@@ -211,6 +225,9 @@ impl ChatSync {
                 }),
                 events,
                 document,
+                queue: Stored::open(window.as_ref(), &options.base_url),
+                base_url: options.base_url.clone(),
+                tabs: RefCell::new(None),
             }
         });
         for (target, name, closure) in &shared.events {
@@ -220,7 +237,16 @@ impl ChatSync {
         }
         let hidden = shared.hidden();
         let online = navigator_online();
-        shared.update(|sync| [sync.set_hidden(hidden), sync.set_online(online)].concat());
+        let elect = Tabs::supported();
+        shared.update(|sync| {
+            let mut out = [sync.set_hidden(hidden), sync.set_online(online)].concat();
+            if elect {
+                out.extend(sync.enable_election());
+            }
+            out
+        });
+        shared.show_queued();
+        shared.replay();
         Ok(ChatSync { shared })
     }
 
@@ -266,10 +292,14 @@ impl ChatSync {
     #[wasm_bindgen(js_name = setContext)]
     pub fn set_context(&self, id: Option<String>) {
         self.shared.update(|sync| sync.set_context(id));
+        self.shared.show_queued();
     }
 
     /// Shows the message at once as pending, then sends it. On failure the message stays,
-    /// marked failed, and the promise rejects with a `SyncError`.
+    /// marked failed, and the promise rejects with a `SyncError`. A send lost on the
+    /// network, or made offline (`code: "queued"`), stays in the offline queue and is
+    /// replayed once the server can be reached; a full queue rejects with
+    /// `code: "queue_full"` and shows nothing.
     #[wasm_bindgen(js_name = sendMessage)]
     pub fn send_message(&self, text: String) -> PromiseVoid {
         let prepared = self.current_context().and_then(|context| {
@@ -281,15 +311,33 @@ impl ChatSync {
             let client_id = new_client_message_id(random);
             // An ISO string is what the server sends too; this reads it as whichever type
             // `Timestamp` is in this build, and only a broken `Date` could fail.
-            let created_at = String::from(js_sys::Date::new_0().to_iso_string())
-                .parse()
-                .unwrap_or_default();
-            self.shared.state.borrow_mut().syncer.add_local(
-                client_id.clone(),
-                text.clone(),
-                created_at,
-            );
+            let created_at: chatsync_protocol::Timestamp =
+                String::from(js_sys::Date::new_0().to_iso_string())
+                    .parse()
+                    .unwrap_or_default();
+            let now = self.shared.queue.may_send_now(navigator_online());
+            self.shared.queue.push(Queued {
+                context_id: context.clone(),
+                client_message_id: client_id.clone(),
+                text: text.clone(),
+                created_at: created_at.clone(),
+            })?;
+            let mut state = self.shared.state.borrow_mut();
+            state
+                .syncer
+                .add_local(client_id.clone(), text.clone(), created_at);
+            if !now {
+                state.syncer.fail_local(&client_id, QUEUED.to_owned());
+            }
+            drop(state);
             self.shared.notify();
+            if !now {
+                // Older queued sends go first, or the browser is offline: this one waits
+                // its turn in the queue.
+                self.shared.queue.settled(&client_id, Err(&queued_error()));
+                self.shared.replay();
+                return Err(queued_error());
+            }
             Ok((context, client_id))
         });
         self.deliver(prepared.map(|(context, client_id)| (context, client_id, text)))
@@ -308,6 +356,7 @@ impl ChatSync {
                 .resend_local(&id)
                 .ok_or_else(|| SyncError::invalid("no failed message with that id"))?;
             self.shared.notify();
+            self.shared.queue.resend(&context, &id, &text)?;
             Ok((context, text))
         });
         self.deliver(prepared.map(|(context, text)| (context, id, text)))
@@ -318,6 +367,7 @@ impl ChatSync {
     pub fn discard_message(&self, id: String) {
         let discarded = self.shared.state.borrow_mut().syncer.discard_local(&id);
         if discarded {
+            self.shared.queue.discard(&id);
             self.shared.notify();
         }
     }
@@ -466,6 +516,7 @@ fn settle(
             with_live(shared, |s| {
                 let now = js_sys::Date::now();
                 s.update(|sync| sync.action_answered(state, now));
+                s.hand_over(&body.0);
             });
             Ok(JsValue::UNDEFINED)
         }
@@ -510,6 +561,14 @@ fn settle(
                 }
             }
             _ => {}
+        }
+        if let Answer::Sent { client_message_id } = &answer {
+            let settled = s
+                .queue
+                .settled(client_message_id, outcome.as_ref().map(|_| ()));
+            if settled == Settled::Delivered {
+                s.replay();
+            }
         }
         if let (Answer::Sent { client_message_id }, Err(error)) = (&answer, &outcome) {
             let failed = s
@@ -557,6 +616,9 @@ impl Shared {
                 }
             }
         }
+        // After the commands: a tab polling alone starts its poll here, and must not have
+        // it aborted by an older command of this batch.
+        self.sync_tabs();
         self.notify();
     }
 
@@ -568,16 +630,93 @@ impl Shared {
         let transport = Rc::clone(&self.transport);
         wasm_bindgen_futures::spawn_local(async move {
             let sent = transport.send(request, poll.wait_ms.unwrap_or(0), controller);
-            let outcome = match sent.await {
-                Ok(reply) => {
-                    api::poll_outcome(reply.status, &reply.body, reply.retry_after.as_deref())
-                }
-                Err(error) => PollOutcome::Failed(error),
+            let (outcome, body) = match sent.await {
+                Ok(reply) => (
+                    api::poll_outcome(reply.status, &reply.body, reply.retry_after.as_deref()),
+                    Some(reply.body.0),
+                ),
+                Err(error) => (PollOutcome::Failed(error), None),
+            };
+            let reached = !matches!(outcome, PollOutcome::Failed(_));
+            let handed = match &outcome {
+                PollOutcome::State(_) => body,
+                _ => None,
             };
             with_live(&shared, |s| {
                 let now = js_sys::Date::now();
                 s.update(|sync| sync.poll_finished(poll.ticket, outcome, now));
+                if let Some(body) = &handed {
+                    s.hand_over(body);
+                }
+                // The server answers again: sends kept while it could not be reached go.
+                if reached {
+                    s.replay();
+                }
             });
+        });
+    }
+
+    /// Takes part in the election for the chat this tab would poll (a visible, running
+    /// chat), and leaves it otherwise, so a hidden or stopped tab never holds the lock
+    /// while a visible one waits.
+    fn sync_tabs(self: &Rc<Self>) {
+        let wanted = self.state.borrow_mut().syncer.election();
+        let current = self.tabs.borrow().as_ref().map(|(id, _)| id.clone());
+        if wanted == current {
+            return;
+        }
+        // Leaving first releases the lock (or gives up waiting for it).
+        let left = self.tabs.borrow_mut().take();
+        drop(left);
+        let Some(id) = wanted else { return };
+        let tabs = Tabs::join(self, &self.base_url, &id);
+        let alone = tabs.is_none();
+        *self.tabs.borrow_mut() = Some((id.clone(), tabs));
+        if alone {
+            // The election could not start here: this tab polls on its own.
+            self.update(|sync| sync.lead(&id));
+        }
+    }
+
+    /// Shows the current context's queued sends (after a reload or a chat switch).
+    fn show_queued(self: &Rc<Self>) {
+        let queued = self.queue.entries();
+        let mut state = self.state.borrow_mut();
+        if let Some(context) = state.syncer.context_id().map(str::to_owned) {
+            let mine = queued.iter().filter(|q| q.context_id == context);
+            state.syncer.show_queued(mine, QUEUED);
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// Sends the oldest queued send, if the queue says one may go now; each delivery
+    /// triggers the next.
+    fn replay(self: &Rc<Self>) {
+        let Some(next) = self.queue.next_replay(navigator_online()) else {
+            return;
+        };
+        let shown = self
+            .state
+            .borrow_mut()
+            .syncer
+            .resend_local(&next.client_message_id)
+            .is_some();
+        if shown {
+            self.notify();
+        }
+        let request = self
+            .api
+            .send_message(&next.context_id, &next.text, &next.client_message_id);
+        let shared = Rc::downgrade(self);
+        let transport = Rc::clone(&self.transport);
+        let answer = Answer::Sent {
+            client_message_id: next.client_message_id,
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            let reply = transport.send(request, 0, None).await;
+            // A replay has no promise: its outcome shows in the view.
+            let _ = settle(&shared, reply, answer);
         });
     }
 
@@ -648,6 +787,17 @@ impl Drop for Shared {
         if let Some(controller) = self.state.get_mut().poll_abort.take() {
             controller.abort();
         }
+    }
+}
+
+/// What a queued message shows until a replay sends it.
+const QUEUED: &str = "not sent yet: queued until the server can be reached";
+
+#[inline(never)]
+fn queued_error() -> SyncError {
+    SyncError {
+        code: Some("queued".into()),
+        ..SyncError::network(QUEUED)
     }
 }
 

@@ -1,0 +1,117 @@
+//! The offline queue's storage: the core's [`Outbox`] decides, this only reads and writes
+//! `localStorage`. Each operation reads the stored entries first, since another tab (or
+//! another `ChatSync` on the page) may have changed them, and writes them back after.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::JsValue;
+use web_sys::{Storage, Window};
+
+use super::convert::{from_js, to_js};
+use crate::core::error::SyncError;
+use crate::core::outbox::{Outbox, Queued, Settled};
+
+pub struct Stored {
+    outbox: RefCell<Outbox>,
+    /// None where storage is unavailable (disabled, private mode): the queue then lives as
+    /// long as the page.
+    storage: Option<Storage>,
+    key: String,
+}
+
+impl Stored {
+    pub fn open(window: Option<&Window>, base_url: &str) -> Self {
+        let storage = window.and_then(|w| w.local_storage().ok().flatten());
+        let stored = Stored {
+            outbox: RefCell::default(),
+            storage,
+            key: ["chatsync-queue:", base_url].concat(),
+        };
+        *stored.outbox.borrow_mut() = Outbox::restore(stored.read());
+        stored
+    }
+
+    pub fn entries(&self) -> Vec<Queued> {
+        self.change(|o| o.entries().to_vec())
+    }
+
+    pub fn may_send_now(&self, online: bool) -> bool {
+        self.change(|o| o.may_send_now(online))
+    }
+
+    pub fn push(&self, entry: Queued) -> Result<(), SyncError> {
+        self.change(|o| o.push(entry))
+    }
+
+    /// A failed send goes out again: on its way if it is queued, queued again otherwise
+    /// (it was refused before, and the user asks once more).
+    pub fn resend(
+        &self,
+        context_id: &str,
+        client_message_id: &str,
+        text: &str,
+    ) -> Result<(), SyncError> {
+        self.change(|o| {
+            if o.resend(client_message_id) {
+                return Ok(());
+            }
+            o.push(Queued {
+                context_id: context_id.to_owned(),
+                client_message_id: client_message_id.to_owned(),
+                text: text.to_owned(),
+                created_at: Default::default(),
+            })
+        })
+    }
+
+    pub fn next_replay(&self, online: bool) -> Option<Queued> {
+        self.change(|o| o.next_replay(online))
+    }
+
+    pub fn settled(&self, client_message_id: &str, result: Result<(), &SyncError>) -> Settled {
+        self.change(|o| o.settled(client_message_id, result))
+    }
+
+    pub fn discard(&self, client_message_id: &str) {
+        self.change(|o| o.discard(client_message_id));
+    }
+
+    fn change<T>(&self, f: impl FnOnce(&mut Outbox) -> T) -> T {
+        let mut outbox = self.outbox.borrow_mut();
+        outbox.reload(self.read());
+        let before = outbox.entries().to_vec();
+        let result = f(&mut outbox);
+        if outbox.entries() != before.as_slice() {
+            self.write(outbox.entries());
+        }
+        result
+    }
+
+    /// The stored entries; anything unreadable counts as an empty queue.
+    fn read(&self) -> Vec<Queued> {
+        let Some(text) = self
+            .storage
+            .as_ref()
+            .and_then(|s| s.get_item(&self.key).ok().flatten())
+        else {
+            return Vec::new();
+        };
+        js_sys::JSON::parse(&text)
+            .ok()
+            .and_then(|value| from_js(value, "queue").ok())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, entries: &[Queued]) {
+        let Some(storage) = &self.storage else { return };
+        let text = to_js(&entries)
+            .ok()
+            .and_then(|value| js_sys::JSON::stringify(&value).ok())
+            .map(String::from);
+        // A write refused (quota) leaves the queue in memory, still bounded.
+        let _: Result<(), JsValue> = match text {
+            Some(text) if !entries.is_empty() => storage.set_item(&self.key, &text),
+            _ => storage.remove_item(&self.key),
+        };
+    }
+}

@@ -1,0 +1,149 @@
+//! One poller per chat per browser. Tabs on the same (base URL, chat) ask the Web Locks API
+//! for one exclusive lock; the tab holding it leads: it polls and hands every state it
+//! shows to the others over a `BroadcastChannel`. The others follow: they do not poll and
+//! show what they are handed. Closing the leader releases its lock, and the browser gives
+//! it to a waiting tab, which starts polling from the version it was handed. Where either
+//! API is missing every tab polls on its own.
+//!
+//! Web Locks are behind web-sys's unstable flag, so they are called through `Reflect`.
+
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{AbortController, BroadcastChannel, MessageEvent};
+
+use super::convert::from_js;
+use super::{with_live, Shared};
+use crate::core::syncer::Syncer;
+
+/// What a tab that joins asks for: the leader answers with the whole state.
+const HELLO: &str = "hello";
+
+pub struct Tabs {
+    channel: BroadcastChannel,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_granted: Closure<dyn FnMut(JsValue) -> Promise>,
+    /// Gives up a lock not granted yet.
+    abort: AbortController,
+    /// Resolves the promise the lock is held with, which releases it; set once leading.
+    release: Rc<std::cell::RefCell<Option<Function>>>,
+}
+
+impl Tabs {
+    /// Whether this browser can elect: Web Locks and `BroadcastChannel` both exist.
+    pub fn supported() -> bool {
+        let global = js_sys::global();
+        let locks = Reflect::get(&global, &"navigator".into())
+            .and_then(|n| Reflect::get(&n, &"locks".into()))
+            .is_ok_and(|l| l.is_object());
+        locks && Reflect::has(&global, &"BroadcastChannel".into()).unwrap_or(false)
+    }
+
+    /// Joins the tabs on `context_id`; None where the browser lacks the APIs, and this tab
+    /// then polls alone.
+    pub fn join(shared: &Rc<Shared>, base_url: &str, context_id: &str) -> Option<Tabs> {
+        let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+        let locks = Reflect::get(&navigator, &"locks".into()).ok()?;
+        let request: Function = Reflect::get(&locks, &"request".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let name = ["chatsync:", base_url, ":", context_id].concat();
+        let channel = BroadcastChannel::new(&name).ok()?;
+        let abort = AbortController::new().ok()?;
+
+        let weak = Rc::downgrade(shared);
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            with_live(&weak, |s| s.tab_message(event.data()));
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+
+        let release = Rc::new(std::cell::RefCell::new(None));
+        let weak: Weak<Shared> = Rc::downgrade(shared);
+        let held = Rc::clone(&release);
+        let context = context_id.to_owned();
+        let on_granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
+            // Held while this promise is pending: resolving it gives the lock up.
+            let promise = Promise::new(&mut |resolve, _| *held.borrow_mut() = Some(resolve));
+            with_live(&weak, |s| s.update(|sync| sync.lead(&context)));
+            promise
+        });
+        let options = js_sys::Object::new();
+        // Setting fields on a fresh plain object cannot fail.
+        let _ = Reflect::set(&options, &"mode".into(), &"exclusive".into());
+        let _ = Reflect::set(&options, &"signal".into(), &abort.signal());
+        let pending = request
+            .call3(&locks, &name.into(), &options, on_granted.as_ref())
+            .ok()?;
+        // Giving up a lock not granted yet rejects this promise; that is expected.
+        if let Ok(pending) = pending.dyn_into::<Promise>() {
+            let ignore = Closure::<dyn FnMut(JsValue)>::new(|_| {});
+            let _ = pending.catch(&ignore);
+            ignore.forget();
+        }
+        let _ = channel.post_message(&HELLO.into());
+        Some(Tabs {
+            channel,
+            _on_message: on_message,
+            _on_granted: on_granted,
+            abort,
+            release,
+        })
+    }
+
+    pub fn leading(&self) -> bool {
+        self.release.borrow().is_some()
+    }
+
+    fn post(&self, message: &JsValue) {
+        // Posting plain data to an open channel cannot fail.
+        let _ = self.channel.post_message(message);
+    }
+}
+
+impl Drop for Tabs {
+    fn drop(&mut self) {
+        self.abort.abort();
+        if let Some(release) = self.release.borrow_mut().take() {
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
+
+impl Shared {
+    /// When this tab leads, hands a state the server answered (the JSON body as the
+    /// browser parsed it: no copy is built) to the tabs that follow.
+    pub(super) fn hand_over(&self, body: &JsValue) {
+        if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
+            if tabs.leading() {
+                tabs.post(body);
+            }
+        }
+    }
+
+    fn tab_message(self: &Rc<Self>, data: JsValue) {
+        let leading = matches!(self.tabs.borrow().as_ref(), Some((_, Some(t))) if t.leading());
+        if data.as_string().as_deref() == Some(HELLO) {
+            // A tab joined, or missed a change: the next poll asks for the whole state,
+            // which every follower then gets.
+            if leading {
+                self.update(Syncer::refetch);
+            }
+            return;
+        }
+        let Ok(state) = from_js(data, "shared state") else {
+            return;
+        };
+        let out_of_step = self.state.borrow_mut().syncer.shared_state(state);
+        self.notify();
+        if out_of_step {
+            if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
+                tabs.post(&HELLO.into());
+            }
+        }
+    }
+}
