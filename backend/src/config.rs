@@ -108,6 +108,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_waiters: u64,
 
+    /// Messages a busy chat may queue; beyond it a send answers 429 queue_full at once.
+    #[arg(long, env = "CHATSYNC_MAX_QUEUED_MESSAGES", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_queued_messages: u64,
+
     /// How callers are identified: none (everyone is `local`), jwt (bearer tokens) or
     /// proxy (a header set by an authenticating reverse proxy).
     #[arg(long, env = "CHATSYNC_AUTH", value_enum, default_value_t = AuthMode::None)]

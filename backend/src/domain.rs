@@ -74,6 +74,8 @@ pub struct NewMessage {
     pub content: MessageContent,
     pub client_message_id: Option<ClientKey>,
     pub idempotency_key: Option<ClientKey>,
+    /// What to do when a turn is running.
+    pub if_busy: chatsync_protocol::IfBusy,
 }
 
 impl NewMessage {
@@ -83,6 +85,7 @@ impl NewMessage {
             content: MessageContent::parse(content.into())?,
             client_message_id: None,
             idempotency_key: None,
+            if_busy: chatsync_protocol::IfBusy::Enqueue,
         })
     }
 }

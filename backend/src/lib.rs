@@ -110,6 +110,8 @@ impl Application {
                 // Look for orphaned turns a few times per lease, at most every second.
                 sweep_interval: Duration::from_millis(config.lease_ttl_ms / 5)
                     .min(Duration::from_secs(1)),
+                max_queued_messages: usize::try_from(config.max_queued_messages)
+                    .unwrap_or(usize::MAX),
                 ..EngineSettings::default()
             },
         }));

@@ -789,3 +789,216 @@ async fn openapi_documents_every_route() {
         .sum();
     assert!(documented >= routes.len());
 }
+
+/// Sends `content` with `?wait=false` and optional extra body fields.
+async fn send_no_wait(app: &TestApp, id: &str, content: &str, extra: Value) -> Answer {
+    let mut body = json!({"content": content});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    app.post_json(
+        &format!("/api/contexts/{id}/actions/send_message?wait=false"),
+        body,
+    )
+    .await
+}
+
+fn texts(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or("").to_owned(),
+                m["content"][0]["text"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn queued_texts(state: &Value) -> Vec<String> {
+    texts(&state["queued"])
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
+}
+
+#[tokio::test]
+async fn sends_to_a_busy_chat_queue_in_order_and_run_as_whole_turns() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    let first = send_no_wait(&app, &id, "/slow 10", json!({})).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let a = send_no_wait(&app, &id, "queued a", json!({})).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
+    let b = send_no_wait(&app, &id, "queued b", json!({"client_message_id": "b-1"})).await;
+    assert_eq!(b.status, StatusCode::ACCEPTED);
+    assert_eq!(queued_texts(&b.body), ["queued a", "queued b"]);
+    assert_eq!(b.body["queued"][1]["status"], "queued");
+    let in_history = texts(&b.body["messages"]);
+    assert!(
+        in_history.iter().all(|(_, t)| !t.starts_with("queued")),
+        "queued messages are not in the history yet: {in_history:?}"
+    );
+    // A repeated send of a queued message adds nothing.
+    let again = send_no_wait(&app, &id, "queued b", json!({"client_message_id": "b-1"})).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(queued_texts(&again.body), ["queued a", "queued b"]);
+    // A waiting send waits for its own turn.
+    let last = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "queued c"}),
+        )
+        .await;
+    assert_eq!(last.status, StatusCode::OK, "{:?}", last.body);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert_eq!(state["status"], "idle");
+    assert!(queued_texts(&state).is_empty());
+    let history = texts(&state["messages"]);
+    let roles: Vec<&str> = history.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant"
+        ],
+        "whole turns: {history:?}"
+    );
+    let users: Vec<&str> = history
+        .iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(users, ["/slow 10", "queued a", "queued b", "queued c"]);
+    assert_eq!(state["message_count"], 8);
+}
+
+#[tokio::test]
+async fn a_queued_message_can_be_cancelled_and_never_runs() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    send_no_wait(&app, &id, "/slow 8", json!({})).await;
+    let queued = send_no_wait(&app, &id, "never mind", json!({})).await;
+    let message_id = queued.body["queued"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let cancel = format!("/api/contexts/{id}/actions/cancel");
+    let dropped = app
+        .post_json(&cancel, json!({"message_id": message_id}))
+        .await;
+    assert_eq!(dropped.status, StatusCode::OK, "{:?}", dropped.body);
+    assert!(queued_texts(&dropped.body).is_empty());
+    let unknown = app
+        .post_json(&cancel, json!({"message_id": message_id}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&unknown), "not_found");
+    let done = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "after"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let users: Vec<String> = texts(&done.body["messages"])
+        .into_iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(users, ["/slow 8", "after"]);
+}
+
+#[tokio::test]
+async fn reject_refuses_a_busy_send_and_stores_nothing() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    send_no_wait(&app, &id, "/slow 8", json!({})).await;
+    let refused = send_no_wait(&app, &id, "not now", json!({"if_busy": "reject"})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&refused), "busy");
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert!(queued_texts(&state).is_empty());
+    assert!(texts(&state["messages"])
+        .iter()
+        .all(|(_, t)| t != "not now"));
+}
+
+#[tokio::test]
+async fn interrupt_cancels_the_running_turn_and_runs_ahead_of_the_queue() {
+    let app = spawn_app(true).await;
+    let id = app.new_context().await;
+    send_no_wait(&app, &id, "/slow 200", json!({})).await;
+    // Interrupt once the reply streams, so there is a partial reply to keep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+        if state["state"] == "StreamingLLMResponse" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply never streamed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    send_no_wait(&app, &id, "waiting", json!({})).await;
+    let now = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "right now", "if_busy": "interrupt"}),
+        )
+        .await;
+    assert_eq!(now.status, StatusCode::OK, "{:?}", now.body);
+    let messages = now.body["messages"].as_array().expect("messages").clone();
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(
+        messages[1]["status"], "cancelled",
+        "the partial reply is kept"
+    );
+    assert_eq!(messages[2]["content"][0]["text"], "right now");
+    let done = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "last"}),
+        )
+        .await;
+    let users: Vec<String> = texts(&done.body["messages"])
+        .into_iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(users, ["/slow 200", "right now", "waiting", "last"]);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing() {
+    let app = TestApp::spawn(&["--max-queued-messages", "2"]).await;
+    let id = app.new_context().await;
+    send_no_wait(&app, &id, "/slow 10", json!({})).await;
+    for text in ["one", "two"] {
+        let a = send_no_wait(&app, &id, text, json!({})).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED);
+    }
+    let full = send_no_wait(&app, &id, "three", json!({})).await;
+    assert_eq!(full.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&full), "queue_full");
+    assert!(full.headers.contains_key(header::RETRY_AFTER));
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert_eq!(queued_texts(&state), ["one", "two"]);
+    let id_uuid = id.parse().expect("uuid");
+    let stored = app
+        .engine()
+        .store()
+        .queued_messages(id_uuid)
+        .await
+        .expect("queue");
+    assert_eq!(stored.len(), 2, "the refused message was not stored");
+}

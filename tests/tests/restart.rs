@@ -189,3 +189,34 @@ async fn versions_seen_before_a_crash_never_go_back() {
     );
     api.wait_for_status(ctx.id, Status::Idle).await;
 }
+
+/// A queued message is durable once acknowledged: a crash while the turn before it runs
+/// loses nothing, and after the restart it runs as its own turn.
+#[tokio::test]
+async fn a_queued_message_survives_a_crash_and_runs_after_the_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = TestServer::start(dir.path(), &[]).await;
+    let api = first.api();
+    let ctx = api.create_context().await;
+    api.send_message_no_wait(ctx.id, "/slow 40").await;
+    let queued = api.send_message_no_wait(ctx.id, "after the crash").await;
+    let queued_id = queued
+        .queued
+        .first()
+        .map(|m| m.id)
+        .expect("the 202 answer shows the queued message");
+    assert_eq!(queued.queued[0].status, MessageStatus::Queued);
+    first.kill9().await;
+
+    let second = TestServer::start(dir.path(), &[]).await;
+    let api = second.api();
+    let done = api
+        .wait_for_state(ctx.id, "the queued message ran", |s| {
+            s.status == Status::Idle && s.queued.is_empty() && s.messages.len() == 4
+        })
+        .await;
+    let users: Vec<String> = with_role(&done, Role::User).into_iter().map(text).collect();
+    assert_eq!(users, ["/slow 40", "after the crash"], "{done:#?}");
+    assert_eq!(done.messages[2].id, queued_id);
+    assert_eq!(done.messages[3].role, Role::Assistant);
+}

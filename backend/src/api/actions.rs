@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync_protocol::{ApproveToolsRequest, SendMessageRequest};
+use chatsync_protocol::{ApproveToolsRequest, CancelRequest, SendMessageRequest};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -92,6 +92,7 @@ async fn send_message(
                 content,
                 client_message_id,
                 idempotency_key,
+                if_busy: req.if_busy.unwrap_or_default(),
             },
             q.limit(&app),
         )
@@ -117,8 +118,15 @@ async fn approve_tools(
 async fn cancel(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    body: Option<ApiJson<CancelRequest>>,
 ) -> Result<Response, ApiError> {
-    Ok(answer(app.engine.cancel(id).await?))
+    match body.and_then(|ApiJson(req)| req.message_id) {
+        Some(message_id) => {
+            let snapshot = app.engine.cancel_queued(id, message_id).await?;
+            Ok(Json(snapshot.chat_state_ref(None)).into_response())
+        }
+        None => Ok(answer(app.engine.cancel(id).await?)),
+    }
 }
 
 #[tracing::instrument(skip_all, fields(context_id = %id))]

@@ -65,6 +65,11 @@ impl From<EngineError> for ApiError {
                 ActionError::InvalidState(_) => {
                     ApiError::bad_request("invalid_state", a.to_string())
                 }
+                ActionError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", a.to_string()),
+                ActionError::QueueFull(_) => {
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", a.to_string())
+                }
+                ActionError::QueuedMessageNotFound(_) => ApiError::not_found(a.to_string()),
                 ActionError::NothingToCancel => {
                     ApiError::bad_request("nothing_to_cancel", a.to_string())
                 }
@@ -98,7 +103,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

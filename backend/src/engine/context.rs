@@ -3,7 +3,7 @@
 
 use super::log::MessageLog;
 use crate::fsm::State;
-use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch};
+use crate::store::{ContextRecord, LoadedContext, MessageRecord, QueuedRecord, SaveBatch};
 use chatsync_protocol::{
     ChatState, ContentPart, ContextSummary, Message, MessageStatus, Role, Status, ToolCall,
     ToolCallStatus,
@@ -50,17 +50,24 @@ pub struct LiveContext {
     unsaved: Changes,
     saved_version: u64,
     pub(crate) last_save: Instant,
+    /// User messages waiting for their turn, in the order they will run. Each is already
+    /// stored in the queue table; only its move into `messages` goes through a save.
+    queued: Vec<QueuedRecord>,
 }
 
 #[derive(Debug, Default)]
 struct Changes {
     record: bool,
     messages: BTreeSet<usize>,
+    /// The queue changed (a message arrived or left).
+    queue: bool,
+    /// Queued messages moved into `messages`: the save deletes their queue rows.
+    dequeued: Vec<Uuid>,
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        !self.record && self.messages.is_empty()
+        !self.record && self.messages.is_empty() && !self.queue && self.dequeued.is_empty()
     }
 }
 
@@ -76,6 +83,7 @@ impl LiveContext {
             unpublished: Changes::default(),
             unsaved: Changes::default(),
             last_save: Instant::now(),
+            queued: Vec::new(),
         };
         for m in loaded.messages {
             ctx.index_keys(ctx.messages.len(), &m.message, m.idempotency_key.as_deref());
@@ -182,6 +190,59 @@ impl LiveContext {
         index
     }
 
+    /// The messages waiting for their turn, in the order they will run.
+    pub fn queued(&self) -> &[QueuedRecord] {
+        &self.queued
+    }
+
+    /// Takes the queue the store holds, as stored (it is no change of this process).
+    pub fn restore_queued(&mut self, queued: Vec<QueuedRecord>) {
+        self.queued = queued;
+    }
+
+    /// Adds a stored queued message: last, or (`first`) ahead of every other.
+    pub fn enqueue(&mut self, queued: QueuedRecord, first: bool) {
+        let at = if first { 0 } else { self.queued.len() };
+        self.queued.insert(at, queued);
+        self.unpublished.queue = true;
+    }
+
+    /// Drops a queued message; `false` when it is not queued.
+    pub fn remove_queued(&mut self, id: Uuid) -> bool {
+        let before = self.queued.len();
+        self.queued.retain(|q| q.message.id != id);
+        let removed = self.queued.len() != before;
+        self.unpublished.queue |= removed;
+        removed
+    }
+
+    /// The queued message an earlier send with this client id or idempotency key created.
+    pub fn find_queued(&self, client_message_id: Option<&str>, key: Option<&str>) -> Option<Uuid> {
+        self.queued
+            .iter()
+            .find(|q| {
+                let same_client = client_message_id.is_some()
+                    && q.message.client_message_id.as_deref() == client_message_id;
+                let same_key = key.is_some() && q.idempotency_key.as_deref() == key;
+                same_client || same_key
+            })
+            .map(|q| q.message.id)
+    }
+
+    /// Moves the first queued message into the history, as the user message of the turn
+    /// that starts now; the next save takes it off the stored queue.
+    pub fn start_next_queued(&mut self) -> Option<usize> {
+        if self.queued.is_empty() {
+            return None;
+        }
+        let next = self.queued.remove(0);
+        self.unpublished.queue = true;
+        self.unpublished.dequeued.push(next.message.id);
+        let mut message = Arc::unwrap_or_clone(next.message);
+        message.status = MessageStatus::Complete;
+        Some(self.push(message, next.idempotency_key))
+    }
+
     /// Mutable access to one message; it counts as changed.
     pub fn message_mut(&mut self, index: usize) -> &mut Message {
         self.unpublished.messages.insert(index);
@@ -216,9 +277,17 @@ impl LiveContext {
         }
         self.record.updated_at = crate::store::now();
         self.record.message_count = self.messages.len() as u64;
+        if self.unpublished.queue {
+            for q in &mut self.queued {
+                if q.message.version == 0 {
+                    Arc::make_mut(&mut q.message).version = version;
+                }
+            }
+        }
         let changes = std::mem::take(&mut self.unpublished);
         self.unsaved.record = true;
         self.unsaved.messages.extend(changes.messages);
+        self.unsaved.dequeued.extend(changes.dequeued);
         true
     }
 
@@ -237,6 +306,7 @@ impl LiveContext {
                 })
                 .collect(),
             expected_version: self.saved_version,
+            dequeued: self.unsaved.dequeued.clone(),
         }
     }
 
@@ -270,6 +340,7 @@ impl LiveContext {
             record: self.record.clone(),
             messages: self.messages.clone(),
             pending_tool_calls,
+            queued: self.queued.iter().map(|q| q.message.clone()).collect(),
             turns,
         }
     }
@@ -290,6 +361,8 @@ pub struct Snapshot {
     pub record: ContextRecord,
     pub messages: MessageLog,
     pub pending_tool_calls: Vec<ToolCall>,
+    /// Queued user messages in the order they will run (bounded by the queue limit).
+    pub queued: Vec<Arc<Message>>,
     pub turns: Turns,
 }
 
@@ -336,12 +409,31 @@ impl Snapshot {
             pending_tool_calls: self.pending_tool_calls.clone(),
             updated_at: self.record.updated_at,
             delta: since.is_some(),
-            queued: Vec::new(),
+            // The queue is short and bounded: always whole, also in a delta.
+            queued: self.queued.iter().map(|m| message(m)).collect(),
         }
     }
 
     pub fn summary(&self) -> ContextSummary {
         summary(&self.record)
+    }
+
+    /// Whether the turn of user message `id` is over: its message is in the history and
+    /// the context rests, or a later user message's turn began (turns run one at a time),
+    /// or the message left the queue without running (cancelled).
+    pub fn message_turn_done(&self, id: Uuid) -> bool {
+        if self.queued.iter().any(|m| m.id == id) {
+            return false;
+        }
+        for m in self.messages.iter().rev() {
+            if m.id == id {
+                return self.record.state.is_resting();
+            }
+            if m.role == Role::User {
+                return true;
+            }
+        }
+        true
     }
 }
 

@@ -22,7 +22,7 @@ use crate::llm::Model;
 use crate::metrics::Metrics;
 use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
-use actor::{Actor, Command, Reply};
+use actor::{Actor, Command, Reply, SendAck};
 use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Message, Role, StateName};
 use context::LiveContext;
 use std::collections::HashMap;
@@ -49,6 +49,8 @@ pub struct EngineSettings {
     pub lease_ttl: Duration,
     /// On a shared store: how often each instance looks for turns nobody runs.
     pub sweep_interval: Duration,
+    /// Messages a busy context may hold in its queue; more are refused at once.
+    pub max_queued_messages: usize,
 }
 
 impl Default for EngineSettings {
@@ -59,6 +61,7 @@ impl Default for EngineSettings {
             retry_base: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(1),
+            max_queued_messages: 32,
         }
     }
 }
@@ -83,6 +86,14 @@ pub enum ActionError {
     NothingToCancel,
     #[error("No pending tool approvals")]
     NoPendingApprovals,
+    /// `if_busy: reject` while a turn runs.
+    #[error("A turn is running; the message was not stored (if_busy: reject)")]
+    Busy,
+    /// The context's queue holds as many messages as allowed.
+    #[error("The chat already has {0} queued messages; try again when one has run")]
+    QueueFull(usize),
+    #[error("message {0} is not queued")]
+    QueuedMessageNotFound(Uuid),
     #[error("Unknown tool call id(s): {}", .0.join(", "))]
     UnknownToolCalls(Vec<String>),
     #[error("message {0} not found")]
@@ -268,6 +279,7 @@ impl Engine {
                 }
             }
             Change::CancelRequested(id) => send(&id, Command::RemoteCancel),
+            Change::Queued(id) => send(&id, Command::QueueChanged),
             Change::Resync => {
                 for id in live.handles.keys() {
                     send(id, Command::Refresh);
@@ -512,19 +524,59 @@ impl Engine {
         Ok(TurnOutcome { snapshot, settled })
     }
 
+    /// Sends a user message. On a busy context it is queued and acknowledged at once; the
+    /// wait (counted from this call) then covers its own turn.
     pub async fn send_message(
         &self,
         id: Uuid,
         message: NewMessage,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
-        let (turn, rx) = self
+        let deadline = tokio::time::Instant::now() + wait;
+        let (ack, rx) = self
             .command(id, |reply| Command::Send {
                 message: message.clone(),
                 reply,
             })
             .await?;
-        self.wait_turn(id, rx, turn, wait).await
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ack {
+            SendAck::Turn(turn) => self.wait_turn(id, rx, turn, wait).await,
+            SendAck::Queued(message_id) => self.wait_queued(id, rx, message_id, wait).await,
+        }
+    }
+
+    /// Waits until the turn of queued message `message_id` is over, at most `wait`.
+    async fn wait_queued(
+        &self,
+        id: Uuid,
+        mut rx: watch::Receiver<Arc<Snapshot>>,
+        message_id: Uuid,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let waited = tokio::time::timeout(wait, rx.wait_for(|s| s.message_turn_done(message_id)))
+            .await
+            .map(|r| r.map(|s| s.clone()));
+        let snapshot = match waited {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Err(EngineError::NotFound(id)),
+            Err(_) => rx.borrow().clone(),
+        };
+        let settled = snapshot.message_turn_done(message_id);
+        Ok(TurnOutcome { snapshot, settled })
+    }
+
+    /// Drops a queued message before its turn; answers the state without it.
+    pub async fn cancel_queued(
+        &self,
+        id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Arc<Snapshot>, EngineError> {
+        let ((), rx) = self
+            .command(id, |reply| Command::CancelQueued { message_id, reply })
+            .await?;
+        let snapshot = rx.borrow().clone();
+        Ok(snapshot)
     }
 
     pub async fn approve_tools(

@@ -3,7 +3,7 @@
 use super::context::LiveContext;
 use crate::fsm::State;
 use crate::store::{
-    ContextPage, ContextRecord, Cursor, LoadedContext, SaveBatch, Store, StoreError,
+    ContextPage, ContextRecord, Cursor, LoadedContext, QueuedRecord, SaveBatch, Store, StoreError,
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};
@@ -57,6 +57,15 @@ impl Store for CountingStore {
             .map_err(|_| StoreError::Database("poisoned".into()))?
             .push(batch.clone());
         Ok(())
+    }
+    async fn enqueue(&self, _: Uuid, _: &QueuedRecord, _: usize) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn drop_queued(&self, _: Uuid, _: Uuid) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn queued_messages(&self, _: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
+        Ok(vec![])
     }
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {
         Ok(vec![])

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::llm::ScriptedModel;
-use crate::store::{MessageRecord, SaveBatch, SqlStore};
+use crate::store::{MessageRecord, QueuedRecord, SaveBatch, SqlStore};
 use async_trait::async_trait;
 use chatsync_protocol::{content_text, MessageStatus, StateName, Status, ToolCallStatus};
 use std::sync::atomic::AtomicBool;
@@ -41,6 +41,15 @@ impl Store for FlakyStore {
     }
     async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError> {
         self.inner.delete_context(id).await
+    }
+    async fn enqueue(&self, id: Uuid, q: &QueuedRecord, max: usize) -> Result<bool, StoreError> {
+        self.inner.enqueue(id, q, max).await
+    }
+    async fn drop_queued(&self, id: Uuid, message: Uuid) -> Result<bool, StoreError> {
+        self.inner.drop_queued(id, message).await
+    }
+    async fn queued_messages(&self, id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
+        self.inner.queued_messages(id).await
     }
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
@@ -393,6 +402,7 @@ async fn crashed_mid_stream(h: &Harness) -> Uuid {
             },
         ],
         expected_version: 1,
+        dequeued: Vec::new(),
     };
     h.store.save(&batch).await.expect("save");
     id

@@ -75,6 +75,7 @@ pub(crate) async fn run(store: &dyn Store) {
         context: c.clone(),
         messages: vec![first.clone(), second.clone()],
         expected_version: 1,
+        dequeued: Vec::new(),
     };
     store.save(&batch).await.expect("save");
 
@@ -99,6 +100,7 @@ pub(crate) async fn run(store: &dyn Store) {
             context: c.clone(),
             messages: vec![second.clone()],
             expected_version: 2,
+            dequeued: Vec::new(),
         })
         .await
         .expect("second save writes only the changed message");
@@ -128,6 +130,7 @@ pub(crate) async fn run(store: &dyn Store) {
         },
         messages: vec![message(2, 4, "lost?")],
         expected_version: 2,
+        dequeued: Vec::new(),
     };
     assert!(matches!(
         store.save(&stale).await,
@@ -177,6 +180,7 @@ pub(crate) async fn run(store: &dyn Store) {
                 },
                 messages: vec![],
                 expected_version: 3,
+                dequeued: Vec::new(),
             })
             .await,
         Err(StoreError::Gone(id)) if id == c.id

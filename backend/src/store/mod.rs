@@ -41,6 +41,14 @@ pub struct MessageRecord {
     pub idempotency_key: Option<String>,
 }
 
+/// A user message waiting for its turn: the text as sent, kept apart from the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedRecord {
+    /// Always a user message with status `queued`.
+    pub message: Arc<Message>,
+    pub idempotency_key: Option<String>,
+}
+
 /// What one save writes.
 #[derive(Debug, Clone)]
 pub struct SaveBatch {
@@ -49,6 +57,9 @@ pub struct SaveBatch {
     pub messages: Vec<MessageRecord>,
     /// The version the writer last saved; the save fails if the store holds another.
     pub expected_version: u64,
+    /// Queued messages whose turn this save starts: they leave the queue in the same
+    /// transaction that adds them to the history, so none runs twice or is lost.
+    pub dequeued: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +168,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         None
     }
+    /// Stores a queued message unless `max` are queued already (`false`: the queue is full).
+    /// It touches no context row, so any instance may queue while another runs the turn.
+    async fn enqueue(
+        &self,
+        context_id: Uuid,
+        queued: &QueuedRecord,
+        max: usize,
+    ) -> Result<bool, StoreError>;
+    /// Drops a queued message before its turn; `false` when it is not queued.
+    async fn drop_queued(&self, context_id: Uuid, message_id: Uuid) -> Result<bool, StoreError>;
+    /// A context's queued messages in arrival order.
+    async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError>;
     /// Asks whichever process runs a context's turn to cancel it.
     async fn request_cancel(&self, _id: Uuid) -> Result<(), StoreError> {
         Ok(())
@@ -172,6 +195,8 @@ pub enum Change {
     },
     Deleted(Uuid),
     CancelRequested(Uuid),
+    /// A message was queued for the context (by any instance): its runner picks it up.
+    Queued(Uuid),
     /// Notifications may have been missed (the listener reconnected): recheck everything.
     Resync,
 }
@@ -182,6 +207,7 @@ impl Change {
             Change::Updated { id, version } => format!("updated:{id}:{version}"),
             Change::Deleted(id) => format!("deleted:{id}"),
             Change::CancelRequested(id) => format!("cancel:{id}"),
+            Change::Queued(id) => format!("queued:{id}"),
             Change::Resync => "resync".into(),
         }
     }
@@ -197,6 +223,7 @@ impl Change {
             },
             ("deleted", Some(Ok(id))) => Change::Deleted(id),
             ("cancel", Some(Ok(id))) => Change::CancelRequested(id),
+            ("queued", Some(Ok(id))) => Change::Queued(id),
             ("resync", None) => Change::Resync,
             _ => return None,
         };

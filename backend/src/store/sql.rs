@@ -5,7 +5,7 @@
 
 use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, LoadedContext,
-    MessageRecord, SaveBatch, Store, StoreError,
+    MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
 };
 use crate::fsm::State;
 use async_trait::async_trait;
@@ -263,6 +263,26 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
     })
 }
 
+fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let content: String = row.try_get("content")?;
+    let message = Message {
+        id: Uuid::try_parse(&id).map_err(|_| corrupt("queued message id", &id))?,
+        client_message_id: row.try_get("client_message_id")?,
+        role: Role::User,
+        content: vec![chatsync_protocol::ContentPart::text(content)],
+        tool_calls: None,
+        tool_call_id: None,
+        status: MessageStatus::Queued,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        version: to_u64(row.try_get("version")?),
+    };
+    Ok(QueuedRecord {
+        message: Arc::new(message),
+        idempotency_key: row.try_get("idempotency_key")?,
+    })
+}
+
 fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(e.to_string()))
 }
@@ -425,6 +445,13 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        for id in &batch.dequeued {
+            sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
+                .bind(id.to_string())
+                .bind(c.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         if self.backend == Backend::Postgres {
             // Delivered to every instance when (and only if) the transaction commits.
             notify_query(Change::Updated {
@@ -436,6 +463,65 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(context_id = %context_id))]
+    async fn enqueue(
+        &self,
+        context_id: Uuid,
+        queued: &QueuedRecord,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let m = &queued.message;
+        // One statement counts and inserts, so concurrent senders (on any instance) never
+        // push the queue past its bound.
+        let inserted = sqlx::query(
+            "INSERT INTO queued_messages \
+             (id, context_id, content, client_message_id, idempotency_key, created_at, version) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE (SELECT COUNT(*) FROM queued_messages WHERE context_id = $8) < $9",
+        )
+        .bind(m.id.to_string())
+        .bind(context_id.to_string())
+        .bind(chatsync_protocol::content_text(&m.content))
+        .bind(&m.client_message_id)
+        .bind(&queued.idempotency_key)
+        .bind(format_time(&m.created_at))
+        .bind(to_i64(m.version))
+        .bind(context_id.to_string())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        let stored = inserted.rows_affected() > 0;
+        if stored && self.backend == Backend::Postgres {
+            // The instance running the turn picks the message up when this arrives.
+            notify_query(Change::Queued(context_id))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(stored)
+    }
+
+    #[tracing::instrument(skip_all, fields(context_id = %context_id))]
+    async fn drop_queued(&self, context_id: Uuid, message_id: Uuid) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
+            .bind(message_id.to_string())
+            .bind(context_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    #[tracing::instrument(skip_all, fields(context_id = %context_id))]
+    async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, content, client_message_id, idempotency_key, created_at, version \
+             FROM queued_messages WHERE context_id = $1 ORDER BY created_at, id",
+        )
+        .bind(context_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(queued_from_row).collect()
     }
 
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {

@@ -10,6 +10,7 @@
 //! `tools` handles approval and execution of tool calls; `lease` is the shared-store lease.
 
 mod lease;
+mod queue;
 mod tools;
 mod turn;
 
@@ -30,12 +31,26 @@ use uuid::Uuid;
 
 pub type Reply<T> = oneshot::Sender<Result<T, ActionError>>;
 
+/// How a send was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAck {
+    /// Its turn started (or, for a repeated send, the turn now running): wait for this one.
+    Turn(u64),
+    /// The context was busy: the message waits in the queue under this id.
+    Queued(Uuid),
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Answers with the number of the turn to wait for.
     Send {
         message: NewMessage,
-        reply: Reply<u64>,
+        reply: Reply<SendAck>,
+    },
+    /// Drop a queued message before its turn.
+    CancelQueued {
+        message_id: Uuid,
+        reply: Reply<()>,
     },
     Approve {
         tool_call_ids: Vec<String>,
@@ -67,6 +82,8 @@ pub enum Command {
     Refresh,
     /// An interrupted turn has no live runner: run it here if the lease can be had.
     Resume,
+    /// A message was queued in the store (possibly by another instance).
+    QueueChanged,
     /// Another instance asked to cancel the turn this actor runs.
     RemoteCancel,
     /// Leave memory: refuse queued commands (their senders retry on a fresh actor) and stop.
@@ -150,10 +167,12 @@ impl Actor {
     }
 
     pub async fn run(mut self) {
+        self.load_queue().await;
         if !self.ctx.state().is_resting() {
             self.resume().await;
-            self.release_lease().await;
         }
+        self.drain_queue().await;
+        self.release_lease().await;
         while !self.gone {
             let cmd = match self.deferred.pop_front() {
                 Some(cmd) => cmd,
@@ -167,6 +186,7 @@ impl Actor {
                 break;
             }
             self.handle(cmd).await;
+            self.drain_queue().await;
             self.release_lease().await;
         }
     }
@@ -209,6 +229,10 @@ impl Actor {
             }
         }
         match cmd {
+            Command::Send { message, reply } if !self.ctx.queued().is_empty() => {
+                // Earlier messages still wait: this one queues behind them.
+                self.enqueue_send(message, reply).await;
+            }
             Command::Send { message, reply } => {
                 let client_message_id = message.client_message_id.map(ClientKey::into_inner);
                 let idempotency_key = message.idempotency_key.map(ClientKey::into_inner);
@@ -218,7 +242,7 @@ impl Actor {
                     .is_some()
                 {
                     // A repeated send: answer with the current turn, add nothing.
-                    let _ = reply.send(Ok(self.turns.started));
+                    let _ = reply.send(Ok(SendAck::Turn(self.turns.started)));
                     return;
                 }
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
@@ -234,7 +258,7 @@ impl Actor {
                     idempotency_key,
                 );
                 let turn = self.start_turn();
-                self.acknowledge_then_drive(Event::UserMessage, reply, turn)
+                self.acknowledge_then_drive(Event::UserMessage, reply, SendAck::Turn(turn))
                     .await;
             }
             Command::Approve {
@@ -258,6 +282,9 @@ impl Actor {
                 self.acknowledge_then_drive(Event::Retry, reply, turn).await;
             }
             Command::Cancel { reply } => self.cancel_at_rest(reply).await,
+            Command::CancelQueued { message_id, reply } => {
+                self.cancel_queued(message_id, reply).await;
+            }
             Command::Append {
                 role,
                 content,
@@ -296,6 +323,7 @@ impl Actor {
             Command::Resume => {
                 self.resume().await;
             }
+            Command::QueueChanged => self.sync_queue().await,
             Command::RemoteCancel | Command::Retire => {}
         }
     }
@@ -387,10 +415,10 @@ impl Actor {
 
     /// Applies the event that starts (or resumes) a turn, answers the action once that is
     /// durable, then runs the turn to its next resting state.
-    async fn acknowledge_then_drive(&mut self, event: Event, reply: Reply<u64>, turn: u64) {
+    async fn acknowledge_then_drive<T>(&mut self, event: Event, reply: Reply<T>, ack: T) {
         match self.apply(event).await {
             Ok(()) => {
-                let _ = reply.send(Ok(turn));
+                let _ = reply.send(Ok(ack));
                 self.drive().await;
             }
             Err(_) => {
@@ -519,6 +547,14 @@ impl Actor {
                 biased;
                 cmd = self.rx.recv() => match cmd {
                     None => self.rx_closed = true,
+                    Some(Command::Send { message, reply }) if in_turn => {
+                        if self.enqueue_send(message, reply).await {
+                            return None;
+                        }
+                    }
+                    Some(Command::CancelQueued { message_id, reply }) if in_turn => {
+                        self.cancel_queued(message_id, reply).await;
+                    }
                     Some(Command::Cancel { reply }) if in_turn => {
                         self.pending_cancel = Some(reply);
                         return None;
@@ -531,6 +567,7 @@ impl Actor {
                     Some(Command::Refresh) if self.lease.follows_others() => {
                         let _ = self.catch_up().await;
                     }
+                    Some(Command::QueueChanged) => self.sync_queue().await,
                     Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
@@ -548,10 +585,13 @@ impl Actor {
 
 fn refuse(cmd: Command, error: ActionError) {
     match cmd {
-        Command::Send { reply, .. }
-        | Command::Approve { reply, .. }
-        | Command::Cancel { reply }
-        | Command::Retry { reply } => {
+        Command::Send { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Command::CancelQueued { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Command::Approve { reply, .. } | Command::Cancel { reply } | Command::Retry { reply } => {
             let _ = reply.send(Err(error));
         }
         Command::Append { reply, .. } | Command::Edit { reply, .. } => {
@@ -560,7 +600,11 @@ fn refuse(cmd: Command, error: ActionError) {
         Command::Flush { reply } => {
             let _ = reply.send(());
         }
-        Command::Refresh | Command::Resume | Command::RemoteCancel | Command::Retire => {}
+        Command::Refresh
+        | Command::Resume
+        | Command::RemoteCancel
+        | Command::QueueChanged
+        | Command::Retire => {}
     }
 }
 
