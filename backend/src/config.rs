@@ -134,6 +134,78 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_MAX_WAITERS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_waiters: u64,
+
+    /// How callers are identified: none (everyone is `local`), jwt (bearer tokens) or
+    /// proxy (a header set by an authenticating reverse proxy).
+    #[arg(long, env = "CHATSYNC_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// HS256 secret for `--auth jwt` (at least 32 bytes). Never logged.
+    #[arg(long, env = "CHATSYNC_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key file for `--auth jwt`: RSA (RS256) or P-256 (ES256).
+    #[arg(long, env = "CHATSYNC_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "CHATSYNC_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim.
+    #[arg(long, env = "CHATSYNC_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Header naming the user with `--auth proxy`.
+    #[arg(long, env = "CHATSYNC_AUTH_HEADER", default_value = "X-Forwarded-User")]
+    pub auth_header: String,
+
+    /// Let `--auth none` listen on a non-loopback address (anyone reaching it is `local`).
+    #[arg(long, env = "CHATSYNC_ALLOW_ANONYMOUS_REMOTE")]
+    pub allow_anonymous_remote: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print an HS256 token for development and curl.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        sub: String,
+        /// The server's `--jwt-secret`.
+        #[arg(long, env = "CHATSYNC_JWT_SECRET", hide_env_values = true)]
+        secret: Secret,
+        /// How long the token is valid: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = crate::auth::token::parse_ttl)]
+        ttl: std::time::Duration,
+    },
+}
+
+/// A secret that never shows in `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    None,
+    Jwt,
+    Proxy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

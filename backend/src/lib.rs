@@ -4,6 +4,7 @@
 //! application on port 0 and drive it over HTTP.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod engine;
@@ -14,7 +15,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tools;
 
-use config::{Config, ModelKind, OnOff};
+use config::{AuthMode, Config, ModelKind, OnOff};
 use engine::{Deps, Engine, EngineSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ impl Application {
         model: Option<Arc<dyn llm::Model>>,
     ) -> Result<Self, StartError> {
         // Settings are checked before the store opens, so a typo fails fast and clearly.
+        let auth = Arc::new(authenticator(&config).map_err(StartError::Config)?);
         let tools = Arc::new(
             tools::ToolRegistry::new(&tools::ToolSettings {
                 timeout: Duration::from_millis(config.tool_timeout_ms),
@@ -128,6 +130,7 @@ impl Application {
         let metrics = engine.metrics().clone();
         let polls = Arc::new(api::LivePolls::new(config.max_waiters, metrics));
         let router = api::router(api::AppState {
+            auth,
             polls: polls.clone(),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
@@ -256,4 +259,36 @@ async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The authenticator `--auth` names; `none` only on loopback unless allowed explicitly.
+fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
+    match config.auth {
+        AuthMode::None => {
+            if !config.addr.ip().is_loopback() && !config.allow_anonymous_remote {
+                return Err(format!(
+                    "--auth none on {} would let anyone who reaches it use every chat: \
+                     use --auth jwt or --auth proxy, or pass --allow-anonymous-remote",
+                    config.addr
+                ));
+            }
+            Ok(auth::Authenticator::None)
+        }
+        AuthMode::Jwt => {
+            let key = match (&config.jwt_secret, &config.jwt_public_key) {
+                (Some(secret), None) => auth::JwtKey::Secret(secret.0.clone()),
+                (None, Some(path)) => auth::JwtKey::PublicKeyFile(path.clone()),
+                _ => return Err("--auth jwt needs --jwt-secret or --jwt-public-key".into()),
+            };
+            auth::JwtVerifier::new(&auth::JwtSettings {
+                key,
+                issuer: config.jwt_issuer.clone(),
+                audience: config.jwt_audience.clone(),
+            })
+            .map(|v| auth::Authenticator::Jwt(Box::new(v)))
+        }
+        AuthMode::Proxy => axum::http::HeaderName::try_from(config.auth_header.as_str())
+            .map(auth::Authenticator::Proxy)
+            .map_err(|e| format!("bad --auth-header {:?}: {e}", config.auth_header)),
+    }
 }

@@ -1,4 +1,4 @@
-use chatsync::config::Config;
+use chatsync::config::{Command, Config};
 use chatsync::{telemetry, Application};
 use clap::Parser;
 use std::process::ExitCode;
@@ -6,6 +6,18 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Token { sub, secret, ttl }) = &config.command {
+        return match chatsync::auth::token::mint(sub, &secret.0, *ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chatsync token: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init("info,sqlx=warn,tower_http=warn");
     let app = match Application::build(config).await {
         Ok(app) => app,

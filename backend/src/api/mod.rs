@@ -7,6 +7,7 @@ mod contexts;
 pub mod error;
 mod extract;
 mod legacy;
+mod me;
 mod ops;
 mod state;
 
@@ -62,6 +63,8 @@ pub struct ApiConfig {
 
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// How callers are identified (see `crate::auth`).
+    pub auth: Arc<crate::auth::Authenticator>,
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
     /// Held long polls: their bound, and the signal that answers them at shutdown.
@@ -70,11 +73,18 @@ pub struct AppState {
 
 pub fn router(app: AppState) -> Result<Router, String> {
     let config = app.config.clone();
-    let api = Router::new()
+    // Every route a user's data is behind goes through the one authentication layer.
+    let users = Router::new()
         .merge(contexts::routes())
         .merge(actions::routes())
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
+        .merge(me::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.auth.clone(),
+            crate::auth::require_user,
+        ));
+    let api = users
         .merge(ops::routes())
         .route("/api", any(unknown_route))
         .route("/api/{*rest}", any(unknown_route))
@@ -163,6 +173,7 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
+            header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),

@@ -364,7 +364,7 @@ impl Syncer {
             if !self.chat.has_local(&q.client_message_id) {
                 let id = q.client_message_id.clone();
                 self.chat
-                    .add_local(id.clone(), q.text.clone(), q.created_at.clone());
+                    .add_local(id.clone(), q.text.clone(), Timestamp::clone(&q.created_at));
                 self.chat.fail_local(&id, reason.to_owned());
             }
         }
