@@ -6,6 +6,7 @@ use chatsync_e2e::{
 };
 use chatsync_protocol::{ChatState, Role};
 use reqwest::StatusCode;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// Longer than any test here takes, so a poll that answers 200 was woken by a change,
@@ -28,9 +29,23 @@ fn hold(
     ctx: Uuid,
     query: String,
     etag: Option<String>,
-) -> tokio::task::JoinHandle<reqwest::Response> {
+) -> JoinHandle<reqwest::Response> {
     let api = api.clone();
     tokio::spawn(async move { api.state_raw(ctx, &query, etag.as_deref()).await })
+}
+
+/// A new context with one poll held on its current version.
+async fn one_held_poll(api: &Api) -> (Uuid, u64, JoinHandle<reqwest::Response>) {
+    let ctx = api.create_context().await.id;
+    let version = api.state(ctx).await.version;
+    let poll = hold(
+        api,
+        ctx,
+        format!("?since={version}&wait_ms={HOLD_MS}"),
+        None,
+    );
+    held(api, 1.0).await;
+    (ctx, version, poll)
 }
 
 #[tokio::test]
@@ -161,17 +176,9 @@ async fn deleting_a_context_answers_its_held_polls_with_404() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path(), &[]).await;
     let api = server.api();
-    let ctx = api.create_context().await;
-    let version = api.state(ctx.id).await.version;
-    let poll = hold(
-        &api,
-        ctx.id,
-        format!("?since={version}&wait_ms={HOLD_MS}"),
-        None,
-    );
-    held(&api, 1.0).await;
+    let (ctx, _, poll) = one_held_poll(&api).await;
     let deleted = api
-        .delete(&format!("/api/contexts/{}", ctx.id))
+        .delete(&format!("/api/contexts/{ctx}"))
         .send()
         .await
         .expect("DELETE");
@@ -187,15 +194,7 @@ async fn shutdown_answers_held_polls_at_once() {
     // at once lets the server exit in time.
     let mut server = TestServer::start(dir.path(), &["--shutdown-grace-ms", "60000"]).await;
     let api = server.api();
-    let ctx = api.create_context().await;
-    let version = api.state(ctx.id).await.version;
-    let poll = hold(
-        &api,
-        ctx.id,
-        format!("?since={version}&wait_ms={HOLD_MS}"),
-        None,
-    );
-    held(&api, 1.0).await;
+    let (_, version, poll) = one_held_poll(&api).await;
     let status = server.terminate().await;
     assert!(status.success(), "{status:?}");
     let response = poll.await.expect("poll task");
