@@ -5,10 +5,10 @@
 
 use chatsync_protocol::{
     ApproveToolsRequest, CancelRequest, ChatState, ContentPart, ContextConfig, ContextSummary,
-    CreateContextRequest, ErrorBody, ErrorDetail, IfBusy, LegacyContent,
+    CreateContextRequest, EditMessageRequest, ErrorBody, ErrorDetail, IfBusy, LegacyContent,
     LegacyCreateMessageRequest, LegacyMessagesResponse, LegacyPatchMessageRequest,
-    ListContextsResponse, Message, MessageStatus, Role, SendMessageRequest, StateName, Status,
-    ToolCall, ToolCallStatus,
+    ListContextsResponse, Message, MessageStatus, RegenerateRequest, RenameContextRequest, Role,
+    SendMessageRequest, StateName, Status, SwitchBranchRequest, ToolCall, ToolCallStatus,
 };
 use chatsync_sync_wasm::convert::{from_js, to_js};
 use chatsync_sync_wasm::ChatSync;
@@ -299,6 +299,9 @@ fn sample_message(version: u64) -> Message {
         status: MessageStatus::Streaming,
         created_at: stamp(),
         version,
+        parent_id: Some(uuid::Uuid::from_u128(6)),
+        sibling_index: 1,
+        sibling_count: 2,
     }
 }
 
@@ -381,7 +384,22 @@ fn every_protocol_type_round_trips_through_serde_wasm_bindgen() {
         error: ErrorDetail {
             code: "busy".into(),
             message: "a turn is running".into(),
+            request_id: Some("req-1".into()),
         },
+    });
+    round_trip(RenameContextRequest {
+        title: "renamed".into(),
+    });
+    round_trip(EditMessageRequest {
+        message_id: uuid::Uuid::from_u128(8),
+        content: "edited".into(),
+        client_message_id: Some("c-2".into()),
+    });
+    round_trip(RegenerateRequest {
+        message_id: Some(uuid::Uuid::from_u128(7)),
+    });
+    round_trip(SwitchBranchRequest {
+        message_id: uuid::Uuid::from_u128(6),
     });
     round_trip(LegacyMessagesResponse {
         messages: vec![sample_message(2)],
@@ -391,6 +409,7 @@ fn every_protocol_type_round_trips_through_serde_wasm_bindgen() {
         role: Role::User,
         content: LegacyContent::Text("plain".into()),
         branch: None,
+        tool_call_id: Some("call_1".into()),
     });
     round_trip(LegacyPatchMessageRequest {
         content: LegacyContent::Parts(vec![ContentPart::text("parts")]),
