@@ -81,6 +81,18 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_STREAM_PUBLISH_MS", default_value_t = 50)]
     pub stream_publish_ms: u64,
 
+    /// Characters one streamed reply may reach; a longer one ends its turn in Failed
+    /// (the text so far is kept, marked cancelled).
+    #[arg(long, env = "CHATSYNC_MAX_REPLY_CHARS", default_value_t = 200_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_reply_chars: u64,
+
+    /// How long one turn may run (model calls, retries and tools) before it ends in
+    /// Failed, in milliseconds. Waiting for a person's tool approval does not count.
+    #[arg(long, env = "CHATSYNC_MAX_TURN_MS", default_value_t = 600_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_turn_ms: u64,
+
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "CHATSYNC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -119,6 +119,8 @@ impl Application {
                     .min(Duration::from_secs(1)),
                 max_queued_messages: usize::try_from(config.max_queued_messages)
                     .unwrap_or(usize::MAX),
+                max_reply_chars: usize::try_from(config.max_reply_chars).unwrap_or(usize::MAX),
+                max_turn: Duration::from_millis(config.max_turn_ms),
                 ..EngineSettings::default()
             },
         }));

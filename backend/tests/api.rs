@@ -1119,3 +1119,59 @@ async fn a_long_stream_publish_interval_never_holds_back_the_end_of_a_reply() {
     let text = reply["content"][0]["text"].as_str().unwrap_or("");
     assert!(text.ends_with("chunk 3."), "{text}");
 }
+
+#[tokio::test]
+async fn a_reply_past_max_reply_chars_fails_its_turn_and_keeps_the_text_so_far() {
+    let app = TestApp::spawn(&["--max-reply-chars", "30"]).await;
+    let id = app.new_context().await;
+    let done = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "/slow 20"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert_eq!(state["status"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap_or("");
+    assert!(error.contains("--max-reply-chars"), "{error}");
+    let reply = &state["messages"][1];
+    assert_eq!(reply["status"], "cancelled");
+    let text = reply["content"][0]["text"].as_str().unwrap_or("");
+    // Chunks are "chunk N " (8 characters): the fourth one passes 30 and stops the reply.
+    assert_eq!(
+        text, "chunk 1 chunk 2 chunk 3 chunk 4 ",
+        "the text so far is kept"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_past_max_turn_ms_fails_with_a_clear_error() {
+    let app = TestApp::spawn(&["--max-turn-ms", "250"]).await;
+    let id = app.new_context().await;
+    let done = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "/slow 50"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert_eq!(state["status"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap_or("");
+    assert!(error.contains("--max-turn-ms"), "{error}");
+    let reply = &state["messages"][1];
+    assert_eq!(reply["status"], "cancelled");
+    let text = reply["content"][0]["text"].as_str().unwrap_or("");
+    assert!(!text.contains("chunk 50."), "the reply was stopped: {text}");
+    // The next turn gets a fresh budget.
+    let retried = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "short"}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
+    assert_eq!(state["status"], "idle", "{state}");
+}

@@ -65,6 +65,10 @@ pub struct EngineSettings {
     pub sweep_interval: Duration,
     /// Messages a busy context may hold in its queue; more are refused at once.
     pub max_queued_messages: usize,
+    /// Characters one streamed reply may reach before its turn fails.
+    pub max_reply_chars: usize,
+    /// How long one turn may run (model calls, retries, tools) before it fails.
+    pub max_turn: Duration,
 }
 
 impl Default for EngineSettings {
@@ -77,6 +81,8 @@ impl Default for EngineSettings {
             lease_ttl: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(1),
             max_queued_messages: 32,
+            max_reply_chars: 200_000,
+            max_turn: Duration::from_secs(600),
         }
     }
 }

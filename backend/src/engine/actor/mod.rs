@@ -146,8 +146,12 @@ pub struct Actor {
     /// Model calls made for the reply being produced (0 = first).
     attempt: u32,
     retry_after: Option<Duration>,
-    /// The assistant message being streamed.
+    /// The assistant message being streamed, and its length so far in characters.
     reply_msg: Option<usize>,
+    reply_chars: usize,
+    /// When the running turn must end (`--max-turn-ms`), and whether it did.
+    turn_deadline: tokio::time::Instant,
+    turn_expired: bool,
     pending_cancel: Option<Reply<u64>>,
     /// The context was deleted under us: stop.
     gone: bool,
@@ -194,6 +198,9 @@ impl Actor {
             attempt: 0,
             retry_after: None,
             reply_msg: None,
+            reply_chars: 0,
+            turn_deadline: tokio::time::Instant::now(),
+            turn_expired: false,
             pending_cancel: None,
             gone: false,
             lease: Lease::new(shared),
@@ -261,6 +268,8 @@ impl Actor {
     fn start_turn(&mut self) -> u64 {
         self.turns.started += 1;
         self.attempt = 0;
+        self.turn_deadline = tokio::time::Instant::now() + self.deps.settings.max_turn;
+        self.turn_expired = false;
         self.turns.started
     }
 
@@ -671,6 +680,10 @@ impl Actor {
                     Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
+                () = tokio::time::sleep_until(self.turn_deadline), if in_turn => {
+                    self.turn_expired = true;
+                    return None;
+                }
                 () = sleep_until_some(self.publish_due), if self.publish_due.is_some() => {
                     self.publish();
                 }

@@ -67,6 +67,15 @@ impl Actor {
                     self.step_back().await;
                     break;
                 }
+                Err(Halt::Cancelled) if self.turn_expired => {
+                    let limit = self.deps.settings.max_turn.as_millis();
+                    self.stop_turn(Event::Fail {
+                        error: format!(
+                            "The turn ran longer than {limit} ms (--max-turn-ms) and was stopped"
+                        ),
+                    })
+                    .await;
+                }
                 Err(Halt::Cancelled) => self.cancel_turn().await,
                 Err(Halt::SaveFailed | Halt::LeaseLost) => break,
             }
@@ -82,6 +91,7 @@ impl Actor {
             m.tool_calls = None;
             m.status = MessageStatus::Streaming;
         }
+        self.reply_chars = 0;
         let history = self
             .ctx
             .messages()
@@ -109,6 +119,15 @@ impl Actor {
                 Some(Some(Err(e))) => return self.model_failed(e).await,
                 Some(Some(Ok(chunk))) => {
                     self.append_chunk(chunk);
+                    let limit = self.deps.settings.max_reply_chars;
+                    if self.reply_chars > limit {
+                        // Dropping the stream closes the upstream call.
+                        return self
+                            .model_failed(ModelError::Fatal(format!(
+                                "The reply passed {limit} characters (--max-reply-chars) and was stopped"
+                            )))
+                            .await;
+                    }
                     self.apply(self.stream_event()).await?;
                 }
             }
@@ -146,10 +165,13 @@ impl Actor {
         let i = self.reply_index();
         let m = self.ctx.message_mut(i);
         match chunk {
-            ModelChunk::Text(text) => match m.content.last_mut() {
-                Some(ContentPart::Text { text: t }) => t.push_str(&text),
-                None => m.content.push(ContentPart::text(text)),
-            },
+            ModelChunk::Text(text) => {
+                self.reply_chars += text.chars().count();
+                match m.content.last_mut() {
+                    Some(ContentPart::Text { text: t }) => t.push_str(&text),
+                    None => m.content.push(ContentPart::text(text)),
+                }
+            }
             ModelChunk::ToolCall {
                 id,
                 name,
@@ -225,6 +247,13 @@ impl Actor {
     /// Stops the running turn: the partial reply is kept and marked cancelled, calls that
     /// did not run are closed, and the context goes back to Idle.
     pub(super) async fn cancel_turn(&mut self) {
+        self.stop_turn(Event::Cancel).await;
+    }
+
+    /// Ends the running turn with `event` (a cancel, or a failure once a limit passed):
+    /// the partial reply is kept and marked cancelled, and calls that did not run are
+    /// closed.
+    async fn stop_turn(&mut self, event: Event) {
         if let Some(i) = self.reply_msg.take() {
             self.ctx.message_mut(i).status = MessageStatus::Cancelled;
         }
@@ -253,7 +282,7 @@ impl Actor {
             }
         }
         self.attempt = 0;
-        let result = self.apply(Event::Cancel).await;
+        let result = self.apply(event).await;
         if let Some(reply) = self.pending_cancel.take() {
             let _ = reply.send(match result {
                 Ok(()) => Ok(self.turns.started),
