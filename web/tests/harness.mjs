@@ -150,7 +150,8 @@ export async function waitForReply(page, needle) {
 /** Sends one message and waits for its turn to end with a reply quoting it. */
 export async function turn(page, text) {
   await send(page, text);
-  await waitForReply(page, text);
+  // The scripted model quotes at most the first eight words of a message.
+  await waitForReply(page, text.split(/\s+/).slice(0, 8).join(" "));
   await waitForStatus(page, "idle");
 }
 

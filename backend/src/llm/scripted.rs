@@ -37,6 +37,13 @@ fn words(text: &str) -> Vec<ModelChunk> {
         .collect()
 }
 
+/// What `/markdown` answers: GitHub-flavoured markdown with a table and a code block, and
+/// raw HTML that a client must not render, so clients can show (and test) rich replies.
+const MARKDOWN_SAMPLE: &str = "Here is **bold** text and a table:\n\n\
+| a | b |\n| - | - |\n| 1 | 2 |\n\n\
+```js\nconst answer = 40 + 2;\n```\n\n\
+<img src=\"x\" onerror=\"window.__xss = 1\"> <b>raw</b>";
+
 fn reply(text: &str) -> Plan {
     Plan::Reply {
         chunks: words(text),
@@ -121,6 +128,7 @@ fn plan(request: &ModelRequest) -> Plan {
         }
         "/fail transient" => return reply("Recovered after a transient failure."),
         "/fail fatal" => return Plan::Fail(ModelError::Fatal("scripted fatal failure".into())),
+        "/markdown" => return reply(MARKDOWN_SAMPLE),
         _ => {}
     }
     if let Some(n) = trimmed.strip_prefix("/slow ") {
@@ -220,6 +228,15 @@ mod tests {
         let a = text_of(&ask("hello there", 0));
         assert_eq!(a, text_of(&ask("hello there", 0)));
         assert!(a.contains("\u{201c}hello there\u{201d} (2 words)"), "{a}");
+    }
+
+    #[test]
+    fn markdown_answers_gfm_with_a_table_code_and_raw_html() {
+        let reply = text_of(&ask("/markdown", 0));
+        assert_eq!(reply, MARKDOWN_SAMPLE, "streamed whole, in order");
+        for part in ["**bold**", "| 1 | 2 |", "```js\n", "<b>raw</b>"] {
+            assert!(reply.contains(part), "{part} in {reply}");
+        }
     }
 
     #[test]
