@@ -163,10 +163,36 @@ impl MessageStatus {
 }
 
 /// One part of a message's content. Only text exists today; the tag keeps room for more.
+///
+/// Read through [`WirePart`] rather than serde's internally tagged enums, which buffer every
+/// value before looking at its tag: the same wire form, and the buffering code stays out of
+/// the browser module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", from = "WirePart")]
 pub enum ContentPart {
     Text { text: String },
+}
+
+/// A content part as it is written: its `type` and the fields of that type.
+#[derive(Deserialize)]
+struct WirePart {
+    #[serde(rename = "type")]
+    kind: PartKind,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PartKind {
+    Text,
+}
+
+impl From<WirePart> for ContentPart {
+    fn from(part: WirePart) -> Self {
+        match part.kind {
+            PartKind::Text => ContentPart::Text { text: part.text },
+        }
+    }
 }
 
 impl ContentPart {
@@ -464,6 +490,23 @@ mod tests {
         let p: LegacyContent =
             serde_json::from_str(r#"[{"type":"text","text":"hi"}]"#).expect("parts");
         assert_eq!(p, LegacyContent::Parts(vec![ContentPart::text("hi")]));
+    }
+
+    #[test]
+    fn content_parts_keep_their_wire_form_and_refuse_unknown_types() {
+        let part = ContentPart::text("hi");
+        let json = serde_json::to_string(&part).unwrap_or_default();
+        assert_eq!(json, r#"{"type":"text","text":"hi"}"#);
+        let back: ContentPart = serde_json::from_str(&json).expect("part");
+        assert_eq!(back, part);
+        // Keys it does not know are ignored, as before; a type it does not know is refused.
+        let extra: ContentPart =
+            serde_json::from_str(r#"{"text":"hi","type":"text","lang":"en"}"#).expect("part");
+        assert_eq!(extra, part);
+        let unknown = serde_json::from_str::<ContentPart>(r#"{"type":"image","text":"x"}"#);
+        assert!(unknown.is_err_and(|e| e.to_string().contains("unknown variant `image`")));
+        let missing = serde_json::from_str::<ContentPart>(r#"{"type":"text"}"#);
+        assert!(missing.is_err_and(|e| e.to_string().contains("missing field `text`")));
     }
 
     #[test]
