@@ -21,3 +21,9 @@ pub use web::ChatSync;
 /// settings), for Rust code that builds on the package.
 #[cfg(target_arch = "wasm32")]
 pub use web::convert;
+
+/// The allocator. The browser downloads it with the module, and talc's WebAssembly build is
+/// smaller than the standard library's dlmalloc; the module runs on one thread.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -1,7 +1,8 @@
 //! The options object `new ChatSync(...)` takes, checked once at construction.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::SyncError;
@@ -80,8 +81,9 @@ pub struct ChatSyncOptions {
     pub unchanged_polls_before_backoff: Option<u32>,
     #[serde(default)]
     pub burst_polls: Option<u32>,
-    #[serde(default)]
-    pub headers: Option<BTreeMap<String, String>>,
+    /// Extra request headers, in the order the object lists them.
+    #[serde(default, deserialize_with = "header_pairs")]
+    pub headers: Option<Vec<(String, String)>>,
     #[serde(default)]
     pub mode: Option<Mode>,
     #[serde(default)]
@@ -90,6 +92,31 @@ pub struct ChatSyncOptions {
     pub request_timeout_ms: Option<u32>,
     #[serde(default)]
     pub credentials: Option<Credentials>,
+}
+
+/// Reads `{name: value, ...}` as pairs: a sorted map would only add code to the download.
+fn header_pairs<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
+    struct Pairs;
+
+    impl<'de> Visitor<'de> for Pairs {
+        type Value = Vec<(String, String)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of header names and string values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+
+    deserializer.deserialize_map(Pairs).map(Some)
 }
 
 impl ChatSyncOptions {
@@ -143,6 +170,21 @@ mod tests {
     fn missing_numbers_take_the_documented_defaults() {
         let config = options(r#"{"baseUrl":"/api"}"#).config().expect("valid");
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn headers_keep_their_order_and_must_be_strings() {
+        let o = options(r#"{"baseUrl":"/api","headers":{"X-B":"2","X-A":"1"}}"#);
+        let pairs = [("X-B", "2"), ("X-A", "1")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(o.headers, Some(pairs.to_vec()));
+        assert_eq!(options(r#"{"baseUrl":"/api"}"#).headers, None);
+        for bad in [r#"{"X-A":1}"#, r#"["X-A"]"#, r#""X-A: 1""#] {
+            let json = [r#"{"baseUrl":"/api","headers":"#, bad, "}"].concat();
+            assert!(
+                serde_json::from_str::<ChatSyncOptions>(&json).is_err(),
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -202,12 +202,7 @@ impl ChatSync {
             Shared {
                 api: Api::new(&options.base_url),
                 transport: Rc::new(Transport {
-                    headers: options
-                        .headers
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
+                    headers: options.headers.clone().unwrap_or_default(),
                     get_token: callbacks.get_token,
                     fetch: callbacks.fetch,
                     credentials: options.credentials,
