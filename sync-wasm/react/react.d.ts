@@ -9,6 +9,12 @@ export interface ChatActions {
   /** Drops a queued message before its turn starts. */
   cancelQueued(messageId: string): Promise<void>;
   retry(): Promise<void>;
+  /** A new version of a user message; it becomes the active branch and its turn runs. */
+  editMessage(messageId: string, content: string): Promise<void>;
+  /** A new reply beside an assistant message (default: the last one). */
+  regenerate(messageId?: string): Promise<void>;
+  /** Shows the branch of this message (its newest leaf). */
+  switchBranch(messageId: string): Promise<void>;
   refetch(): void;
 }
 

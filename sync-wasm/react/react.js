@@ -89,6 +89,9 @@ export function useChatStateSync(contextId, options = { baseUrl: "/api" }) {
       cancel: () => need().cancel(),
       cancelQueued: (id) => need().cancelQueued(id),
       retry: () => need().retry(),
+      editMessage: (id, content) => need().editMessage(id, content),
+      regenerate: (id) => need().regenerate(id),
+      switchBranch: (id) => need().switchBranch(id),
       refetch: () => need().refetch(),
     };
   }, [sync]);

@@ -28,15 +28,25 @@ pub enum RequestBody {
     ApproveTools(ApproveToolsRequest),
     CreateContext(CreateContextRequest),
     RenameContext(RenameContextRequest),
-    CancelQueued(CancelQueuedRequest),
+    MessageRef(MessageRef),
+    EditMessage(EditMessageBody),
 }
 
-/// The cancel body naming a queued message: the protocol's `CancelRequest` holds a parsed
-/// id, and parsing it here would pull a UUID crate into the package only to let the
-/// server refuse a bad id anyway.
+/// The body of the actions that name a message (cancel a queued one, regenerate, switch
+/// branch). The protocol's request types hold parsed ids, and parsing them here would pull
+/// a UUID parser into the package only to let the server refuse a bad id anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CancelQueuedRequest {
+pub struct MessageRef {
+    /// `None` only for `regenerate`, where the server picks the last reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// `edit_message`: a new version of a user message on the active path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EditMessageBody {
     pub message_id: String,
+    pub content: String,
 }
 
 /// The body of an answer, already parsed from JSON by whoever received it: the browser in
@@ -134,9 +144,35 @@ impl Api {
     pub fn cancel_queued(&self, context_id: &str, message_id: &str) -> HttpRequest {
         post(
             format!("{}/cancel", self.actions_url(context_id)),
-            RequestBody::CancelQueued(CancelQueuedRequest {
+            message_ref(Some(message_id)),
+        )
+    }
+
+    /// A new version of a user message; its turn runs and streams like a send's
+    /// (`wait=false`: the answer comes once the new branch is stored).
+    pub fn edit_message(&self, context_id: &str, message_id: &str, content: &str) -> HttpRequest {
+        post(
+            format!("{}/edit_message?wait=false", self.actions_url(context_id)),
+            RequestBody::EditMessage(EditMessageBody {
                 message_id: message_id.to_owned(),
+                content: content.to_owned(),
             }),
+        )
+    }
+
+    /// A new reply beside an assistant message (`None`: the last one); it streams.
+    pub fn regenerate(&self, context_id: &str, message_id: Option<&str>) -> HttpRequest {
+        post(
+            format!("{}/regenerate?wait=false", self.actions_url(context_id)),
+            message_ref(message_id),
+        )
+    }
+
+    /// Makes the newest leaf under `message_id` the end of the active path.
+    pub fn switch_branch(&self, context_id: &str, message_id: &str) -> HttpRequest {
+        post(
+            format!("{}/switch_branch", self.actions_url(context_id)),
+            message_ref(Some(message_id)),
         )
     }
 
@@ -205,6 +241,12 @@ fn get(url: String) -> HttpRequest {
         headers: Vec::new(),
         body: None,
     }
+}
+
+fn message_ref(message_id: Option<&str>) -> RequestBody {
+    RequestBody::MessageRef(MessageRef {
+        message_id: message_id.map(str::to_owned),
+    })
 }
 
 fn post(url: String, body: RequestBody) -> HttpRequest {
@@ -378,6 +420,38 @@ pub(crate) mod tests {
         assert_eq!(c.url, "/api/contexts/abc/actions/cancel");
         let body = serde_json::to_value(&c.body).expect("json body");
         assert_eq!(body, serde_json::json!({"message_id": "m-1"}));
+    }
+
+    #[test]
+    fn branch_actions_name_their_message_and_do_not_wait_for_the_turn() {
+        let api = Api::new("/api");
+        let body = |r: &HttpRequest| serde_json::to_value(&r.body).expect("json body");
+        let edit = api.edit_message("abc", "m-1", "better question");
+        assert_eq!(
+            edit.url,
+            "/api/contexts/abc/actions/edit_message?wait=false"
+        );
+        assert_eq!(
+            body(&edit),
+            serde_json::json!({"message_id": "m-1", "content": "better question"})
+        );
+        let again = api.regenerate("abc", None);
+        assert_eq!(again.url, "/api/contexts/abc/actions/regenerate?wait=false");
+        assert_eq!(
+            body(&again),
+            serde_json::json!({}),
+            "the server's default reply"
+        );
+        assert_eq!(
+            body(&api.regenerate("abc", Some("m-2"))),
+            serde_json::json!({"message_id": "m-2"})
+        );
+        let switch = api.switch_branch("abc", "m-3");
+        assert_eq!(
+            (switch.method, switch.url.as_str()),
+            ("POST", "/api/contexts/abc/actions/switch_branch")
+        );
+        assert_eq!(body(&switch), serde_json::json!({"message_id": "m-3"}));
     }
 
     #[test]

@@ -200,6 +200,9 @@ impl Chat {
             created_at: copy(&l.created_at),
             version: 0,
             error: l.failure.clone(),
+            parent_id: None,
+            sibling_index: 0,
+            sibling_count: 1,
         });
         server.chain(local).collect()
     }
@@ -279,6 +282,9 @@ fn from_server(m: &Message) -> ViewMessage {
         created_at: copy(&m.created_at),
         version: m.version,
         error: None,
+        parent_id: m.parent_id.as_ref().map(ToString::to_string),
+        sibling_index: m.sibling_index,
+        sibling_count: m.sibling_count,
     }
 }
 
@@ -369,6 +375,42 @@ pub(crate) mod tests {
             "timestamps reach JavaScript as the server wrote them"
         );
         assert_eq!(view[0].status, ViewStatus::Complete);
+    }
+
+    #[test]
+    fn the_view_carries_each_messages_place_in_the_tree() {
+        let mut c = chat();
+        let edited = Message {
+            parent_id: Some(Uuid::from_u128(1)),
+            sibling_index: 1,
+            sibling_count: 2,
+            ..message(3, "edited", Some("c3"), 4)
+        };
+        c.apply(full(4, vec![message(1, "hi", Some("c1"), 1), edited]));
+        c.add_local("c9".into(), "later".into(), Timestamp::default());
+        let view = serde_json::to_value(c.messages()).expect("json");
+        let places: Vec<_> = view
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| {
+                (
+                    m["parentId"].clone(),
+                    m["siblingIndex"].clone(),
+                    m["siblingCount"].clone(),
+                )
+            })
+            .collect();
+        let root = serde_json::Value::Null;
+        let first = serde_json::json!(Uuid::from_u128(1).to_string());
+        assert_eq!(
+            places,
+            [
+                (root.clone(), 0.into(), 1.into()),
+                (first, 1.into(), 2.into()),
+                (root, 0.into(), 1.into()),
+            ]
+        );
     }
 
     #[test]

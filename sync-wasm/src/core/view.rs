@@ -30,6 +30,13 @@ pub struct ViewMessage {
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The message this one follows in the chat's tree; `null` for the first (and for an
+    /// optimistic message, until the server places it).
+    pub parent_id: Option<String>,
+    /// Position among the versions with the same parent (0-based), and how many there are:
+    /// more than one means the message was edited or regenerated.
+    pub sibling_index: u32,
+    pub sibling_count: u32,
 }
 
 /// The server's message statuses plus the two only an optimistic message can have.

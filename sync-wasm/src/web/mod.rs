@@ -387,6 +387,25 @@ impl ChatSync {
         self.action(|api, context| api.cancel_queued(context, &message_id))
     }
 
+    /// A new version of a user message on the active path: it becomes the active branch
+    /// and its turn runs. Only while the chat rests (else `invalid_state`).
+    #[wasm_bindgen(js_name = editMessage)]
+    pub fn edit_message(&self, message_id: String, content: String) -> PromiseVoid {
+        self.action(|api, context| api.edit_message(context, &message_id, &content))
+    }
+
+    /// A new reply beside an assistant message (by default the last one); it streams as
+    /// the active branch. Only while the chat rests.
+    pub fn regenerate(&self, message_id: Option<String>) -> PromiseVoid {
+        self.action(|api, context| api.regenerate(context, message_id.as_deref()))
+    }
+
+    /// Shows the branch of `message_id` (its newest leaf). Only while the chat rests.
+    #[wasm_bindgen(js_name = switchBranch)]
+    pub fn switch_branch(&self, message_id: String) -> PromiseVoid {
+        self.action(|api, context| api.switch_branch(context, &message_id))
+    }
+
     #[wasm_bindgen(js_name = renameContext)]
     pub fn rename_context(&self, id: String, title: String) -> PromiseContextSummary {
         let request = self.shared.api.rename_context(&id, &title);

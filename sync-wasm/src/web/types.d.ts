@@ -19,6 +19,12 @@ export interface ViewMessage {
   createdAt: string;
   version: number;
   error?: string;
+  /** The message this one follows in the chat's tree; `null` for the first. */
+  parentId: string | null;
+  /** 0-based position among the versions with the same parent. */
+  siblingIndex: number;
+  /** How many versions share the parent; more than 1 after an edit or a regenerate. */
+  siblingCount: number;
 }
 export type SyncPhase = "stopped" | "syncing" | "synced" | "paused" | "offline" | "deleted" | "error";
 export interface SyncError {
