@@ -396,11 +396,14 @@ pub struct RegenerateRequest {
 }
 
 /// Body of `POST /api/contexts/{id}/actions/switch_branch`: the active leaf becomes the
-/// newest leaf under this message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// newest leaf under this message, or, with `sibling_index`, under that sibling of it
+/// (0-based, as in `Message::sibling_index`; a "< 2/3 >" switcher sends its neighbour's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchBranchRequest {
     pub message_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sibling_index: Option<u32>,
 }
 
 /// Every error the API answers: `{"error": {"code": "...", "message": "..."}}`.

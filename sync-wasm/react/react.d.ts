@@ -13,8 +13,8 @@ export interface ChatActions {
   editMessage(messageId: string, content: string): Promise<void>;
   /** A new reply beside an assistant message (default: the last one). */
   regenerate(messageId?: string): Promise<void>;
-  /** Shows the branch of this message (its newest leaf). */
-  switchBranch(messageId: string): Promise<void>;
+  /** Shows the branch of this message (its newest leaf), or of its version at `siblingIndex`. */
+  switchBranch(messageId: string, siblingIndex?: number): Promise<void>;
   refetch(): void;
 }
 

@@ -91,7 +91,7 @@ export function useChatStateSync(contextId, options = { baseUrl: "/api" }) {
       retry: () => need().retry(),
       editMessage: (id, content) => need().editMessage(id, content),
       regenerate: (id) => need().regenerate(id),
-      switchBranch: (id) => need().switchBranch(id),
+      switchBranch: (id, siblingIndex) => need().switchBranch(id, siblingIndex),
       refetch: () => need().refetch(),
     };
   }, [sync]);

@@ -400,6 +400,7 @@ fn every_protocol_type_round_trips_through_serde_wasm_bindgen() {
     });
     round_trip(SwitchBranchRequest {
         message_id: uuid::Uuid::from_u128(6),
+        sibling_index: Some(2),
     });
     round_trip(LegacyMessagesResponse {
         messages: vec![sample_message(2)],

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
   DESKTOP, PHONE, axeViolations, byTestId, createChat, currentContextId, launchBrowser, messages,
-  openApp, send, setup, turn, waitForReply, waitForStatus,
+  openApp, send, setup, texts, turn, waitForReply, waitForStatus,
 } from "./harness.mjs";
 
 let browser;
@@ -61,6 +61,66 @@ for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
     await page.emulateMedia({ colorScheme: "dark" });
     await assertAccessible(page, "chat in dark mode");
     await screenshot(page, "-dark");
+    assertLocalOnly();
+  });
+}
+
+/** Waits until a message of `role` shows the version switcher at `position` ("2/3"). */
+const versionShown = (page, role, position) =>
+  page.locator(`[data-testid="message"][data-role="${role}"] [data-testid="branch-position"]`).filter({ hasText: position }).waitFor();
+
+for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
+  test(`branches (${name}): edit, regenerate and switch versions; a reload keeps the tree`, TEST, async (t) => {
+    const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport });
+    await openApp(page, server.baseUrl);
+    await turn(page, "the first question");
+    assert.equal(await byTestId(page, "branch-switcher").count(), 0, "one version: no switcher");
+
+    // Edit: the new version replaces the old one on screen and its turn runs.
+    await byTestId(messages(page, "user").last(), "message-edit").click();
+    const editor = byTestId(page, "message-editor-input");
+    assert.equal(await editor.inputValue(), "the first question");
+    await editor.fill("the second question");
+    await editor.press("Enter");
+    await waitForReply(page, "the second question");
+    await waitForStatus(page, "idle");
+    assert.deepEqual(await texts(messages(page, "user")), ["the second question"]);
+    await versionShown(page, "user", "2/2");
+
+    // Regenerate: a second version of the reply.
+    await byTestId(messages(page, "assistant").last(), "message-regenerate").click();
+    await versionShown(page, "assistant", "2/2");
+    await waitForStatus(page, "idle");
+    assert.equal(await messages(page, "assistant").count(), 1);
+    assert.equal(await overflowsSideways(page), false, "nothing overflows horizontally");
+    await assertAccessible(page, "chat with versions");
+    await screenshot(page, "-versions");
+
+    // "<" on the question goes back to the first version and its own reply.
+    await byTestId(messages(page, "user").last(), "branch-previous").click();
+    await versionShown(page, "user", "1/2");
+    assert.deepEqual(await texts(messages(page, "user")), ["the first question"]);
+    assert.match((await texts(messages(page, "assistant")))[0], /the first question/);
+    assert.equal(await byTestId(messages(page, "assistant").last(), "branch-switcher").count(), 0);
+    assert.equal(await byTestId(messages(page, "user").last(), "branch-previous").isDisabled(), true);
+
+    // The server keeps the tree and the chosen path: a reload shows the same.
+    await page.reload();
+    await byTestId(page, "chat-panel").waitFor();
+    await versionShown(page, "user", "1/2");
+    assert.deepEqual(await texts(messages(page, "user")), ["the first question"]);
+
+    // ">" comes back to the edit with its regenerated reply.
+    await byTestId(messages(page, "user").last(), "branch-next").click();
+    await versionShown(page, "user", "2/2");
+    await versionShown(page, "assistant", "2/2");
+    assert.deepEqual(await texts(messages(page, "user")), ["the second question"]);
+
+    // While a turn runs the tree cannot change: no edit or regenerate, switchers disabled.
+    await send(page, "/slow 400");
+    await waitForStatus(page, "running");
+    assert.equal(await page.locator('[data-testid="message-edit"], [data-testid="message-regenerate"]').count(), 0);
+    assert.equal(await byTestId(messages(page, "user").first(), "branch-previous").isDisabled(), true);
     assertLocalOnly();
   });
 }

@@ -200,5 +200,5 @@ async fn switch_branch(
     ContextId(id): ContextId,
     ApiJson(req): ApiJson<SwitchBranchRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(answer(app.engine.switch_branch(id, req.message_id).await?))
+    Ok(answer(app.engine.switch_branch(id, req).await?))
 }

@@ -35,7 +35,9 @@ use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreErr
 use crate::tools::ToolRegistry;
 pub use actor::Written;
 use actor::{Actor, Command, Reply, SendAck};
-use chatsync_protocol::{ContentPart, ContextConfig, ContextSummary, Role, StateName};
+use chatsync_protocol::{
+    ContentPart, ContextConfig, ContextSummary, Role, StateName, SwitchBranchRequest,
+};
 use context::LiveContext;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -683,14 +685,15 @@ impl Engine {
         self.wait_turn(id, rx, turn, wait).await
     }
 
-    /// `switch_branch`: the active leaf becomes the newest leaf under a message.
+    /// `switch_branch`: the active leaf becomes the newest leaf under a message (or under
+    /// the sibling of it that `sibling_index` names).
     pub async fn switch_branch(
         &self,
         id: Uuid,
-        message_id: Uuid,
+        target: SwitchBranchRequest,
     ) -> Result<TurnOutcome, EngineError> {
         let (turn, rx) = self
-            .command(id, |reply| Command::SwitchBranch { message_id, reply })
+            .command(id, |reply| Command::SwitchBranch { target, reply })
             .await?;
         self.wait_turn(id, rx, turn, Duration::ZERO).await
     }

@@ -10,6 +10,14 @@ use std::sync::atomic::AtomicBool;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A switch to the newest leaf under `message_id`, or under its sibling at `index`.
+fn to(message_id: Uuid, index: Option<u32>) -> SwitchBranchRequest {
+    SwitchBranchRequest {
+        message_id,
+        sibling_index: index,
+    }
+}
+
 fn msg(text: &str) -> NewMessage {
     NewMessage::text(text).expect("content")
 }
@@ -542,7 +550,11 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     // Back to the first version of "two": its newest leaf is its own reply.
     let saves = Metrics::get(&h.engine.metrics().saves);
     let rows_before: Vec<_> = h.stored(id).await.messages;
-    let switched = h.engine.switch_branch(id, two.id).await.expect("switch");
+    let switched = h
+        .engine
+        .switch_branch(id, to(two.id, None))
+        .await
+        .expect("switch");
     let s = switched.snapshot.clone();
     assert_eq!(path_texts(&s)[2], "two");
     assert_eq!(
@@ -575,7 +587,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     assert_eq!(numbers(&after), numbers(&s));
     // Switching to the root follows the newest children: the regenerated reply.
     let newest = engine
-        .switch_branch(id, after.messages[0].id)
+        .switch_branch(id, to(after.messages[0].id, None))
         .await
         .expect("switch");
     assert_eq!(
@@ -600,7 +612,7 @@ async fn branch_actions_check_the_message_and_the_state() {
         not_reply,
         Err(EngineError::Action(ActionError::InvalidMessage(_)))
     ));
-    let unknown = h.engine.switch_branch(id, Uuid::new_v4()).await;
+    let unknown = h.engine.switch_branch(id, to(Uuid::new_v4(), None)).await;
     assert!(matches!(
         unknown,
         Err(EngineError::Action(ActionError::MessageNotFound(_)))
@@ -615,6 +627,33 @@ async fn branch_actions_check_the_message_and_the_state() {
         off_path,
         Err(EngineError::Action(ActionError::InvalidMessage(_)))
     ));
+    // A switcher names the message it shows and the neighbour it wants.
+    let edited = h.engine.snapshot(id).await.expect("snapshot").messages[0].clone();
+    assert_eq!((edited.sibling_index, edited.sibling_count), (1, 2));
+    let back = h
+        .engine
+        .switch_branch(id, to(edited.id, Some(0)))
+        .await
+        .expect("switch to the first version");
+    assert_eq!(back.snapshot.messages[0].id, user);
+    assert_eq!(path_texts(&back.snapshot)[0], "one");
+    let past_the_end = h.engine.switch_branch(id, to(user, Some(2))).await;
+    assert!(matches!(
+        past_the_end,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+    let unknown = h
+        .engine
+        .switch_branch(id, to(Uuid::new_v4(), Some(0)))
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(EngineError::Action(ActionError::MessageNotFound(_)))
+    ));
+    h.engine
+        .switch_branch(id, to(user, Some(1)))
+        .await
+        .expect("switch to the edit again");
     let empty = h.new_context().await;
     let nothing = h.engine.regenerate(empty, None, WAIT).await;
     assert!(matches!(
@@ -641,7 +680,11 @@ async fn leaving_a_branch_that_awaits_approval_denies_its_calls() {
     assert_eq!(out.snapshot.status(), Status::Idle);
     assert!(out.snapshot.pending_tool_calls.is_empty());
     // The old branch is whole: its call was denied and answered.
-    let back = h.engine.switch_branch(id, call).await.expect("switch");
+    let back = h
+        .engine
+        .switch_branch(id, to(call, None))
+        .await
+        .expect("switch");
     let s = back.snapshot;
     assert_eq!(s.status(), Status::Idle);
     let calls = s.messages[1].tool_calls.clone().unwrap_or_default();

@@ -40,6 +40,9 @@ pub struct MessageRef {
     /// `None` only for `regenerate`, where the server picks the last reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// `switch_branch` only: go to this sibling of the message instead (0-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sibling_index: Option<u32>,
 }
 
 /// `edit_message`: a new version of a user message on the active path.
@@ -168,11 +171,20 @@ impl Api {
         )
     }
 
-    /// Makes the newest leaf under `message_id` the end of the active path.
-    pub fn switch_branch(&self, context_id: &str, message_id: &str) -> HttpRequest {
+    /// Makes the newest leaf under `message_id` (or under its sibling at `sibling_index`)
+    /// the end of the active path.
+    pub fn switch_branch(
+        &self,
+        context_id: &str,
+        message_id: &str,
+        sibling_index: Option<u32>,
+    ) -> HttpRequest {
         post(
             format!("{}/switch_branch", self.actions_url(context_id)),
-            message_ref(Some(message_id)),
+            RequestBody::MessageRef(MessageRef {
+                message_id: Some(message_id.to_owned()),
+                sibling_index,
+            }),
         )
     }
 
@@ -246,6 +258,7 @@ fn get(url: String) -> HttpRequest {
 fn message_ref(message_id: Option<&str>) -> RequestBody {
     RequestBody::MessageRef(MessageRef {
         message_id: message_id.map(str::to_owned),
+        sibling_index: None,
     })
 }
 
@@ -446,12 +459,16 @@ pub(crate) mod tests {
             body(&api.regenerate("abc", Some("m-2"))),
             serde_json::json!({"message_id": "m-2"})
         );
-        let switch = api.switch_branch("abc", "m-3");
+        let switch = api.switch_branch("abc", "m-3", None);
         assert_eq!(
             (switch.method, switch.url.as_str()),
             ("POST", "/api/contexts/abc/actions/switch_branch")
         );
         assert_eq!(body(&switch), serde_json::json!({"message_id": "m-3"}));
+        assert_eq!(
+            body(&api.switch_branch("abc", "m-3", Some(0))),
+            serde_json::json!({"message_id": "m-3", "sibling_index": 0})
+        );
     }
 
     #[test]

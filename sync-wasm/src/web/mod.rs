@@ -400,10 +400,12 @@ impl ChatSync {
         self.action(|api, context| api.regenerate(context, message_id.as_deref()))
     }
 
-    /// Shows the branch of `message_id` (its newest leaf). Only while the chat rests.
+    /// Shows the branch of `message_id` (its newest leaf), or with `siblingIndex` the
+    /// branch of that version of the message (0-based, as in `siblingIndex` of the view),
+    /// which is what a "< 2/3 >" switcher needs. Only while the chat rests.
     #[wasm_bindgen(js_name = switchBranch)]
-    pub fn switch_branch(&self, message_id: String) -> PromiseVoid {
-        self.action(|api, context| api.switch_branch(context, &message_id))
+    pub fn switch_branch(&self, message_id: String, sibling_index: Option<u32>) -> PromiseVoid {
+        self.action(|api, context| api.switch_branch(context, &message_id, sibling_index))
     }
 
     #[wasm_bindgen(js_name = renameContext)]

@@ -2,6 +2,7 @@ import { useMemo } from "react";
 import type { ChatView, ViewMessage } from "@chatsync/sync-wasm";
 import type { ChatActions } from "@chatsync/sync-wasm/react";
 import { Announcer } from "./Announcer";
+import type { BranchActions } from "./BranchControls";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { QueuedMessages } from "./QueuedMessages";
@@ -30,6 +31,19 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
   const deleted = view.sync === "deleted";
   const history = useMemo(() => view.messages.filter((m) => !isQueued(m)), [view.messages]);
   const queued = useMemo(() => view.messages.filter(isQueued), [view.messages]);
+  // The tree changes only while the chat rests (the server refuses it during a turn).
+  const resting = view.status === "idle" || view.status === "failed" || view.status === "awaiting_approval";
+  const branch = useMemo<BranchActions | null>(
+    () =>
+      resting && !deleted
+        ? {
+            edit: (id, text) => void run("Could not edit the message", () => actions.editMessage(id, text)),
+            regenerate: (id) => void run("Could not regenerate the reply", () => actions.regenerate(id)),
+            switchTo: (id, index) => void run("Could not show that version", () => actions.switchBranch(id, index)),
+          }
+        : null,
+    [resting, deleted, actions, run],
+  );
 
   return (
     <main className="chat" data-testid="chat-panel" data-status={view.status ?? "none"}>
@@ -55,6 +69,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         running={running}
         onRetry={(id) => run("Could not send the message", () => actions.retryMessage(id))}
         onDiscard={actions.discardMessage}
+        branch={branch}
       >
         <QueuedMessages
           queued={queued}

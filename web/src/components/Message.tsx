@@ -1,4 +1,6 @@
+import { useState } from "react";
 import type { ToolCall, ViewMessage } from "@chatsync/sync-wasm";
+import { BranchSwitcher, MessageEditor, type BranchActions } from "./BranchControls";
 import { CopyButton } from "./CopyButton";
 import { Markdown } from "./Markdown";
 import { formatArguments } from "./ToolApprovalCard";
@@ -7,6 +9,8 @@ interface Props {
   message: ViewMessage;
   onRetry(clientMessageId: string): void;
   onDiscard(clientMessageId: string): void;
+  /** Edit, regenerate and switch versions; null while a turn runs. */
+  branch: BranchActions | null;
 }
 
 const TOOL_STATUS_LABEL: Record<ToolCall["status"], string> = {
@@ -46,7 +50,8 @@ function MessageText({ message: m }: { message: ViewMessage }) {
   );
 }
 
-export function Message({ message: m, onRetry, onDiscard }: Props) {
+export function Message({ message: m, onRetry, onDiscard, branch }: Props) {
+  const [editing, setEditing] = useState(false);
   const common = {
     "data-testid": "message",
     "data-role": m.role,
@@ -70,7 +75,11 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
   const failedId = m.status === "failed" ? m.clientMessageId : undefined;
   return (
     <div className={`message message-${m.role} status-${m.status}`} {...common}>
-      {m.text !== "" && <MessageText message={m} />}
+      {editing && branch ? (
+        <MessageEditor initial={m.text} onSave={(text) => branch.edit(m.id, text)} onClose={() => setEditing(false)} />
+      ) : (
+        m.text !== "" && <MessageText message={m} />
+      )}
       {/* A pending call is shown by the approval card instead. */}
       {m.toolCalls
         ?.filter((call) => call.status !== "pending")
@@ -81,10 +90,20 @@ export function Message({ message: m, onRetry, onDiscard }: Props) {
         </div>
       )}
       {m.status === "cancelled" && <div className="message-meta">Stopped</div>}
-      {/* Per-message actions; a branch switcher ("< 2/3 >") belongs in this row too. */}
-      {(m.status === "complete" || m.status === "cancelled") && m.text !== "" && (
+      {(m.status === "complete" || m.status === "cancelled") && !editing && (m.text !== "" || m.siblingCount > 1) && (
         <div className="message-actions">
-          <CopyButton text={m.text} what="message" testId="message-copy" />
+          <BranchSwitcher message={m} actions={branch} />
+          {m.text !== "" && <CopyButton text={m.text} what="message" testId="message-copy" />}
+          {branch && m.role === "user" && (
+            <button type="button" className="copy-button" data-testid="message-edit" onClick={() => setEditing(true)}>
+              Edit<span className="visually-hidden"> message</span>
+            </button>
+          )}
+          {branch && m.role === "assistant" && (
+            <button type="button" className="copy-button" data-testid="message-regenerate" onClick={() => branch.regenerate(m.id)}>
+              Regenerate<span className="visually-hidden"> reply</span>
+            </button>
+          )}
         </div>
       )}
       {failedId !== undefined && (

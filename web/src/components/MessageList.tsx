@@ -1,5 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState, type ReactNode } from "react";
 import type { ViewMessage } from "@chatsync/sync-wasm";
+import type { BranchActions } from "./BranchControls";
 import { Message } from "./Message";
 
 interface Props {
@@ -7,6 +8,7 @@ interface Props {
   running: boolean;
   onRetry(clientMessageId: string): void;
   onDiscard(clientMessageId: string): void;
+  branch: BranchActions | null;
   /** Cards that belong after the last message (tool approval, a failed turn). */
   children?: ReactNode;
 }
@@ -14,7 +16,7 @@ interface Props {
 /** How close to the end still counts as "at the bottom", so a stray pixel does not unpin. */
 const BOTTOM_SLACK_PX = 48;
 
-export function MessageList({ messages, running, onRetry, onDiscard, children }: Props) {
+export function MessageList({ messages, running, onRetry, onDiscard, branch, children }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   // Read from scroll events, i.e. before new content lands, which is what decides pinning.
   const atBottom = useRef(true);
@@ -72,7 +74,7 @@ export function MessageList({ messages, running, onRetry, onDiscard, children }:
             </div>
           )}
           {visible.map((m) => (
-            <Message key={m.clientMessageId ?? m.id} message={m} onRetry={onRetry} onDiscard={onDiscard} />
+            <Message key={m.clientMessageId ?? m.id} message={m} onRetry={onRetry} onDiscard={onDiscard} branch={branch} />
           ))}
           {running && lastIsUser && (
             <div className="thinking" data-testid="thinking" aria-label="The assistant is thinking">

@@ -9,7 +9,7 @@ use super::{Actor, Reply};
 use crate::domain::NewMessage;
 use crate::engine::ActionError;
 use crate::fsm::{self, Event, State};
-use chatsync_protocol::Role;
+use chatsync_protocol::{Role, SwitchBranchRequest};
 use uuid::Uuid;
 
 impl Actor {
@@ -82,18 +82,20 @@ impl Actor {
         Ok(())
     }
 
-    /// The active leaf becomes the newest leaf under `message_id` (any message of the
-    /// tree). Only the context row changes.
-    pub(super) async fn switch_branch(&mut self, message_id: Uuid, reply: Reply<u64>) {
-        let result = self.switch_to(message_id).await;
+    /// The active leaf becomes the newest leaf under the target message (any message of
+    /// the tree, or the sibling of it that `sibling_index` names). Only the context row
+    /// changes.
+    pub(super) async fn switch_branch(&mut self, target: SwitchBranchRequest, reply: Reply<u64>) {
+        let result = self.switch_to(target).await;
         let _ = reply.send(result.map(|()| self.turns.started));
     }
 
-    async fn switch_to(&mut self, message_id: Uuid) -> Result<(), ActionError> {
+    async fn switch_to(&mut self, target: SwitchBranchRequest) -> Result<(), ActionError> {
         let state = self.ctx.state().name();
         if !state.is_resting() {
             return Err(ActionError::InvalidState(state));
         }
+        let message_id = self.branch_target(&target)?;
         let leaf = self
             .ctx
             .tree()
@@ -108,6 +110,28 @@ impl Actor {
             Ok(()) => Ok(()),
             Err(_) => Err(self.save_error()),
         }
+    }
+
+    /// The message a switch goes under: the named one, or its sibling at `sibling_index`.
+    fn branch_target(&self, target: &SwitchBranchRequest) -> Result<Uuid, ActionError> {
+        let id = target.message_id;
+        let Some(index) = target.sibling_index else {
+            return Ok(id);
+        };
+        let siblings = self.ctx.tree().sibling_ids(id);
+        if siblings.is_empty() {
+            return Err(ActionError::MessageNotFound(id));
+        }
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| siblings.get(i).copied())
+            .ok_or_else(|| {
+                ActionError::InvalidMessage(format!(
+                    "Message {id} has {} versions: sibling_index must be below {}",
+                    siblings.len(),
+                    siblings.len()
+                ))
+            })
     }
 
     /// Checks that `message_id` is a message of `role` on the active path and that the

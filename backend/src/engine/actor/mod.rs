@@ -22,7 +22,7 @@ use super::{ActionError, Deps};
 use crate::domain::{ClientKey, NewMessage};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
-use chatsync_protocol::{ContentPart, Message, Role};
+use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
 use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -75,9 +75,9 @@ pub enum Command {
         message_id: Option<Uuid>,
         reply: Reply<u64>,
     },
-    /// Move the active leaf to the newest leaf under a message.
+    /// Move the active leaf to the newest leaf under a message (or one of its siblings).
     SwitchBranch {
-        message_id: Uuid,
+        target: SwitchBranchRequest,
         reply: Reply<u64>,
     },
     /// Deprecated CRUD: store a message without running the FSM.
@@ -336,8 +336,8 @@ impl Actor {
             Command::Regenerate { message_id, reply } => {
                 self.regenerate(message_id, reply).await;
             }
-            Command::SwitchBranch { message_id, reply } => {
-                self.switch_branch(message_id, reply).await;
+            Command::SwitchBranch { target, reply } => {
+                self.switch_branch(target, reply).await;
             }
             Command::CancelQueued { message_id, reply } => {
                 self.cancel_queued(message_id, reply).await;
