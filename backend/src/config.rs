@@ -176,8 +176,40 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_ALLOW_ANONYMOUS_REMOTE")]
     pub allow_anonymous_remote: bool,
 
+    /// Chats one user may own; creating more answers 429 quota_exceeded. Default: 1000
+    /// with `--auth jwt|proxy`, no limit with `--auth none`.
+    #[arg(long, env = "CHATSYNC_MAX_CONTEXTS_PER_USER",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_contexts_per_user: Option<u64>,
+
+    /// Turns (send, retry, regenerate, edit) one user may start per minute; more answer
+    /// 429 rate_limited with Retry-After. Default: 30 with `--auth jwt|proxy`, no limit
+    /// with `--auth none`.
+    #[arg(long, env = "CHATSYNC_TURNS_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub turns_per_minute: Option<u32>,
+
+    /// Model ids a chat may name (comma-separated); any other answers 400
+    /// invalid_model_id. Default: any.
+    #[arg(long, env = "CHATSYNC_ALLOWED_MODELS", value_delimiter = ',')]
+    pub allowed_models: Vec<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Config {
+    /// `--max-contexts-per-user` as it applies: the default only where there are users.
+    pub fn contexts_per_user(&self) -> Option<u64> {
+        self.max_contexts_per_user
+            .or((self.auth != AuthMode::None).then_some(1000))
+    }
+
+    /// `--turns-per-minute` as it applies: the default only where there are users.
+    pub fn turns_per_minute(&self) -> Option<u32> {
+        self.turns_per_minute
+            .or((self.auth != AuthMode::None).then_some(30))
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

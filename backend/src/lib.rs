@@ -121,6 +121,7 @@ impl Application {
                     .unwrap_or(usize::MAX),
                 max_reply_chars: usize::try_from(config.max_reply_chars).unwrap_or(usize::MAX),
                 max_turn: Duration::from_millis(config.max_turn_ms),
+                max_contexts_per_user: config.contexts_per_user(),
                 ..EngineSettings::default()
             },
         }));
@@ -134,6 +135,10 @@ impl Application {
         let router = api::router(api::AppState {
             auth,
             polls: polls.clone(),
+            turns: config
+                .turns_per_minute()
+                .and_then(std::num::NonZeroU32::new)
+                .map(|n| Arc::new(api::TurnLimiter::per_minute(n))),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
                 legacy_crud: config.legacy_crud == OnOff::On,
@@ -143,6 +148,12 @@ impl Application {
                 web_dir: config.web_dir.clone(),
                 max_in_flight: usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
                 body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
+                allowed_models: config
+                    .allowed_models
+                    .iter()
+                    .map(|m| m.trim().to_owned())
+                    .filter(|m| !m.is_empty())
+                    .collect(),
             }),
         })
         .map_err(StartError::Config)?;

@@ -1,20 +1,11 @@
 //! HTTP API tests in-process: every endpoint's success and failure paths, and a table of
 //! bad inputs that must each get the right JSON error and change nothing in the store.
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{header, Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 mod common;
-use common::TestApp;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
+use common::{Answer, TestApp};
 
 async fn spawn_app(legacy_crud: bool) -> TestApp {
     let legacy = if legacy_crud { "on" } else { "off" };
@@ -30,45 +21,6 @@ async fn spawn_app(legacy_crud: bool) -> TestApp {
 }
 
 impl TestApp {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> Answer {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(
-                body.map(|b| Body::from(b.to_owned()))
-                    .unwrap_or_else(Body::empty),
-            )
-            .expect("request");
-        let response = self.router().oneshot(req).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn post_json(&self, uri: &str, body: Value) -> Answer {
         self.call(
             Method::POST,
@@ -94,7 +46,7 @@ impl TestApp {
         let page = self
             .engine()
             .store()
-            .list_contexts(200, None)
+            .list_contexts("local", 200, None)
             .await
             .expect("list");
         let mut out = format!("{page:?}");

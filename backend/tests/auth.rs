@@ -1,20 +1,18 @@
 //! Authentication: every user route refuses missing and bad credentials with the same
 //! 401 and changes nothing; the routes anyone may call still answer.
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use chatsync::auth::token::mint;
-use http_body_util::BodyExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tower::ServiceExt;
 
 mod common;
-use common::TestApp;
+use common::{Answer, TestApp};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
+/// One call with `headers` (and a JSON body, if any): status, WWW-Authenticate, body.
 async fn call(
     app: &TestApp,
     method: Method,
@@ -22,34 +20,36 @@ async fn call(
     headers: &[(&str, String)],
     body: Option<Value>,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .expect("request");
-    let response = app.router().oneshot(req).await.expect("infallible");
-    let status = response.status();
-    let www = response
-        .headers()
+    let answer = request(app, method, uri, headers, body).await;
+    let www = answer
+        .headers
         .get(header::WWW_AUTHENTICATE)
         .map(|v| v.to_str().expect("ascii").to_owned());
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, www, body)
+    (answer.status, www, answer.body)
+}
+
+async fn request(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: Option<Value>,
+) -> Answer {
+    let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if body.is_some() {
+        all.push(("content-type", "application/json"));
+    }
+    let body = body.map(|b| b.to_string());
+    app.call(method, uri, &all, body.as_deref()).await
 }
 
 fn bearer(token: &str) -> Vec<(&'static str, String)> {
     vec![("authorization", format!("Bearer {token}"))]
+}
+
+/// The header `--auth proxy` reads by default, naming `user`.
+fn as_user(user: &str) -> Vec<(&'static str, String)> {
+    vec![("x-forwarded-user", user.to_owned())]
 }
 
 fn now() -> u64 {
@@ -127,9 +127,15 @@ fn user_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
     ]
 }
 
+/// Every chat of the users these tests sign in as.
 async fn dump(app: &TestApp) -> String {
     let store = app.engine().store();
-    format!("{:?}", store.list_contexts(200, None).await.expect("list"))
+    let mut all = String::new();
+    for user in ["alice", "carol", "dave", "mallory"] {
+        let chats = store.list_contexts(user, 200, None).await.expect("list");
+        all.push_str(&format!("{user}: {chats:?}\n"));
+    }
+    all
 }
 
 #[tokio::test]
@@ -246,6 +252,61 @@ async fn every_user_route_refuses_missing_and_bad_tokens_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn another_users_context_answers_exactly_what_an_unknown_id_answers() {
+    let app = TestApp::spawn(&["--auth", "jwt", "--jwt-secret", SECRET]).await;
+    let alice = bearer(&mint("alice", SECRET, Duration::from_secs(600)).expect("mint"));
+    let mallory = bearer(&mint("mallory", SECRET, Duration::from_secs(600)).expect("mint"));
+    let (_, _, created) = call(
+        &app,
+        Method::POST,
+        "/api/contexts",
+        &alice,
+        Some(json!({"title": "alice's secret plans"})),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let before = dump(&app).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    // Every route about one context: the answer for alice's id, with the id written as
+    // the unknown one, is the answer for the unknown id.
+    let theirs = user_routes(&id);
+    let nobodys = user_routes(&unknown);
+    for ((method, uri, body), (_, unknown_uri, _)) in theirs.into_iter().zip(nobodys).skip(3) {
+        let (status, _, mut answer) =
+            call(&app, method.clone(), &uri, &mallory, body.clone()).await;
+        let (_, _, mut expected) = call(&app, method.clone(), &unknown_uri, &mallory, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}: {answer}");
+        // Each request has its own id; the rest must match.
+        answer["error"]["request_id"].take();
+        expected["error"]["request_id"].take();
+        let answer = answer.to_string().replace(&id, &unknown);
+        assert_eq!(answer, expected.to_string(), "{method} {uri}");
+    }
+    assert_eq!(dump(&app).await, before, "nothing changed");
+
+    // Lists and searches hold only the caller's chats.
+    let (_, _, list) = call(&app, Method::GET, "/api/contexts", &mallory, None).await;
+    assert_eq!(
+        (list["total"].clone(), list["contexts"].clone()),
+        (json!(0), json!([]))
+    );
+    let (_, _, found) = call(&app, Method::GET, "/api/contexts?q=secret", &mallory, None).await;
+    assert_eq!(found["total"], 0, "{found}");
+    let (_, _, found) = call(&app, Method::GET, "/api/contexts?q=secret", &alice, None).await;
+    assert_eq!(found["contexts"][0]["id"], json!(id), "{found}");
+    let (status, _, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/contexts/{id}"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the owner still reads it");
+}
+
+#[tokio::test]
 async fn a_pem_public_key_verifies_its_own_algorithm_only() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     for (name, alg) in [("rsa-a", Algorithm::RS256), ("ec", Algorithm::ES256)] {
@@ -333,7 +394,7 @@ async fn proxy_mode_takes_the_user_from_the_header() {
         &app,
         Method::GET,
         "/api/contexts",
-        &[("x-forwarded-user", "carol".into())],
+        &as_user("carol"),
         None,
     )
     .await;
@@ -365,4 +426,184 @@ async fn anonymous_mode_refuses_a_public_address_unless_allowed() {
     let app = TestApp::spawn(&["--addr", "0.0.0.0:0", "--allow-anonymous-remote"]).await;
     let (status, _, _) = call(&app, Method::GET, "/api/me", &[], None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn each_user_has_a_quota_of_chats() {
+    let app = TestApp::spawn(&["--auth", "proxy", "--max-contexts-per-user", "2"]).await;
+    let carol = as_user("carol");
+    let dave = as_user("dave");
+    for _ in 0..2 {
+        let (status, _, _) =
+            call(&app, Method::POST, "/api/contexts", &carol, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let before = dump(&app).await;
+    let answer = request(&app, Method::POST, "/api/contexts", &carol, Some(json!({}))).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["error"]["code"], "quota_exceeded");
+    assert!(
+        answer.headers.get(header::RETRY_AFTER).is_none(),
+        "waiting does not help: a chat must be deleted first"
+    );
+    assert_eq!(dump(&app).await, before, "nothing created");
+    let (status, _, _) = call(&app, Method::POST, "/api/contexts", &dave, Some(json!({}))).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "another user has a quota of their own"
+    );
+
+    // Deleting one makes room again.
+    let (_, _, list) = call(&app, Method::GET, "/api/contexts", &carol, None).await;
+    let id = list["contexts"][0]["id"].as_str().expect("id").to_owned();
+    let (status, _, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/contexts/{id}"),
+        &carol,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&app, Method::POST, "/api/contexts", &carol, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn turns_are_rate_limited_per_user_with_retry_after() {
+    let app = TestApp::spawn(&["--auth", "proxy", "--turns-per-minute", "2"]).await;
+    let send = |user: &'static str, id: String| {
+        let app = &app;
+        async move {
+            request(
+                app,
+                Method::POST,
+                &format!("/api/contexts/{id}/actions/send_message"),
+                &as_user(user),
+                Some(json!({"content": "hello", "if_busy": "enqueue"})),
+            )
+            .await
+        }
+    };
+    let chat = |user: &'static str| {
+        let app = &app;
+        async move {
+            let (_, _, created) = call(
+                app,
+                Method::POST,
+                "/api/contexts",
+                &as_user(user),
+                Some(json!({})),
+            )
+            .await;
+            created["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let carols = chat("carol").await;
+    for _ in 0..2 {
+        let answer = send("carol", carols.clone()).await;
+        assert!(answer.status.is_success(), "{}", answer.body);
+    }
+    let before = dump(&app).await;
+    let answer = send("carol", carols.clone()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["error"]["code"], "rate_limited");
+    let retry_after: u64 = answer.headers[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("whole seconds");
+    // Two a minute: the next turn is at most half a minute away.
+    assert!(
+        (1..=30).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    assert_eq!(dump(&app).await, before, "the refused send changed nothing");
+    // Other routes that start turns share the budget; reading does not cost.
+    let retry = request(
+        &app,
+        Method::POST,
+        &format!("/api/contexts/{carols}/actions/retry"),
+        &as_user("carol"),
+        None,
+    )
+    .await;
+    assert_eq!(retry.body["error"]["code"], "rate_limited");
+    let (status, _, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/contexts/{carols}/state"),
+        &as_user("carol"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Dave's budget is his own; a chat he cannot see costs him nothing.
+    let answer = send("dave", carols).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let daves = chat("dave").await;
+    for _ in 0..2 {
+        let answer = send("dave", daves.clone()).await;
+        assert!(answer.status.is_success(), "{}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn a_chat_may_name_only_an_allowed_model() {
+    let app = TestApp::spawn(&["--allowed-models", "gpt-4o-mini, small"]).await;
+    for (model, status) in [
+        (json!("gpt-4o-mini"), StatusCode::CREATED),
+        (json!("small"), StatusCode::CREATED),
+        (json!(null), StatusCode::CREATED),
+        (json!("gpt-4o"), StatusCode::BAD_REQUEST),
+        (json!(""), StatusCode::BAD_REQUEST),
+    ] {
+        let (got, _, body) = call(
+            &app,
+            Method::POST,
+            "/api/contexts",
+            &[],
+            Some(json!({ "model_id": model })),
+        )
+        .await;
+        assert_eq!(got, status, "{model}: {body}");
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(body["error"]["code"], "invalid_model_id", "{model}");
+        }
+    }
+    let (_, _, list) = call(&app, Method::GET, "/api/contexts", &[], None).await;
+    assert_eq!(list["total"], 3, "refused chats were not created");
+}
+
+#[tokio::test]
+async fn without_users_there_are_no_quotas_by_default() {
+    let app = TestApp::spawn(&[]).await;
+    let (_, _, created) = call(&app, Method::POST, "/api/contexts", &[], Some(json!({}))).await;
+    let id = created["id"].as_str().expect("id");
+    for _ in 0..40 {
+        let (status, _, body) = call(
+            &app,
+            Method::POST,
+            &format!("/api/contexts/{id}/actions/send_message?wait=false"),
+            &[],
+            Some(json!({"content": "again", "if_busy": "enqueue"})),
+        )
+        .await;
+        assert!(
+            status.is_success() || body["error"]["code"] == "queue_full",
+            "{body}"
+        );
+    }
 }

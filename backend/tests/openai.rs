@@ -271,7 +271,7 @@ impl Chat {
         let s = self
             .app
             .engine()
-            .create_context(None, config)
+            .create_context("local", None, config)
             .await
             .expect("create");
         s.record.id

@@ -219,7 +219,7 @@ impl Chat {
     async fn send(&self, text: &str) -> (Uuid, ChatState) {
         let engine = self.app.engine();
         let id = engine
-            .create_context(None, ContextConfig::default())
+            .create_context("local", None, ContextConfig::default())
             .await
             .expect("create")
             .record
@@ -344,7 +344,7 @@ async fn only_the_gated_call_waits_and_a_denial_does_not_stop_the_approved_one()
     .await;
     let engine = app.engine();
     let id = engine
-        .create_context(None, ContextConfig::default())
+        .create_context("local", None, ContextConfig::default())
         .await
         .expect("create")
         .record

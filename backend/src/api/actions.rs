@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
+use super::quota::TurnAllowed;
 use super::AppState;
 use crate::domain::{ClientKey, MessageContent, NewMessage};
 use crate::engine::TurnOutcome;
@@ -87,6 +88,7 @@ fn parse_message(
 async fn send_message(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    _: TurnAllowed,
     ApiQuery(q): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SendMessageRequest>,
@@ -153,6 +155,7 @@ async fn cancel(
 async fn retry(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    _: TurnAllowed,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Response, ApiError> {
     Ok(answer(app.engine.retry(id, q.limit(&app)).await?))
@@ -162,6 +165,7 @@ async fn retry(
 async fn edit_message(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    _: TurnAllowed,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(req): ApiJson<EditMessageRequest>,
 ) -> Result<Response, ApiError> {
@@ -184,6 +188,7 @@ async fn edit_message(
 async fn regenerate(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    _: TurnAllowed,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(req): ApiJson<RegenerateRequest>,
 ) -> Result<Response, ApiError> {

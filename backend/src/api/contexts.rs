@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::AppState;
+use crate::auth::User;
 use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
 use crate::store::Cursor;
 use axum::extract::State;
@@ -24,8 +25,25 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[tracing::instrument(skip_all)]
+/// `--allowed-models`: a context may name only a listed model, when there is a list.
+fn allowed_model(app: &AppState, id: ModelId) -> Result<String, ApiError> {
+    let allowed = &app.config.allowed_models;
+    let id = id.into_inner();
+    if allowed.is_empty() || allowed.contains(&id) {
+        return Ok(id);
+    }
+    Err(ApiError::bad_request(
+        "invalid_model_id",
+        format!(
+            "Model {id:?} is not offered here; choose one of: {}",
+            allowed.join(", ")
+        ),
+    ))
+}
+
 async fn create(
     State(app): State<AppState>,
+    user: User,
     ApiJson(req): ApiJson<CreateContextRequest>,
 ) -> Result<(StatusCode, Json<ContextSummary>), ApiError> {
     let title = req.title.as_deref().map(parse_title).transpose()?;
@@ -44,7 +62,8 @@ async fn create(
             .map(ModelId::parse)
             .transpose()
             .map_err(invalid("invalid_model_id"))?
-            .map(ModelId::into_inner),
+            .map(|id| allowed_model(&app, id))
+            .transpose()?,
         mode: req
             .mode
             .map(Mode::parse)
@@ -60,7 +79,7 @@ async fn create(
     };
     let snapshot = app
         .engine
-        .create_context(title.map(Title::into_inner), config)
+        .create_context(user.as_str(), title.map(Title::into_inner), config)
         .await?;
     tracing::info!(context_id = %snapshot.record.id, "context created");
     Ok((StatusCode::CREATED, Json(snapshot.summary())))
@@ -81,6 +100,7 @@ struct ListQuery {
 
 async fn list(
     State(app): State<AppState>,
+    user: User,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListContextsResponse>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
@@ -99,7 +119,7 @@ async fn list(
         }
         let query =
             SearchQuery::parse(&words).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
-        let (contexts, total) = app.engine.search(&query, limit).await?;
+        let (contexts, total) = app.engine.search(user.as_str(), &query, limit).await?;
         return Ok(Json(ListContextsResponse {
             contexts,
             total,
@@ -114,7 +134,7 @@ async fn list(
             })
         })
         .transpose()?;
-    let (contexts, total, next) = app.engine.list(limit, after).await?;
+    let (contexts, total, next) = app.engine.list(user.as_str(), limit, after).await?;
     Ok(Json(ListContextsResponse {
         contexts,
         total,
@@ -143,9 +163,10 @@ async fn rename(
 #[tracing::instrument(skip(app))]
 async fn remove(
     State(app): State<AppState>,
+    user: User,
     ContextId(id): ContextId,
 ) -> Result<StatusCode, ApiError> {
-    app.engine.delete(id).await?;
+    app.engine.delete(user.as_str(), id).await?;
     tracing::info!(context_id = %id, "context deleted");
     Ok(StatusCode::NO_CONTENT)
 }

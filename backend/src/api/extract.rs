@@ -2,6 +2,8 @@
 //! rejection into the API's JSON error.
 
 use super::error::ApiError;
+use super::AppState;
+use crate::auth::User;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -104,11 +106,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// `{id}` of a context route, parsed as a UUID.
+/// `{id}` of a context route, parsed as a UUID, of a context the caller owns: the one
+/// door every single-context route goes through, so another user's context answers
+/// exactly what an unknown id answers.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextId(pub Uuid);
 
-/// `{id}` and `{message_id}` of a message route.
+/// `{id}` (a context the caller owns, as for [`ContextId`]) and `{message_id}` of a
+/// message route.
 #[derive(Debug, Clone, Copy)]
 pub struct MessagePath(pub Uuid, pub Uuid);
 
@@ -130,27 +135,34 @@ fn path_error(e: PathRejection) -> ApiError {
     ApiError::bad_request("invalid_path", e.body_text())
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ContextId {
+/// Passes a context id on only if the authenticated caller owns that context.
+async fn owned(parts: &mut Parts, app: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
+    let user = User::from_request_parts(parts, app).await?;
+    app.engine.check_owner(id, user.as_str()).await?;
+    Ok(id)
+}
+
+impl FromRequestParts<AppState> for ContextId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, app)
             .await
             .map_err(path_error)?;
-        parse_uuid("context id", &raw).map(ContextId)
+        let id = parse_uuid("context id", &raw)?;
+        owned(parts, app, id).await.map(ContextId)
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for MessagePath {
+impl FromRequestParts<AppState> for MessagePath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path((id, message_id)) = Path::<(String, String)>::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Path((id, message_id)) = Path::<(String, String)>::from_request_parts(parts, app)
             .await
             .map_err(path_error)?;
-        Ok(MessagePath(
-            parse_uuid("context id", &id)?,
-            parse_uuid("message id", &message_id)?,
-        ))
+        let id = parse_uuid("context id", &id)?;
+        let message_id = parse_uuid("message id", &message_id)?;
+        Ok(MessagePath(owned(parts, app, id).await?, message_id))
     }
 }

@@ -9,10 +9,12 @@ mod extract;
 mod legacy;
 mod me;
 mod ops;
+mod quota;
 mod state;
 
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
+pub use quota::TurnLimiter;
 pub use state::{LivePolls, MAX_WAIT_MS};
 
 use crate::engine::Engine;
@@ -59,6 +61,8 @@ pub struct ApiConfig {
     pub max_in_flight: usize,
     /// Longest silence while a request body is read (then 408).
     pub body_read_timeout: Duration,
+    /// Model ids a context may name; empty: any.
+    pub allowed_models: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +73,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Held long polls: their bound, and the signal that answers them at shutdown.
     pub polls: Arc<LivePolls>,
+    /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
+    pub turns: Option<Arc<TurnLimiter>>,
 }
 
 pub fn router(app: AppState) -> Result<Router, String> {

@@ -71,6 +71,8 @@ pub struct EngineSettings {
     pub max_reply_chars: usize,
     /// How long one turn may run (model calls, retries, tools) before it fails.
     pub max_turn: Duration,
+    /// Contexts one user may own; `None`: no limit.
+    pub max_contexts_per_user: Option<u64>,
 }
 
 impl Default for EngineSettings {
@@ -85,6 +87,7 @@ impl Default for EngineSettings {
             max_queued_messages: 32,
             max_reply_chars: 200_000,
             max_turn: Duration::from_secs(600),
+            max_contexts_per_user: None,
         }
     }
 }
@@ -147,6 +150,9 @@ impl From<InvalidTransition> for ActionError {
 pub enum EngineError {
     #[error("context {0} not found")]
     NotFound(Uuid),
+    /// The user owns as many contexts as allowed.
+    #[error("You have {0} chats, as many as allowed; delete one to start another")]
+    QuotaExceeded(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -209,9 +215,15 @@ impl Engine {
 
     pub async fn create_context(
         &self,
+        owner: &str,
         title: Option<String>,
         config: ContextConfig,
     ) -> Result<Arc<Snapshot>, EngineError> {
+        if let Some(max) = self.deps.settings.max_contexts_per_user {
+            if self.deps.store.count_contexts(owner).await? >= max {
+                return Err(EngineError::QuotaExceeded(max));
+            }
+        }
         let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
@@ -223,6 +235,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             active_leaf: None,
+            owner: owner.into(),
         };
         self.deps.store.insert_context(&record).await?;
         let handle = self.spawn(LoadedContext {
@@ -438,12 +451,29 @@ impl Engine {
         Ok(self.handle(id).await?.snapshot)
     }
 
+    /// Answers `NotFound` unless the context exists and belongs to `owner`: another user's
+    /// context is indistinguishable from an unknown one. A context not in memory is loaded
+    /// (the request that asked is about to use it).
+    pub async fn check_owner(&self, id: Uuid, owner: &str) -> Result<(), EngineError> {
+        let owned = |h: &Handle| h.snapshot.borrow().record.owner == owner;
+        let ok = match self.with_live(id, owned) {
+            Some(ok) => ok,
+            None => owned(&self.handle(id).await?),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EngineError::NotFound(id))
+        }
+    }
+
     pub async fn list(
         &self,
+        owner: &str,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<(Vec<ContextSummary>, u64, Option<Cursor>), EngineError> {
-        let page = self.deps.store.list_contexts(limit, after).await?;
+        let page = self.deps.store.list_contexts(owner, limit, after).await?;
         let next = match page.contexts.last() {
             Some(last) if page.contexts.len() == limit as usize => Some(Cursor {
                 created_at: last.created_at,
@@ -481,15 +511,17 @@ impl Engine {
     /// Contexts matching a search, best first; live contexts show their latest summary.
     pub async fn search(
         &self,
+        owner: &str,
         query: &SearchQuery,
         limit: u32,
     ) -> Result<(Vec<ContextSummary>, u64), EngineError> {
-        let page = self.deps.store.search_contexts(query, limit).await?;
+        let page = self.deps.store.search_contexts(owner, query, limit).await?;
         Ok((self.summaries(&page.contexts), page.total))
     }
 
-    /// Deletes a context: its running turn stops and later requests answer 404.
-    pub async fn delete(&self, id: Uuid) -> Result<(), EngineError> {
+    /// Deletes an owner's context: its running turn stops and later requests answer 404.
+    pub async fn delete(&self, owner: &str, id: Uuid) -> Result<(), EngineError> {
+        self.check_owner(id, owner).await?;
         let _loading = self.loading.lock().await;
         let (task, retiring) = {
             let mut live = self.live();
@@ -505,7 +537,7 @@ impl Engine {
             task.abort();
             let _ = task.await;
         }
-        if self.deps.store.delete_context(id).await? {
+        if self.deps.store.delete_context(owner, id).await? {
             Ok(())
         } else {
             Err(EngineError::NotFound(id))

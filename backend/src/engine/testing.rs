@@ -40,19 +40,32 @@ impl Store for CountingStore {
     async fn load_context(&self, _id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
         Ok(None)
     }
-    async fn list_contexts(&self, _: u32, _: Option<Cursor>) -> Result<ContextPage, StoreError> {
+    async fn list_contexts(
+        &self,
+        _: &str,
+        _: u32,
+        _: Option<Cursor>,
+    ) -> Result<ContextPage, StoreError> {
         Ok(ContextPage {
             contexts: vec![],
             total: 0,
         })
     }
-    async fn search_contexts(&self, _: &SearchQuery, _: u32) -> Result<ContextPage, StoreError> {
+    async fn count_contexts(&self, _: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn search_contexts(
+        &self,
+        _: &str,
+        _: &SearchQuery,
+        _: u32,
+    ) -> Result<ContextPage, StoreError> {
         Ok(ContextPage {
             contexts: vec![],
             total: 0,
         })
     }
-    async fn delete_context(&self, _id: Uuid) -> Result<bool, StoreError> {
+    async fn delete_context(&self, _: &str, _id: Uuid) -> Result<bool, StoreError> {
         Ok(false)
     }
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
@@ -100,6 +113,7 @@ pub fn context_in(name: StateName) -> LiveContext {
             created_at: now,
             updated_at: now,
             active_leaf: None,
+            owner: "local".into(),
         },
         messages: vec![],
     })

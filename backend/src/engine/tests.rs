@@ -43,20 +43,25 @@ impl Store for FlakyStore {
     }
     async fn list_contexts(
         &self,
+        owner: &str,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<crate::store::ContextPage, StoreError> {
-        self.inner.list_contexts(limit, after).await
+        self.inner.list_contexts(owner, limit, after).await
+    }
+    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError> {
+        self.inner.count_contexts(owner).await
     }
     async fn search_contexts(
         &self,
+        owner: &str,
         query: &SearchQuery,
         limit: u32,
     ) -> Result<crate::store::ContextPage, StoreError> {
-        self.inner.search_contexts(query, limit).await
+        self.inner.search_contexts(owner, query, limit).await
     }
-    async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.inner.delete_context(id).await
+    async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError> {
+        self.inner.delete_context(owner, id).await
     }
     async fn enqueue(&self, id: Uuid, q: &QueuedRecord, max: usize) -> Result<bool, StoreError> {
         self.inner.enqueue(id, q, max).await
@@ -127,7 +132,7 @@ impl Harness {
     async fn new_context(&self) -> Uuid {
         let s = self
             .engine
-            .create_context(None, ContextConfig::default())
+            .create_context("local", None, ContextConfig::default())
             .await
             .expect("create");
         s.record.id
@@ -483,14 +488,20 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
         .send_message(id, msg("/slow 100"), Duration::ZERO)
         .await
         .expect("send");
-    h.engine.delete(id).await.expect("delete");
+    // Another user's delete finds nothing and removes nothing.
+    assert!(matches!(
+        h.engine.delete("mallory", id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(h.store.load_context(id).await.expect("load").is_some());
+    h.engine.delete("local", id).await.expect("delete");
     assert!(matches!(
         h.engine.snapshot(id).await,
         Err(EngineError::NotFound(_))
     ));
     assert!(h.store.load_context(id).await.expect("load").is_none());
     assert!(matches!(
-        h.engine.delete(id).await,
+        h.engine.delete("local", id).await,
         Err(EngineError::NotFound(_))
     ));
 }

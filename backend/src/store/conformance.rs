@@ -29,6 +29,15 @@ pub(crate) fn context(n: i64) -> ContextRecord {
         created_at: at,
         updated_at: at,
         active_leaf: None,
+        owner: "alice".into(),
+    }
+}
+
+/// Another user's copy of `context(n)`.
+fn bobs(n: i64) -> ContextRecord {
+    ContextRecord {
+        owner: "bob".into(),
+        ..context(n)
     }
 }
 
@@ -162,8 +171,12 @@ pub(crate) async fn run(store: &dyn Store) {
         store.insert_context(&r).await.expect("insert");
         more.push(r);
     }
-    let page = store.list_contexts(4, None).await.expect("list");
+    // Another user's newest context is in no page and no count of alice's.
+    let theirs = bobs(9);
+    store.insert_context(&theirs).await.expect("insert");
+    let page = store.list_contexts("alice", 4, None).await.expect("list");
     assert_eq!(page.total, 6);
+    assert_eq!(store.count_contexts("alice").await.expect("count"), 6);
     let ids: Vec<_> = page.contexts.iter().map(|r| r.id).collect();
     assert_eq!(ids, [more[3].id, more[2].id, more[1].id, more[0].id]);
     let last = page.contexts.last().expect("page");
@@ -171,13 +184,28 @@ pub(crate) async fn run(store: &dyn Store) {
         created_at: last.created_at,
         id: last.id,
     };
-    let page2 = store.list_contexts(4, Some(next)).await.expect("list");
+    let page2 = store
+        .list_contexts("alice", 4, Some(next))
+        .await
+        .expect("list");
     let ids: Vec<_> = page2.contexts.iter().map(|r| r.id).collect();
     assert_eq!(ids, [running.id, c.id]);
+    let page = store.list_contexts("bob", 4, None).await.expect("list");
+    let ids: Vec<_> = page.contexts.iter().map(|r| r.id).collect();
+    assert_eq!((ids, page.total), (vec![theirs.id], 1));
 
-    // Deleting removes the context and its messages; saving it afterwards says so.
-    assert!(store.delete_context(c.id).await.expect("delete"));
-    assert!(!store.delete_context(c.id).await.expect("delete twice"));
+    // Deleting removes the context and its messages; saving it afterwards says so. Only
+    // the owner's delete finds it.
+    assert!(!store.delete_context("bob", c.id).await.expect("delete"));
+    assert!(store.delete_context("alice", c.id).await.expect("delete"));
+    assert!(!store
+        .delete_context("alice", c.id)
+        .await
+        .expect("delete twice"));
+    assert!(store
+        .delete_context("bob", theirs.id)
+        .await
+        .expect("delete"));
     assert_eq!(store.load_context(c.id).await.expect("load"), None);
     assert!(matches!(
         store
@@ -222,8 +250,15 @@ async fn chat_with(store: &dyn Store, n: i64, title: &str, texts: &[&str]) -> Co
 }
 
 async fn found(store: &dyn Store, q: &str) -> Vec<Uuid> {
+    found_by(store, "alice", q).await
+}
+
+async fn found_by(store: &dyn Store, owner: &str, q: &str) -> Vec<Uuid> {
     let query = SearchQuery::parse(q).expect("a query with words");
-    let page = store.search_contexts(&query, 50).await.expect("search");
+    let page = store
+        .search_contexts(owner, &query, 50)
+        .await
+        .expect("search");
     assert_eq!(page.total, page.contexts.len() as u64, "{q}: total");
     page.contexts.iter().map(|r| r.id).collect()
 }
@@ -299,8 +334,18 @@ async fn search(store: &dyn Store) {
         assert!(hits.len() <= 2, "{q}: {hits:?}");
     }
 
+    // Another user's matching chat is found by them only, and counts for nobody else.
+    let mut theirs = bobs(40);
+    theirs.title = "giraffe facts".into();
+    store.insert_context(&theirs).await.expect("insert");
+    assert_eq!(found_by(store, "bob", "giraffe").await, [theirs.id]);
+    assert!(!found(store, "giraffe").await.contains(&theirs.id));
+
     // A deleted context is not found any more.
-    assert!(store.delete_context(newer.id).await.expect("delete"));
+    assert!(store
+        .delete_context("alice", newer.id)
+        .await
+        .expect("delete"));
     assert_eq!(found(store, "giraffe").await, [older.id]);
 }
 

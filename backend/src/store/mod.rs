@@ -35,6 +35,8 @@ pub struct ContextRecord {
     /// The last message of the active path; `None`: the newest message (a chat that
     /// never branched, as stored before branches existed).
     pub active_leaf: Option<Uuid>,
+    /// The user who created it; only they see it.
+    pub owner: String,
 }
 
 /// A message as stored: its place in the context (`seq`, the insertion order over the
@@ -139,21 +141,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = since;
         self.load_context(id).await
     }
-    /// Newest first; `after` is the last context of the previous page.
+    /// An owner's contexts, newest first; `after` is the last context of the previous page.
     async fn list_contexts(
         &self,
+        owner: &str,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError>;
-    /// Contexts whose title or message text matches, best match first, then the most
-    /// recently updated; at most `limit`. `total` counts every matching context.
+    /// How many contexts an owner has.
+    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError>;
+    /// An owner's contexts whose title or message text matches, best match first, then the
+    /// most recently updated; at most `limit`. `total` counts every matching context.
     async fn search_contexts(
         &self,
+        owner: &str,
         query: &SearchQuery,
         limit: u32,
     ) -> Result<ContextPage, StoreError>;
-    /// Removes a context and its messages; `false` when there was none.
-    async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Removes an owner's context and its messages; `false` when they have none by that id.
+    async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError>;
     /// Writes a batch in one transaction (see the module invariant).
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError>;
     /// Contexts saved in a state that is not resting: their turn was interrupted.

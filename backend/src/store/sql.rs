@@ -37,7 +37,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     /// This process's name in the leases table.
-    owner: String,
+    lease_holder: String,
     changes: Option<broadcast::Sender<Change>>,
     /// Counts rows that could not be decoded (`/metrics`).
     metrics: Arc<Metrics>,
@@ -65,7 +65,7 @@ impl From<sqlx::Error> for StoreError {
 }
 
 const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, state_error, \
-     retries, version, message_count, created_at, updated_at, active_leaf";
+     retries, version, message_count, created_at, updated_at, active_leaf, owner";
 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
@@ -146,7 +146,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
-            owner: Uuid::new_v4().to_string(),
+            lease_holder: Uuid::new_v4().to_string(),
             changes,
             metrics: Arc::new(Metrics::default()),
         })
@@ -272,6 +272,7 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
         active_leaf: optional_uuid(row, "active_leaf")?,
+        owner: row.try_get("owner")?,
     })
 }
 
@@ -465,7 +466,7 @@ impl Store for SqlStore {
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(record.id.to_string())
         .bind(&record.title)
@@ -480,6 +481,7 @@ impl Store for SqlStore {
         .bind(format_time(&record.created_at))
         .bind(format_time(&record.updated_at))
         .bind(record.active_leaf.map(|l| l.to_string()))
+        .bind(&record.owner)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -500,16 +502,18 @@ impl Store for SqlStore {
     #[tracing::instrument(skip(self))]
     async fn list_contexts(
         &self,
+        owner: &str,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError> {
         let rows = match after {
             Some(c) => {
                 sqlx::query(&format!(
-                    "SELECT {CONTEXT_COLUMNS} FROM contexts \
-                     WHERE created_at < $1 OR (created_at = $1 AND id < $2) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                    "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE owner = $1 \
+                     AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
                 ))
+                .bind(owner)
                 .bind(format_time(&c.created_at))
                 .bind(c.id.to_string())
                 .bind(i64::from(limit))
@@ -518,23 +522,31 @@ impl Store for SqlStore {
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {CONTEXT_COLUMNS} FROM contexts \
-                     ORDER BY created_at DESC, id DESC LIMIT $1"
+                    "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE owner = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
                 ))
+                .bind(owner)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?
             }
         };
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts")
+        let total = self.count_contexts(owner).await?;
+        context_page(&rows, to_i64(total))
+    }
+
+    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE owner = $1")
+            .bind(owner)
             .fetch_one(&self.pool)
             .await?;
-        context_page(&rows, total)
+        Ok(to_u64(total))
     }
 
     #[tracing::instrument(skip(self))]
     async fn search_contexts(
         &self,
+        owner: &str,
         query: &SearchQuery,
         limit: u32,
     ) -> Result<ContextPage, StoreError> {
@@ -562,17 +574,20 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "WITH hits AS ({hits}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
-             SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) \
+             SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) WHERE owner = $3 \
              ORDER BY best.score, updated_at DESC, id DESC LIMIT $2"
         ))
         .bind(&expression)
         .bind(i64::from(limit))
+        .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
         let total: i64 = sqlx::query_scalar(&format!(
-            "WITH hits AS ({hits}) SELECT COUNT(DISTINCT id) FROM hits"
+            "WITH hits AS ({hits}) SELECT COUNT(DISTINCT id) FROM hits \
+             JOIN contexts USING (id) WHERE owner = $2"
         ))
         .bind(&expression)
+        .bind(owner)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -580,9 +595,10 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn delete_context(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM contexts WHERE id = $1")
+    async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM contexts WHERE id = $1 AND owner = $2")
             .bind(id.to_string())
+            .bind(owner)
             .execute(&self.pool)
             .await?;
         let deleted = done.rows_affected() > 0;
@@ -793,7 +809,7 @@ impl Store for SqlStore {
              WHERE leases.owner = excluded.owner OR leases.expires_at < now()",
         )
         .bind(id.to_string())
-        .bind(&self.owner)
+        .bind(&self.lease_holder)
         .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
@@ -804,7 +820,7 @@ impl Store for SqlStore {
         if self.backend == Backend::Postgres {
             sqlx::query("DELETE FROM leases WHERE context_id = $1 AND owner = $2")
                 .bind(id.to_string())
-                .bind(&self.owner)
+                .bind(&self.lease_holder)
                 .execute(&self.pool)
                 .await?;
         }
@@ -846,7 +862,8 @@ pub(crate) mod tests {
         conformance::run(&store).await;
     }
 
-    /// Chats stored before the search migration are found once it ran.
+    /// Chats stored before the search and owner migrations are found once they ran, as
+    /// the chats of `local`.
     #[tokio::test]
     async fn sqlite_search_migration_indexes_existing_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -864,7 +881,10 @@ pub(crate) mod tests {
             .expect("connect runs the rest");
         for q in ["archived", "walrus"] {
             let query = crate::domain::SearchQuery::parse(q).expect("words");
-            let page = store.search_contexts(&query, 10).await.expect("search");
+            let page = store
+                .search_contexts("local", &query, 10)
+                .await
+                .expect("search");
             let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
             assert_eq!(ids, [old], "{q}");
         }

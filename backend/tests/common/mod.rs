@@ -1,13 +1,26 @@
 //! Helpers shared by the backend's integration tests: one harness that builds the real
 //! application, so the tests exercise the same wiring `main` starts.
 
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chatsync::config::Config;
 use chatsync::engine::Engine;
 use chatsync::llm::Model;
 use chatsync::Application;
 use chatsync_protocol::{content_text, ChatState};
 use clap::Parser;
+use http_body_util::BodyExt;
+use serde_json::Value;
 use std::sync::Arc;
+use tower::ServiceExt;
+
+/// A route's whole answer; a body that is not JSON is kept as a string.
+#[allow(dead_code)] // Only the HTTP tests call routes.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
 
 /// The real application on port 0 with its own SQLite file, called in-process.
 pub struct TestApp {
@@ -59,6 +72,47 @@ impl TestApp {
     #[allow(dead_code)] // Only the HTTP tests call routes.
     pub fn router(&self) -> axum::Router {
         self.app.router()
+    }
+
+    /// Calls one route in-process and reads the whole answer.
+    #[allow(dead_code)] // Only the HTTP tests call routes.
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(
+                body.map(|b| Body::from(b.to_owned()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .expect("request");
+        let response = self.router().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 }
 

@@ -170,7 +170,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
 
 async fn new_context(engine: &Engine) -> Result<Uuid, BenchError> {
     let snapshot = engine
-        .create_context(None, ContextConfig::default())
+        .create_context("local", None, ContextConfig::default())
         .await?;
     Ok(snapshot.record.id)
 }

@@ -128,7 +128,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }));
 
     let id = engine
-        .create_context(None, ContextConfig::default())
+        .create_context("local", None, ContextConfig::default())
         .await?
         .record
         .id;
