@@ -271,8 +271,10 @@ impl ChatSync {
         self.shared.view_value().unchecked_into()
     }
 
+    /// Starts polling; after an auth error, also replays the sends the server refused.
     pub fn start(&self) {
         self.shared.update(Syncer::start);
+        self.shared.replay();
     }
 
     pub fn stop(&self) {
@@ -310,7 +312,7 @@ impl ChatSync {
                 String::from(js_sys::Date::new_0().to_iso_string())
                     .parse()
                     .unwrap_or_default();
-            let now = self.shared.queue.may_send_now(navigator_online());
+            let now = self.shared.queue.may_send_now(navigator_online(), &context);
             self.shared.queue.push(Queued {
                 context_id: context.clone(),
                 client_message_id: client_id.clone(),
@@ -689,8 +691,9 @@ impl Shared {
         let alone = tabs.is_none();
         *self.tabs.borrow_mut() = Some((id.clone(), tabs));
         if alone {
-            // The election could not start here: this tab polls on its own.
+            // The election could not start here: this tab polls (and replays) on its own.
             self.update(|sync| sync.lead(&id));
+            self.replay();
         }
     }
 
@@ -706,10 +709,11 @@ impl Shared {
         self.notify();
     }
 
-    /// Sends the oldest queued send, if the queue says one may go now; each delivery
-    /// triggers the next.
+    /// Sends the oldest queued send this tab may replay, if the queue says one may go now;
+    /// each delivery triggers the next.
     fn replay(self: &Rc<Self>) {
-        let Some(next) = self.queue.next_replay(navigator_online()) else {
+        let replays = self.state.borrow().syncer.replays();
+        let Some(next) = self.queue.next_replay(navigator_online(), &replays) else {
             return;
         };
         let shown = self
