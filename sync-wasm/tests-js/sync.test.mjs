@@ -502,13 +502,26 @@ test("a 401 stops polling, reports kind auth once, and start() with a new token 
     assert.equal(pages.polls(contextId).length, count, "nothing is retried after a 401");
     assert.deepEqual(await page.evaluate(() => authErrors), [{ kind: "auth", status: 401, name: "SyncError" }]);
 
+    const refused = await page.evaluate(async () => {
+      const error = await guarded.sendMessage("sent with a stale token").then(() => null, (e) => ({ kind: e.kind, status: e.status }));
+      const view = guarded.getView();
+      const stored = JSON.parse(localStorage.getItem("chatsync-queue:/api") ?? "[]");
+      return { error, lastError: view.lastError.kind, status: view.messages.at(-1).status, stored: stored.length };
+    });
+    assert.deepEqual(refused.error, { kind: "auth", status: 401 });
+    assert.equal(refused.lastError, "auth", "lastError stays auth");
+    assert.equal(refused.status, "failed");
+    assert.equal(refused.stored, 1, "a send refused for its token stays queued");
+
     const resumed = await page.evaluate(async () => {
       window.token = "fresh";
       guarded.start();
-      return waitForView(guarded, (v) => v.sync === "synced", "synced again");
+      return waitForView(guarded, (v) => v.sync === "synced" && v.messages.some((m) => isReply(m, "sent with a stale token")), "synced again, the refused send replayed");
     });
     assert.equal(resumed.lastError, null);
     assert.equal(pages.polls(contextId).at(-1).authorization, "Bearer fresh");
+    assert.equal(await storedUserMessages(contextId, "sent with a stale token"), 1, "the server stored it once");
+    assert.equal(await page.evaluate(() => localStorage.getItem("chatsync-queue:/api")), null);
   } finally {
     await pages.setFailure(null);
     await page.evaluate(() => guarded.free());
@@ -672,7 +685,13 @@ test("two tabs on one chat: one polls, a send in either shows in both", async ()
   const { profile, a, b, contextId } = await twoTabsOnANewChat();
   try {
     const before = b.stateRequests.length;
-    await b.tab.evaluate(() => chat.sendMessage("from the second tab"));
+    const shown = await b.tab.evaluate(async () => {
+      const sent = chat.sendMessage("from the second tab");
+      const { status, text } = chat.getView().messages.at(-1);
+      await sent;
+      return { status, text };
+    });
+    assert.deepEqual(shown, { status: "pending", text: "from the second tab" }, "shown at once in the follower");
     const seen = (tab) => tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "from the second tab")), "the reply"));
     await seen(a.tab);
     await seen(b.tab);
@@ -682,6 +701,35 @@ test("two tabs on one chat: one polls, a send in either shows in both", async ()
     assert.equal(b.stateRequests.length, before, "the follower sends no state requests");
     assert.equal(before, 0, "the follower got its first state from the leader");
   } finally {
+    await profile.close();
+  }
+});
+
+test("a send queued in a follower tab is replayed by the leader only, and lands once", async () => {
+  const { profile, a, b, contextId } = await twoTabsOnANewChat();
+  const sends = (tab) => {
+    const urls = [];
+    tab.on("request", (r) => r.url().includes("/actions/send_message") && urls.push(r.url()));
+    return urls;
+  };
+  const fromA = sends(a.tab);
+  const fromB = sends(b.tab);
+  try {
+    await pages.setFailure("network");
+    const error = await b.tab.evaluate(() => chat.sendMessage("queued in the follower").then(() => null, (e) => e.kind));
+    assert.equal(error, "network");
+    await pages.setFailure(null);
+    // Both tabs see the browser come back online; only the leader replays.
+    await b.tab.evaluate(() => window.dispatchEvent(new Event("online")));
+    await a.tab.evaluate(() => window.dispatchEvent(new Event("online")));
+    for (const { tab } of [a, b]) {
+      await tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "queued in the follower")), "the replayed send's reply"));
+    }
+    assert.equal(fromB.length, 1, "the follower sent it once and did not replay it");
+    assert.equal(fromA.length, 1, "the leader replayed it");
+    assert.equal(await storedUserMessages(contextId, "queued in the follower"), 1);
+  } finally {
+    await pages.setFailure(null);
     await profile.close();
   }
 });

@@ -2,14 +2,17 @@
 //!
 //! Every send is recorded here before it goes out. A send the server accepted, or refused
 //! for a reason retrying would not fix, leaves the queue; one lost on the network (or
-//! refused with a 5xx or 429) stays, with its `client_message_id` (also its idempotency
-//! key), and is replayed when the browser is back online. The shell keeps the entries in
+//! refused with a 5xx or 429, or for its credentials: 401 or 403) stays, with its
+//! `client_message_id` (also its idempotency key), and is replayed when the browser is
+//! back online, or once `start()` resumes with a new token. The shell keeps the entries in
 //! browser storage, so they survive a reload and a chat switch; the server stores each
 //! `client_message_id` once, so a replay of a send that did land is harmless.
 //!
 //! Architecture Invariant: replays go one at a time, oldest first, and never while another
 //! send of the queue is on its way; a replay that fails stops the replay until the next
-//! trigger, so the order the user typed is the order the server sees.
+//! trigger, so the order the user typed is the order the server sees. Where the tabs of a
+//! browser elect one poller per chat, only the chat's leader replays its sends
+//! ([`Replays`]), so no two tabs replay the same entry.
 
 use chatsync_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,28 @@ pub struct Queued {
 impl Queued {
     fn bytes(&self) -> usize {
         self.context_id.len() + self.client_message_id.len() + self.text.len()
+    }
+}
+
+/// Which queued sends a tab may replay now (`Syncer::replays` decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replays {
+    /// None: another tab leads the chat and replays, or the credentials were refused and
+    /// polling waits for `start()`.
+    None,
+    /// Every queued send: this tab polls on its own (the browser cannot elect).
+    All,
+    /// The sends of the chat this tab was elected to poll.
+    Context(String),
+}
+
+impl Replays {
+    fn covers(&self, entry: &Queued) -> bool {
+        match self {
+            Replays::None => false,
+            Replays::All => true,
+            Replays::Context(id) => *id == entry.context_id,
+        }
     }
 }
 
@@ -94,13 +119,12 @@ impl Outbox {
         Ok(())
     }
 
-    /// Whether a new send may go out at once: only when online and no older send waits
-    /// for a replay, which must reach the server first.
-    pub fn may_send_now(&self, online: bool) -> bool {
+    /// Whether a new send to `context_id` may go out at once: only when online and no
+    /// older send to that chat waits for a replay, which must reach the server first.
+    pub fn may_send_now(&self, online: bool, context_id: &str) -> bool {
         online
             && self
-                .entries
-                .iter()
+                .for_context(context_id)
                 .all(|e| self.is_sending(&e.client_message_id))
     }
 
@@ -116,13 +140,13 @@ impl Outbox {
         queued
     }
 
-    /// The next send to replay, if any: the oldest, and only when nothing of the queue is
-    /// on its way.
-    pub fn next_replay(&mut self, online: bool) -> Option<Queued> {
+    /// The next send to replay, if any: the oldest this tab may replay, and only when
+    /// nothing of the queue is on its way.
+    pub fn next_replay(&mut self, online: bool, replays: &Replays) -> Option<Queued> {
         if !online || !self.sending.is_empty() {
             return None;
         }
-        let next = self.entries.first()?.clone();
+        let next = self.entries.iter().find(|e| replays.covers(e))?.clone();
         self.sending.push(next.client_message_id.clone());
         Some(next)
     }
@@ -170,12 +194,10 @@ impl Outbox {
     }
 }
 
-/// Worth sending again later: the network, or the server saying "not now".
+/// Worth sending again later: the network, the server saying "not now", or credentials
+/// refused (the send goes again once `start()` resumes with a new token).
 fn retryable(error: &SyncError) -> bool {
-    error.kind == ErrorKind::Network
-        || error
-            .status
-            .is_some_and(|s| s == 408 || s == 429 || s >= 500)
+    error.kind == ErrorKind::Auth || error.is_transient()
 }
 
 #[inline(never)]
@@ -210,7 +232,7 @@ mod tests {
     /// The id of the next replay, which must exist.
     fn next(outbox: &mut Outbox) -> String {
         outbox
-            .next_replay(true)
+            .next_replay(true, &Replays::All)
             .expect("a replay")
             .client_message_id
     }
@@ -245,12 +267,49 @@ mod tests {
     }
 
     #[test]
+    fn a_send_refused_for_its_credentials_stays_queued_for_the_next_token() {
+        let mut outbox = Outbox::default();
+        for (id, status) in [("a", 401), ("b", 403)] {
+            outbox.push(queued(id)).expect("room in the queue");
+            let refused = SyncError::from_http(status, None);
+            assert_eq!(outbox.settled(id, Err(&refused)), Settled::Kept, "{status}");
+        }
+        assert_eq!(ids(&outbox), ["a", "b"]);
+        assert!(
+            !outbox.may_send_now(true, CTX),
+            "new sends wait behind them"
+        );
+        assert_eq!(next(&mut outbox), "a", "replayed, oldest first");
+    }
+
+    #[test]
+    fn a_tab_replays_only_the_sends_it_may() {
+        let mut outbox =
+            Outbox::restore(vec![queued_in("one", "a", "x"), queued_in("two", "b", "y")]);
+        assert_eq!(outbox.next_replay(true, &Replays::None), None, "a follower");
+        let two = Replays::Context("two".into());
+        let led = outbox.next_replay(true, &two).expect("the led chat's send");
+        assert_eq!(led.client_message_id, "b");
+        outbox.settled("b", Ok(()));
+        assert_eq!(outbox.next_replay(true, &two), None, "not another chat's");
+        assert_eq!(
+            next(&mut outbox),
+            "a",
+            "a tab polling alone replays them all"
+        );
+    }
+
+    #[test]
     fn replays_go_oldest_first_one_at_a_time_and_only_online() {
         let mut outbox = Outbox::restore(vec![queued("a"), queued("b")]);
-        assert_eq!(outbox.next_replay(false), None);
-        let first = outbox.next_replay(true).expect("a replay");
+        assert_eq!(outbox.next_replay(false, &Replays::All), None);
+        let first = outbox.next_replay(true, &Replays::All).expect("a replay");
         assert_eq!(first.client_message_id, "a");
-        assert_eq!(outbox.next_replay(true), None, "one replay at a time");
+        assert_eq!(
+            outbox.next_replay(true, &Replays::All),
+            None,
+            "one replay at a time"
+        );
         outbox.settled("a", Ok(()));
         assert_eq!(next(&mut outbox), "b");
     }
@@ -258,7 +317,7 @@ mod tests {
     #[test]
     fn a_failed_replay_stops_the_replay_until_the_next_trigger() {
         let mut outbox = Outbox::restore(vec![queued("a"), queued("b")]);
-        outbox.next_replay(true);
+        outbox.next_replay(true, &Replays::All);
         outbox.settled("a", Err(&SyncError::network("down")));
         // The next trigger (back online) starts again from the oldest, so "b" never
         // overtakes "a".
@@ -268,7 +327,7 @@ mod tests {
     #[test]
     fn a_refused_replay_is_dropped_and_the_next_one_follows() {
         let mut outbox = Outbox::restore(vec![queued("a"), queued("b")]);
-        outbox.next_replay(true);
+        outbox.next_replay(true, &Replays::All);
         let refused = SyncError::from_http(400, None);
         assert_eq!(outbox.settled("a", Err(&refused)), Settled::Dropped);
         assert_eq!(next(&mut outbox), "b");
@@ -277,15 +336,22 @@ mod tests {
     #[test]
     fn new_sends_wait_behind_older_queued_ones_and_while_offline() {
         let mut outbox = Outbox::default();
-        assert!(outbox.may_send_now(true));
-        assert!(!outbox.may_send_now(false));
+        assert!(outbox.may_send_now(true, CTX));
+        assert!(!outbox.may_send_now(false, CTX));
         outbox.push(queued("a")).expect("room in the queue");
         assert!(
-            outbox.may_send_now(true),
+            outbox.may_send_now(true, CTX),
             "a send on its way does not hold others"
         );
         outbox.settled("a", Err(&SyncError::network("down")));
-        assert!(!outbox.may_send_now(true), "the queued one must go first");
+        assert!(
+            !outbox.may_send_now(true, CTX),
+            "the queued one must go first"
+        );
+        assert!(
+            outbox.may_send_now(true, "another chat"),
+            "a send to another chat need not wait"
+        );
     }
 
     #[test]
@@ -347,7 +413,11 @@ mod tests {
         outbox.push(queued("a")).expect("room in the queue");
         outbox.settled("a", Err(&SyncError::network("down")));
         assert!(outbox.resend("a"));
-        assert_eq!(outbox.next_replay(true), None, "it is on its way");
+        assert_eq!(
+            outbox.next_replay(true, &Replays::All),
+            None,
+            "it is on its way"
+        );
         assert!(outbox.discard("a"));
         assert!(!outbox.resend("a"));
         assert!(outbox.entries().is_empty());
@@ -358,7 +428,11 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push(queued("a")).expect("room in the queue");
         outbox.reload(vec![queued("a"), queued("b")]);
-        assert_eq!(outbox.next_replay(true), None, "a is still on its way");
+        assert_eq!(
+            outbox.next_replay(true, &Replays::All),
+            None,
+            "a is still on its way"
+        );
         outbox.settled("a", Ok(()));
         assert_eq!(next(&mut outbox), "b");
     }

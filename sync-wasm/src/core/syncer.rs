@@ -13,7 +13,7 @@ use chatsync_protocol::{ChatState, Timestamp};
 use super::backoff::Backoff;
 use super::error::{ErrorKind, SyncError};
 use super::options::{Config, Mode};
-use super::outbox::Queued;
+use super::outbox::{Queued, Replays};
 use super::reconcile::{Applied, Chat};
 use super::view::{ChatView, SyncPhase};
 
@@ -220,6 +220,23 @@ impl Syncer {
                 self.succeeded();
                 false
             }
+        }
+    }
+
+    /// Which queued sends this tab may replay now. Where the tabs elect a poller, only the
+    /// chat's leader replays, and only that chat's sends, so no two tabs replay the same
+    /// one; a tab polling on its own replays them all. None while polling stopped on
+    /// refused credentials: they go again once `start()` resumes (with a new token).
+    pub fn replays(&self) -> Replays {
+        let refused = self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Auth);
+        match &self.leading {
+            _ if refused && !self.running => Replays::None,
+            _ if !self.elect => Replays::All,
+            Some(id) if !self.follows() => Replays::Context(id.clone()),
+            _ => Replays::None,
         }
     }
 
@@ -945,6 +962,35 @@ mod tests {
             leading.since,
             Some(4),
             "the new leader goes on from the version handed"
+        );
+    }
+
+    #[test]
+    fn only_the_leader_replays_and_only_its_chat() {
+        let (mut s, _) = long_polling();
+        assert_eq!(s.replays(), Replays::All, "a tab polling alone replays all");
+        s.enable_election();
+        s.election();
+        assert_eq!(s.replays(), Replays::None, "a follower replays nothing");
+        s.lead(CTX);
+        assert_eq!(s.replays(), Replays::Context(CTX.into()));
+        s.set_hidden(true);
+        s.election();
+        assert_eq!(s.replays(), Replays::None, "hidden, it no longer leads");
+    }
+
+    #[test]
+    fn a_send_refused_for_its_credentials_is_replayed_once_start_resumes() {
+        let (mut s, _) = long_polling();
+        s.action_unauthorized(SyncError::from_http(401, None));
+        assert_eq!(s.replays(), Replays::None, "not with the refused token");
+        assert_eq!(s.view().last_error.map(|e| e.kind), Some(ErrorKind::Auth));
+        s.start();
+        assert_eq!(s.replays(), Replays::All);
+        assert_eq!(
+            s.view().last_error.map(|e| e.kind),
+            Some(ErrorKind::Auth),
+            "until the server answers"
         );
     }
 

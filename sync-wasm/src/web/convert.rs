@@ -22,29 +22,43 @@ use crate::core::error::SyncError;
 const SERIALIZER: Serializer = Serializer::json_compatible();
 
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, SyncError> {
-    value
-        .serialize(&SERIALIZER)
-        .map_err(|e| SyncError::invalid(e.to_string()))
+    value.serialize(&SERIALIZER).map_err(refused)
+}
+
+#[inline(never)]
+fn refused(error: serde_wasm_bindgen::Error) -> SyncError {
+    SyncError::invalid(error.to_string())
 }
 
 /// Reads a value, such as an options object. A misspelt option must be reported, not
 /// ignored; `serde-wasm-bindgen` reads a struct by looking up its fields, so it never sees
 /// other keys, and they are checked here against the fields `T` declares.
 pub fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, SyncError> {
-    let invalid = |message: &str| SyncError::invalid([what, ": ", message].concat());
-    if let (Some(fields), Some(object)) = (field_names::<T>(), value.dyn_ref::<js_sys::Object>()) {
+    known_fields(&value, field_names::<T>(), what)?;
+    serde_wasm_bindgen::from_value(value).map_err(|e| invalid(what, &e.to_string()))
+}
+
+/// The part of `from_js` that does not depend on `T`, kept out of its copies.
+#[inline(never)]
+fn known_fields(value: &JsValue, fields: Option<&[&str]>, what: &str) -> Result<(), SyncError> {
+    if let (Some(fields), Some(object)) = (fields, value.dyn_ref::<js_sys::Object>()) {
         if !js_sys::Array::is_array(object) {
             for key in js_sys::Object::keys(object)
                 .iter()
                 .filter_map(|k| k.as_string())
             {
                 if !fields.contains(&key.as_str()) {
-                    return Err(invalid(&["unknown field `", &key, "`"].concat()));
+                    return Err(invalid(what, &["unknown field `", &key, "`"].concat()));
                 }
             }
         }
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| invalid(&e.to_string()))
+    Ok(())
+}
+
+#[inline(never)]
+fn invalid(what: &str, message: &str) -> SyncError {
+    SyncError::invalid([what, ": ", message].concat())
 }
 
 /// The field names a struct's `Deserialize` asks for; `None` for anything but a struct.

@@ -9,7 +9,7 @@ use web_sys::{Storage, Window};
 
 use super::convert::{from_js, to_js};
 use crate::core::error::SyncError;
-use crate::core::outbox::{Outbox, Queued, Settled};
+use crate::core::outbox::{Outbox, Queued, Replays, Settled};
 
 pub struct Stored {
     outbox: RefCell<Outbox>,
@@ -35,8 +35,8 @@ impl Stored {
         self.change(|o| o.entries().to_vec())
     }
 
-    pub fn may_send_now(&self, online: bool) -> bool {
-        self.change(|o| o.may_send_now(online))
+    pub fn may_send_now(&self, online: bool, context_id: &str) -> bool {
+        self.change(|o| o.may_send_now(online, context_id))
     }
 
     pub fn push(&self, entry: Queued) -> Result<(), SyncError> {
@@ -64,8 +64,8 @@ impl Stored {
         })
     }
 
-    pub fn next_replay(&self, online: bool) -> Option<Queued> {
-        self.change(|o| o.next_replay(online))
+    pub fn next_replay(&self, online: bool, replays: &Replays) -> Option<Queued> {
+        self.change(|o| o.next_replay(online, replays))
     }
 
     pub fn settled(&self, client_message_id: &str, result: Result<(), &SyncError>) -> Settled {

@@ -67,7 +67,11 @@ impl Tabs {
         let on_granted = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |_lock: JsValue| {
             // Held while this promise is pending: resolving it gives the lock up.
             let promise = Promise::new(&mut |resolve, _| *held.borrow_mut() = Some(resolve));
-            with_live(&weak, |s| s.update(|sync| sync.lead(&context)));
+            with_live(&weak, |s| {
+                s.update(|sync| sync.lead(&context));
+                // The leader replays the chat's queued sends; the others leave them to it.
+                s.replay();
+            });
             promise
         });
         let options = js_sys::Object::new();
