@@ -194,6 +194,18 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_ALLOWED_MODELS", value_delimiter = ',')]
     pub allowed_models: Vec<String>,
 
+    /// Host names requests may carry besides `localhost` and IP addresses (comma-separated;
+    /// `*` for any): the public name behind a proxy. Others answer 421 unknown_host, which
+    /// stops DNS rebinding.
+    #[arg(long, env = "CHATSYNC_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Long polls one user may hold at once; more answer 429 too_many_waiters. Default:
+    /// 100 with `--auth jwt|proxy`, only `--max-waiters` with `--auth none`.
+    #[arg(long, env = "CHATSYNC_MAX_WAITERS_PER_USER",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_waiters_per_user: Option<u64>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -203,6 +215,12 @@ impl Config {
     pub fn contexts_per_user(&self) -> Option<u64> {
         self.max_contexts_per_user
             .or((self.auth != AuthMode::None).then_some(1000))
+    }
+
+    /// `--max-waiters-per-user` as it applies: the default only where there are users.
+    pub fn waiters_per_user(&self) -> Option<u64> {
+        self.max_waiters_per_user
+            .or((self.auth != AuthMode::None).then_some(100))
     }
 
     /// `--turns-per-minute` as it applies: the default only where there are users.

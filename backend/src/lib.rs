@@ -131,7 +131,11 @@ impl Application {
         }
         engine.start_background();
         let metrics = engine.metrics().clone();
-        let polls = Arc::new(api::LivePolls::new(config.max_waiters, metrics));
+        let polls = Arc::new(api::LivePolls::new(
+            config.max_waiters,
+            config.waiters_per_user(),
+            metrics,
+        ));
         let router = api::router(api::AppState {
             auth,
             polls: polls.clone(),
@@ -154,6 +158,7 @@ impl Application {
                     .map(|m| m.trim().to_owned())
                     .filter(|m| !m.is_empty())
                     .collect(),
+                allowed_hosts: Arc::new(api::AllowedHosts::from_flag(&config.allowed_hosts)),
             }),
         })
         .map_err(StartError::Config)?;

@@ -237,15 +237,40 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         (
             Method::POST,
             format!("/api/contexts/{id}/actions/cancel"),
-            vec![],
+            json_ct.to_vec(),
             None,
             StatusCode::BAD_REQUEST,
             "nothing_to_cancel",
         ),
+        // A POST a cross-site form could send (no JSON type, no custom header) is refused.
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/cancel"),
+            vec![],
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/cancel"),
+            vec![("content-type", "text/plain")],
+            Some("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
         (
             Method::POST,
             format!("/api/contexts/{id}/actions/retry"),
-            vec![],
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            Some("a=b"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            format!("/api/contexts/{id}/actions/retry"),
+            vec![("x-requested-with", "fetch")],
             None,
             StatusCode::BAD_REQUEST,
             "invalid_state",
@@ -610,7 +635,7 @@ async fn actions_answer_200_when_resting_and_202_when_still_running() {
         .call(
             Method::POST,
             &format!("/api/contexts/{id}/actions/cancel"),
-            &[],
+            &[("content-type", "application/json")],
             None,
         )
         .await;
@@ -657,7 +682,7 @@ async fn actions_answer_200_when_resting_and_202_when_still_running() {
         .call(
             Method::POST,
             &format!("/api/contexts/{id}/actions/retry"),
-            &[],
+            &[("content-type", "application/json")],
             None,
         )
         .await;
@@ -1126,4 +1151,91 @@ async fn a_turn_past_max_turn_ms_fails_with_a_clear_error() {
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
     let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
     assert_eq!(state["status"], "idle", "{state}");
+}
+
+/// DNS rebinding: a page on a name the attacker points at this server sends that name as
+/// `Host`; only names the server was told about (and localhost, and addresses) are served.
+#[tokio::test]
+async fn only_known_host_names_are_served() {
+    let app = TestApp::spawn(&["--allowed-hosts", "chat.example.com"]).await;
+    for (host, status) in [
+        ("localhost:8080", StatusCode::OK),
+        ("127.0.0.1:8080", StatusCode::OK),
+        ("[::1]:8080", StatusCode::OK),
+        ("chat.example.com", StatusCode::OK),
+        ("rebound.example:8080", StatusCode::MISDIRECTED_REQUEST),
+    ] {
+        let a = app
+            .call(Method::GET, "/api/contexts", &[("host", host)], None)
+            .await;
+        assert_eq!(a.status, status, "{host}: {:?}", a.body);
+        if status != StatusCode::OK {
+            assert_eq!(error_code(&a), "unknown_host", "{host}");
+            let message = a.body["error"]["message"].as_str().expect("message");
+            assert!(
+                message.contains("--allowed-hosts rebound.example"),
+                "{message}"
+            );
+        }
+    }
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/contexts",
+            &[
+                ("host", "rebound.example"),
+                ("content-type", "application/json"),
+            ],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::MISDIRECTED_REQUEST);
+    let list = app
+        .call(Method::GET, "/api/contexts", &[("host", "localhost")], None)
+        .await;
+    assert_eq!(list.body["total"], 0, "nothing was created");
+}
+
+/// CORS answers only the configured origin, and with credentials only when it is named.
+#[tokio::test]
+async fn cors_allows_credentials_only_for_the_named_origin() {
+    // The preflight a browser sends before a credentialed POST from `origin`, and the two
+    // headers it reads: whom the server allows, and whether with credentials.
+    async fn preflight(app: &TestApp, origin: &str) -> (Option<String>, Option<String>) {
+        let headers = [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type,authorization",
+            ),
+        ];
+        let a = app
+            .call(Method::OPTIONS, "/api/contexts", &headers, None)
+            .await;
+        let read = |name: &str| {
+            a.headers
+                .get(name)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        (
+            read("access-control-allow-origin"),
+            read("access-control-allow-credentials"),
+        )
+    }
+    let named = TestApp::spawn(&["--cors-allow-origin", "https://app.example"]).await;
+    let app = Some("https://app.example".to_owned());
+    assert_eq!(
+        preflight(&named, "https://app.example").await,
+        (app.clone(), Some("true".into()))
+    );
+    // Another site is told the one allowed origin, which its browser then refuses.
+    assert_eq!(preflight(&named, "https://evil.example").await.0, app);
+
+    let any = TestApp::spawn(&["--cors-allow-origin", "*"]).await;
+    assert_eq!(
+        preflight(&any, "https://evil.example").await,
+        (Some("*".into()), None),
+        "any origin, never with credentials"
+    );
 }

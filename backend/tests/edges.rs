@@ -155,7 +155,7 @@ async fn past_the_in_flight_limit_requests_are_shed_with_503_and_a_slow_body_tim
     let mut slow = TcpStream::connect(app.addr).await.expect("connect");
     slow.write_all(
         format!(
-            "POST /api/contexts/{id}/messages HTTP/1.1\r\nhost: x\r\n\
+            "POST /api/contexts/{id}/messages HTTP/1.1\r\nhost: localhost\r\n\
              content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"role\""
         )
         .as_bytes(),
@@ -198,7 +198,7 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     let app = spawn(&["--header-read-timeout-ms", "300"]).await;
     let mut stream = TcpStream::connect(app.addr).await.expect("connect");
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
         .await
         .expect("write");
     let started = Instant::now();

@@ -84,7 +84,7 @@ fn send_body(content: &str) -> String {
 async fn create(addr: SocketAddr) -> String {
     let (status, body) = exchange(
         addr,
-        b"POST /api/contexts HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n",
+        b"POST /api/contexts HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n",
         b"{}",
     )
     .await;
@@ -496,8 +496,11 @@ async fn hostile_inputs_get_clear_answers_and_every_context_loads_after_a_crash(
     assert!(table.len() >= 30, "{} cases", table.len());
     let mut failures = Vec::new();
     for case in &table {
-        let mut head =
-            format!("{} {} HTTP/1.1\r\nhost: t\r\n", case.method, case.path).into_bytes();
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: localhost\r\n",
+            case.method, case.path
+        )
+        .into_bytes();
         for (name, value) in &case.headers {
             head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
@@ -568,7 +571,7 @@ async fn half_open_connections_do_not_delay_healthz() {
         let partial = if i % 2 == 0 {
             "GET /api/cont".to_owned()
         } else {
-            "POST /api/contexts HTTP/1.1\r\nhost: t\r\ncontent-len".to_owned()
+            "POST /api/contexts HTTP/1.1\r\nhost: localhost\r\ncontent-len".to_owned()
         };
         stream.write_all(partial.as_bytes()).await.expect("write");
         idle.push(stream);

@@ -22,6 +22,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
             .map_err(json_rejection)?;
+        ApiJson::from_value(value)
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    fn from_value(value: serde_json::Value) -> Result<Self, ApiError> {
         // serde would also read a struct from an array of its fields; bodies are objects.
         if !value.is_object() {
             return Err(ApiError::bad_request(
@@ -33,6 +39,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             ApiError::bad_request("invalid_body", format!("Invalid request body: {e}"))
         })
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+pub fn has_json_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
 }
 
 /// Whether a body error is the read timeout (`RequestBodyTimeoutLayer`) somewhere down.
@@ -47,8 +65,8 @@ fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// An optional JSON body: a request without a `Content-Type` has none; one with it must
-/// carry a valid body like [`ApiJson`].
+/// An optional JSON body: a request without a `Content-Type` or with an empty body has
+/// none; any other must carry a valid body like [`ApiJson`].
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
@@ -56,9 +74,19 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         if !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
             return Ok(None);
         }
-        <Self as FromRequest<S>>::from_request(req, state)
+        if !has_json_type(req.headers()) {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map(Some)
+            .map_err(|e| json_rejection(e.into()))?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let axum::Json(value) = axum::Json::from_bytes(&bytes).map_err(json_rejection)?;
+        ApiJson::from_value(value).map(Some)
     }
 }
 

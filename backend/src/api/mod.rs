@@ -3,6 +3,7 @@
 //! errors for everything, panics, CORS, tracing).
 
 mod actions;
+mod browser;
 mod contexts;
 pub mod error;
 mod extract;
@@ -12,6 +13,7 @@ mod ops;
 mod quota;
 mod state;
 
+pub use browser::AllowedHosts;
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
 pub use quota::TurnLimiter;
@@ -63,6 +65,8 @@ pub struct ApiConfig {
     pub body_read_timeout: Duration,
     /// Model ids a context may name; empty: any.
     pub allowed_models: Vec<String>,
+    /// Host names requests may carry (`--allowed-hosts`).
+    pub allowed_hosts: Arc<AllowedHosts>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +90,8 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn(browser::script_posts_only))
+        .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
             crate::auth::require_user,
         ));
@@ -109,6 +114,10 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+        .layer(middleware::from_fn_with_state(
+            config.allowed_hosts.clone(),
+            browser::known_hosts_only,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(
             ServiceBuilder::new()
@@ -176,6 +185,8 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
         )
     };
     Ok(CorsLayer::new()
+        // Cookies and credentials only for the one origin named; never for `*`.
+        .allow_credentials(origin != "*")
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
@@ -183,6 +194,7 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(browser::REQUESTED_WITH),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([

@@ -9,6 +9,7 @@
 use super::error::ApiError;
 use super::extract::{ApiQuery, ContextId};
 use super::AppState;
+use crate::auth::User;
 use crate::engine::Snapshot;
 use crate::metrics::Metrics;
 use axum::extract::State;
@@ -17,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -41,14 +43,18 @@ struct StateQuery {
 #[derive(Debug)]
 pub struct LivePolls {
     max: u64,
+    /// `--max-waiters-per-user`, and how many each user holds now (only users who hold
+    /// one are in the map, so it is bounded by `max`).
+    per_user: Option<(u64, Mutex<HashMap<User, u64>>)>,
     stopping: watch::Sender<bool>,
     metrics: Arc<Metrics>,
 }
 
 impl LivePolls {
-    pub fn new(max: u64, metrics: Arc<Metrics>) -> Self {
+    pub fn new(max: u64, max_per_user: Option<u64>, metrics: Arc<Metrics>) -> Self {
         LivePolls {
             max,
+            per_user: max_per_user.map(|m| (m, Mutex::default())),
             stopping: watch::Sender::new(false),
             metrics,
         }
@@ -59,7 +65,7 @@ impl LivePolls {
         self.stopping.send_replace(true);
     }
 
-    fn hold(&self) -> Result<Held<'_>, ApiError> {
+    fn hold(&self, user: &User) -> Result<Held<'_>, ApiError> {
         let counter = &self.metrics.held_polls;
         if counter.fetch_add(1, Ordering::Relaxed) >= self.max {
             counter.fetch_sub(1, Ordering::Relaxed);
@@ -69,17 +75,60 @@ impl LivePolls {
                 "Too many requests are waiting for changes on this server; poll again later",
             ));
         }
-        Ok(Held(counter))
+        // From here on, dropping `held` gives back what was taken.
+        let mut held = Held {
+            polls: self,
+            user: None,
+        };
+        if let Some((max, holders)) = &self.per_user {
+            let mut holders = lock(holders);
+            let mine = holders.entry(user.clone()).or_default();
+            if *mine >= *max {
+                drop(holders);
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_waiters",
+                    format!(
+                        "You already hold {max} requests waiting for changes; close a tab \
+                         or poll again later"
+                    ),
+                ));
+            }
+            *mine += 1;
+            held.user = Some(user.clone());
+        }
+        Ok(held)
     }
 }
 
-/// One held poll; leaving the count when the request ends, however it ends (a client
+fn lock(holders: &Mutex<HashMap<User, u64>>) -> MutexGuard<'_, HashMap<User, u64>> {
+    // A panic while holding this lock leaves a plain map behind; it stays usable.
+    holders.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One held poll; leaving the counts when the request ends, however it ends (a client
 /// that disconnects drops the request's future, and with it this).
-struct Held<'a>(&'a AtomicU64);
+struct Held<'a> {
+    polls: &'a LivePolls,
+    /// Set once the poll counts against its user's cap.
+    user: Option<User>,
+}
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.polls
+            .metrics
+            .held_polls
+            .fetch_sub(1, Ordering::Relaxed);
+        if let (Some(user), Some((_, holders))) = (&self.user, &self.polls.per_user) {
+            let mut holders = lock(holders);
+            if let Some(mine) = holders.get_mut(user) {
+                *mine -= 1;
+                if *mine == 0 {
+                    holders.remove(user);
+                }
+            }
+        }
     }
 }
 
@@ -151,6 +200,7 @@ fn wait_of(wait_ms: Option<u64>) -> Result<Duration, ApiError> {
 async fn state(
     State(app): State<AppState>,
     ContextId(id): ContextId,
+    user: User,
     ApiQuery(q): ApiQuery<StateQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -170,7 +220,7 @@ async fn state(
     let held = current.version();
     drop(current);
     let polls = &app.polls;
-    let _slot = polls.hold()?;
+    let _slot = polls.hold(&user)?;
     let mut stopping = polls.stopping.subscribe();
     let changed = tokio::select! {
         changed = tokio::time::timeout(wait, rx.wait_for(|s| s.version() > held)) => {
@@ -240,15 +290,45 @@ mod tests {
     #[test]
     fn held_polls_are_bounded_and_counted() {
         let metrics = Arc::new(Metrics::default());
-        let polls = LivePolls::new(2, metrics.clone());
-        let a = polls.hold().expect("first");
-        let b = polls.hold().expect("second");
-        let e = polls.hold().err().expect("third is refused");
-        assert_eq!(e.code, "too_many_waiters");
+        let polls = LivePolls::new(2, None, metrics.clone());
+        let user = User::parse("local").expect("user");
+        let a = polls.hold(&user).expect("first");
+        let b = polls.hold(&user).expect("second");
+        let e = polls.hold(&user).err().expect("third is refused");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "too_many_waiters")
+        );
         assert_eq!(metrics.held_polls.load(Ordering::Relaxed), 2);
         drop(a);
-        let _c = polls.hold().expect("a freed slot is reused");
+        let _c = polls.hold(&user).expect("a freed slot is reused");
         drop(b);
         assert_eq!(metrics.held_polls.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn each_user_holds_at_most_their_share() {
+        let metrics = Arc::new(Metrics::default());
+        let polls = LivePolls::new(10, Some(2), metrics.clone());
+        let (alice, bob) = (
+            User::parse("alice").expect("user"),
+            User::parse("bob").expect("user"),
+        );
+        let a1 = polls.hold(&alice).expect("first");
+        let _a2 = polls.hold(&alice).expect("second");
+        let e = polls.hold(&alice).err().expect("third is refused");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters")
+        );
+        assert_eq!(
+            metrics.held_polls.load(Ordering::Relaxed),
+            2,
+            "the refused one left"
+        );
+        let _b = polls.hold(&bob).expect("bob has his own share");
+        drop(a1);
+        let _a3 = polls.hold(&alice).expect("a freed slot is reused");
+        assert_eq!(metrics.held_polls.load(Ordering::Relaxed), 3);
     }
 }

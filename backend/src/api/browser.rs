@@ -1,0 +1,167 @@
+//! What keeps other sites out: a `POST` must show it was sent by a script allowed to call
+//! this origin, and a request must name a host this server answers for.
+//!
+//! A browser sends a cross-site `POST` without asking (a form, or `fetch` in `no-cors`
+//! mode) only with a "simple" content type (form data or plain text) and no custom
+//! header. Requiring `Content-Type: application/json` or an `X-Requested-With` header on
+//! every `POST` therefore makes the browser ask first (a CORS preflight), which only
+//! `--cors-allow-origin` answers. `PATCH` and `DELETE` always ask first.
+//!
+//! DNS rebinding points a name the attacker owns at this server's address: the page's
+//! requests are then same-origin for the browser, but carry the attacker's name as
+//! `Host`. The server answers only hosts it was told it is reached by.
+
+use super::error::ApiError;
+use super::extract::has_json_type;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The header a script may send instead of a JSON content type.
+pub const REQUESTED_WITH: &str = "x-requested-with";
+/// Longest host name quoted back in an error.
+const MAX_QUOTED_HOST_CHARS: usize = 100;
+
+/// Refuses a `POST` a cross-site form could have sent.
+pub async fn script_posts_only(req: Request, next: Next) -> Response {
+    if req.method() == Method::POST && !sent_by_script(&req) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "A POST needs Content-Type: application/json (the body may be empty) or an \
+             X-Requested-With header, so that another site's form cannot send it",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn sent_by_script(req: &Request) -> bool {
+    has_json_type(req.headers()) || req.headers().contains_key(REQUESTED_WITH)
+}
+
+/// The host names requests may carry (`--allowed-hosts`).
+#[derive(Debug, Clone)]
+pub enum AllowedHosts {
+    /// Every host (`--allowed-hosts '*'`).
+    Any,
+    /// `localhost`, IP addresses (DNS rebinding needs a name) and these names.
+    Names(Vec<String>),
+}
+
+impl AllowedHosts {
+    pub fn from_flag(names: &[String]) -> Self {
+        if names.iter().any(|n| n.trim() == "*") {
+            return AllowedHosts::Any;
+        }
+        AllowedHosts::Names(
+            names
+                .iter()
+                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        let AllowedHosts::Names(names) = self else {
+            return true;
+        };
+        let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
+            || names.contains(&name)
+    }
+}
+
+/// The name part of a `Host` value: without the port, brackets kept on IPv6.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.split_once(':') {
+        Some((name, port)) if !port.contains(':') => name,
+        _ => host,
+    }
+}
+
+/// Refuses a request whose `Host` is not one this server answers for.
+pub async fn known_hosts_only(
+    State(hosts): State<Arc<AllowedHosts>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        });
+    match host {
+        Some(host) if !hosts.allows(&host) => {
+            let quoted: String = host_name(&host)
+                .chars()
+                .take(MAX_QUOTED_HOST_CHARS)
+                .collect();
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "unknown_host",
+                format!(
+                    "This server does not answer for host {quoted:?}; if that is its public \
+                     name, start it with --allowed-hosts {quoted}"
+                ),
+            )
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_and_addresses_pass_other_names_only_when_listed() {
+        let hosts = AllowedHosts::from_flag(&["Chat.Example.com".into()]);
+        for ok in [
+            "localhost:8080",
+            "LOCALHOST",
+            "app.localhost:3000",
+            "127.0.0.1:8080",
+            "10.0.0.7",
+            "[::1]:8080",
+            "chat.example.com",
+            "chat.example.com.:443",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:8080",
+            "example.com",
+            "chat.example.com.evil.example",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        assert!(AllowedHosts::from_flag(&["*".into()]).allows("evil.example"));
+    }
+
+    #[test]
+    fn the_port_is_not_part_of_the_name() {
+        assert_eq!(host_name("a.example:80"), "a.example");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("::1"), "::1");
+        assert_eq!(host_name("a.example"), "a.example");
+    }
+}
