@@ -160,6 +160,12 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// The identity provider's JWKS (`…/.well-known/jwks.json`) for `--auth jwt`: fetched
+    /// at start, again when a token names an unknown `kid`. Each key verifies its own
+    /// algorithm (RS*, PS*, ES256/384, EdDSA); shared-secret keys are ignored.
+    #[arg(long, env = "CHATSYNC_JWKS_URL", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
+    pub jwks_url: Option<String>,
+
     /// Required `iss` claim.
     #[arg(long, env = "CHATSYNC_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

@@ -66,7 +66,7 @@ impl Application {
         model: Option<Arc<dyn llm::Model>>,
     ) -> Result<Self, StartError> {
         // Settings are checked before the store opens, so a typo fails fast and clearly.
-        let auth = Arc::new(authenticator(&config).map_err(StartError::Config)?);
+        let auth = Arc::new(authenticator(&config).await.map_err(StartError::Config)?);
         let tools = Arc::new(
             tools::ToolRegistry::new(&tools::ToolSettings {
                 timeout: Duration::from_millis(config.tool_timeout_ms),
@@ -280,7 +280,7 @@ async fn serve(
 }
 
 /// The authenticator `--auth` names; `none` only on loopback unless allowed explicitly.
-fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
+async fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
     match config.auth {
         AuthMode::None => {
             if !config.addr.ip().is_loopback() && !config.allow_anonymous_remote {
@@ -293,16 +293,22 @@ fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
             Ok(auth::Authenticator::None)
         }
         AuthMode::Jwt => {
-            let key = match (&config.jwt_secret, &config.jwt_public_key) {
-                (Some(secret), None) => auth::JwtKey::Secret(secret.0.clone()),
-                (None, Some(path)) => auth::JwtKey::PublicKeyFile(path.clone()),
-                _ => return Err("--auth jwt needs --jwt-secret or --jwt-public-key".into()),
+            let key = match (&config.jwt_secret, &config.jwt_public_key, &config.jwks_url) {
+                (Some(secret), None, None) => auth::JwtKey::Secret(secret.0.clone()),
+                (None, Some(path), None) => auth::JwtKey::PublicKeyFile(path.clone()),
+                (None, None, Some(url)) => auth::JwtKey::JwksUrl(url.clone()),
+                _ => {
+                    return Err(
+                        "--auth jwt needs one of --jwt-secret, --jwt-public-key, --jwks-url".into(),
+                    )
+                }
             };
             auth::JwtVerifier::new(&auth::JwtSettings {
                 key,
                 issuer: config.jwt_issuer.clone(),
                 audience: config.jwt_audience.clone(),
             })
+            .await
             .map(|v| auth::Authenticator::Jwt(Box::new(v)))
         }
         AuthMode::Proxy => axum::http::HeaderName::try_from(config.auth_header.as_str())

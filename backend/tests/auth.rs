@@ -601,3 +601,158 @@ async fn without_users_there_are_no_quotas_by_default() {
         );
     }
 }
+
+/// A JWKS endpoint on 127.0.0.1 serving whatever set the test puts in, counting fetches.
+struct KeyServer {
+    url: String,
+    set: std::sync::Arc<std::sync::Mutex<Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeyServer {
+    async fn start(keys: &[&str]) -> Self {
+        use axum::routing::get;
+        use std::sync::atomic::Ordering;
+        let set = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (set.clone(), fetches.clone());
+        let routes = axum::Router::new().route(
+            "/jwks.json",
+            get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::Json(served.lock().expect("set").clone())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, routes).await });
+        let server = KeyServer { url, set, fetches };
+        server.publish(keys);
+        server
+    }
+
+    /// Serves the public keys of these fixtures from now on.
+    fn publish(&self, names: &[&str]) {
+        let keys: Vec<Value> = names.iter().map(|n| fixture_jwk(n)).collect();
+        *self.set.lock().expect("set") = json!({ "keys": keys });
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn fixture_jwk(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/{name}.jwk.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+}
+
+/// A token for `sub` signed with the fixture's private key, naming `kid`.
+fn signed(name: &str, kid: Option<&str>, sub: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let private = std::fs::read(format!("{dir}/{name}.key.pem")).expect("fixture");
+    let (key, alg) = if name == "ec" {
+        (EncodingKey::from_ec_pem(&private), Algorithm::ES256)
+    } else {
+        (EncodingKey::from_rsa_pem(&private), Algorithm::RS256)
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    let claims = json!({"sub": sub, "exp": now() + 600});
+    encode(&header, &claims, &key.expect("key")).expect("encode")
+}
+
+async fn me(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    let (status, _, body) = call(app, Method::GET, "/api/me", &bearer(token), None).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_jwks_url_verifies_each_key_by_its_id_and_follows_rotation() {
+    let keys = KeyServer::start(&["rsa-a", "ec"]).await;
+    let app = TestApp::spawn(&["--auth", "jwt", "--jwks-url", &keys.url]).await;
+    for (name, user) in [("rsa-a", "ana"), ("ec", "eve")] {
+        let token = signed(name, Some(name), user);
+        assert_eq!(
+            me(&app, &token).await,
+            (StatusCode::OK, json!({"user_id": user})),
+            "{name}"
+        );
+    }
+    // Refused: a key the set does not hold, a token naming another key than the one that
+    // signed it, no kid, and HS256 "signed" with a published key's text.
+    let confused = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("rsa-a".into());
+        let text = fixture_jwk("rsa-a").to_string();
+        let claims = json!({"sub": "mallory", "exp": now() + 600});
+        encode(&header, &claims, &EncodingKey::from_secret(text.as_bytes())).expect("encode")
+    };
+    for (what, token) in [
+        ("unknown key", signed("rsa-b", Some("rsa-b"), "bob")),
+        ("wrong kid", signed("rsa-b", Some("rsa-a"), "bob")),
+        ("no kid", signed("rsa-a", None, "ana")),
+        ("HS256 with a public key", confused),
+    ] {
+        let (status, body) = me(&app, &token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    }
+
+    // The provider rotates: rsa-b in, rsa-a out. A token with the new kid is accepted
+    // once the set is fetched again (at most once a second), the retired key no longer.
+    keys.publish(&["rsa-b"]);
+    let new = signed("rsa-b", Some("rsa-b"), "bob");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while me(&app, &new).await.0 != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "rotation never seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(me(&app, &new).await.1, json!({"user_id": "bob"}));
+    let (status, _) = me(&app, &signed("rsa-a", Some("rsa-a"), "ana")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the retired key");
+
+    // Made-up key ids do not make the server hammer the provider.
+    let (before, started) = (keys.fetches(), std::time::Instant::now());
+    for i in 0..50 {
+        let (status, _) = me(&app, &signed("rsa-b", Some(&format!("made-up-{i}")), "x")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let allowed = 1 + usize::try_from(started.elapsed().as_secs()).expect("small");
+    assert!(
+        keys.fetches() - before <= allowed,
+        "{} fetches",
+        keys.fetches() - before
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_url_that_cannot_be_fetched_stops_the_start() {
+    use clap::Parser;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/jwks.json", closed.local_addr().expect("addr"));
+    drop(closed);
+    let flags = [
+        "chatsync",
+        "--addr",
+        "127.0.0.1:0",
+        "--auth",
+        "jwt",
+        "--jwks-url",
+        &url,
+    ];
+    let config = chatsync::config::Config::try_parse_from(flags).expect("flags");
+    let refused = chatsync::Application::build(config)
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("cannot fetch --jwks-url"),
+        "{refused}"
+    );
+}

@@ -5,6 +5,7 @@
 //! only reads what the layer put there. Routes outside the layer (health, metrics, the
 //! OpenAPI document, the web app) need no credentials.
 
+mod jwks;
 mod jwt;
 pub mod token;
 
@@ -52,7 +53,7 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<User, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, ApiError> {
         match self {
             Authenticator::None => Ok(User(LOCAL_USER.into())),
             Authenticator::Jwt(verifier) => {
@@ -61,7 +62,7 @@ impl Authenticator {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .ok_or_else(|| unauthenticated("Send Authorization: Bearer <token>"))?;
-                verifier.verify(token.trim())
+                verifier.verify(token.trim()).await
             }
             Authenticator::Proxy(name) => headers
                 .get(name)
@@ -83,7 +84,7 @@ pub async fn require_user(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth.authenticate(req.headers()) {
+    match auth.authenticate(req.headers()).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
