@@ -24,6 +24,12 @@ pub struct Metrics {
     pub unreadable_messages: AtomicU64,
     /// Long polls waiting for a change right now.
     pub held_polls: AtomicU64,
+    /// Per-user limits, counted over all users (a label per user would grow without
+    /// bound): chats refused by `--max-contexts-per-user`, turns by `--turns-per-minute`,
+    /// long polls by `--max-waiters-per-user`.
+    pub context_quota_refusals: AtomicU64,
+    pub turns_rate_limited: AtomicU64,
+    pub user_waiter_refusals: AtomicU64,
     save_latency: Histogram,
 }
 
@@ -86,6 +92,21 @@ impl Metrics {
                 "chatsync_unreadable_messages_total",
                 "Stored messages that could not be decoded (shown as unreadable).",
                 &self.unreadable_messages,
+            ),
+            (
+                "chatsync_context_quota_refusals_total",
+                "Chats refused because their user owns --max-contexts-per-user already.",
+                &self.context_quota_refusals,
+            ),
+            (
+                "chatsync_turns_rate_limited_total",
+                "Turns refused by a user's --turns-per-minute budget.",
+                &self.turns_rate_limited,
+            ),
+            (
+                "chatsync_user_waiter_refusals_total",
+                "Long polls refused because their user holds --max-waiters-per-user already.",
+                &self.user_waiter_refusals,
             ),
         ];
         for (name, help, value) in counters {

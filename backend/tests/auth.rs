@@ -128,6 +128,16 @@ fn user_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
     ]
 }
 
+/// One figure of `/metrics` (which carries no user names).
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app.call(Method::GET, "/metrics", &[], None).await.body;
+    let text = text.as_str().expect("text");
+    assert!(!text.contains("carol"), "no user names in metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
 /// Every chat of the users these tests sign in as.
 async fn dump(app: &TestApp) -> String {
     let store = app.engine().store();
@@ -446,6 +456,10 @@ async fn each_user_has_a_quota_of_chats() {
         "waiting does not help: a chat must be deleted first"
     );
     assert_eq!(dump(&app).await, before, "nothing created");
+    assert_eq!(
+        metric(&app, "chatsync_context_quota_refusals_total").await,
+        1
+    );
     let (status, _, _) = call(&app, Method::POST, "/api/contexts", &dave, Some(json!({}))).await;
     assert_eq!(
         status,
@@ -524,6 +538,7 @@ async fn turns_are_rate_limited_per_user_with_retry_after() {
         "Retry-After: {retry_after}"
     );
     assert_eq!(dump(&app).await, before, "the refused send changed nothing");
+    assert_eq!(metric(&app, "chatsync_turns_rate_limited_total").await, 1);
     // Other routes that start turns share the budget; reading does not cost.
     let retry = request(
         &app,

@@ -72,7 +72,10 @@ impl FromRequestParts<AppState> for TurnAllowed {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         if let Some(limiter) = &app.turns {
             let user = User::from_request_parts(parts, app).await?;
-            limiter.take(user.as_str())?;
+            limiter.take(user.as_str()).inspect_err(|_| {
+                let limited = &app.engine.metrics().turns_rate_limited;
+                limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })?;
         }
         Ok(TurnAllowed)
     }

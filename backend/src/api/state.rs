@@ -85,6 +85,8 @@ impl LivePolls {
             let mine = holders.entry(user.clone()).or_default();
             if *mine >= *max {
                 drop(holders);
+                let refused = &self.metrics.user_waiter_refusals;
+                refused.fetch_add(1, Ordering::Relaxed);
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_waiters",

@@ -221,6 +221,8 @@ impl Engine {
     ) -> Result<Arc<Snapshot>, EngineError> {
         if let Some(max) = self.deps.settings.max_contexts_per_user {
             if self.deps.store.count_contexts(owner).await? >= max {
+                let refused = &self.deps.metrics.context_quota_refusals;
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(EngineError::QuotaExceeded(max));
             }
         }
