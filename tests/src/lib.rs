@@ -140,9 +140,22 @@ impl TestServer {
 
     /// A client for this server.
     pub fn api(&self) -> Api {
+        self.api_with(reqwest::header::HeaderMap::new())
+    }
+
+    /// Calls as `user`, named the way an authenticating proxy does (`--auth proxy`).
+    pub fn api_as(&self, user: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let name = reqwest::header::HeaderValue::from_str(user).expect("a header value");
+        headers.insert("x-forwarded-user", name);
+        self.api_with(headers)
+    }
+
+    fn api_with(&self, headers: reqwest::header::HeaderMap) -> Api {
         Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .default_headers(headers)
                 .build()
                 .expect("build the HTTP client"),
             base_url: self.base_url().to_owned(),
@@ -534,12 +547,24 @@ pub mod postgres {
         pg: &TestPostgres,
         label: &str,
     ) -> (tempfile::TempDir, TestServer, TestServer) {
+        two_instances_with(pg, label, &[]).await
+    }
+
+    /// [`two_instances`] with more flags for both.
+    pub async fn two_instances_with(
+        pg: &TestPostgres,
+        label: &str,
+        extra: &[&str],
+    ) -> (tempfile::TempDir, TestServer, TestServer) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = pg.database(label);
-        let a =
-            TestServer::start_with_database(dir.path(), &url, &["--lease-ttl-ms", "2000"]).await;
-        let b =
-            TestServer::start_with_database(dir.path(), &url, &["--lease-ttl-ms", "2000"]).await;
+        let flags: Vec<&str> = ["--lease-ttl-ms", "2000"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let a = TestServer::start_with_database(dir.path(), &url, &flags).await;
+        let b = TestServer::start_with_database(dir.path(), &url, &flags).await;
         (dir, a, b)
     }
 }

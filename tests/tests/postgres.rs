@@ -4,7 +4,7 @@
 //! (with its folder, port and binaries, so a test can stop and start it). Without it these
 //! tests are skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
 
-use chatsync_e2e::postgres::{two_instances, TestPostgres};
+use chatsync_e2e::postgres::{two_instances, two_instances_with, TestPostgres};
 use chatsync_e2e::{poll_until, sample, text, with_role, Api, DEFAULT_TIMEOUT};
 use chatsync_protocol::{ChatState, MessageStatus, Role, Status};
 use reqwest::StatusCode;
@@ -247,4 +247,64 @@ async fn a_long_poll_on_one_instance_wakes_for_a_send_through_the_other() {
     let delta: ChatState = response.json().await.expect("a ChatState");
     assert!(delta.delta && delta.version > version);
     assert_eq!(text(&delta.messages[0]), "from A");
+}
+
+#[tokio::test]
+async fn two_users_on_two_instances_each_see_only_their_own_chats() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances_with(&pg, "users", &["--auth", "proxy"]).await;
+    let (carol_a, carol_b, dave_b) = (a.api_as("carol"), b.api_as("carol"), b.api_as("dave"));
+    let ctx = carol_a.create_context().await;
+    let sent = carol_a.send_message(ctx.id, "carol's plan").await;
+    carol_b
+        .wait_for_state(
+            ctx.id,
+            "carol's chat on the other instance",
+            |s: &ChatState| s.version == sent.version,
+        )
+        .await;
+    let daves = dave_b.create_context().await;
+
+    // Dave, on the instance that has carol's chat loaded, gets an unknown id's answer.
+    let path = format!("/api/contexts/{}", ctx.id);
+    for response in [
+        dave_b.get(&format!("{path}/state")).send().await,
+        dave_b.get(&path).send().await,
+        dave_b
+            .post(&format!("{path}/actions/send_message"))
+            .json(&serde_json::json!({"content": "dave was here"}))
+            .send()
+            .await,
+        dave_b.delete(&path).send().await,
+    ] {
+        let response = response.expect("answer");
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{}",
+            response.url()
+        );
+    }
+    let listed = |api: Api| async move {
+        let page: serde_json::Value = api
+            .get("/api/contexts")
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        page["contexts"]
+            .as_array()
+            .expect("contexts")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(dave_b.clone()).await, [daves.id.to_string()]);
+    assert_eq!(listed(a.api_as("carol")).await, [ctx.id.to_string()]);
+    let after = same_everywhere(&carol_a, &carol_b, ctx.id).await;
+    assert_eq!(after.version, sent.version, "dave changed nothing");
 }
