@@ -260,6 +260,18 @@ impl Api {
         self.http.delete(self.url(path))
     }
 
+    /// The ids of the caller's chats, newest first (one page of up to 100).
+    pub async fn context_ids(&self) -> Vec<Uuid> {
+        let response = self
+            .get("/api/contexts?limit=100")
+            .send()
+            .await
+            .expect("list the contexts");
+        let page: chatsync_protocol::ListContextsResponse =
+            expect_json(response, StatusCode::OK).await;
+        page.contexts.into_iter().map(|c| c.id).collect()
+    }
+
     pub async fn create_context(&self) -> ContextSummary {
         let response = self
             .post("/api/contexts")

@@ -525,21 +525,8 @@ async fn hostile_inputs_get_clear_answers_and_every_context_loads_after_a_crash(
     server.kill9().await;
     let server = TestServer::start(dir.path(), &[]).await;
     let api = server.api();
-    let list: Value = api
-        .get("/api/contexts?limit=100")
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    let ids: Vec<&str> = list["contexts"]
-        .as_array()
-        .expect("contexts")
-        .iter()
-        .filter_map(|c| c["id"].as_str())
-        .collect();
-    assert!(ids.len() >= 3, "{list}");
+    let ids = api.context_ids().await;
+    assert!(ids.len() >= 3, "{ids:?}");
     for id in ids {
         let r = api
             .get(&format!("/api/contexts/{id}/state"))

@@ -287,24 +287,8 @@ async fn two_users_on_two_instances_each_see_only_their_own_chats() {
             response.url()
         );
     }
-    let listed = |api: Api| async move {
-        let page: serde_json::Value = api
-            .get("/api/contexts")
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        page["contexts"]
-            .as_array()
-            .expect("contexts")
-            .iter()
-            .map(|c| c["id"].as_str().expect("id").to_owned())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(listed(dave_b.clone()).await, [daves.id.to_string()]);
-    assert_eq!(listed(a.api_as("carol")).await, [ctx.id.to_string()]);
+    assert_eq!(dave_b.context_ids().await, [daves.id]);
+    assert_eq!(a.api_as("carol").context_ids().await, [ctx.id]);
     let after = same_everywhere(&carol_a, &carol_b, ctx.id).await;
     assert_eq!(after.version, sent.version, "dave changed nothing");
 }
