@@ -40,7 +40,7 @@ use chatsync_protocol::{
 };
 use context::LiveContext;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -164,6 +164,8 @@ struct Handle {
     tx: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     last_used: u64,
+    /// Set by the actor while it holds changes a save could not write.
+    unsaved: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -358,7 +360,13 @@ impl Engine {
     fn spawn(&self, loaded: LoadedContext) -> Handle {
         let id = loaded.record.id;
         let (tx, rx) = mpsc::channel(MAILBOX);
-        let (actor, snapshot) = Actor::new(LiveContext::from_loaded(loaded), rx, self.deps.clone());
+        let unsaved = Arc::new(AtomicBool::new(false));
+        let (actor, snapshot) = Actor::new(
+            LiveContext::from_loaded(loaded),
+            rx,
+            self.deps.clone(),
+            unsaved.clone(),
+        );
         let task = tokio::spawn(actor.run());
         let mut live = self.live();
         live.tick += 1;
@@ -366,6 +374,7 @@ impl Engine {
             tx,
             snapshot,
             last_used: live.tick,
+            unsaved,
         };
         live.handles.insert(id, handle.clone());
         live.tasks.insert(id, task);
@@ -377,14 +386,18 @@ impl Engine {
         handle
     }
 
-    /// Sends the least recently used resting contexts with empty mailboxes out of memory.
+    /// Sends the least recently used resting contexts with empty mailboxes and nothing
+    /// unsaved out of memory. While saves fail, more may stay than the limit: a context
+    /// is never dropped with changes the store does not have.
     fn evict_over_capacity(&self, live: &mut Live) {
         while live.handles.len() > self.deps.settings.max_live_contexts {
             let victim = live
                 .handles
                 .iter()
                 .filter(|(_, h)| {
-                    h.tx.capacity() == MAILBOX && h.snapshot.borrow().record.state.is_resting()
+                    h.tx.capacity() == MAILBOX
+                        && !h.unsaved.load(Ordering::Relaxed)
+                        && h.snapshot.borrow().record.state.is_resting()
                 })
                 .min_by_key(|(_, h)| h.last_used)
                 .map(|(id, _)| *id);

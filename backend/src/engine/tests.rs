@@ -385,6 +385,44 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     assert_eq!(stored.messages.len(), 2, "the message is kept and answered");
 }
 
+#[tokio::test]
+async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
+    let h = harness(EngineSettings {
+        max_live_contexts: 1,
+        ..fast()
+    })
+    .await;
+    let id = h.new_context().await;
+    h.store.failing.store(true, Ordering::SeqCst);
+    h.engine
+        .send_message(id, msg("keep me"), WAIT)
+        .await
+        .expect_err("save fails");
+    // Other chats come and go past the limit; this one holds what the store lacks.
+    for _ in 0..3 {
+        let other = h.new_context().await;
+        h.engine.snapshot(other).await.expect("load");
+    }
+    let kept = h.engine.snapshot(id).await.expect("still live");
+    assert_eq!(
+        path_texts(&kept),
+        ["keep me"],
+        "not reloaded from the store"
+    );
+    assert_eq!(h.stored(id).await.messages.len(), 0);
+
+    // Once it is saved, it may go, and comes back whole.
+    h.store.failing.store(false, Ordering::SeqCst);
+    h.engine.retry(id, WAIT).await.expect("retry");
+    for _ in 0..2 {
+        let other = h.new_context().await;
+        h.engine.snapshot(other).await.expect("load");
+    }
+    assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 1);
+    let reloaded = h.engine.snapshot(id).await.expect("reload");
+    assert_eq!(reloaded.messages.len(), 2, "{:?}", path_texts(&reloaded));
+}
+
 /// Writes a context as a crash would leave it: mid-stream, with a partial reply.
 async fn crashed_mid_stream(h: &Harness) -> Uuid {
     let id = h.new_context().await;

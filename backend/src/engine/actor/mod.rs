@@ -26,6 +26,7 @@ use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
 use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -159,6 +160,9 @@ pub struct Actor {
     /// When the last snapshot was published, and when a held-back one is due.
     last_publish: tokio::time::Instant,
     publish_due: Option<tokio::time::Instant>,
+    /// Whether changes are only in memory (a save failed): the engine never evicts such a
+    /// context, so nothing unsaved is dropped.
+    unsaved: Arc<AtomicBool>,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -171,6 +175,7 @@ impl Actor {
         ctx: LiveContext,
         rx: mpsc::Receiver<Command>,
         deps: Arc<Deps>,
+        unsaved: Arc<AtomicBool>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
         let shared = deps.store.is_shared();
         let mut ctx = ctx;
@@ -206,6 +211,7 @@ impl Actor {
             lease: Lease::new(shared),
             last_publish: tokio::time::Instant::now(),
             publish_due: None,
+            unsaved,
         };
         (actor, snapshot_rx)
     }
@@ -217,6 +223,7 @@ impl Actor {
         }
         self.drain_queue().await;
         self.release_lease().await;
+        self.note_unsaved();
         while !self.gone {
             let cmd = match self.deferred.pop_front() {
                 Some(cmd) => cmd,
@@ -226,13 +233,23 @@ impl Actor {
                 },
             };
             if let Command::Retire = cmd {
+                // Chosen because it was saved; written again should that have changed.
+                self.flush().await;
                 self.retire();
                 break;
             }
             self.handle(cmd).await;
             self.drain_queue().await;
             self.release_lease().await;
+            self.note_unsaved();
         }
+    }
+
+    /// Tells the engine whether this context may be evicted (see `unsaved`).
+    fn note_unsaved(&self) {
+        let unsaved = self.ctx.has_unsaved();
+        self.unsaved
+            .store(unsaved, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn retire(&mut self) {
