@@ -123,6 +123,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_live_contexts: u64,
 
+    /// Bytes the messages of the contexts in memory may take (about) before idle ones
+    /// leave memory; running turns count too. Default 512 MiB.
+    #[arg(long, env = "CHATSYNC_MAX_LIVE_BYTES", default_value_t = 512 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_live_bytes: u64,
+
     /// Let pages from this origin call the API (`*` for any); off by default.
     #[arg(long, env = "CHATSYNC_CORS_ALLOW_ORIGIN")]
     pub cors_allow_origin: Option<String>,

@@ -113,6 +113,7 @@ impl Application {
                 stream_flush: Duration::from_millis(config.stream_flush_ms),
                 stream_publish: Duration::from_millis(config.stream_publish_ms),
                 max_live_contexts: usize::try_from(config.max_live_contexts).unwrap_or(usize::MAX),
+                max_live_bytes: config.max_live_bytes,
                 lease_ttl: Duration::from_millis(config.lease_ttl_ms),
                 // Look for orphaned turns a few times per lease, at most every second.
                 sweep_interval: Duration::from_millis(config.lease_ttl_ms / 5)

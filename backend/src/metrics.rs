@@ -20,6 +20,8 @@ pub struct Metrics {
     pub polls: AtomicU64,
     pub polls_not_modified: AtomicU64,
     pub live_contexts: AtomicU64,
+    /// About how many bytes the live contexts' messages take, as of the last load.
+    pub live_bytes: AtomicU64,
     /// Stored messages that could not be decoded and were shown as unreadable.
     pub unreadable_messages: AtomicU64,
     /// Long polls waiting for a change right now.
@@ -118,6 +120,12 @@ impl Metrics {
             "# HELP chatsync_live_contexts Contexts loaded in memory.\n\
              # TYPE chatsync_live_contexts gauge\nchatsync_live_contexts {}",
             Self::get(&self.live_contexts)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatsync_live_bytes About how many bytes the live contexts' messages take.\n\
+             # TYPE chatsync_live_bytes gauge\nchatsync_live_bytes {}",
+            Self::get(&self.live_bytes)
         );
         let _ = writeln!(
             out,

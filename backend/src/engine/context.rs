@@ -326,6 +326,39 @@ impl LiveContext {
         self.saved_version
     }
 
+    /// About how much memory the context's messages take (text, tool calls and a fixed
+    /// cost per message), for `--max-live-bytes`.
+    pub fn approx_bytes(&self) -> u64 {
+        const PER_MESSAGE: usize = 256;
+        let bytes: usize = self
+            .messages
+            .iter()
+            .chain(self.off_path.values())
+            .map(|m| {
+                let text: usize = m
+                    .content
+                    .iter()
+                    .map(|p| match p {
+                        ContentPart::Text { text } => text.len(),
+                    })
+                    .sum();
+                let calls: usize = m
+                    .tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|c| {
+                        c.id.len()
+                            + c.name.len()
+                            + c.arguments.to_string().len()
+                            + c.result.as_ref().map_or(0, String::len)
+                    })
+                    .sum();
+                PER_MESSAGE + text + calls
+            })
+            .sum();
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
+
     pub fn messages(&self) -> &MessageLog {
         &self.messages
     }

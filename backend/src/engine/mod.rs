@@ -34,13 +34,13 @@ use crate::metrics::Metrics;
 use crate::store::{Change, ContextRecord, Cursor, LoadedContext, Store, StoreError};
 use crate::tools::ToolRegistry;
 pub use actor::Written;
-use actor::{Actor, Command, Reply, SendAck};
+use actor::{Actor, Command, Footprint, Reply, SendAck};
 use chatsync_protocol::{
     ContentPart, ContextConfig, ContextSummary, Role, StateName, SwitchBranchRequest,
 };
 use context::LiveContext;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -58,6 +58,8 @@ pub struct EngineSettings {
     pub stream_publish: Duration,
     /// Contexts kept in memory; idle ones beyond this leave (and reload on demand).
     pub max_live_contexts: usize,
+    /// Bytes the live contexts' messages may take (about) before idle ones are evicted.
+    pub max_live_bytes: u64,
     /// First delay before retrying a transient model failure; doubles each retry.
     pub retry_base: Duration,
     /// On a shared store: how long a turn's lease lasts without renewal, so how soon
@@ -81,6 +83,7 @@ impl Default for EngineSettings {
             stream_flush: Duration::from_millis(250),
             stream_publish: Duration::from_millis(50),
             max_live_contexts: 1000,
+            max_live_bytes: 512 << 20,
             retry_base: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(1),
@@ -164,8 +167,8 @@ struct Handle {
     tx: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     last_used: u64,
-    /// Set by the actor while it holds changes a save could not write.
-    unsaved: Arc<AtomicBool>,
+    /// Kept up to date by the actor.
+    footprint: Arc<Footprint>,
 }
 
 #[derive(Debug, Default)]
@@ -360,13 +363,10 @@ impl Engine {
     fn spawn(&self, loaded: LoadedContext) -> Handle {
         let id = loaded.record.id;
         let (tx, rx) = mpsc::channel(MAILBOX);
-        let unsaved = Arc::new(AtomicBool::new(false));
-        let (actor, snapshot) = Actor::new(
-            LiveContext::from_loaded(loaded),
-            rx,
-            self.deps.clone(),
-            unsaved.clone(),
-        );
+        let ctx = LiveContext::from_loaded(loaded);
+        let footprint = Arc::new(Footprint::default());
+        footprint.bytes.store(ctx.approx_bytes(), Ordering::Relaxed);
+        let (actor, snapshot) = Actor::new(ctx, rx, self.deps.clone(), footprint.clone());
         let task = tokio::spawn(actor.run());
         let mut live = self.live();
         live.tick += 1;
@@ -374,7 +374,7 @@ impl Engine {
             tx,
             snapshot,
             last_used: live.tick,
-            unsaved,
+            footprint,
         };
         live.handles.insert(id, handle.clone());
         live.tasks.insert(id, task);
@@ -387,28 +387,34 @@ impl Engine {
     }
 
     /// Sends the least recently used resting contexts with empty mailboxes and nothing
-    /// unsaved out of memory. While saves fail, more may stay than the limit: a context
-    /// is never dropped with changes the store does not have.
+    /// unsaved out of memory while more than `--max-live-contexts` are live or their
+    /// messages take more than `--max-live-bytes` (running ones count, but stay). While
+    /// saves fail, more may stay: a context is never dropped with changes the store lacks.
     fn evict_over_capacity(&self, live: &mut Live) {
-        while live.handles.len() > self.deps.settings.max_live_contexts {
+        let settings = &self.deps.settings;
+        let bytes_of = |h: &Handle| h.footprint.bytes.load(Ordering::Relaxed);
+        let mut bytes: u64 = live.handles.values().map(bytes_of).sum();
+        while live.handles.len() > settings.max_live_contexts || bytes > settings.max_live_bytes {
             let victim = live
                 .handles
                 .iter()
                 .filter(|(_, h)| {
                     h.tx.capacity() == MAILBOX
-                        && !h.unsaved.load(Ordering::Relaxed)
+                        && !h.footprint.unsaved.load(Ordering::Relaxed)
                         && h.snapshot.borrow().record.state.is_resting()
                 })
                 .min_by_key(|(_, h)| h.last_used)
                 .map(|(id, _)| *id);
-            let Some(id) = victim else { return };
+            let Some(id) = victim else { break };
             if let Some(h) = live.handles.remove(&id) {
+                bytes -= bytes_of(&h);
                 let _ = h.tx.try_send(Command::Retire);
             }
             if let Some(task) = live.tasks.remove(&id) {
                 live.retiring.insert(id, task);
             }
         }
+        self.deps.metrics.live_bytes.store(bytes, Ordering::Relaxed);
     }
 
     async fn handle(&self, id: Uuid) -> Result<Handle, EngineError> {

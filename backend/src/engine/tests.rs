@@ -386,6 +386,31 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
 }
 
 #[tokio::test]
+async fn long_chats_leave_memory_past_the_byte_budget_and_reload_whole() {
+    // Room for about one chat of a long message and its reply.
+    let long = "x".repeat(4000);
+    let h = harness(EngineSettings {
+        max_live_contexts: 100,
+        max_live_bytes: 12_000,
+        ..fast()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id = h.new_context().await;
+        h.send(id, &long).await;
+        ids.push(id);
+    }
+    let live = Metrics::get(&h.engine.metrics().live_contexts);
+    assert!(live <= 2, "{live} chats live");
+    assert!(Metrics::get(&h.engine.metrics().live_bytes) <= 12_000);
+    for id in ids {
+        let snapshot = h.engine.snapshot(id).await.expect("reload");
+        assert_eq!(path_texts(&snapshot)[0], long);
+    }
+}
+
+#[tokio::test]
 async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     let h = harness(EngineSettings {
         max_live_contexts: 1,

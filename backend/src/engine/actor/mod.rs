@@ -26,7 +26,7 @@ use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
 use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -160,9 +160,18 @@ pub struct Actor {
     /// When the last snapshot was published, and when a held-back one is due.
     last_publish: tokio::time::Instant,
     publish_due: Option<tokio::time::Instant>,
-    /// Whether changes are only in memory (a save failed): the engine never evicts such a
-    /// context, so nothing unsaved is dropped.
-    unsaved: Arc<AtomicBool>,
+    /// What the engine reads to choose what to evict.
+    footprint: Arc<Footprint>,
+}
+
+/// What an actor tells the engine about its context after each command.
+#[derive(Debug, Default)]
+pub struct Footprint {
+    /// Changes only in memory (a save failed): the engine never evicts such a context,
+    /// so nothing unsaved is dropped.
+    pub unsaved: AtomicBool,
+    /// About how many bytes its messages take (`--max-live-bytes`).
+    pub bytes: AtomicU64,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -175,7 +184,7 @@ impl Actor {
         ctx: LiveContext,
         rx: mpsc::Receiver<Command>,
         deps: Arc<Deps>,
-        unsaved: Arc<AtomicBool>,
+        footprint: Arc<Footprint>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
         let shared = deps.store.is_shared();
         let mut ctx = ctx;
@@ -211,7 +220,7 @@ impl Actor {
             lease: Lease::new(shared),
             last_publish: tokio::time::Instant::now(),
             publish_due: None,
-            unsaved,
+            footprint,
         };
         (actor, snapshot_rx)
     }
@@ -223,7 +232,7 @@ impl Actor {
         }
         self.drain_queue().await;
         self.release_lease().await;
-        self.note_unsaved();
+        self.note_footprint();
         while !self.gone {
             let cmd = match self.deferred.pop_front() {
                 Some(cmd) => cmd,
@@ -241,15 +250,16 @@ impl Actor {
             self.handle(cmd).await;
             self.drain_queue().await;
             self.release_lease().await;
-            self.note_unsaved();
+            self.note_footprint();
         }
     }
 
-    /// Tells the engine whether this context may be evicted (see `unsaved`).
-    fn note_unsaved(&self) {
-        let unsaved = self.ctx.has_unsaved();
-        self.unsaved
-            .store(unsaved, std::sync::atomic::Ordering::Relaxed);
+    /// Tells the engine what it needs to choose what to evict (see [`Footprint`]).
+    fn note_footprint(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let f = &self.footprint;
+        f.unsaved.store(self.ctx.has_unsaved(), Relaxed);
+        f.bytes.store(self.ctx.approx_bytes(), Relaxed);
     }
 
     fn retire(&mut self) {
