@@ -128,11 +128,15 @@ export function App({ user, onSignOut, onAuthError, resumed, inert }: Props) {
   );
 
   const running = view.status === "running";
-  useShortcuts({
-    newChat,
-    focusComposer: () => document.getElementById("composer-input")?.focus(),
-    stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
-  });
+  useShortcuts(
+    inert
+      ? null
+      : {
+          newChat,
+          focusComposer: () => document.getElementById("composer-input")?.focus(),
+          stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
+        },
+  );
 
   return (
     <div className="app" inert={inert}>
@@ -146,7 +150,8 @@ export function App({ user, onSignOut, onAuthError, resumed, inert }: Props) {
         onDelete={deleteChat}
         onRename={rename}
         drawer={narrow}
-        open={drawerOpen}
+        // The drawer's focus trap gives way to the sign-in's.
+        open={drawerOpen && !inert}
         onClose={closeDrawer}
         user={user}
         onSignOut={onSignOut}
