@@ -33,6 +33,9 @@ for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
   test(`markdown (${name}): a reply renders GFM with highlighted, copyable code and no raw HTML`, TEST, async (t) => {
     const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport, ...CLIPBOARD });
     await openApp(page, server.baseUrl);
+    // --auth none (the default): no sign-in, and nobody named or to sign out.
+    assert.equal(await byTestId(page, "sign-in").count(), 0);
+    assert.equal(await byTestId(page, "account").count(), 0);
     await assertAccessible(page, "empty chat");
     await screenshot(page, "-empty");
 
@@ -433,5 +436,18 @@ test("sign-in (--auth jwt): a pasted token signs in, Sign out forgets it, an exp
   await waitForStatus(page, "idle");
   assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "draft kept"]);
   assert.equal(await byTestId(page, "error-banner").count(), 0);
+  assertLocalOnly();
+});
+
+test("sign-in (--auth proxy): the proxy's user is shown, no sign-in, no Sign out", TEST, async (t) => {
+  // The authenticating proxy in front sets the header on every request; here the browser does.
+  const { server, page, assertLocalOnly } = await setup(t, browser, { args: ["--auth", "proxy"] }, {
+    extraHTTPHeaders: { "X-Forwarded-User": "bob" },
+  });
+  await openApp(page, server.baseUrl);
+  assert.equal(await byTestId(page, "signed-in-user").innerText(), "bob");
+  assert.equal(await byTestId(page, "sign-out").count(), 0);
+  assert.equal(await byTestId(page, "sign-in").count(), 0);
+  await turn(page, "hello from bob");
   assertLocalOnly();
 });
