@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useChatStateSync } from "@chatsync/sync-wasm/react";
+import { readToken, isAuthError } from "./hooks/useAuth";
 import { useContexts } from "./hooks/useContexts";
 import { describeError, useErrorReport } from "./hooks/useErrorReport";
 import { useMediaQuery } from "./hooks/useMediaQuery";
@@ -20,10 +21,34 @@ export function titleFrom(text: string): string {
   return `${space > TITLE_LENGTH / 2 ? cut.slice(0, space) : cut}…`;
 }
 
-export function App() {
+interface Props {
+  /** Shown in the sidebar; null when there is no one worth naming. */
+  user: string | null;
+  onSignOut: (() => void) | null;
+  /** A request was refused for its credentials. */
+  onAuthError(): void;
+  /** Changes when a new token was accepted after an expiry: syncing resumes. */
+  resumed: number;
+  /** The sign-in is open over the app. */
+  inert: boolean;
+}
+
+export function App({ user, onSignOut, onAuthError, resumed, inert }: Props) {
   const [selectedId, select] = useSelectedContext();
   const errors = useErrorReport();
-  const { sync, view, actions } = useChatStateSync(selectedId);
+  // The sync module reads its options once: the token is read before every request, and
+  // its refusal goes to whatever handler the latest render gave.
+  const authError = useRef(onAuthError);
+  authError.current = onAuthError;
+  const [options] = useState(() => ({ baseUrl: "/api", getToken: readToken, onAuthError: () => authError.current() }));
+  const { sync, view, actions } = useChatStateSync(selectedId, options);
+  // A new token after an expiry: polling resumes, and the sends queued meanwhile go out.
+  const resumedSeen = useRef(resumed);
+  useEffect(() => {
+    if (resumedSeen.current === resumed) return;
+    resumedSeen.current = resumed;
+    sync.start();
+  }, [sync, resumed]);
   const [query, setQuery] = useState("");
   // The server searches once typing pauses, not on every key.
   const [searched, setSearched] = useState("");
@@ -32,7 +57,7 @@ export function App() {
     return () => clearTimeout(timer);
   }, [query]);
   // The list follows the open chat's turns, and drops a chat another tab deleted.
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}`, searched, errors.show);
+  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}:${resumed}`, searched, errors.show);
   const narrow = useMediaQuery("(max-width: 640px)");
   const [drawerOpen, setDrawerOpen] = useState(false);
   const closeDrawer = useCallback(() => setDrawerOpen(false), []);
@@ -90,7 +115,8 @@ export function App() {
           select(created.id);
           sync.setContext(created.id);
         } catch (e) {
-          errors.show(`Could not create the chat: ${describeError(e)}. Your message is still in the box.`);
+          // A refused token brings the sign-in up; the text stays in the box meanwhile.
+          if (!isAuthError(e)) errors.show(`Could not create the chat: ${describeError(e)}. Your message is still in the box.`);
           return false;
         }
       }
@@ -102,14 +128,18 @@ export function App() {
   );
 
   const running = view.status === "running";
-  useShortcuts({
-    newChat,
-    focusComposer: () => document.getElementById("composer-input")?.focus(),
-    stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
-  });
+  useShortcuts(
+    inert
+      ? null
+      : {
+          newChat,
+          focusComposer: () => document.getElementById("composer-input")?.focus(),
+          stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
+        },
+  );
 
   return (
-    <div className="app">
+    <div className="app" inert={inert}>
       <Sidebar
         chats={chats}
         selectedId={selectedId}
@@ -120,8 +150,11 @@ export function App() {
         onDelete={deleteChat}
         onRename={rename}
         drawer={narrow}
-        open={drawerOpen}
+        // The drawer's focus trap gives way to the sign-in's.
+        open={drawerOpen && !inert}
         onClose={closeDrawer}
+        user={user}
+        onSignOut={onSignOut}
       />
       <ChatPanel
         view={view}

@@ -1,7 +1,7 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import init from "@chatsync/sync-wasm";
-import { App } from "./App";
+import { Session } from "./Session";
 import "./styles.css";
 
 const root = createRoot(document.getElementById("root")!);
@@ -11,7 +11,7 @@ init().then(
   () =>
     root.render(
       <StrictMode>
-        <App />
+        <Session />
       </StrictMode>,
     ),
   (e: unknown) =>

@@ -1,6 +1,8 @@
 // What makes the app pleasant to use: markdown replies with copyable code, chat titles and
 // search, a list that pages on, a phone layout, keyboard use, and accessibility.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { after, before, test } from "node:test";
 import {
   DESKTOP, PHONE, axeViolations, byTestId, createChat, currentContextId, launchBrowser, messages,
@@ -31,6 +33,9 @@ for (const [name, viewport] of [["desktop", DESKTOP], ["390px", PHONE]]) {
   test(`markdown (${name}): a reply renders GFM with highlighted, copyable code and no raw HTML`, TEST, async (t) => {
     const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, {}, { viewport, ...CLIPBOARD });
     await openApp(page, server.baseUrl);
+    // --auth none (the default): no sign-in, and nobody named or to sign out.
+    assert.equal(await byTestId(page, "sign-in").count(), 0);
+    assert.equal(await byTestId(page, "account").count(), 0);
     await assertAccessible(page, "empty chat");
     await screenshot(page, "-empty");
 
@@ -319,5 +324,130 @@ test("queue: messages sent during a turn wait under it and can be removed", TEST
   await queued.filter({ hasText: "queued one" }).waitFor({ state: "detached" });
   await waitForReply(page, "queued two");
   assert.equal(await messages(page, "user").filter({ hasText: "queued one" }).count(), 0, "the removed message never ran");
+  assertLocalOnly();
+});
+
+// ---- sign-in with --auth jwt --------------------------------------------------------
+
+const JWT_SECRET = "browser-test-secret-of-at-least-32-bytes";
+const JWT_SERVER = { args: ["--auth", "jwt", "--jwt-secret", JWT_SECRET] };
+/** The server accepts a token this long after its `exp` (clock skew). */
+const JWT_LEEWAY_S = 60;
+
+/** A token as a developer mints one: `chatsync token --sub NAME --secret S --ttl TTL`. */
+const cliToken = (sub, ttl) =>
+  execFileSync(process.env.CHATSYNC_BIN, ["token", "--sub", sub, "--secret", JWT_SECRET, "--ttl", ttl], { encoding: "utf8" }).trim();
+
+/**
+ * An HS256 token the server stops accepting `seconds` from now. The CLI cannot mint one:
+ * its `exp` is at least a second ahead and the server adds its leeway to that.
+ */
+function expiringToken(sub, seconds) {
+  const now = Math.floor(Date.now() / 1000);
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, iat: now, exp: now + seconds - JWT_LEEWAY_S })}`;
+  return `${unsigned}.${createHmac("sha256", JWT_SECRET).update(unsigned).digest("base64url")}`;
+}
+
+/** Polls `GET /api/me` with `token` until the server refuses it. */
+async function untilRefused(server, token, deadlineMs = 30_000) {
+  const deadline = Date.now() + deadlineMs;
+  while (Date.now() < deadline) {
+    const r = await fetch(`${server.baseUrl}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+    if (r.status === 401) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("the token was still accepted at the deadline");
+}
+
+async function signIn(page, token) {
+  await byTestId(page, "sign-in-token").fill(token);
+  await byTestId(page, "sign-in-submit").click();
+  await byTestId(page, "sign-in").waitFor({ state: "detached" });
+}
+
+test("sign-in (--auth jwt): a pasted token signs in, Sign out forgets it, an expired one asks again and loses nothing", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser, JWT_SERVER);
+  // Once signed in, every API request carries the token.
+  let watching = false;
+  const bare = [];
+  page.on("request", async (r) => {
+    if (!watching || !new URL(r.url()).pathname.startsWith("/api/")) return;
+    if (!(await r.allHeaders()).authorization?.startsWith("Bearer ")) bare.push(r.url());
+  });
+
+  await page.goto(`${server.baseUrl}/`);
+  const dialog = byTestId(page, "sign-in");
+  await dialog.waitFor();
+  assert.match(await byTestId(page, "sign-in-reason").innerText(), /needs an access token/);
+  assert.match(await dialog.innerText(), /chatsync token --sub NAME --secret S --ttl 1h/);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "sign-in-token", "focus starts in the field");
+  assert.equal(await byTestId(page, "chat-panel").count(), 0);
+  await assertAccessible(page, "sign-in");
+  await screenshot(page, "-sign-in");
+
+  // A wrong token is refused in the dialog, which stays; Escape does not close it.
+  await byTestId(page, "sign-in-token").fill("not-a-token");
+  await byTestId(page, "sign-in-submit").click();
+  assert.match(await byTestId(page, "sign-in-error").innerText(), /The server refused this token/);
+  await page.keyboard.press("Escape");
+  assert.equal(await dialog.count(), 1);
+  await assertAccessible(page, "sign-in with an error");
+
+  watching = true;
+  await signIn(page, cliToken("alice", "1h"));
+  assert.equal(await byTestId(page, "signed-in-user").innerText(), "alice");
+  await turn(page, "hello from alice");
+  await assertAccessible(page, "signed in");
+  await screenshot(page, "-signed-in");
+  watching = false;
+  assert.deepEqual(bare, [], "requests without the token");
+
+  // Sign out: the token is gone, the app with it, and the sign-in is back.
+  await byTestId(page, "sign-out").click();
+  await dialog.waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem("chatsync-token")), null);
+  assert.equal(await byTestId(page, "chat-panel").count(), 0);
+  assert.match(await byTestId(page, "sign-in-reason").innerText(), /needs an access token/);
+
+  // A short-lived token: alice's chat is back; once the token expires, the next request
+  // (a search here) brings the sign-in up over the app, and what was typed stays.
+  const first = expiringToken("alice", 5);
+  await signIn(page, first);
+  await waitForReply(page, "hello from alice");
+  await untilRefused(server, first);
+  await byTestId(page, "composer-input").fill("draft kept");
+  await byTestId(page, "chat-search").fill("hello");
+  await dialog.waitFor();
+  assert.equal(await byTestId(page, "sign-in-reason").innerText(), "Your session expired, paste a new token.");
+  await assertAccessible(page, "session expired");
+  await screenshot(page, "-expired");
+  const second = expiringToken("alice", 5);
+  await signIn(page, second);
+  assert.equal(await byTestId(page, "composer-input").inputValue(), "draft kept");
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), "chat-search", "focus goes back to where it was");
+
+  // A message sent with an expired token waits in the queue; a new token sends it.
+  await untilRefused(server, second);
+  await byTestId(page, "composer-input").press("Enter");
+  await dialog.waitFor();
+  await signIn(page, cliToken("alice", "1h"));
+  await waitForReply(page, "draft kept");
+  await waitForStatus(page, "idle");
+  assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "draft kept"]);
+  assert.equal(await byTestId(page, "error-banner").count(), 0);
+  assertLocalOnly();
+});
+
+test("sign-in (--auth proxy): the proxy's user is shown, no sign-in, no Sign out", TEST, async (t) => {
+  // The authenticating proxy in front sets the header on every request; here the browser does.
+  const { server, page, assertLocalOnly } = await setup(t, browser, { args: ["--auth", "proxy"] }, {
+    extraHTTPHeaders: { "X-Forwarded-User": "bob" },
+  });
+  await openApp(page, server.baseUrl);
+  assert.equal(await byTestId(page, "signed-in-user").innerText(), "bob");
+  assert.equal(await byTestId(page, "sign-out").count(), 0);
+  assert.equal(await byTestId(page, "sign-in").count(), 0);
+  await turn(page, "hello from bob");
   assertLocalOnly();
 });

@@ -31,14 +31,18 @@ function chatsyncBin() {
   return bin;
 }
 
-/** Starts the real server; resolves once it printed the address it bound. */
-async function startServer({ chunkDelayMs = 5 } = {}) {
+/**
+ * Starts the real server; resolves once it printed the address it bound. `args` are more
+ * flags for it, e.g. `["--auth", "jwt", "--jwt-secret", secret]`.
+ */
+async function startServer({ chunkDelayMs = 5, args: extra = [] } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), "chatsync-web-"));
   const args = [
     "--addr", "127.0.0.1:0",
     "--database-url", `sqlite://${dir}/db.sqlite`,
     "--web-dir", DIST,
     "--scripted-chunk-delay-ms", String(chunkDelayMs),
+    ...extra,
   ];
   const child = spawn(chatsyncBin(), args, { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";

@@ -1,5 +1,4 @@
-import { useRef } from "react";
-import { useFocusTrap } from "../hooks/useFocusTrap";
+import { Dialog } from "./Dialog";
 
 interface Props {
   title: string;
@@ -10,34 +9,20 @@ interface Props {
 }
 
 export function ConfirmDialog({ title, body, confirmLabel, onConfirm, onCancel }: Props) {
-  const dialog = useRef<HTMLDivElement>(null);
   // Focus starts on the safe choice, stays inside, Escape backs out, and it returns to the
   // control that opened the dialog.
-  useFocusTrap(dialog, true, onCancel);
-
   return (
-    <div className="overlay" onClick={onCancel}>
-      <div
-        ref={dialog}
-        className="dialog"
-        role="alertdialog"
-        aria-modal="true"
-        aria-labelledby="confirm-title"
-        aria-describedby="confirm-body"
-        data-testid="confirm-dialog"
-        onClick={(e) => e.stopPropagation()}
-      >
-        <h2 id="confirm-title">{title}</h2>
-        <p id="confirm-body">{body}</p>
-        <div className="dialog-actions">
-          <button className="button" data-testid="confirm-cancel" data-autofocus onClick={onCancel}>
-            Cancel
-          </button>
-          <button className="button button-danger" data-testid="confirm-ok" onClick={onConfirm}>
-            {confirmLabel}
-          </button>
-        </div>
+    <Dialog role="alertdialog" labelledBy="confirm-title" describedBy="confirm-body" testId="confirm-dialog" onClose={onCancel}>
+      <h2 id="confirm-title">{title}</h2>
+      <p id="confirm-body">{body}</p>
+      <div className="dialog-actions">
+        <button className="button" data-testid="confirm-cancel" data-autofocus onClick={onCancel}>
+          Cancel
+        </button>
+        <button className="button button-danger" data-testid="confirm-ok" onClick={onConfirm}>
+          {confirmLabel}
+        </button>
       </div>
-    </div>
+    </Dialog>
   );
 }

@@ -17,6 +17,10 @@ interface Props {
   drawer: boolean;
   open: boolean;
   onClose(): void;
+  /** Who the server takes the user for, when worth showing (not the one user of `--auth none`). */
+  user: string | null;
+  /** Set when signed in with a token, which signing out forgets. */
+  onSignOut: (() => void) | null;
 }
 
 export const chatTitle = (c: ContextSummary) => c.title.trim() || "New chat";
@@ -50,7 +54,7 @@ function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: str
 }
 
 export function Sidebar(props: Props) {
-  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose } = props;
+  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut } = props;
   const [confirming, setConfirming] = useState<ContextSummary | null>(null);
   const [editing, setEditing] = useState<string | null>(null);
   const aside = useRef<HTMLElement>(null);
@@ -162,6 +166,20 @@ export function Sidebar(props: Props) {
             </div>
           )}
         </nav>
+        {(user !== null || onSignOut) && (
+          <div className="sidebar-foot" data-testid="account">
+            {user !== null && (
+              <span className="account-name">
+                Signed in as <strong data-testid="signed-in-user">{user}</strong>
+              </span>
+            )}
+            {onSignOut && (
+              <button className="button" data-testid="sign-out" onClick={onSignOut}>
+                Sign out
+              </button>
+            )}
+          </div>
+        )}
         {confirming && (
           <ConfirmDialog
             title="Delete this chat?"

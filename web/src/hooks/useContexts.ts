@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from "react";
+import { isAuthError } from "./useAuth";
 import { describeError } from "./useErrorReport";
 import type { ChatSync, ContextList, ContextSummary, CreateContextOptions } from "@chatsync/sync-wasm";
 
@@ -68,7 +69,7 @@ export function useContexts(
           setContexts(list.contexts);
           setCursor(list.nextCursor);
         },
-        (e: unknown) => stale || onError(`Could not load the chat list: ${describeError(e)}`),
+        (e: unknown) => stale || isAuthError(e) || onError(`Could not load the chat list: ${describeError(e)}`),
       )
       .finally(() => stale || setLoaded(true));
     return () => {
@@ -89,7 +90,7 @@ export function useContexts(
           });
           setCursor(page.nextCursor);
         },
-        (e: unknown) => onError(`Could not load more chats: ${describeError(e)}`),
+        (e: unknown) => isAuthError(e) || onError(`Could not load more chats: ${describeError(e)}`),
       )
       .finally(() => (loading.current = false));
   }, [sync, cursor, searching, onError]);

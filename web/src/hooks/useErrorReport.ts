@@ -1,4 +1,5 @@
 import { useCallback, useState } from "react";
+import { isAuthError } from "./useAuth";
 
 /** Sync errors arrive as plain `SyncError` objects, other failures as `Error`s. */
 export function describeError(e: unknown): string {
@@ -14,7 +15,8 @@ export interface ErrorReport {
   dismiss(): void;
   /**
    * Runs an action and shows its failure, prefixed with what the user was doing, instead of
-   * dropping it; a success clears a stale error.
+   * dropping it; a success clears a stale error. A refused token shows no error here: the
+   * sync module reports it (`onAuthError`) and the sign-in asks for a new one.
    */
   run(what: string, action: () => Promise<unknown>): Promise<void>;
 }
@@ -27,7 +29,7 @@ export function useErrorReport(): ErrorReport {
       await action();
       setError(null);
     } catch (e) {
-      setError(`${what}: ${describeError(e)}`);
+      if (!isAuthError(e)) setError(`${what}: ${describeError(e)}`);
     }
   }, []);
   return { error, show: setError, dismiss, run };

@@ -9,12 +9,16 @@ export interface Shortcuts {
   stop: (() => void) | null;
 }
 
-/** The app's keyboard shortcuts; a dialog's own Escape wins (it stops the event first). */
-export function useShortcuts(shortcuts: Shortcuts) {
+/**
+ * The app's keyboard shortcuts; a dialog's own Escape wins (it stops the event first).
+ * Null turns them off (while the app is inert under the sign-in).
+ */
+export function useShortcuts(shortcuts: Shortcuts | null) {
   const latest = useRef(shortcuts);
   latest.current = shortcuts;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
+      if (!latest.current) return;
       const { newChat, focusComposer, stop } = latest.current;
       if ((e.ctrlKey || e.metaKey) && e.shiftKey && e.key.toLowerCase() === "o") {
         e.preventDefault();
