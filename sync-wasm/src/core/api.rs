@@ -137,10 +137,9 @@ impl Api {
             BareAction::Cancel => "cancel",
             BareAction::Retry => "retry",
         };
-        HttpRequest {
-            method: "POST",
-            ..get(format!("{}/{name}", self.actions_url(context_id)))
-        }
+        // No body, but said to be JSON: the server refuses a POST a cross-site form
+        // could send, and takes an empty JSON body as none.
+        json_post(format!("{}/{name}", self.actions_url(context_id)), None)
     }
 
     /// Drops one queued message; it never runs.
@@ -263,11 +262,15 @@ fn message_ref(message_id: Option<&str>) -> RequestBody {
 }
 
 fn post(url: String, body: RequestBody) -> HttpRequest {
+    json_post(url, Some(body))
+}
+
+fn json_post(url: String, body: Option<RequestBody>) -> HttpRequest {
     HttpRequest {
         method: "POST",
         url,
         headers: vec![("Content-Type", "application/json".to_owned())],
-        body: Some(body),
+        body,
     }
 }
 
@@ -420,6 +423,18 @@ pub(crate) mod tests {
             "/api/contexts"
         );
         assert_eq!(api.rename_context("a/b", "x").url, "/api/contexts/a%2Fb");
+    }
+
+    #[test]
+    fn bodyless_actions_still_say_json_so_the_server_takes_them() {
+        let api = Api::new("/api");
+        for (action, name) in [(BareAction::Cancel, "cancel"), (BareAction::Retry, "retry")] {
+            let r = api.bare_action("abc", action);
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.url, format!("/api/contexts/abc/actions/{name}"));
+            assert_eq!(r.headers, [("Content-Type", "application/json".to_owned())]);
+            assert!(r.body.is_none());
+        }
     }
 
     #[test]
