@@ -547,12 +547,16 @@ test("offline pauses at once, online polls at once; a held poll is aborted while
   await until(() => pages.polls(contextId).some((p) => p.end === null), "a held poll");
   const held = pages.polls(contextId).length;
   await page.evaluate(() => setHidden(true));
-  await page.waitForTimeout(300);
-  assert.equal(pages.polls(contextId).length, held, "a hidden tab sends nothing");
-  await page.evaluate(() => {
-    setHidden(false);
-    roaming.free();
-  });
+  try {
+    await page.waitForTimeout(300);
+    assert.equal(pages.polls(contextId).length, held, "a hidden tab sends nothing");
+  } finally {
+    // The page stays visible for the tests after this one, whatever happened here.
+    await page.evaluate(() => {
+      setHidden(false);
+      roaming.free();
+    });
+  }
 });
 
 test("unchanged messages keep their objects from view to view; refetch() reloads the state", async () => {
