@@ -292,6 +292,8 @@ test("deleting the current context, here or elsewhere, stops polling it", async 
   assert.equal(r.deletedHere.nextPollAt, null);
   assert.equal(r.deletedElsewhere.lastError.kind, "deleted");
   assert.equal(r.deletedElsewhere.lastError.status, 404);
+  // Let any poll already in flight land, then make sure nothing else goes out.
+  await page.waitForTimeout(100);
   const counts = r.ids.map((id) => pages.polls(id).length);
   await page.waitForTimeout(300);
   assert.deepEqual(r.ids.map((id) => pages.polls(id).length), counts, "no polls after deletion");
@@ -307,6 +309,8 @@ test("stop() ends polling and a new ChatSync on the same context sees the whole 
   });
   assert.equal(stopped.sync, "stopped");
   assert.equal(stopped.nextPollAt, null);
+  // Let any poll already in flight land, then make sure nothing else goes out.
+  await page.waitForTimeout(100);
   const count = pages.polls(stopped.contextId).length;
   await page.waitForTimeout(300);
   assert.equal(pages.polls(stopped.contextId).length, count, "no polls after stop()");
@@ -545,9 +549,11 @@ test("offline pauses at once, online polls at once; a held poll is aborted while
   }
   await page.evaluate(() => waitForView(roaming, (v) => v.sync === "synced", "online again"));
   await until(() => pages.polls(contextId).some((p) => p.end === null), "a held poll");
-  const held = pages.polls(contextId).length;
   await page.evaluate(() => setHidden(true));
   try {
+    // Let any poll already in flight land, then make sure nothing else goes out.
+    await page.waitForTimeout(100);
+    const held = pages.polls(contextId).length;
     await page.waitForTimeout(300);
     assert.equal(pages.polls(contextId).length, held, "a hidden tab sends nothing");
   } finally {
