@@ -276,13 +276,13 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
     })
 }
 
-fn context_page(rows: &[AnyRow], total: i64) -> Result<ContextPage, StoreError> {
+fn context_page(rows: &[AnyRow], total: u64) -> Result<ContextPage, StoreError> {
     Ok(ContextPage {
         contexts: rows
             .iter()
             .map(context_from_row)
             .collect::<Result<_, _>>()?,
-        total: to_u64(total),
+        total,
     })
 }
 
@@ -532,7 +532,7 @@ impl Store for SqlStore {
             }
         };
         let total = self.count_contexts(owner).await?;
-        context_page(&rows, to_i64(total))
+        context_page(&rows, total)
     }
 
     async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError> {
@@ -591,7 +591,7 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        context_page(&rows, total)
+        context_page(&rows, to_u64(total))
     }
 
     #[tracing::instrument(skip(self))]
