@@ -89,6 +89,12 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// The client message id and the idempotency key, as stored.
+    pub fn keys(&self) -> (Option<String>, Option<String>) {
+        let owned = |k: &Option<ClientKey>| k.clone().map(ClientKey::into_inner);
+        (owned(&self.client_message_id), owned(&self.idempotency_key))
+    }
+
     /// A message without client keys.
     pub fn text(content: impl Into<String>) -> Result<Self, ParseError> {
         Ok(NewMessage {

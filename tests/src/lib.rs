@@ -7,7 +7,7 @@
 
 use chatsync_protocol::{
     content_text, ApproveToolsRequest, ChatState, ContextSummary, CreateContextRequest, ErrorBody,
-    Message, Role, SendMessageRequest, Status,
+    IfBusy, Message, Role, SendMessageRequest, Status,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -233,6 +233,8 @@ pub struct Send<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `?wait=false`: answer as soon as the user message is durable.
     pub no_wait: bool,
+    /// What to do while a turn runs (the server's default: enqueue).
+    pub if_busy: Option<IfBusy>,
 }
 
 impl Api {
@@ -291,7 +293,7 @@ impl Api {
             .json(&SendMessageRequest {
                 content: content.to_owned(),
                 client_message_id: opts.client_message_id.map(str::to_owned),
-                if_busy: None,
+                if_busy: opts.if_busy,
             });
         if let Some(key) = opts.idempotency_key {
             request = request.header("Idempotency-Key", key);

@@ -5,8 +5,8 @@
 //! tests are skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
 
 use chatsync_e2e::postgres::{two_instances, two_instances_with, TestPostgres};
-use chatsync_e2e::{poll_until, sample, text, with_role, Api, DEFAULT_TIMEOUT};
-use chatsync_protocol::{ChatState, MessageStatus, Role, Status};
+use chatsync_e2e::{poll_until, sample, text, with_role, Api, Send, DEFAULT_TIMEOUT};
+use chatsync_protocol::{ChatState, IfBusy, MessageStatus, Role, Status};
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -147,6 +147,74 @@ async fn concurrent_sends_split_across_instances_all_land_in_whole_turns() {
     let expected: BTreeSet<String> = (0..20).map(|n| format!("message {n:02}")).collect();
     assert_eq!(asked, expected);
     assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 40);
+}
+
+/// A send through the instance that does not run the chat's turn is queued at once, not
+/// held until the turn on the other ends; the queue keeps its order, its repeats and its
+/// refusals across instances.
+#[tokio::test]
+async fn a_send_to_a_chat_busy_on_the_other_instance_is_queued_at_once() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "queue").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    a.send_message_no_wait(ctx.id, "/slow 60").await;
+    a.wait_for_state(ctx.id, "A streams", |s: &ChatState| {
+        s.messages
+            .get(1)
+            .is_some_and(|m| text(m).contains("chunk 2"))
+    })
+    .await;
+    let queued = |cid| Send {
+        no_wait: true,
+        client_message_id: Some(cid),
+        ..Send::default()
+    };
+    let first = b
+        .send_message_raw(ctx.id, "queued through B", queued("q-b"))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let on_a = a.state(ctx.id).await;
+    assert_eq!(
+        on_a.messages[1].status,
+        MessageStatus::Streaming,
+        "answered while the turn still ran on A, not after it"
+    );
+    let repeat = b
+        .send_message_raw(ctx.id, "queued through B", queued("q-b"))
+        .await;
+    assert_eq!(
+        repeat.status(),
+        StatusCode::ACCEPTED,
+        "a repeat is answered as the first"
+    );
+    let second = a
+        .send_message_raw(ctx.id, "queued through A", queued("q-a"))
+        .await;
+    assert_eq!(second.status(), StatusCode::ACCEPTED);
+    let reject = Send {
+        if_busy: Some(IfBusy::Reject),
+        ..Send::default()
+    };
+    let refused = b.send_message_raw(ctx.id, "never stored", reject).await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let done = b
+        .wait_for_state(ctx.id, "both queued messages ran", |s: &ChatState| {
+            s.status == Status::Idle && s.messages.len() == 6 && s.queued.is_empty()
+        })
+        .await;
+    let users: Vec<String> = with_role(&done, Role::User)
+        .iter()
+        .map(|m| text(m))
+        .collect();
+    assert_eq!(users, ["/slow 60", "queued through B", "queued through A"]);
+    assert_whole_turns(&ChatState {
+        messages: done.messages[2..].to_vec(),
+        ..done.clone()
+    });
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 6);
 }
 
 #[tokio::test]

@@ -201,6 +201,9 @@ impl LiveContext {
         }
         self.saved_version = changes.record.version;
         self.record = changes.record;
+        // What another instance started is history now, not queued.
+        let tree = &self.tree;
+        self.queued.retain(|q| tree.rank(q.message.id).is_none());
         true
     }
 
@@ -411,6 +414,35 @@ impl LiveContext {
         self.queued = queued;
     }
 
+    /// Makes the queue what the store holds: messages another instance queued join it at
+    /// the end (in the store's order), and what another instance ran or dropped leaves it;
+    /// the rest keeps its place (an interrupting message stays first). True when it changed.
+    pub fn sync_queued(&mut self, stored: Vec<QueuedRecord>) -> bool {
+        let tree = &self.tree;
+        let waiting: Vec<QueuedRecord> = stored
+            .into_iter()
+            .filter(|q| tree.rank(q.message.id).is_none())
+            .collect();
+        let before = self.queued.len();
+        self.queued
+            .retain(|held| waiting.iter().any(|q| q.message.id == held.message.id));
+        let mut changed = self.queued.len() != before;
+        for mut q in waiting {
+            if !self
+                .queued
+                .iter()
+                .any(|held| held.message.id == q.message.id)
+            {
+                // Stamped with this writer's next version.
+                Arc::make_mut(&mut q.message).version = 0;
+                self.queued.push(q);
+                changed = true;
+            }
+        }
+        self.unpublished.queue |= changed;
+        changed
+    }
+
     /// Adds a stored queued message: last, or (`first`) ahead of every other.
     pub fn enqueue(&mut self, queued: QueuedRecord, first: bool) {
         let at = if first { 0 } else { self.queued.len() };
@@ -431,12 +463,7 @@ impl LiveContext {
     pub fn find_queued(&self, client_message_id: Option<&str>, key: Option<&str>) -> Option<Uuid> {
         self.queued
             .iter()
-            .find(|q| {
-                let same_client = client_message_id.is_some()
-                    && q.message.client_message_id.as_deref() == client_message_id;
-                let same_key = key.is_some() && q.idempotency_key.as_deref() == key;
-                same_client || same_key
-            })
+            .find(|q| q.sent_as(client_message_id, key))
             .map(|q| q.message.id)
     }
 
@@ -649,6 +676,12 @@ impl Snapshot {
         summary(&self.record)
     }
 
+    /// Whether message `id` is in the queue or the history (looked for from its end,
+    /// where a message just queued or started is).
+    pub fn knows_message(&self, id: Uuid) -> bool {
+        self.queued.iter().any(|m| m.id == id) || self.messages.iter().rev().any(|m| m.id == id)
+    }
+
     /// Whether the turn of user message `id` is over: its message is in the history and
     /// the context rests, or a later user message's turn began (turns run one at a time),
     /// or the message left the queue without running (cancelled).
@@ -757,6 +790,53 @@ mod tests {
         switched.record.active_leaf = Some(b.message.id);
         assert!(!ctx.apply_changes(switched));
         assert_eq!(ctx.version(), 9);
+    }
+
+    fn queued(text: &str) -> QueuedRecord {
+        let mut m = new_message(Role::User, vec![ContentPart::text(text)], None);
+        m.status = MessageStatus::Queued;
+        m.version = 7;
+        QueuedRecord {
+            message: Arc::new(m),
+            idempotency_key: None,
+        }
+    }
+
+    fn queued_texts(ctx: &LiveContext) -> Vec<String> {
+        ctx.queued()
+            .iter()
+            .map(|q| content_text(&q.message.content))
+            .collect()
+    }
+
+    #[test]
+    fn the_stored_queue_is_the_truth_and_held_entries_keep_their_place() {
+        let mut ctx = context_in(StateName::Idle);
+        let (first, mine, theirs) = (queued("interrupting"), queued("mine"), queued("theirs"));
+        ctx.enqueue(mine.clone(), false);
+        ctx.enqueue(first.clone(), true);
+        ctx.publish();
+        // The store lists by arrival; the interrupting message stays first here.
+        let stored = vec![mine.clone(), first.clone(), theirs.clone()];
+        assert!(ctx.sync_queued(stored.clone()));
+        assert_eq!(queued_texts(&ctx), ["interrupting", "mine", "theirs"]);
+        assert_eq!(
+            ctx.queued()[2].message.version,
+            0,
+            "stamped by this writer's next publish"
+        );
+        ctx.publish();
+        assert!(
+            !ctx.sync_queued(stored),
+            "the same queue again changes nothing"
+        );
+
+        // Another instance ran "interrupting" (it is history now) and dropped "mine".
+        let started = first.message.id;
+        ctx.push(Message::clone(&first.message), None);
+        assert_eq!(ctx.messages().last().map(|m| m.id), Some(started));
+        assert!(ctx.sync_queued(vec![first, theirs]));
+        assert_eq!(queued_texts(&ctx), ["theirs"]);
     }
 
     #[test]

@@ -650,19 +650,29 @@ impl Engine {
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         match ack {
             SendAck::Turn(turn) => self.wait_turn(id, rx, turn, wait).await,
-            SendAck::Queued(message_id) => self.wait_queued(id, rx, message_id, wait).await,
+            SendAck::Queued(message_id) => self.wait_queued(id, rx, message_id, true, wait).await,
+            SendAck::QueuedElsewhere(message_id) => {
+                self.wait_queued(id, rx, message_id, false, wait).await
+            }
         }
     }
 
-    /// Waits until the turn of queued message `message_id` is over, at most `wait`.
+    /// Waits until the turn of queued message `message_id` is over, at most `wait`. A
+    /// message queued for another instance (`seen` false) must show here first: until then
+    /// its turn has not even started.
     async fn wait_queued(
         &self,
         id: Uuid,
         mut rx: watch::Receiver<Arc<Snapshot>>,
         message_id: Uuid,
+        mut seen: bool,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
-        let waited = tokio::time::timeout(wait, rx.wait_for(|s| s.message_turn_done(message_id)))
+        let mut done = |s: &Arc<Snapshot>| {
+            seen |= s.knows_message(message_id);
+            seen && s.message_turn_done(message_id)
+        };
+        let waited = tokio::time::timeout(wait, rx.wait_for(&mut done))
             .await
             .map(|r| r.map(|s| s.clone()));
         let snapshot = match waited {
@@ -670,7 +680,7 @@ impl Engine {
             Ok(Err(_)) => return Err(EngineError::NotFound(id)),
             Err(_) => rx.borrow().clone(),
         };
-        let settled = snapshot.message_turn_done(message_id);
+        let settled = done(&snapshot);
         Ok(TurnOutcome { snapshot, settled })
     }
 

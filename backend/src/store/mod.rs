@@ -56,6 +56,16 @@ pub struct QueuedRecord {
     pub idempotency_key: Option<String>,
 }
 
+impl QueuedRecord {
+    /// Whether an earlier send with this client id or idempotency key queued this message.
+    pub fn sent_as(&self, client_message_id: Option<&str>, key: Option<&str>) -> bool {
+        let same_client = client_message_id.is_some()
+            && self.message.client_message_id.as_deref() == client_message_id;
+        let same_key = key.is_some() && self.idempotency_key.as_deref() == key;
+        same_client || same_key
+    }
+}
+
 /// What one save writes.
 #[derive(Debug, Clone)]
 pub struct SaveBatch {

@@ -65,12 +65,8 @@ impl Actor {
     /// Takes the context's lease (waiting while another instance runs a turn) and catches
     /// up with what that instance wrote. A store that is not shared needs neither.
     pub(super) async fn take_lease(&mut self) -> Result<(), ActionError> {
-        if self.lease.may_write() {
-            return Ok(());
-        }
         let deadline = Instant::now() + LEASE_WAIT;
-        let ttl = self.deps.settings.lease_ttl;
-        while !self.deps.store.acquire_lease(self.ctx.id(), ttl).await? {
+        while !self.try_take_lease().await? {
             if Instant::now() > deadline {
                 return Err(StoreError::Unavailable(
                     "the context is busy on another instance; try again".into(),
@@ -80,12 +76,27 @@ impl Actor {
             self.wait_between_turns(tokio::time::sleep(LEASE_POLL))
                 .await;
         }
+        Ok(())
+    }
+
+    /// One try at the lease: false while another instance holds it.
+    pub(super) async fn try_take_lease(&mut self) -> Result<bool, ActionError> {
+        if self.lease.may_write() {
+            return Ok(true);
+        }
+        let ttl = self.deps.settings.lease_ttl;
+        if !self.deps.store.acquire_lease(self.ctx.id(), ttl).await? {
+            return Ok(false);
+        }
         self.lease = Lease::held_now();
         if let Err(e) = self.catch_up().await {
             self.release_lease().await;
             return Err(e);
         }
-        Ok(())
+        // The last writer may have run what this instance holds as queued, and others
+        // may have queued more: the stored queue is the truth.
+        self.sync_queue().await;
+        Ok(true)
     }
 
     pub(super) async fn release_lease(&mut self) {

@@ -22,7 +22,7 @@ use super::{ActionError, Deps};
 use crate::domain::{ClientKey, NewMessage};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
-use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
+use chatsync_protocol::{ContentPart, IfBusy, Message, Role, SwitchBranchRequest};
 use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -41,6 +41,9 @@ pub enum SendAck {
     Turn(u64),
     /// The context was busy: the message waits in the queue under this id.
     Queued(Uuid),
+    /// Another instance runs the context: the message waits in the stored queue under this
+    /// id, and shows here once that instance takes it up.
+    QueuedElsewhere(Uuid),
 }
 
 #[derive(Debug)]
@@ -314,9 +317,25 @@ impl Actor {
                 | Command::Rename { .. }
         );
         if mutating {
-            if let Err(e) = self.take_lease().await {
-                refuse(cmd, e);
-                return;
+            // A send need not wait for a turn running on another instance: it queues.
+            let queues_elsewhere = matches!(&cmd, Command::Send { message, .. } if message.if_busy != IfBusy::Interrupt);
+            let may_write = if queues_elsewhere {
+                self.try_take_lease().await
+            } else {
+                self.take_lease().await.map(|()| true)
+            };
+            match may_write {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Command::Send { message, reply } = cmd {
+                        self.enqueue_elsewhere(message, reply).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    refuse(cmd, e);
+                    return;
+                }
             }
         }
         match cmd {
@@ -403,7 +422,7 @@ impl Actor {
             Command::Resume => {
                 self.resume().await;
             }
-            Command::QueueChanged => self.sync_queue().await,
+            Command::QueueChanged => self.queue_changed().await,
             Command::RemoteCancel | Command::Retire => {}
         }
     }

@@ -7,7 +7,7 @@
 //! its turn removes it from the stored queue in the same transaction.
 
 use super::{Actor, Reply, SendAck};
-use crate::domain::{ClientKey, NewMessage};
+use crate::domain::NewMessage;
 use crate::engine::context::new_message;
 use crate::engine::ActionError;
 use crate::fsm::{Event, State};
@@ -24,8 +24,7 @@ impl Actor {
         message: NewMessage,
         reply: Reply<SendAck>,
     ) -> bool {
-        let client_message_id = message.client_message_id.map(ClientKey::into_inner);
-        let key = message.idempotency_key.map(ClientKey::into_inner);
+        let (client_message_id, key) = message.keys();
         if self
             .ctx
             .find_sent(client_message_id.as_deref(), key.as_deref())
@@ -42,15 +41,53 @@ impl Actor {
             let _ = reply.send(Ok(SendAck::Queued(id)));
             return false;
         }
+        let interrupt = message.if_busy == IfBusy::Interrupt;
+        let record = match self.store_queued(message).await {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return false;
+            }
+        };
+        let id = record.message.id;
+        self.ctx.enqueue(record, interrupt);
+        self.ctx.publish();
+        self.publish();
+        let _ = reply.send(Ok(SendAck::Queued(id)));
+        interrupt
+    }
+
+    /// A send while another instance runs the context: stored in the queue and answered
+    /// at once; that instance, told by the store, runs it in its turn. This one shows it
+    /// once that instance saves.
+    pub(super) async fn enqueue_elsewhere(&mut self, message: NewMessage, reply: Reply<SendAck>) {
+        let (client_message_id, key) = message.keys();
+        let (client_message_id, key) = (client_message_id.as_deref(), key.as_deref());
+        let answer = async {
+            if self.ctx.find_sent(client_message_id, key).is_some() {
+                return Ok(SendAck::Turn(self.turns.started));
+            }
+            // What this instance holds may be behind: the stored queue tells of repeats.
+            let stored = self.deps.store.queued_messages(self.ctx.id()).await?;
+            if let Some(q) = stored.iter().find(|q| q.sent_as(client_message_id, key)) {
+                return Ok(SendAck::QueuedElsewhere(q.message.id));
+            }
+            let record = self.store_queued(message).await?;
+            Ok(SendAck::QueuedElsewhere(record.message.id))
+        };
+        let _ = reply.send(answer.await);
+    }
+
+    /// Stores a send as a queued message, if the queue has room and `if_busy` allows.
+    async fn store_queued(&self, message: NewMessage) -> Result<QueuedRecord, ActionError> {
         if message.if_busy == IfBusy::Reject {
-            let _ = reply.send(Err(ActionError::Busy));
-            return false;
+            return Err(ActionError::Busy);
         }
         let max = self.deps.settings.max_queued_messages;
         if self.ctx.queued().len() >= max {
-            let _ = reply.send(Err(ActionError::QueueFull(max)));
-            return false;
+            return Err(ActionError::QueueFull(max));
         }
+        let (client_message_id, idempotency_key) = message.keys();
         let mut queued = new_message(
             Role::User,
             vec![ContentPart::text(message.content.into_inner())],
@@ -59,26 +96,12 @@ impl Actor {
         queued.status = MessageStatus::Queued;
         let record = QueuedRecord {
             message: Arc::new(queued),
-            idempotency_key: key,
+            idempotency_key,
         };
-        match self.deps.store.enqueue(self.ctx.id(), &record, max).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = reply.send(Err(ActionError::QueueFull(max)));
-                return false;
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                return false;
-            }
+        if !self.deps.store.enqueue(self.ctx.id(), &record, max).await? {
+            return Err(ActionError::QueueFull(max));
         }
-        let id = record.message.id;
-        let interrupt = message.if_busy == IfBusy::Interrupt;
-        self.ctx.enqueue(record, interrupt);
-        self.ctx.publish();
-        self.publish();
-        let _ = reply.send(Ok(SendAck::Queued(id)));
-        interrupt
+        Ok(record)
     }
 
     /// Drops a queued message before its turn.
@@ -132,44 +155,35 @@ impl Actor {
 }
 
 impl Actor {
-    /// Picks up messages another instance queued. Only the writer adds them (a reader
-    /// sees them with the writer's next save), so versions stay the writer's alone.
+    /// Takes the stored queue as the truth: messages another instance queued join it, and
+    /// what another instance ran or dropped leaves it. Only the writer does (a reader sees
+    /// the queue with the writer's next save), so versions stay the writer's alone.
     pub(super) async fn sync_queue(&mut self) {
         if !self.lease.may_write() {
             return;
         }
-        let stored = match self.deps.store.queued_messages(self.ctx.id()).await {
-            Ok(stored) => stored,
+        match self.deps.store.queued_messages(self.ctx.id()).await {
+            Ok(stored) => {
+                if self.ctx.sync_queued(stored) {
+                    self.ctx.publish();
+                    self.publish();
+                }
+            }
             Err(e) => {
                 tracing::warn!(context_id = %self.ctx.id(), error = %e, "reading the queue failed");
-                return;
-            }
-        };
-        let max = self.deps.settings.max_queued_messages;
-        let recent: Vec<Uuid> = self
-            .ctx
-            .messages()
-            .iter()
-            .rev()
-            .take(max)
-            .map(|m| m.id)
-            .collect();
-        let mut added = false;
-        for record in stored {
-            let id = record.message.id;
-            let known =
-                recent.contains(&id) || self.ctx.queued().iter().any(|q| q.message.id == id);
-            if !known {
-                let mut record = record;
-                // Stamped with this writer's next version.
-                Arc::make_mut(&mut record.message).version = 0;
-                self.ctx.enqueue(record, false);
-                added = true;
             }
         }
-        if added {
-            self.ctx.publish();
-            self.publish();
+    }
+
+    /// Another instance queued a message. The writer takes it up; an instance where the
+    /// context rests tries to become the writer, so a message queued just as the last
+    /// writer let go still runs (the run loop drains the queue once the lease is held).
+    pub(super) async fn queue_changed(&mut self) {
+        if self.lease.may_write() {
+            self.sync_queue().await;
+        } else if self.ctx.state().is_resting() {
+            // Taking the lease syncs the queue; failing means another instance writes.
+            let _ = self.try_take_lease().await;
         }
     }
 }
