@@ -532,6 +532,46 @@ test("a 401 stops polling, reports kind auth once, and start() with a new token 
   }
 });
 
+test("a user's queued sends are neither shown to nor replayed by the next user to sign in", async () => {
+  const contextId = await page.evaluate(async () => {
+    const alice = await newChat({ userId: "alice", mode: "interval", baseIntervalMs: 100, maxIntervalMs: 300 });
+    await window.testControl("network");
+    await alice.sendMessage("queued by alice").catch(() => {});
+    const id = alice.getView().contextId;
+    alice.free();
+    return id;
+  });
+  await pages.setFailure(null);
+  const queueOf = (user) => page.evaluate((key) => JSON.parse(localStorage.getItem(key) ?? "[]").length, `chatsync-queue:/api user:${user}`);
+  assert.equal(await queueOf("alice"), 1, "alice's send waits in her own queue");
+
+  const bob = await page.evaluate(async (id) => {
+    window.bob = new ChatSync({ baseUrl: "/api", contextId: id, userId: "bob" });
+    bob.start();
+    const shown = bob.getView().messages.length;
+    // Sends to one chat go in order: had bob's client taken alice's send, it would go first.
+    await bob.sendMessage("sent by bob");
+    const view = await waitForView(bob, (v) => v.messages.some((m) => isReply(m, "sent by bob")), "bob's reply");
+    bob.free();
+    return { shown, texts: view.messages.filter((m) => m.role === "user").map((m) => m.text) };
+  }, contextId);
+  assert.equal(bob.shown, 0, "alice's queued send is not shown to bob");
+  assert.deepEqual(bob.texts, ["sent by bob"]);
+  assert.equal(await storedUserMessages(contextId, "queued by alice"), 0, "bob did not replay it");
+  assert.equal(await queueOf("alice"), 1, "and it is still alice's");
+
+  const back = await page.evaluate(async (id) => {
+    const alice = new ChatSync({ baseUrl: "/api", contextId: id, userId: "alice" });
+    alice.start();
+    const view = await waitForView(alice, (v) => v.messages.some((m) => isReply(m, "queued by alice")), "alice's replayed send");
+    alice.free();
+    return view.messages.filter((m) => m.role === "user").map((m) => m.text);
+  }, contextId);
+  assert.deepEqual(back, ["sent by bob", "queued by alice"], "alice signing in again replays it");
+  assert.equal(await storedUserMessages(contextId, "queued by alice"), 1, "once");
+  assert.equal(await queueOf("alice"), 0);
+});
+
 test("offline pauses at once, online polls at once; a held poll is aborted while hidden", async () => {
   const contextId = await page.evaluate(async () => {
     window.roaming = await newChat();
@@ -715,6 +755,34 @@ test("two tabs on one chat: one polls, a send in either shows in both", async ()
   }
 });
 
+test("a message sent in a follower shows in the leader at once, pending, then once as the server's", async () => {
+  const { profile, a, b } = await twoTabsOnANewChat();
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  const hold = async (route) => {
+    await held;
+    await route.continue();
+  };
+  try {
+    await b.tab.route("**/actions/send_message*", hold);
+    await b.tab.evaluate(() => {
+      window.sending = chat.sendMessage("held in the follower");
+    });
+    const pending = await a.tab.evaluate(() =>
+      waitForView(chat, (v) => v.messages.some((m) => m.text === "held in the follower"), "the follower's pending send").then((v) => v.messages.at(-1)),
+    );
+    assert.equal(pending.status, "pending", "shown before the server has it");
+    release();
+    await b.tab.evaluate(() => window.sending);
+    const view = await a.tab.evaluate(() => waitForView(chat, (v) => v.messages.some((m) => isReply(m, "held in the follower")), "the reply"));
+    const copies = view.messages.filter((m) => m.text === "held in the follower");
+    assert.deepEqual(copies.map((m) => m.status), ["complete"], "the server's copy replaced it, once");
+  } finally {
+    release();
+    await profile.close();
+  }
+});
+
 test("a send queued in a follower tab is replayed by the leader only, and lands once", async () => {
   const { profile, a, b, contextId } = await twoTabsOnANewChat();
   const sends = (tab) => {
@@ -728,6 +796,10 @@ test("a send queued in a follower tab is replayed by the leader only, and lands 
     await pages.setFailure("network");
     const error = await b.tab.evaluate(() => chat.sendMessage("queued in the follower").then(() => null, (e) => e.kind));
     assert.equal(error, "network");
+    const failed = await a.tab.evaluate(() =>
+      waitForView(chat, (v) => v.messages.some((m) => m.text === "queued in the follower"), "the follower's failed send").then((v) => v.messages.at(-1)),
+    );
+    assert.equal(failed.status, "failed", "the leader shows the follower's failed send at once");
     await pages.setFailure(null);
     // Both tabs see the browser come back online; only the leader replays.
     await b.tab.evaluate(() => window.dispatchEvent(new Event("online")));

@@ -24,6 +24,8 @@ export function titleFrom(text: string): string {
 interface Props {
   /** Shown in the sidebar; null when there is no one worth naming. */
   user: string | null;
+  /** Who the server takes the user for (null if it could not say): sends queued offline are theirs alone. */
+  userId: string | null;
   onSignOut: (() => void) | null;
   /** A request was refused for its credentials. */
   onAuthError(): void;
@@ -33,14 +35,19 @@ interface Props {
   inert: boolean;
 }
 
-export function App({ user, onSignOut, onAuthError, resumed, inert }: Props) {
+export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Props) {
   const [selectedId, select] = useSelectedContext();
   const errors = useErrorReport();
   // The sync module reads its options once: the token is read before every request, and
   // its refusal goes to whatever handler the latest render gave.
   const authError = useRef(onAuthError);
   authError.current = onAuthError;
-  const [options] = useState(() => ({ baseUrl: "/api", getToken: readToken, onAuthError: () => authError.current() }));
+  const [options] = useState(() => ({
+    baseUrl: "/api",
+    getToken: readToken,
+    onAuthError: () => authError.current(),
+    ...(userId === null ? {} : { userId }),
+  }));
   const { sync, view, actions } = useChatStateSync(selectedId, options);
   // A new token after an expiry: polling resumes, and the sends queued meanwhile go out.
   const resumedSeen = useRef(resumed);

@@ -436,10 +436,29 @@ test("sign-in (--auth jwt): a pasted token signs in, Sign out forgets it, an exp
   await waitForStatus(page, "idle");
   assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "draft kept"]);
   assert.equal(await byTestId(page, "error-banner").count(), 0);
+
+  // A send queued when alice's session ends stays hers: carol, signing in over it, neither
+  // sees nor sends it (it would be refused as hers and lost); alice's next sign-in sends it.
+  await byTestId(page, "sign-out").click();
+  const last = expiringToken("alice", 5);
+  await signIn(page, last);
+  await waitForReply(page, "draft kept");
+  await untilRefused(server, last);
+  await send(page, "queued for alice");
+  await dialog.waitFor();
+  await signIn(page, cliToken("carol", "1h"));
+  assert.equal(await byTestId(page, "signed-in-user").innerText(), "carol");
+  await turn(page, "hello from carol");
+  assert.deepEqual(await texts(messages(page, "user")), ["hello from carol"], "nothing of alice's shows");
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.includes("user:alice")).length), 1, "alice's queue is kept");
+  await byTestId(page, "sign-out").click();
+  await signIn(page, cliToken("alice", "1h"));
+  await waitForReply(page, "queued for alice");
+  assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "draft kept", "queued for alice"]);
   assertLocalOnly();
 });
 
-test("sign-in (--auth proxy): the proxy's user is shown, no sign-in, no Sign out", TEST, async (t) => {
+test("sign-in (--auth proxy): the proxy's user is shown, no sign-in, no Sign out; an ended proxy session offers a reload", TEST, async (t) => {
   // The authenticating proxy in front sets the header on every request; here the browser does.
   const { server, page, assertLocalOnly } = await setup(t, browser, { args: ["--auth", "proxy"] }, {
     extraHTTPHeaders: { "X-Forwarded-User": "bob" },
@@ -449,5 +468,24 @@ test("sign-in (--auth proxy): the proxy's user is shown, no sign-in, no Sign out
   assert.equal(await byTestId(page, "sign-out").count(), 0);
   assert.equal(await byTestId(page, "sign-in").count(), 0);
   await turn(page, "hello from bob");
+
+  // The proxy's session ends: its header stops coming. The app says so and offers the
+  // proxy's own sign-in (a reload), not a token field it could do nothing with.
+  const withoutUser = (route) => {
+    const headers = { ...route.request().headers() };
+    delete headers["x-forwarded-user"];
+    return route.continue({ headers });
+  };
+  await page.route("**/api/**", withoutUser);
+  await byTestId(page, "chat-search").fill("hello");
+  await byTestId(page, "session-ended").waitFor();
+  assert.equal(await byTestId(page, "sign-in-token").count(), 0);
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), "session-ended-reload");
+  await assertAccessible(page, "proxy session ended");
+  await page.unroute("**/api/**", withoutUser);
+  await byTestId(page, "session-ended-reload").click();
+  await waitForReply(page, "hello from bob");
+  assert.equal(await byTestId(page, "signed-in-user").innerText(), "bob");
+  assert.equal(await byTestId(page, "session-ended").count(), 0);
   assertLocalOnly();
 });

@@ -92,6 +92,10 @@ pub struct ChatSyncOptions {
     pub request_timeout_ms: Option<u32>,
     #[serde(default)]
     pub credentials: Option<Credentials>,
+    /// Who the offline queue and the tab election belong to: sends queued by one user are
+    /// never replayed, or shown, under another's credentials.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// Reads `{name: value, ...}` as pairs: a sorted map would only add code to the download.
@@ -120,6 +124,15 @@ fn header_pairs<'de, D: Deserializer<'de>>(
 }
 
 impl ChatSyncOptions {
+    /// What the browser-wide names (queue key, tab election) are made of: the base URL,
+    /// and the user when one is given.
+    pub fn scope(&self) -> String {
+        match &self.user_id {
+            Some(user) => [self.base_url.as_str(), " user:", user].concat(),
+            None => self.base_url.clone(),
+        }
+    }
+
     /// The polling configuration, defaults filled in.
     pub fn config(&self) -> Result<Config, SyncError> {
         let d = Config::default();
@@ -185,6 +198,19 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn each_user_has_a_scope_of_their_own() {
+        let alice = options(r#"{"baseUrl":"/api","userId":"alice"}"#).scope();
+        let bob = options(r#"{"baseUrl":"/api","userId":"bob"}"#).scope();
+        let nobody = options(r#"{"baseUrl":"/api"}"#).scope();
+        assert_eq!(nobody, "/api", "without a user the names stay as they were");
+        assert_ne!(alice, bob);
+        assert_ne!(alice, nobody);
+        assert!(
+            serde_json::from_str::<ChatSyncOptions>(r#"{"baseUrl":"/api","userId":7}"#).is_err()
+        );
     }
 
     #[test]

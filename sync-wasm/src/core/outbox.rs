@@ -24,7 +24,8 @@ pub const MAX_ENTRIES: usize = 100;
 /// And at most this many bytes of text and ids, well inside browser storage quotas.
 pub const MAX_BYTES: usize = 256 * 1024;
 
-/// A send waiting for the server, as kept in browser storage.
+/// A send waiting for the server, as kept in browser storage (and as a tab tells the other
+/// tabs on its chat of the messages it sent that the server has not shown yet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Queued {
@@ -32,6 +33,9 @@ pub struct Queued {
     pub client_message_id: String,
     pub text: String,
     pub created_at: Timestamp,
+    /// Why the send failed, when a tab tells the others; always none in the queue.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 impl Queued {
@@ -226,6 +230,7 @@ mod tests {
             client_message_id: id.into(),
             text: text.into(),
             created_at: Timestamp::default(),
+            failure: None,
         }
     }
 

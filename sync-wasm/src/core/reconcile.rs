@@ -9,7 +9,12 @@ use chatsync_protocol::{
     content_text, ChatState, Message, MessageStatus, Role, StateName, Status, Timestamp, ToolCall,
 };
 
+use super::outbox::{Queued, MAX_ENTRIES};
 use super::view::{ViewMessage, ViewStatus};
+
+/// At most this many other tabs' messages are shown (a tab that would be one more replaces
+/// the one heard from longest ago).
+pub const MAX_OTHER_TABS: usize = 16;
 
 /// The last state the server reported for the current context.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +56,9 @@ pub struct Chat {
     context_id: Option<String>,
     server: Option<Snapshot>,
     local: Vec<Local>,
+    /// What the other tabs on this chat sent that the server has not shown yet, per tab,
+    /// as they last told: shown only, each tab sends and settles its own.
+    others: Vec<(String, Vec<Local>)>,
 }
 
 impl Chat {
@@ -59,6 +67,7 @@ impl Chat {
             context_id,
             server: None,
             local: Vec::new(),
+            others: Vec::new(),
         }
     }
 
@@ -159,8 +168,19 @@ impl Chat {
         }
     }
 
-    /// Makes a failed message pending again and gives back its text to re-send.
+    /// Makes a failed message pending again and gives back its text to re-send. Another
+    /// tab's failed message becomes this tab's to send (the server stores it once
+    /// whichever tab's send lands).
     pub fn resend_local(&mut self, client_message_id: &str) -> Option<String> {
+        if !self.has_local(client_message_id) {
+            let theirs = self
+                .others
+                .iter()
+                .flat_map(|(_, locals)| locals)
+                .find(|l| l.client_message_id == client_message_id)?
+                .clone();
+            self.local.push(theirs);
+        }
         let local = self
             .local_mut(client_message_id)
             .filter(|l| l.failure.is_some())?;
@@ -168,24 +188,87 @@ impl Chat {
         Some(local.text.clone())
     }
 
-    /// Drops a failed message. Pending ones stay: their send is still in flight and the
-    /// server may well accept it.
+    /// Drops a failed message, this tab's or another's. Pending ones stay: their send is
+    /// still in flight and the server may well accept it.
     pub fn discard_local(&mut self, client_message_id: &str) -> bool {
-        let before = self.local.len();
+        let kept = |l: &Local| l.client_message_id != client_message_id || l.failure.is_none();
+        let count = |c: &Chat| c.local.len() + c.others.iter().map(|(_, l)| l.len()).sum::<usize>();
+        let before = count(self);
+        self.local.retain(kept);
+        for (_, locals) in &mut self.others {
+            locals.retain(kept);
+        }
+        before != count(self)
+    }
+
+    /// This tab's messages the server has not shown yet, as the other tabs are told.
+    pub fn shared_locals(&self) -> Vec<Queued> {
+        let context_id = self.context_id.clone().unwrap_or_default();
         self.local
-            .retain(|l| l.client_message_id != client_message_id || l.failure.is_none());
-        self.local.len() != before
+            .iter()
+            .map(|l| Queued {
+                context_id: context_id.clone(),
+                client_message_id: l.client_message_id.clone(),
+                text: l.text.clone(),
+                created_at: copy(&l.created_at),
+                failure: l.failure.clone(),
+            })
+            .collect()
+    }
+
+    /// Forgets what the other tabs told (this tab stopped listening; joining again, it
+    /// asks them anew).
+    pub fn forget_other_tabs(&mut self) {
+        self.others.clear();
+    }
+
+    /// What `tab` last told of its messages the server has not shown yet; an empty list
+    /// (the tab left) forgets the tab. Messages about another chat are ignored. True when
+    /// the view changed.
+    pub fn others_sent(&mut self, tab: &str, sent: Vec<Queued>) -> bool {
+        let before = self.messages();
+        let mine = self.context_id.as_deref().unwrap_or_default();
+        let locals: Vec<Local> = sent
+            .into_iter()
+            .filter(|q| q.context_id == mine)
+            .take(MAX_ENTRIES)
+            .map(|q| Local {
+                client_message_id: q.client_message_id,
+                text: q.text,
+                created_at: q.created_at,
+                failure: q.failure,
+            })
+            .collect();
+        self.others.retain(|(t, _)| t != tab);
+        if !locals.is_empty() {
+            if self.others.len() >= MAX_OTHER_TABS {
+                self.others.remove(0);
+            }
+            self.others.push((tab.to_owned(), locals));
+        }
+        self.forget_seen_locals();
+        self.messages() != before
     }
 
     /// Server messages in server order, then the server's queue in arrival order, then
-    /// local ones in send order.
+    /// this tab's local ones in send order, then other tabs' (each message once).
     pub fn messages(&self) -> Vec<ViewMessage> {
         let server = self
             .server
             .iter()
             .flat_map(|s| s.messages.iter().chain(&s.queued))
             .map(from_server);
-        let local = self.local.iter().map(|l| ViewMessage {
+        let mut shown: Vec<&str> = Vec::new();
+        let locals = self
+            .local
+            .iter()
+            .chain(self.others.iter().flat_map(|(_, l)| l))
+            .filter(|l| {
+                let first = !shown.contains(&l.client_message_id.as_str());
+                shown.push(&l.client_message_id);
+                first
+            });
+        let local = locals.map(|l| ViewMessage {
             id: l.client_message_id.clone(),
             client_message_id: Some(l.client_message_id.clone()),
             role: Role::User,
@@ -221,13 +304,18 @@ impl Chat {
 
     fn forget_seen_locals(&mut self) {
         let Some(server) = &self.server else { return };
-        self.local.retain(|l| {
+        let unseen = |l: &Local| {
             !server
                 .messages
                 .iter()
                 .chain(&server.queued)
                 .any(|m| m.client_message_id.as_deref() == Some(l.client_message_id.as_str()))
-        });
+        };
+        self.local.retain(unseen);
+        for (_, locals) in &mut self.others {
+            locals.retain(unseen);
+        }
+        self.others.retain(|(_, locals)| !locals.is_empty());
     }
 }
 
@@ -421,6 +509,101 @@ pub(crate) mod tests {
         c.apply(full(3, vec![message(9, "earlier reply", None, 3)]));
         let order: Vec<_> = texts(&c).into_iter().map(|(t, _)| t).collect();
         assert_eq!(order, ["earlier reply", "first", "second"]);
+    }
+
+    fn told(cid: &str, text: &str, failure: Option<&str>) -> Queued {
+        Queued {
+            context_id: CTX.into(),
+            client_message_id: cid.into(),
+            text: text.into(),
+            created_at: stamp(SENT_AT),
+            failure: failure.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn other_tabs_unsent_messages_show_once_after_this_tabs_until_the_server_has_them() {
+        let mut c = chat();
+        c.add_local("mine".into(), "from here".into(), stamp(SENT_AT));
+        let theirs = vec![
+            told("t1", "from there", None),
+            told("t2", "lost there", Some("network")),
+            told("mine", "from here", Some("queued")),
+        ];
+        assert!(c.others_sent("tab-b", theirs.clone()));
+        assert!(
+            !c.others_sent("tab-b", theirs),
+            "told again: nothing changes"
+        );
+        assert_eq!(
+            texts(&c),
+            [
+                ("from here".to_owned(), ViewStatus::Pending),
+                ("from there".to_owned(), ViewStatus::Pending),
+                ("lost there".to_owned(), ViewStatus::Failed),
+            ],
+            "this tab's own copy wins, each message once"
+        );
+        assert_eq!(c.shared_locals().len(), 1, "a tab tells only its own");
+
+        c.apply(full(2, vec![message(1, "from there", Some("t1"), 2)]));
+        assert_eq!(texts(&c).len(), 3, "the server's copy replaces theirs too");
+        assert_eq!(
+            texts(&c)[0],
+            ("from there".to_owned(), ViewStatus::Complete)
+        );
+
+        let other_chat = Queued {
+            context_id: "another".into(),
+            ..told("t3", "elsewhere", None)
+        };
+        assert!(c.others_sent("tab-b", vec![other_chat]), "t2 is gone");
+        assert_eq!(texts(&c).len(), 2, "another chat's message is not shown");
+        c.others_sent("tab-c", vec![told("t4", "c", None)]);
+        c.forget_other_tabs();
+        assert_eq!(
+            texts(&c).len(),
+            2,
+            "forgotten when this tab stops listening"
+        );
+    }
+
+    #[test]
+    fn another_tabs_failed_message_can_be_sent_or_discarded_here() {
+        let mut c = chat();
+        c.others_sent(
+            "tab-b",
+            vec![
+                told("t1", "one", Some("network")),
+                told("t2", "two", Some("network")),
+            ],
+        );
+        assert_eq!(c.resend_local("t1").as_deref(), Some("one"));
+        assert_eq!(
+            c.shared_locals()[0].client_message_id,
+            "t1",
+            "this tab sends it now"
+        );
+        assert_eq!(texts(&c)[0], ("one".to_owned(), ViewStatus::Pending));
+        assert!(c.discard_local("t2"));
+        assert_eq!(texts(&c).len(), 1);
+        assert_eq!(c.resend_local("unknown"), None);
+    }
+
+    #[test]
+    fn at_most_so_many_other_tabs_are_heard() {
+        let mut c = chat();
+        for tab in 0..MAX_OTHER_TABS + 4 {
+            let many = (0..MAX_ENTRIES + 5)
+                .map(|i| told(&format!("{tab}-{i}"), "x", None))
+                .collect();
+            c.others_sent(&tab.to_string(), many);
+        }
+        assert_eq!(texts(&c).len(), MAX_OTHER_TABS * MAX_ENTRIES);
+        assert!(
+            !c.messages().iter().any(|m| m.id.starts_with("0-")),
+            "the longest-heard tab went first"
+        );
     }
 
     #[test]

@@ -387,6 +387,16 @@ impl Syncer {
         }
     }
 
+    /// Another tab on this chat told what it sent that the server has not shown yet; true
+    /// when the view changed.
+    pub fn others_sent(&mut self, tab: &str, sent: Vec<Queued>) -> bool {
+        self.chat.others_sent(tab, sent)
+    }
+
+    pub fn forget_other_tabs(&mut self) {
+        self.chat.forget_other_tabs();
+    }
+
     /// Drops a failed message.
     pub fn discard_local(&mut self, client_message_id: &str) -> bool {
         self.chat.discard_local(client_message_id)
@@ -927,6 +937,7 @@ mod tests {
             client_message_id: "c1".into(),
             text: "hi".into(),
             created_at: Default::default(),
+            failure: None,
         };
         s.show_queued([&queued, &queued].into_iter(), "queued");
         let messages = s.view().messages;

@@ -91,9 +91,10 @@ struct Shared {
     /// dropping `ChatSync` frees everything.
     events: Vec<Followed>,
     document: Option<Document>,
-    /// The offline queue, kept in `localStorage` per base URL.
+    /// The offline queue, kept in `localStorage` per scope.
     queue: Stored,
-    base_url: String,
+    /// The base URL and user: what the queue's storage key and the tab election are per.
+    scope: String,
     /// The chat this tab takes part in the leader election for, and the election (None
     /// where the browser cannot elect: the tab polls alone).
     tabs: RefCell<Option<(String, Option<Tabs>)>>,
@@ -176,6 +177,7 @@ impl ChatSync {
         let window = js_sys::global().dyn_into::<web_sys::Window>().ok();
         let document = window.as_ref().and_then(|w| w.document());
         let jitter = Box::new(js_sys::Math::random);
+        let scope = options.scope();
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
             let mut events = Vec::new();
             let mut follow = |target: &EventTarget, name: &'static str, event: fn(&Rc<Shared>)| {
@@ -220,8 +222,8 @@ impl ChatSync {
                 }),
                 events,
                 document,
-                queue: Stored::open(window.as_ref(), &options.base_url),
-                base_url: options.base_url.clone(),
+                queue: Stored::open(window.as_ref(), &scope),
+                scope,
                 tabs: RefCell::new(None),
             }
         });
@@ -318,6 +320,7 @@ impl ChatSync {
                 client_message_id: client_id.clone(),
                 text: text.clone(),
                 created_at: created_at.clone(),
+                failure: None,
             })?;
             let mut state = self.shared.state.borrow_mut();
             state
@@ -699,8 +702,9 @@ impl Shared {
         // Leaving first releases the lock (or gives up waiting for it).
         let left = self.tabs.borrow_mut().take();
         drop(left);
+        self.state.borrow_mut().syncer.forget_other_tabs();
         let Some(id) = wanted else { return };
-        let tabs = Tabs::join(self, &self.base_url, &id);
+        let tabs = Tabs::join(self, &self.scope, &id);
         let alone = tabs.is_none();
         *self.tabs.borrow_mut() = Some((id.clone(), tabs));
         if alone {
@@ -711,7 +715,7 @@ impl Shared {
     }
 
     /// Shows the current context's queued sends (after a reload or a chat switch).
-    fn show_queued(self: &Rc<Self>) {
+    pub(super) fn show_queued(self: &Rc<Self>) {
         let queued = self.queue.entries();
         let mut state = self.state.borrow_mut();
         if let Some(context) = state.syncer.context_id().map(str::to_owned) {
@@ -768,6 +772,7 @@ impl Shared {
     /// Calls the subscribers when the view differs from the one they last saw. No borrow
     /// is held while they run, so a listener may call back into `ChatSync`.
     fn notify(&self) {
+        self.tell_tabs();
         let (value, listeners) = {
             let mut state = self.state.borrow_mut();
             let view = state.syncer.view();

@@ -20,12 +20,12 @@ pub struct Stored {
 }
 
 impl Stored {
-    pub fn open(window: Option<&Window>, base_url: &str) -> Self {
+    pub fn open(window: Option<&Window>, scope: &str) -> Self {
         let storage = window.and_then(|w| w.local_storage().ok().flatten());
         let stored = Stored {
             outbox: RefCell::default(),
             storage,
-            key: ["chatsync-queue:", base_url].concat(),
+            key: ["chatsync-queue:", scope].concat(),
         };
         *stored.outbox.borrow_mut() = Outbox::restore(stored.read());
         stored
@@ -60,6 +60,7 @@ impl Stored {
                 client_message_id: client_message_id.to_owned(),
                 text: text.to_owned(),
                 created_at: Default::default(),
+                failure: None,
             })
         })
     }

@@ -5,6 +5,10 @@
 //! it to a waiting tab, which starts polling from the version it was handed. Where either
 //! API is missing every tab polls on its own.
 //!
+//! Every tab also tells the others (`{tab, sent}`) which of its messages the server has
+//! not shown yet, whenever that changes, when a tab joins, and (empty) when it leaves, so
+//! a message sent in one tab shows at once in all of them, pending or failed.
+//!
 //! Web Locks are behind web-sys's unstable flag, so they are called through `Reflect`.
 
 use std::rc::{Rc, Weak};
@@ -14,14 +18,20 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{AbortController, BroadcastChannel, MessageEvent};
 
-use super::convert::from_js;
-use super::{with_live, Shared};
+use super::convert::{from_js, to_js};
+use super::{get_random_values, with_live, Shared};
+use crate::core::outbox::Queued;
+use crate::core::reconcile::new_client_message_id;
 use crate::core::syncer::Syncer;
 
 /// What a tab that joins asks for: the leader answers with the whole state.
 const HELLO: &str = "hello";
 
 pub struct Tabs {
+    /// This tab's name on the channel, random.
+    id: String,
+    /// What this tab last told the others it sent and the server has not shown.
+    told: std::cell::RefCell<Vec<Queued>>,
     channel: BroadcastChannel,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_granted: Closure<dyn FnMut(JsValue) -> Promise>,
@@ -43,14 +53,14 @@ impl Tabs {
 
     /// Joins the tabs on `context_id`; None where the browser lacks the APIs, and this tab
     /// then polls alone.
-    pub fn join(shared: &Rc<Shared>, base_url: &str, context_id: &str) -> Option<Tabs> {
+    pub fn join(shared: &Rc<Shared>, scope: &str, context_id: &str) -> Option<Tabs> {
         let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
         let locks = Reflect::get(&navigator, &"locks".into()).ok()?;
         let request: Function = Reflect::get(&locks, &"request".into())
             .ok()?
             .dyn_into()
             .ok()?;
-        let name = ["chatsync:", base_url, ":", context_id].concat();
+        let name = ["chatsync:", scope, ":", context_id].concat();
         let channel = BroadcastChannel::new(&name).ok()?;
         let abort = AbortController::new().ok()?;
 
@@ -69,7 +79,9 @@ impl Tabs {
             let promise = Promise::new(&mut |resolve, _| *held.borrow_mut() = Some(resolve));
             with_live(&weak, |s| {
                 s.update(|sync| sync.lead(&context));
-                // The leader replays the chat's queued sends; the others leave them to it.
+                // The leader replays the chat's queued sends, the others' too (shown here
+                // from now on); the others leave them to it.
+                s.show_queued();
                 s.replay();
             });
             promise
@@ -88,7 +100,11 @@ impl Tabs {
             ignore.forget();
         }
         let _ = channel.post_message(&HELLO.into());
+        let mut random = [0u8; 16];
+        get_random_values(&mut random);
         Some(Tabs {
+            id: new_client_message_id(random),
+            told: Default::default(),
             channel,
             _on_message: on_message,
             _on_granted: on_granted,
@@ -105,10 +121,29 @@ impl Tabs {
         // Posting plain data to an open channel cannot fail.
         let _ = self.channel.post_message(message);
     }
+
+    /// Tells the other tabs what this one sent that the server has not shown, if that
+    /// changed since it last told them.
+    fn tell(&self, sent: Vec<Queued>) {
+        if *self.told.borrow() == sent {
+            return;
+        }
+        let message = js_sys::Object::new();
+        let _ = Reflect::set(&message, &"tab".into(), &self.id.as_str().into());
+        let _ = Reflect::set(
+            &message,
+            &"sent".into(),
+            &to_js(&sent.as_slice()).unwrap_or_default(),
+        );
+        self.post(&message);
+        *self.told.borrow_mut() = sent;
+    }
 }
 
 impl Drop for Tabs {
     fn drop(&mut self) {
+        // The others stop showing this tab's messages; the queue still holds its unsent ones.
+        self.tell(Vec::new());
         self.abort.abort();
         if let Some(release) = self.release.borrow_mut().take() {
             let _ = release.call0(&JsValue::UNDEFINED);
@@ -119,13 +154,18 @@ impl Drop for Tabs {
 }
 
 impl Shared {
-    /// When this tab leads, hands a state the server answered (the JSON body as the
-    /// browser parsed it: no copy is built) to the tabs that follow.
+    /// Hands a state the server answered this tab (the JSON body as the browser parsed it:
+    /// no copy is built) to the other tabs: the leader's polls, any tab's actions.
     pub(super) fn hand_over(&self, body: &JsValue) {
         if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
-            if tabs.leading() {
-                tabs.post(body);
-            }
+            tabs.post(body);
+        }
+    }
+
+    /// Tells the other tabs this one's unsent messages when they changed.
+    pub(super) fn tell_tabs(&self) {
+        if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
+            tabs.tell(self.state.borrow().syncer.chat().shared_locals());
         }
     }
 
@@ -133,9 +173,26 @@ impl Shared {
         let leading = matches!(self.tabs.borrow().as_ref(), Some((_, Some(t))) if t.leading());
         if data.as_string().as_deref() == Some(HELLO) {
             // A tab joined, or missed a change: the next poll asks for the whole state,
-            // which every follower then gets.
+            // which every follower then gets; and it learns every tab's unsent messages.
             if leading {
                 self.update(Syncer::refetch);
+            }
+            if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
+                tabs.told.borrow_mut().clear();
+            }
+            self.tell_tabs();
+            return;
+        }
+        if let Some(tab) = Reflect::get(&data, &"tab".into())
+            .ok()
+            .and_then(|t| t.as_string())
+        {
+            let sent = Reflect::get(&data, &"sent".into())
+                .ok()
+                .and_then(|v| from_js::<Vec<Queued>>(v, "queue").ok())
+                .unwrap_or_default();
+            if self.state.borrow_mut().syncer.others_sent(&tab, sent) {
+                self.notify();
             }
             return;
         }
@@ -144,7 +201,10 @@ impl Shared {
         };
         let out_of_step = self.state.borrow_mut().syncer.shared_state(state);
         self.notify();
-        if out_of_step {
+        if out_of_step && leading {
+            // Another tab's action answer did not fit: the leader fetches it all.
+            self.update(Syncer::refetch);
+        } else if out_of_step {
             if let Some((_, Some(tabs))) = self.tabs.borrow().as_ref() {
                 tabs.post(&HELLO.into());
             }

@@ -72,6 +72,8 @@ export interface ChatSyncOptions {
   /** Used instead of the global `fetch`. */
   fetch?: (request: Request) => Promise<Response>;
   credentials?: "omit" | "same-origin" | "include";
+  /** Whose queue and tab election this is: another user's queued sends are not shown or replayed. */
+  userId?: string;
 }
 export interface ContextConfig {
   modelId: string | null;

@@ -64,3 +64,28 @@ export function SignInDialog({ expired, onSignIn }: Props) {
     </Dialog>
   );
 }
+
+/**
+ * The authenticating proxy in front (`--auth proxy`) stopped naming the user: its session
+ * ended. Only the proxy can sign in again, which it does when the page reloads; sends made
+ * meanwhile wait in the offline queue and go out after.
+ */
+export function SessionEndedDialog() {
+  return (
+    <Dialog role="dialog" labelledBy="session-ended-title" describedBy="session-ended-body" testId="session-ended" onClose={null}>
+      <h2 id="session-ended-title">Signed out</h2>
+      <p id="session-ended-body">Your sign-in has ended. Reload the page to sign in again; messages you sent are kept.</p>
+      <div className="dialog-actions">
+        <button
+          type="button"
+          className="button button-primary"
+          data-testid="session-ended-reload"
+          data-autofocus
+          onClick={() => window.location.reload()}
+        >
+          Reload
+        </button>
+      </div>
+    </Dialog>
+  );
+}

@@ -3,6 +3,9 @@ import { useCallback, useEffect, useRef, useState } from "react";
 /** The bearer token the user pasted; every request of the app and the sync module sends it. */
 const TOKEN_KEY = "chatsync-token";
 
+/** Who everyone is with `--auth none`. */
+export const LOCAL_USER = "local";
+
 export function readToken(): string {
   try {
     return localStorage.getItem(TOKEN_KEY) ?? "";
@@ -50,6 +53,9 @@ async function whoAmI(token: string): Promise<Me> {
   }
 }
 
+/** The next person to sign in starts from their chat list, not from the last user's open chat. */
+const leaveChat = () => window.history.replaceState(null, "", window.location.pathname + window.location.search);
+
 interface State {
   phase: "checking" | "signed-in" | "signed-out";
   userId: string | null;
@@ -61,6 +67,12 @@ interface State {
   resumed: number;
   /** Changes when another user signs in over an expired session: the app starts afresh. */
   generation: number;
+  /**
+   * The server knew the user without a token (`--auth proxy`: the proxy in front names
+   * them). A later 401 means the proxy's session ended: a new sign-in is the proxy's, by
+   * reloading, not a token pasted here.
+   */
+  byProxy: boolean;
 }
 
 export interface Auth extends State {
@@ -81,10 +93,13 @@ export function useAuth(): Auth {
     keepApp: false,
     resumed: 0,
     generation: 0,
+    byProxy: false,
   });
   const [hasToken, setHasToken] = useState(() => readToken() !== "");
   const phase = useRef(state.phase);
   phase.current = state.phase;
+  const userId = useRef(state.userId);
+  userId.current = state.userId;
 
   useEffect(() => {
     let stale = false;
@@ -94,7 +109,8 @@ export function useAuth(): Auth {
       if (me.kind === "refused") {
         setState((s) => ({ ...s, phase: "signed-out", expired: token !== "" }));
       } else {
-        setState((s) => ({ ...s, phase: "signed-in", userId: me.kind === "user" ? me.userId : null }));
+        const userId = me.kind === "user" ? me.userId : null;
+        setState((s) => ({ ...s, phase: "signed-in", userId, byProxy: token === "" && userId !== null && userId !== LOCAL_USER }));
       }
     });
     return () => {
@@ -110,6 +126,7 @@ export function useAuth(): Auth {
     if (me.kind === "unknown") return "Could not reach the server to check the token. Try again.";
     storeToken(token);
     setHasToken(true);
+    if (userId.current !== null && userId.current !== me.userId) leaveChat();
     setState((s) => ({
       phase: "signed-in",
       userId: me.userId,
@@ -117,6 +134,7 @@ export function useAuth(): Auth {
       keepApp: false,
       resumed: s.keepApp ? s.resumed + 1 : s.resumed,
       generation: s.userId !== null && s.userId !== me.userId ? s.generation + 1 : s.generation,
+      byProxy: false,
     }));
     return null;
   }, []);
@@ -124,8 +142,7 @@ export function useAuth(): Auth {
   const signOut = useCallback(() => {
     storeToken(null);
     setHasToken(false);
-    // The next person to sign in starts from the chat list, not from this user's open chat.
-    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    leaveChat();
     setState((s) => ({ ...s, phase: "signed-out", userId: null, expired: false, keepApp: false }));
   }, []);
 
