@@ -15,8 +15,8 @@ use std::time::Instant;
 use uuid::Uuid;
 
 /// How far the published version may run ahead of the stored one (streaming between
-/// flushes, tool progress). A writer resuming an interrupted turn skips this many
-/// versions, so no version a client saw before a crash ever names other content.
+/// flushes, tool progress) before a save is forced; also how many versions a running turn
+/// reserves with each save (`version_ceiling`), so it seldom has to reserve on its own.
 pub const MAX_UNSAVED_VERSIONS: u64 = 1000;
 
 /// A complete message created now, with a fresh id; the version is stamped on publish.
@@ -319,7 +319,6 @@ impl LiveContext {
         &self.record.state
     }
 
-    #[cfg(test)]
     pub fn version(&self) -> u64 {
         self.record.version
     }
@@ -494,10 +493,32 @@ impl LiveContext {
         self.record.version.saturating_sub(self.saved_version)
     }
 
-    /// Moves the version past any version published before an interruption.
-    pub fn skip_unsaved_versions(&mut self) {
-        self.record.version += MAX_UNSAVED_VERSIONS;
+    /// Moves the version past every version a writer before this one may have shown
+    /// without storing it (it crashed, or lost its lease, with the stored ceiling above the
+    /// stored version). The next publish names the stored content with a version no
+    /// client has seen. False when there is nothing to skip.
+    pub fn skip_past_ceiling(&mut self) -> bool {
+        if self.record.version_ceiling <= self.record.version {
+            return false;
+        }
+        self.record.version = self.record.version_ceiling;
         self.unpublished.record = true;
+        true
+    }
+
+    /// Whether showing the current version needs a higher ceiling stored first.
+    pub fn needs_reservation(&self) -> bool {
+        self.record.version > self.record.version_ceiling.max(self.saved_version)
+    }
+
+    /// The ceiling to reserve before showing the current version.
+    pub fn next_ceiling(&self) -> u64 {
+        self.record.version + MAX_UNSAVED_VERSIONS
+    }
+
+    /// The store holds `ceiling` now.
+    pub fn reserved(&mut self, ceiling: u64) {
+        self.record.version_ceiling = self.record.version_ceiling.max(ceiling);
     }
 
     pub fn has_unsaved(&self) -> bool {
@@ -540,8 +561,18 @@ impl LiveContext {
 
     /// Everything changed since the last save (published changes only).
     pub fn save_batch(&self) -> SaveBatch {
+        // A running turn shows versions before it stores them, so it reserves a range with
+        // each save; a resting context shows nothing beyond what this save stores.
+        let version_ceiling = if self.record.state.is_resting() {
+            self.record.version
+        } else {
+            self.next_ceiling()
+        };
         SaveBatch {
-            context: self.record.clone(),
+            context: ContextRecord {
+                version_ceiling,
+                ..self.record.clone()
+            },
             messages: self
                 .unsaved
                 .messages
@@ -562,6 +593,7 @@ impl LiveContext {
 
     pub fn mark_saved(&mut self, batch: &SaveBatch) {
         self.saved_version = batch.context.version;
+        self.record.version_ceiling = batch.context.version_ceiling;
         self.unsaved = Changes::default();
         self.last_save = Instant::now();
     }

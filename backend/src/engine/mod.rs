@@ -243,6 +243,7 @@ impl Engine {
             updated_at: now,
             active_leaf: None,
             owner: owner.into(),
+            version_ceiling: 1,
         };
         self.deps.store.insert_context(&record).await?;
         let handle = self.spawn(LoadedContext {

@@ -96,6 +96,9 @@ impl Store for CountingStore {
     async fn stored_version(&self, _id: Uuid) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    async fn reserve_versions(&self, _id: Uuid, _ceiling: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A clean, saved context in the given state.
@@ -114,6 +117,7 @@ pub fn context_in(name: StateName) -> LiveContext {
             updated_at: now,
             active_leaf: None,
             owner: "local".into(),
+            version_ceiling: 7,
         },
         messages: vec![],
     })

@@ -87,6 +87,9 @@ impl Store for FlakyStore {
     async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
         self.inner.stored_version(id).await
     }
+    async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError> {
+        self.inner.reserve_versions(id, ceiling).await
+    }
 }
 
 struct Harness {
@@ -446,6 +449,47 @@ async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 1);
     let reloaded = h.engine.snapshot(id).await.expect("reload");
     assert_eq!(reloaded.messages.len(), 2, "{:?}", path_texts(&reloaded));
+}
+
+/// A version a client saw never names other content: not after a failed save followed by
+/// a crash either (a fresh engine on the same store plays the restarted server).
+#[tokio::test]
+async fn versions_shown_before_a_failed_save_and_a_crash_are_never_reused() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.send(id, "stored").await;
+    h.store.failing.store(true, Ordering::SeqCst);
+    h.engine
+        .send_message(id, msg("never stored"), WAIT)
+        .await
+        .expect_err("save fails");
+    let seen = h.engine.snapshot(id).await.expect("snapshot");
+    assert!(path_texts(&seen).contains(&"never stored".to_owned()));
+    h.store.failing.store(false, Ordering::SeqCst);
+
+    let restarted = engine_on(h.store.clone(), fast());
+    let reloaded = restarted.snapshot(id).await.expect("reload");
+    assert!(
+        reloaded.version() > seen.version(),
+        "version {} after the crash, but clients saw {} with other content",
+        reloaded.version(),
+        seen.version()
+    );
+    assert_eq!(
+        path_texts(&reloaded).len(),
+        2,
+        "the stored turn, nothing more"
+    );
+    let next = restarted
+        .send_message(id, msg("after"), WAIT)
+        .await
+        .expect("send");
+    assert!(next.snapshot.version() > reloaded.version());
+    let stored = h.stored(id).await;
+    assert_eq!(
+        stored.record.version_ceiling, stored.record.version,
+        "resting again: nothing shown beyond what is stored"
+    );
 }
 
 /// Writes a context as a crash would leave it: mid-stream, with a partial reply.

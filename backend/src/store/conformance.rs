@@ -30,6 +30,7 @@ pub(crate) fn context(n: i64) -> ContextRecord {
         updated_at: at,
         active_leaf: None,
         owner: "alice".into(),
+        version_ceiling: 1,
     }
 }
 
@@ -88,6 +89,8 @@ pub(crate) async fn run(store: &dyn Store) {
     c.version = 2;
     c.message_count = 2;
     c.state = State::ProcessingUserMessage;
+    // A running turn reserves the versions it may show before its next save.
+    c.version_ceiling = 1002;
     let batch = SaveBatch {
         context: c.clone(),
         messages: vec![first.clone(), second.clone()],
@@ -156,6 +159,22 @@ pub(crate) async fn run(store: &dyn Store) {
     let loaded = load(store, c.id).await;
     assert_eq!(loaded.messages.len(), 2);
     assert_eq!(loaded.record.version, 3);
+
+    // A reservation raises the ceiling and never lowers it; the row is otherwise untouched.
+    store.reserve_versions(c.id, 2000).await.expect("reserve");
+    store
+        .reserve_versions(c.id, 1500)
+        .await
+        .expect("lower is ignored");
+    let loaded = load(store, c.id).await;
+    assert_eq!(loaded.record.version_ceiling, 2000);
+    assert_eq!(
+        ContextRecord {
+            version_ceiling: c.version_ceiling,
+            ..loaded.record
+        },
+        c
+    );
 
     // Unfinished contexts are those saved outside a resting state.
     let mut running = context(1);

@@ -37,6 +37,9 @@ pub struct ContextRecord {
     pub active_leaf: Option<Uuid>,
     /// The user who created it; only they see it.
     pub owner: String,
+    /// The highest version a writer may have shown before storing it: above `version`
+    /// while a turn runs (or after a crash cut one short), else at most `version`.
+    pub version_ceiling: u64,
 }
 
 /// A message as stored: its place in the context (`seq`, the insertion order over the
@@ -192,6 +195,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
     /// The stored version of a context (`None`: it does not exist).
     async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
+    /// Raises a context's `version_ceiling` to `ceiling` (never lowers it): a writer does
+    /// before it shows a version above the ceiling it stored last.
+    async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError>;
     /// Changes made by any process, for a shared store.
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         None

@@ -65,7 +65,8 @@ impl From<sqlx::Error> for StoreError {
 }
 
 const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, state_error, \
-     retries, version, message_count, created_at, updated_at, active_leaf, owner";
+     retries, version, message_count, created_at, updated_at, active_leaf, owner, \
+     version_ceiling";
 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
@@ -273,6 +274,7 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
         active_leaf: optional_uuid(row, "active_leaf")?,
         owner: row.try_get("owner")?,
+        version_ceiling: to_u64(row.try_get("version_ceiling")?),
     })
 }
 
@@ -466,7 +468,7 @@ impl Store for SqlStore {
     async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(record.id.to_string())
         .bind(&record.title)
@@ -482,6 +484,7 @@ impl Store for SqlStore {
         .bind(format_time(&record.updated_at))
         .bind(record.active_leaf.map(|l| l.to_string()))
         .bind(&record.owner)
+        .bind(to_i64(record.version_ceiling))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -621,7 +624,8 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10, active_leaf = $13 WHERE id = $11 AND version = $12",
+             updated_at = $10, active_leaf = $13, version_ceiling = $14 \
+             WHERE id = $11 AND version = $12",
         )
         .bind(&c.title)
         .bind(&c.config.model_id)
@@ -636,6 +640,7 @@ impl Store for SqlStore {
         .bind(c.id.to_string())
         .bind(to_i64(batch.expected_version))
         .bind(c.active_leaf.map(|l| l.to_string()))
+        .bind(to_i64(c.version_ceiling))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -833,6 +838,19 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(version.map(to_u64))
+    }
+
+    #[tracing::instrument(skip_all, fields(context_id = %id, ceiling))]
+    async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contexts SET version_ceiling = $1 WHERE id = $2 AND version_ceiling < $3",
+        )
+        .bind(to_i64(ceiling))
+        .bind(id.to_string())
+        .bind(to_i64(ceiling))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {

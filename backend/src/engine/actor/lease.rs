@@ -93,10 +93,22 @@ impl Actor {
             self.release_lease().await;
             return Err(e);
         }
+        // A writer before this one that crashed or lost its lease may have shown
+        // versions it never stored.
+        self.skip_past_ceiling().await;
         // The last writer may have run what this instance holds as queued, and others
         // may have queued more: the stored queue is the truth.
         self.sync_queue().await;
         Ok(true)
+    }
+
+    /// Starts above every version an earlier writer may have shown (see
+    /// `LiveContext::skip_past_ceiling`).
+    pub(super) async fn skip_past_ceiling(&mut self) {
+        if self.ctx.skip_past_ceiling() {
+            self.ctx.publish();
+            self.publish().await;
+        }
     }
 
     pub(super) async fn release_lease(&mut self) {

@@ -191,10 +191,11 @@ impl Actor {
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
         let shared = deps.store.is_shared();
         let mut ctx = ctx;
-        if !shared && !ctx.state().is_resting() {
-            // Interrupted here, resumed here: skip any version published but never stored
-            // before the first reader can see this context.
-            ctx.skip_unsaved_versions();
+        // The only writer, loading what the last run left: if that run may have shown
+        // versions it never stored (it crashed), the first state shown is above them. It
+        // names the stored content, as it would after another crash, so it is shown at
+        // once; the next publish stores a ceiling above it.
+        if !shared && ctx.skip_past_ceiling() {
             ctx.publish();
         }
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(ctx.snapshot(Turns::default())));
@@ -276,7 +277,26 @@ impl Actor {
         }
     }
 
-    fn publish(&mut self) {
+    /// Shows the context as it is now to every reader. A version above the stored ceiling
+    /// is shown only once a higher ceiling is stored (so after a crash the next writer
+    /// starts above it); if that write fails, readers keep the last state shown, and the
+    /// next publish tries again.
+    async fn publish(&mut self) {
+        if self.ctx.needs_reservation() {
+            let ceiling = self.ctx.next_ceiling();
+            match self
+                .deps
+                .store
+                .reserve_versions(self.ctx.id(), ceiling)
+                .await
+            {
+                Ok(()) => self.ctx.reserved(ceiling),
+                Err(e) => {
+                    tracing::warn!(context_id = %self.ctx.id(), version = self.ctx.version(), error = %e, "not shown yet: reserving versions failed");
+                    return;
+                }
+            }
+        }
         self.publish_due = None;
         self.last_publish = tokio::time::Instant::now();
         self.snapshot
@@ -286,10 +306,10 @@ impl Actor {
     /// Publishes a streamed chunk at most every `stream_publish`, so held readers wake in
     /// small batches instead of once per token; a chunk held back is published when that
     /// time comes (`serve_while`) or with the next state change, whichever is first.
-    fn publish_soon(&mut self) {
+    async fn publish_soon(&mut self) {
         let due = self.last_publish + self.deps.settings.stream_publish;
         if tokio::time::Instant::now() >= due {
-            self.publish();
+            self.publish().await;
         } else {
             self.publish_due = Some(due);
         }
@@ -531,7 +551,7 @@ impl Actor {
                     .await?
                     .ok_or(ActionError::Gone)?;
                 if self.ctx.apply_changes(changes) {
-                    self.publish();
+                    self.publish().await;
                     return Ok(());
                 }
                 let loaded = self
@@ -542,7 +562,7 @@ impl Actor {
                     .ok_or(ActionError::Gone)?;
                 self.ctx = LiveContext::from_loaded(loaded);
                 self.reply_msg = None;
-                self.publish();
+                self.publish().await;
                 Ok(())
             }
         }
@@ -559,7 +579,7 @@ impl Actor {
             Err(_) => {
                 let error = self.save_error();
                 let _ = reply.send(Err(error));
-                self.settle();
+                self.settle().await;
             }
         }
     }
@@ -574,7 +594,7 @@ impl Actor {
     /// Saves a change made outside a transition (deprecated CRUD).
     async fn save_now(&mut self) -> Result<(), ActionError> {
         let result = self.autosave.save(&mut self.ctx).await;
-        self.publish();
+        self.publish().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => Err(ActionError::Store(e)),
@@ -618,7 +638,7 @@ impl Actor {
             Ok(next) if passing => {
                 self.ctx.set_state(next);
                 self.autosave.after_passing_transition(&mut self.ctx);
-                self.publish();
+                self.publish().await;
                 Ok(())
             }
             Ok(next) => {
@@ -659,16 +679,16 @@ impl Actor {
             }
         };
         if step.is_ok() && *self.ctx.state() == State::StreamingLlmResponse {
-            self.publish_soon();
+            self.publish_soon().await;
         } else {
-            self.publish();
+            self.publish().await;
         }
         step
     }
 
-    fn settle(&mut self) {
+    async fn settle(&mut self) {
         self.turns.settled = self.turns.started;
-        self.publish();
+        self.publish().await;
     }
 
     /// Awaits `fut` during a turn while serving the mailbox: `cancel` interrupts, `flush`
@@ -731,7 +751,7 @@ impl Actor {
                     return None;
                 }
                 () = sleep_until_some(self.publish_due), if self.publish_due.is_some() => {
-                    self.publish();
+                    self.publish().await;
                 }
                 () = sleep_until_some(renew_at), if renew_at.is_some() => {
                     self.renew_lease().await;

@@ -52,7 +52,7 @@ impl Actor {
         let id = record.message.id;
         self.ctx.enqueue(record, interrupt);
         self.ctx.publish();
-        self.publish();
+        self.publish().await;
         let _ = reply.send(Ok(SendAck::Queued(id)));
         interrupt
     }
@@ -114,7 +114,7 @@ impl Actor {
             Ok(_) => {
                 self.ctx.remove_queued(message_id);
                 self.ctx.publish();
-                self.publish();
+                self.publish().await;
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -135,7 +135,7 @@ impl Actor {
             self.start_turn();
             match self.apply(Event::UserMessage).await {
                 Ok(()) => self.drive().await,
-                Err(_) => self.settle(),
+                Err(_) => self.settle().await,
             }
         }
     }
@@ -145,7 +145,7 @@ impl Actor {
         match self.deps.store.queued_messages(self.ctx.id()).await {
             Ok(queued) => {
                 self.ctx.restore_queued(queued);
-                self.publish();
+                self.publish().await;
             }
             Err(e) => {
                 tracing::warn!(context_id = %self.ctx.id(), error = %e, "loading the queue failed");
@@ -166,7 +166,7 @@ impl Actor {
             Ok(stored) => {
                 if self.ctx.sync_queued(stored) {
                     self.ctx.publish();
-                    self.publish();
+                    self.publish().await;
                 }
             }
             Err(e) => {

@@ -122,6 +122,6 @@ impl Actor {
             // Errors are logged; the next transition's save reports them to the turn.
             let _ = self.autosave.save(&mut self.ctx).await;
         }
-        self.publish();
+        self.publish().await;
     }
 }

@@ -22,9 +22,7 @@ impl Actor {
                 return;
             }
             // The crashed writer may have published versions it never stored.
-            self.ctx.skip_unsaved_versions();
-            self.ctx.publish();
-            self.publish();
+            self.skip_past_ceiling().await;
         }
         tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
         self.start_turn();
@@ -39,7 +37,7 @@ impl Actor {
                     error: "cannot resume: the reply being processed was not saved".into(),
                 })
                 .await;
-            self.settle();
+            self.settle().await;
             return;
         }
         self.drive().await;
@@ -80,7 +78,7 @@ impl Actor {
                 Err(Halt::SaveFailed | Halt::LeaseLost) => break,
             }
         }
-        self.settle();
+        self.settle().await;
     }
 
     pub(super) async fn stream_reply(&mut self) -> Step {
