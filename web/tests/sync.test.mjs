@@ -167,5 +167,12 @@ test("scrolling: stays at the bottom, or shows a new-messages badge when scrolle
   assert.ok((await distanceFromBottom()) < 2);
   await waitForReply(page, "news from elsewhere");
   await screenshot(page);
+
+  // The reader's own message brings the list down to it, even from far up.
+  await list.evaluate((el) => (el.scrollTop = 0));
+  await page.waitForFunction(() => document.querySelector('[data-testid="message-list"]').scrollTop === 0);
+  await send(page, "my own message");
+  await waitForReply(page, "my own message");
+  assert.ok((await distanceFromBottom()) < 2, "at the bottom after sending");
   assertLocalOnly();
 });

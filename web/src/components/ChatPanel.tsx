@@ -1,4 +1,4 @@
-import { useMemo } from "react";
+import { useCallback, useMemo, useState } from "react";
 import type { ChatView, ViewMessage } from "@chatsync/sync-wasm";
 import type { ChatActions } from "@chatsync/sync-wasm/react";
 import { Announcer } from "./Announcer";
@@ -26,6 +26,16 @@ interface Props {
 const isQueued = (m: ViewMessage) => m.status === "queued";
 
 export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run, onOpenDrawer }: Props) {
+  // Counts this tab's sends and retries: each brings the list down to the message. A
+  // message pending in another tab shows here too, and must not move a reader who scrolled up.
+  const [sends, setSends] = useState(0);
+  const send = useCallback(
+    (text: string) => {
+      setSends((n) => n + 1);
+      return onSend(text);
+    },
+    [onSend],
+  );
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
   const deleted = view.sync === "deleted";
@@ -67,7 +77,11 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         key={view.contextId ?? "none"}
         messages={history}
         running={running}
-        onRetry={(id) => run("Could not send the message", () => actions.retryMessage(id))}
+        sends={sends}
+        onRetry={(id) => {
+          setSends((n) => n + 1);
+          void run("Could not send the message", () => actions.retryMessage(id));
+        }}
         onDiscard={actions.discardMessage}
         branch={branch}
       >
@@ -109,7 +123,7 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
           </div>
         )}
         <Composer
-          onSend={onSend}
+          onSend={send}
           running={running}
           onCancel={() => run("Could not stop the reply", actions.cancel)}
           disabledReason={

@@ -6,6 +6,8 @@ import { Message } from "./Message";
 interface Props {
   messages: ViewMessage[];
   running: boolean;
+  /** Changes with each message this tab sends (or retries): the list goes down to it. */
+  sends: number;
   onRetry(clientMessageId: string): void;
   onDiscard(clientMessageId: string): void;
   branch: BranchActions | null;
@@ -16,7 +18,7 @@ interface Props {
 /** How close to the end still counts as "at the bottom", so a stray pixel does not unpin. */
 const BOTTOM_SLACK_PX = 48;
 
-export function MessageList({ messages, running, onRetry, onDiscard, branch, children }: Props) {
+export function MessageList({ messages, running, sends, onRetry, onDiscard, branch, children }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   // Read from scroll events, i.e. before new content lands, which is what decides pinning.
   const atBottom = useRef(true);
@@ -32,12 +34,15 @@ export function MessageList({ messages, running, onRetry, onDiscard, branch, chi
   // Any growth (a new message, a streamed chunk, an approval card) changes the scroll height.
   const last = messages[messages.length - 1];
   const contentKey = `${messages.length}:${last?.id}:${last?.text.length}:${last?.status}:${children ? 1 : 0}`;
-  // The reader's own new message always brings the list down to it.
-  const justSent = last?.role === "user" && last.status === "pending";
+  // The reader's own new message always brings the list down to it; one sent from another
+  // tab is news like any other.
+  const sendsSeen = useRef(sends);
   useLayoutEffect(() => {
+    const justSent = sendsSeen.current !== sends;
+    sendsSeen.current = sends;
     if (atBottom.current || justSent) scrollToBottom();
     else setUnseen(true);
-  }, [contentKey, justSent]);
+  }, [contentKey, sends]);
 
   // The badge can appear before the reader has scrolled at all on a short list; clear it
   // when the list stops overflowing.
