@@ -224,13 +224,6 @@ impl Engine {
         title: Option<String>,
         config: ContextConfig,
     ) -> Result<Arc<Snapshot>, EngineError> {
-        if let Some(max) = self.deps.settings.max_contexts_per_user {
-            if self.deps.store.count_contexts(owner).await? >= max {
-                let refused = &self.deps.metrics.context_quota_refusals;
-                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(EngineError::QuotaExceeded(max));
-            }
-        }
         let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
@@ -245,7 +238,12 @@ impl Engine {
             owner: owner.into(),
             version_ceiling: 1,
         };
-        self.deps.store.insert_context(&record).await?;
+        let max = self.deps.settings.max_contexts_per_user;
+        if !self.deps.store.insert_context(&record, max).await? {
+            let refused = &self.deps.metrics.context_quota_refusals;
+            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(EngineError::QuotaExceeded(max.unwrap_or_default()));
+        }
         let handle = self.spawn(LoadedContext {
             record,
             messages: Vec::new(),

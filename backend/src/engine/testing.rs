@@ -34,8 +34,8 @@ impl CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
-    async fn insert_context(&self, _record: &ContextRecord) -> Result<(), StoreError> {
-        Ok(())
+    async fn insert_context(&self, _: &ContextRecord, _: Option<u64>) -> Result<bool, StoreError> {
+        Ok(true)
     }
     async fn load_context(&self, _id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
         Ok(None)
@@ -50,9 +50,6 @@ impl Store for CountingStore {
             contexts: vec![],
             total: 0,
         })
-    }
-    async fn count_contexts(&self, _: &str) -> Result<u64, StoreError> {
-        Ok(0)
     }
     async fn search_contexts(
         &self,

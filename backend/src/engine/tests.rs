@@ -35,8 +35,12 @@ struct FlakyStore {
 
 #[async_trait]
 impl Store for FlakyStore {
-    async fn insert_context(&self, r: &ContextRecord) -> Result<(), StoreError> {
-        self.inner.insert_context(r).await
+    async fn insert_context(
+        &self,
+        r: &ContextRecord,
+        max: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_context(r, max).await
     }
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
         self.inner.load_context(id).await
@@ -48,9 +52,6 @@ impl Store for FlakyStore {
         after: Option<Cursor>,
     ) -> Result<crate::store::ContextPage, StoreError> {
         self.inner.list_contexts(owner, limit, after).await
-    }
-    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError> {
-        self.inner.count_contexts(owner).await
     }
     async fn search_contexts(
         &self,
@@ -449,6 +450,37 @@ async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 1);
     let reloaded = h.engine.snapshot(id).await.expect("reload");
     assert_eq!(reloaded.messages.len(), 2, "{:?}", path_texts(&reloaded));
+}
+
+/// The chats-per-user quota holds under concurrent creates: the store counts and inserts
+/// in one statement.
+#[tokio::test]
+async fn concurrent_creates_never_pass_the_chat_quota() {
+    let h = harness(EngineSettings {
+        max_contexts_per_user: Some(3),
+        ..fast()
+    })
+    .await;
+    let creates = (0..12).map(|_| {
+        h.engine
+            .create_context("carol", None, ContextConfig::default())
+    });
+    let mut created = 0;
+    for result in futures::future::join_all(creates).await {
+        match result {
+            Ok(_) => created += 1,
+            Err(EngineError::QuotaExceeded(3)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(created, 3);
+    let page = h
+        .store
+        .list_contexts("carol", 100, None)
+        .await
+        .expect("list");
+    assert_eq!(page.total, 3);
+    assert_eq!(Metrics::get(&h.engine.metrics().context_quota_refusals), 9);
 }
 
 /// A version a client saw never names other content: not after a failed save followed by

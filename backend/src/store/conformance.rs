@@ -76,7 +76,7 @@ pub(crate) async fn run(store: &dyn Store) {
 
     // Create, load, save messages, update one, load again.
     let mut c = context(0);
-    store.insert_context(&c).await.expect("insert");
+    store.insert_context(&c, None).await.expect("insert");
     let loaded = load(store, c.id).await;
     assert_eq!(loaded.record, c);
     assert!(loaded.messages.is_empty());
@@ -179,7 +179,7 @@ pub(crate) async fn run(store: &dyn Store) {
     // Unfinished contexts are those saved outside a resting state.
     let mut running = context(1);
     running.state = State::StreamingLlmResponse;
-    store.insert_context(&running).await.expect("insert");
+    store.insert_context(&running, None).await.expect("insert");
     let unfinished = store.unfinished_contexts().await.expect("unfinished");
     assert_eq!(unfinished, vec![running.id]);
 
@@ -187,15 +187,57 @@ pub(crate) async fn run(store: &dyn Store) {
     let mut more = Vec::new();
     for n in 2..6 {
         let r = context(n);
-        store.insert_context(&r).await.expect("insert");
+        store.insert_context(&r, None).await.expect("insert");
         more.push(r);
     }
+    // With a limit, an owner's create past it stores nothing.
+    let limited: Vec<ContextRecord> = (20..23)
+        .map(|n| ContextRecord {
+            owner: "carol".into(),
+            ..context(n)
+        })
+        .collect();
+    assert!(store
+        .insert_context(&limited[0], Some(2))
+        .await
+        .expect("insert"));
+    assert!(store
+        .insert_context(&limited[1], Some(2))
+        .await
+        .expect("insert"));
+    assert!(!store
+        .insert_context(&limited[2], Some(2))
+        .await
+        .expect("refused"));
+    assert_eq!(store.load_context(limited[2].id).await.expect("load"), None);
+    let page = store.list_contexts("carol", 10, None).await.expect("list");
+    assert_eq!(page.total, 2);
+    for r in &limited[..2] {
+        assert!(store.delete_context("carol", r.id).await.expect("delete"));
+    }
+    // Concurrent creates count one after another.
+    let racing: Vec<ContextRecord> = (30..36)
+        .map(|n| ContextRecord {
+            owner: "dora".into(),
+            ..context(n)
+        })
+        .collect();
+    let inserted =
+        futures::future::join_all(racing.iter().map(|r| store.insert_context(r, Some(2)))).await;
+    let stored = inserted
+        .into_iter()
+        .filter(|r| *r.as_ref().expect("insert"))
+        .count();
+    assert_eq!(stored, 2);
+    for r in &racing {
+        store.delete_context("dora", r.id).await.expect("delete");
+    }
+
     // Another user's newest context is in no page and no count of alice's.
     let theirs = bobs(9);
-    store.insert_context(&theirs).await.expect("insert");
+    store.insert_context(&theirs, None).await.expect("insert");
     let page = store.list_contexts("alice", 4, None).await.expect("list");
     assert_eq!(page.total, 6);
-    assert_eq!(store.count_contexts("alice").await.expect("count"), 6);
     let ids: Vec<_> = page.contexts.iter().map(|r| r.id).collect();
     assert_eq!(ids, [more[3].id, more[2].id, more[1].id, more[0].id]);
     let last = page.contexts.last().expect("page");
@@ -249,7 +291,7 @@ pub(crate) async fn run(store: &dyn Store) {
 async fn chat_with(store: &dyn Store, n: i64, title: &str, texts: &[&str]) -> ContextRecord {
     let mut c = context(n);
     c.title = title.into();
-    store.insert_context(&c).await.expect("insert");
+    store.insert_context(&c, None).await.expect("insert");
     c.version = 2;
     c.message_count = texts.len() as u64;
     store
@@ -356,7 +398,7 @@ async fn search(store: &dyn Store) {
     // Another user's matching chat is found by them only, and counts for nobody else.
     let mut theirs = bobs(40);
     theirs.title = "giraffe facts".into();
-    store.insert_context(&theirs).await.expect("insert");
+    store.insert_context(&theirs, None).await.expect("insert");
     assert_eq!(found_by(store, "bob", "giraffe").await, [theirs.id]);
     assert!(!found(store, "giraffe").await.contains(&theirs.id));
 

@@ -141,8 +141,13 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Creates a context with no messages.
-    async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError>;
+    /// Creates a context with no messages, unless its owner has `max_per_owner` already
+    /// (`false`); the count and the insert are one step, so concurrent creates cannot pass it.
+    async fn insert_context(
+        &self,
+        record: &ContextRecord,
+        max_per_owner: Option<u64>,
+    ) -> Result<bool, StoreError>;
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError>;
     /// The context row and only the messages changed after version `since`: what a reader
     /// needs to catch up with another instance's save.
@@ -161,8 +166,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError>;
-    /// How many contexts an owner has.
-    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError>;
     /// An owner's contexts whose title or message text matches, best match first, then the
     /// most recently updated; at most `limit`. `total` counts every matching context.
     async fn search_contexts(

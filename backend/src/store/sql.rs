@@ -465,29 +465,50 @@ fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 #[async_trait]
 impl Store for SqlStore {
     #[tracing::instrument(skip_all, fields(context_id = %record.id))]
-    async fn insert_context(&self, record: &ContextRecord) -> Result<(), StoreError> {
-        sqlx::query(&format!(
+    async fn insert_context(
+        &self,
+        record: &ContextRecord,
+        max_per_owner: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        // One statement counts and inserts, so concurrent creates never pass the limit.
+        let sql = format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(record.id.to_string())
-        .bind(&record.title)
-        .bind(&record.config.model_id)
-        .bind(&record.config.mode)
-        .bind(&record.config.system_prompt)
-        .bind(record.state.name().as_str())
-        .bind(record.state.error())
-        .bind(i64::from(record.state.retries()))
-        .bind(to_i64(record.version))
-        .bind(to_i64(record.message_count))
-        .bind(format_time(&record.created_at))
-        .bind(format_time(&record.updated_at))
-        .bind(record.active_leaf.map(|l| l.to_string()))
-        .bind(&record.owner)
-        .bind(to_i64(record.version_ceiling))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+             WHERE (SELECT COUNT(*) FROM contexts WHERE owner = $16) < $17"
+        );
+        let insert = sqlx::query(&sql)
+            .bind(record.id.to_string())
+            .bind(&record.title)
+            .bind(&record.config.model_id)
+            .bind(&record.config.mode)
+            .bind(&record.config.system_prompt)
+            .bind(record.state.name().as_str())
+            .bind(record.state.error())
+            .bind(i64::from(record.state.retries()))
+            .bind(to_i64(record.version))
+            .bind(to_i64(record.message_count))
+            .bind(format_time(&record.created_at))
+            .bind(format_time(&record.updated_at))
+            .bind(record.active_leaf.map(|l| l.to_string()))
+            .bind(&record.owner)
+            .bind(to_i64(record.version_ceiling))
+            .bind(&record.owner)
+            .bind(max_per_owner.map_or(i64::MAX, to_i64));
+        let inserted = if self.backend == Backend::Postgres {
+            // Concurrent creates for one owner (on any instance) count one after another.
+            // SQLite runs one writing statement at a time anyway.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
+                .bind(&record.owner)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = insert.execute(&mut *tx).await?;
+            tx.commit().await?;
+            inserted
+        } else {
+            insert.execute(&self.pool).await?
+        };
+        Ok(inserted.rows_affected() > 0)
     }
 
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
@@ -534,16 +555,11 @@ impl Store for SqlStore {
                 .await?
             }
         };
-        let total = self.count_contexts(owner).await?;
-        context_page(&rows, total)
-    }
-
-    async fn count_contexts(&self, owner: &str) -> Result<u64, StoreError> {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE owner = $1")
             .bind(owner)
             .fetch_one(&self.pool)
             .await?;
-        Ok(to_u64(total))
+        context_page(&rows, to_u64(total))
     }
 
     #[tracing::instrument(skip(self))]
@@ -915,7 +931,7 @@ pub(crate) mod tests {
         arguments: serde_json::Value,
     ) -> (MessageRecord, LoadedContext) {
         let mut c = conformance::context(0);
-        store.insert_context(&c).await.expect("insert");
+        store.insert_context(&c, None).await.expect("insert");
         let mut m = conformance::message(0, 2, "calling");
         let mut message = (*m.message).clone();
         message.role = Role::Assistant;
