@@ -48,6 +48,9 @@ pub enum Credentials {
 /// The longest hold the server accepts (`wait_ms` above it answers 400).
 pub const MAX_WAIT_MS: u32 = 30_000;
 
+/// The longest user id the server gives out (`GET /api/me`).
+const MAX_USER_ID_BYTES: usize = 256;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -148,6 +151,13 @@ impl ChatSyncOptions {
             wait_ms: self.wait_ms.unwrap_or(d.wait_ms),
             request_timeout_ms: self.request_timeout_ms.unwrap_or(d.request_timeout_ms),
         };
+        if self
+            .user_id
+            .as_ref()
+            .is_some_and(|u| u.is_empty() || u.len() > MAX_USER_ID_BYTES)
+        {
+            return Err(SyncError::invalid("userId must be 1 to 256 bytes"));
+        }
         if config.wait_ms == 0 || config.wait_ms > MAX_WAIT_MS {
             return Err(SyncError::invalid("waitMs must be from 1 to 30000"));
         }
@@ -211,6 +221,13 @@ mod tests {
         assert!(
             serde_json::from_str::<ChatSyncOptions>(r#"{"baseUrl":"/api","userId":7}"#).is_err()
         );
+        let long = format!(r#"{{"baseUrl":"/api","userId":"{}"}}"#, "u".repeat(257));
+        for bad in [r#"{"baseUrl":"/api","userId":""}"#, long.as_str()] {
+            assert!(options(bad).config().is_err(), "{bad}");
+        }
+        assert!(options(r#"{"baseUrl":"/api","userId":"alice"}"#)
+            .config()
+            .is_ok());
     }
 
     #[test]
