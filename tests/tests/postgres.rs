@@ -150,8 +150,8 @@ async fn concurrent_sends_split_across_instances_all_land_in_whole_turns() {
 }
 
 /// A send through the instance that does not run the chat's turn is queued at once, not
-/// held until the turn on the other ends; the queue keeps its order, its repeats and its
-/// refusals across instances.
+/// held until the turn on the other ends; the queue keeps its order, its repeats, its
+/// refusals and its interruptions across instances.
 #[tokio::test]
 async fn a_send_to_a_chat_busy_on_the_other_instance_is_queued_at_once() {
     let Some(pg) = TestPostgres::from_env() else {
@@ -200,21 +200,45 @@ async fn a_send_to_a_chat_busy_on_the_other_instance_is_queued_at_once() {
     };
     let refused = b.send_message_raw(ctx.id, "never stored", reject).await;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
+    // An interrupting send stops the turn on A and runs next, ahead of the queue.
+    let interrupt = Send {
+        no_wait: true,
+        if_busy: Some(IfBusy::Interrupt),
+        ..Send::default()
+    };
+    let interrupted = b.send_message_raw(ctx.id, "interrupting", interrupt).await;
+    assert_eq!(interrupted.status(), StatusCode::ACCEPTED);
+
     let done = b
-        .wait_for_state(ctx.id, "both queued messages ran", |s: &ChatState| {
-            s.status == Status::Idle && s.messages.len() == 6 && s.queued.is_empty()
+        .wait_for_state(ctx.id, "every queued message ran", |s: &ChatState| {
+            s.status == Status::Idle && s.messages.len() == 8 && s.queued.is_empty()
         })
         .await;
     let users: Vec<String> = with_role(&done, Role::User)
         .iter()
         .map(|m| text(m))
         .collect();
-    assert_eq!(users, ["/slow 60", "queued through B", "queued through A"]);
+    assert_eq!(
+        users,
+        [
+            "/slow 60",
+            "interrupting",
+            "queued through B",
+            "queued through A"
+        ]
+    );
+    let cut = &done.messages[1];
+    assert_eq!(
+        cut.status,
+        MessageStatus::Cancelled,
+        "the interrupted reply"
+    );
+    assert!(!text(cut).contains("chunk 60"), "{}", text(cut));
     assert_whole_turns(&ChatState {
         messages: done.messages[2..].to_vec(),
         ..done.clone()
     });
-    assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 6);
+    assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 8);
 }
 
 #[tokio::test]

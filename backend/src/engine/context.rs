@@ -414,8 +414,8 @@ impl LiveContext {
     }
 
     /// Makes the queue what the store holds: messages another instance queued join it at
-    /// the end (in the store's order), and what another instance ran or dropped leaves it;
-    /// the rest keeps its place (an interrupting message stays first). True when it changed.
+    /// the end (in the store's order; an interrupting one first), and what another instance
+    /// ran or dropped leaves it; the rest keeps its place. True when it changed.
     pub fn sync_queued(&mut self, stored: Vec<QueuedRecord>) -> bool {
         let tree = &self.tree;
         let waiting: Vec<QueuedRecord> = stored
@@ -434,7 +434,7 @@ impl LiveContext {
             {
                 // Stamped with this writer's next version.
                 Arc::make_mut(&mut q.message).version = 0;
-                self.queued.push(q);
+                self.enqueue(q);
                 changed = true;
             }
         }
@@ -442,9 +442,9 @@ impl LiveContext {
         changed
     }
 
-    /// Adds a stored queued message: last, or (`first`) ahead of every other.
-    pub fn enqueue(&mut self, queued: QueuedRecord, first: bool) {
-        let at = if first { 0 } else { self.queued.len() };
+    /// Adds a stored queued message: last, or (an interrupting one) ahead of every other.
+    pub fn enqueue(&mut self, queued: QueuedRecord) {
+        let at = if queued.ahead { 0 } else { self.queued.len() };
         self.queued.insert(at, queued);
         self.unpublished.queue = true;
     }
@@ -831,6 +831,7 @@ mod tests {
         QueuedRecord {
             message: Arc::new(m),
             idempotency_key: None,
+            ahead: text.starts_with("interrupting"),
         }
     }
 
@@ -845,8 +846,8 @@ mod tests {
     fn the_stored_queue_is_the_truth_and_held_entries_keep_their_place() {
         let mut ctx = context_in(StateName::Idle);
         let (first, mine, theirs) = (queued("interrupting"), queued("mine"), queued("theirs"));
-        ctx.enqueue(mine.clone(), false);
-        ctx.enqueue(first.clone(), true);
+        ctx.enqueue(mine.clone());
+        ctx.enqueue(first.clone());
         ctx.publish();
         // The store lists by arrival; the interrupting message stays first here.
         let stored = vec![mine.clone(), first.clone(), theirs.clone()];
@@ -867,8 +868,12 @@ mod tests {
         let started = first.message.id;
         ctx.push(Message::clone(&first.message), None);
         assert_eq!(ctx.messages().last().map(|m| m.id), Some(started));
-        assert!(ctx.sync_queued(vec![first, theirs]));
+        assert!(ctx.sync_queued(vec![first, theirs.clone()]));
         assert_eq!(queued_texts(&ctx), ["theirs"]);
+
+        // One another instance queued to interrupt goes first.
+        assert!(ctx.sync_queued(vec![theirs, queued("interrupting too")]));
+        assert_eq!(queued_texts(&ctx), ["interrupting too", "theirs"]);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct QueuedRecord {
     /// Always a user message with status `queued`.
     pub message: Arc<Message>,
     pub idempotency_key: Option<String>,
+    /// Sent with `if_busy: "interrupt"`: it runs before the others.
+    pub ahead: bool,
 }
 
 impl QueuedRecord {
@@ -215,7 +217,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
     /// Drops a queued message before its turn; `false` when it is not queued.
     async fn drop_queued(&self, context_id: Uuid, message_id: Uuid) -> Result<bool, StoreError>;
-    /// A context's queued messages in arrival order.
+    /// A context's queued messages in the order they run: interrupting ones first, then
+    /// by arrival.
     async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError>;
     /// Asks whichever process runs a context's turn to cancel it.
     async fn request_cancel(&self, _id: Uuid) -> Result<(), StoreError> {

@@ -455,6 +455,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
     Ok(QueuedRecord {
         message: Arc::new(message),
         idempotency_key: row.try_get("idempotency_key")?,
+        ahead: row.try_get::<i64, _>("ahead")? != 0,
     })
 }
 
@@ -735,8 +736,8 @@ impl Store for SqlStore {
         // push the queue past its bound.
         let inserted = sqlx::query(
             "INSERT INTO queued_messages \
-             (id, context_id, content, client_message_id, idempotency_key, created_at, version) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
+             ahead) SELECT $1, $2, $3, $4, $5, $6, $7, $10 \
              WHERE (SELECT COUNT(*) FROM queued_messages WHERE context_id = $8) < $9",
         )
         .bind(m.id.to_string())
@@ -748,6 +749,7 @@ impl Store for SqlStore {
         .bind(to_i64(m.version))
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .bind(i64::from(queued.ahead))
         .execute(&self.pool)
         .await?;
         let stored = inserted.rows_affected() > 0;
@@ -773,8 +775,8 @@ impl Store for SqlStore {
     #[tracing::instrument(skip_all, fields(context_id = %context_id))]
     async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, content, client_message_id, idempotency_key, created_at, version \
-             FROM queued_messages WHERE context_id = $1 ORDER BY created_at, id",
+            "SELECT id, content, client_message_id, idempotency_key, created_at, version, ahead \
+             FROM queued_messages WHERE context_id = $1 ORDER BY ahead DESC, created_at, id",
         )
         .bind(context_id.to_string())
         .fetch_all(&self.pool)

@@ -22,7 +22,7 @@ use super::{ActionError, Deps};
 use crate::domain::{ClientKey, NewMessage};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
-use chatsync_protocol::{ContentPart, IfBusy, Message, Role, SwitchBranchRequest};
+use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
 use lease::Lease;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -337,12 +337,10 @@ impl Actor {
                 | Command::Rename { .. }
         );
         if mutating {
-            // A send need not wait for a turn running on another instance: it queues.
-            let queues_elsewhere = matches!(&cmd, Command::Send { message, .. } if message.if_busy != IfBusy::Interrupt);
-            let may_write = if queues_elsewhere {
-                self.try_take_lease().await
-            } else {
-                self.take_lease().await.map(|()| true)
+            let may_write = match &cmd {
+                // A send need not wait for a turn running on another instance: it queues.
+                Command::Send { .. } => self.try_take_lease().await,
+                _ => self.take_lease().await.map(|()| true),
             };
             match may_write {
                 Ok(true) => {}

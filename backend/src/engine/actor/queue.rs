@@ -41,7 +41,6 @@ impl Actor {
             let _ = reply.send(Ok(SendAck::Queued(id)));
             return false;
         }
-        let interrupt = message.if_busy == IfBusy::Interrupt;
         let record = match self.store_queued(message).await {
             Ok(record) => record,
             Err(e) => {
@@ -49,8 +48,8 @@ impl Actor {
                 return false;
             }
         };
-        let id = record.message.id;
-        self.ctx.enqueue(record, interrupt);
+        let (id, interrupt) = (record.message.id, record.ahead);
+        self.ctx.enqueue(record);
         self.ctx.publish();
         self.publish().await;
         let _ = reply.send(Ok(SendAck::Queued(id)));
@@ -58,8 +57,8 @@ impl Actor {
     }
 
     /// A send while another instance runs the context: stored in the queue and answered
-    /// at once; that instance, told by the store, runs it in its turn. This one shows it
-    /// once that instance saves.
+    /// at once; that instance, told by the store, runs it in its turn (an interrupting one
+    /// next: its turn is asked to stop). This one shows it once that instance saves.
     pub(super) async fn enqueue_elsewhere(&mut self, message: NewMessage, reply: Reply<SendAck>) {
         let (client_message_id, key) = message.keys();
         let (client_message_id, key) = (client_message_id.as_deref(), key.as_deref());
@@ -73,6 +72,9 @@ impl Actor {
                 return Ok(SendAck::QueuedElsewhere(q.message.id));
             }
             let record = self.store_queued(message).await?;
+            if record.ahead {
+                self.deps.store.request_cancel(self.ctx.id()).await?;
+            }
             Ok(SendAck::QueuedElsewhere(record.message.id))
         };
         let _ = reply.send(answer.await);
@@ -97,6 +99,7 @@ impl Actor {
         let record = QueuedRecord {
             message: Arc::new(queued),
             idempotency_key,
+            ahead: message.if_busy == IfBusy::Interrupt,
         };
         if !self.deps.store.enqueue(self.ctx.id(), &record, max).await? {
             return Err(ActionError::QueueFull(max));
