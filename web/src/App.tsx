@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { useChatStateSync } from "@chatsync/sync-wasm/react";
-import { readToken, isAuthError } from "./hooks/useAuth";
+import { LOCAL_USER, readToken, isAuthError } from "./hooks/useAuth";
 import { useContexts } from "./hooks/useContexts";
 import { describeError, useErrorReport } from "./hooks/useErrorReport";
 import { useMediaQuery } from "./hooks/useMediaQuery";
@@ -46,7 +46,9 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     baseUrl: "/api",
     getToken: readToken,
     onAuthError: () => authError.current(),
-    ...(userId === null ? {} : { userId }),
+    // With `--auth none` there is one user: the queue keeps the key it always had, so
+    // sends queued before an upgrade still go out.
+    ...(userId === null || userId === LOCAL_USER ? {} : { userId }),
   }));
   const { sync, view, actions } = useChatStateSync(selectedId, options);
   // A new token after an expiry: polling resumes, and the sends queued meanwhile go out.

@@ -92,6 +92,9 @@ test("network failure: the send is marked failed with an error, and retry succee
   const failed = messages(page, "user").filter({ hasText: "sent while offline" });
   await byTestId(failed, "message-failed").waitFor();
   assert.equal(await failed.getAttribute("data-status"), "failed");
+  // With `--auth none` the one user's queue keeps the key it had before users existed, so
+  // sends queued before an upgrade still go out after it.
+  assert.deepEqual(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("chatsync-queue"))), ["chatsync-queue:/api"]);
   await byTestId(page, "error-banner").waitFor();
   // The poller notices too, and says when it will try again.
   await page.locator('[data-testid="sync-status"][data-phase="offline"]').waitFor({ timeout: 15_000 });
