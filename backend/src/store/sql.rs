@@ -495,7 +495,7 @@ impl Store for SqlStore {
             .bind(to_i64(record.version_ceiling))
             .bind(&record.owner)
             .bind(max_per_owner.map_or(i64::MAX, to_i64));
-        let inserted = if self.backend == Backend::Postgres {
+        let inserted = if max_per_owner.is_some() && self.backend == Backend::Postgres {
             // Concurrent creates for one owner (on any instance) count one after another.
             // SQLite runs one writing statement at a time anyway.
             let mut tx = self.pool.begin().await?;

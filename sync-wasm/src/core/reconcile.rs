@@ -224,9 +224,9 @@ impl Chat {
 
     /// What `tab` last told of its messages the server has not shown yet; an empty list
     /// (the tab left) forgets the tab. Messages about another chat are ignored. True when
-    /// the view changed.
+    /// what other tabs sent changed.
     pub fn others_sent(&mut self, tab: &str, sent: Vec<Queued>) -> bool {
-        let before = self.messages();
+        let before = self.others.clone();
         let mine = self.context_id.as_deref().unwrap_or_default();
         let locals: Vec<Local> = sent
             .into_iter()
@@ -247,7 +247,7 @@ impl Chat {
             self.others.push((tab.to_owned(), locals));
         }
         self.forget_seen_locals();
-        self.messages() != before
+        self.others != before
     }
 
     /// Server messages in server order, then the server's queue in arrival order, then

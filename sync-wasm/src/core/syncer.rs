@@ -388,7 +388,7 @@ impl Syncer {
     }
 
     /// Another tab on this chat told what it sent that the server has not shown yet; true
-    /// when the view changed.
+    /// when that changed what is shown of other tabs.
     pub fn others_sent(&mut self, tab: &str, sent: Vec<Queued>) -> bool {
         self.chat.others_sent(tab, sent)
     }

@@ -67,15 +67,15 @@ interface State {
   resumed: number;
   /** Changes when another user signs in over an expired session: the app starts afresh. */
   generation: number;
+}
+
+export interface Auth extends State {
   /**
    * The server knew the user without a token (`--auth proxy`: the proxy in front names
    * them). A later 401 means the proxy's session ended: a new sign-in is the proxy's, by
    * reloading, not a token pasted here.
    */
   byProxy: boolean;
-}
-
-export interface Auth extends State {
   /** A token is in use (`--auth jwt`); with none the server decides alone (none, proxy). */
   hasToken: boolean;
   /** Resolves null once the server accepted `token`, else what to tell the user. */
@@ -93,7 +93,6 @@ export function useAuth(): Auth {
     keepApp: false,
     resumed: 0,
     generation: 0,
-    byProxy: false,
   });
   const [hasToken, setHasToken] = useState(() => readToken() !== "");
   const phase = useRef(state.phase);
@@ -109,8 +108,7 @@ export function useAuth(): Auth {
       if (me.kind === "refused") {
         setState((s) => ({ ...s, phase: "signed-out", expired: token !== "" }));
       } else {
-        const userId = me.kind === "user" ? me.userId : null;
-        setState((s) => ({ ...s, phase: "signed-in", userId, byProxy: token === "" && userId !== null && userId !== LOCAL_USER }));
+        setState((s) => ({ ...s, phase: "signed-in", userId: me.kind === "user" ? me.userId : null }));
       }
     });
     return () => {
@@ -134,7 +132,6 @@ export function useAuth(): Auth {
       keepApp: false,
       resumed: s.keepApp ? s.resumed + 1 : s.resumed,
       generation: s.userId !== null && s.userId !== me.userId ? s.generation + 1 : s.generation,
-      byProxy: false,
     }));
     return null;
   }, []);
@@ -160,5 +157,6 @@ export function useAuth(): Auth {
     return () => window.removeEventListener("storage", onStorage);
   }, [signIn]);
 
-  return { ...state, hasToken, signIn, signOut, expire };
+  const byProxy = !hasToken && state.userId !== null && state.userId !== LOCAL_USER;
+  return { ...state, hasToken, byProxy, signIn, signOut, expire };
 }

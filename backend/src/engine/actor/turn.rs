@@ -11,18 +11,13 @@ use futures::StreamExt;
 impl Actor {
     /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
     pub(super) async fn resume(&mut self) {
-        if self.lease.is_shared() {
-            let ttl = self.deps.settings.lease_ttl;
-            match self.deps.store.acquire_lease(self.ctx.id(), ttl).await {
-                Ok(true) => self.lease = Lease::held_now(),
-                // Another instance runs it (or the database is away): stay a reader.
-                _ => return,
-            }
-            if self.catch_up().await.is_err() || self.ctx.state().is_resting() {
-                return;
-            }
-            // The crashed writer may have published versions it never stored.
-            self.skip_past_ceiling().await;
+        // On a shared store, taking the lease catches up and starts above what the crashed
+        // writer may have shown; another instance running it (or the database away) leaves
+        // this one a reader.
+        if self.lease.is_shared()
+            && (!matches!(self.try_take_lease().await, Ok(true)) || self.ctx.state().is_resting())
+        {
+            return;
         }
         tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
         self.start_turn();
