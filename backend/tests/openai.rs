@@ -634,7 +634,7 @@ async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
     let started = Instant::now();
     loop {
         let s = c.app.engine().snapshot(id).await.expect("snapshot");
-        if s.messages
+        if s.messages()
             .iter()
             .any(|m| m.role == Role::Assistant && content_text(&m.content).contains("w2"))
         {

@@ -1,4 +1,4 @@
-//! What the two benchmark binaries share: a throw-away database, running one turn through
+//! What the benchmark binaries share: a throw-away database, running one turn through
 //! the engine, and percentiles.
 
 use chatsync::domain::NewMessage;

@@ -85,9 +85,9 @@ async fn list(
 ) -> Result<Json<LegacyMessagesResponse>, ApiError> {
     let snapshot = app.engine.snapshot(id).await?;
     Ok(Json(LegacyMessagesResponse {
-        total: snapshot.messages.len() as u64,
+        total: snapshot.message_count() as u64,
         messages: snapshot
-            .messages
+            .messages()
             .iter()
             .map(|m| Message::clone(m))
             .collect(),
@@ -143,7 +143,7 @@ async fn known_tool_call(
     };
     let snapshot = app.engine.snapshot(id).await?;
     let known = snapshot
-        .messages
+        .messages()
         .iter()
         .flat_map(|m| m.tool_calls.iter().flatten())
         .any(|c| c.id == call);

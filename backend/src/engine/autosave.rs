@@ -4,7 +4,7 @@
 //! transaction, except while streaming, where the store is written at most every
 //! `stream_flush` and once when the stream ends.
 
-use super::context::{LiveContext, MAX_UNSAVED_VERSIONS};
+use super::context::LiveContext;
 use crate::fsm::State;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -30,16 +30,19 @@ pub struct Autosaver {
 
 impl Autosaver {
     pub async fn after_transition(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
-        let changed = ctx.publish();
-        if !changed && !ctx.has_unsaved() {
+        if !ctx.has_unpublished() && !ctx.has_unsaved() {
             self.metrics.saves_skipped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(context_id = %ctx.id(), state = ctx.state().name().as_str(), "save skipped: context is clean");
             return Ok(SaveOutcome::Skipped);
         }
         if *ctx.state() == State::StreamingLlmResponse
             && ctx.last_save.elapsed() < self.stream_flush
-            && ctx.unsaved_versions() < MAX_UNSAVED_VERSIONS
         {
+            // Not even published: the chunk gets its version when readers are shown it (at
+            // most every `stream_publish`), so versions count what readers saw, not chunks.
+            // However many that makes, the actor reserves versions before it shows one above
+            // the stored ceiling: a long stream needs no save for that, which would write
+            // the whole reply again.
             self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
             return Ok(SaveOutcome::Deferred);
         }
@@ -100,6 +103,7 @@ impl Autosaver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::context::MAX_UNSAVED_VERSIONS;
     use crate::engine::testing::{context_in, CountingStore};
     use crate::metrics::Metrics;
     use chatsync_protocol::{ContentPart, Message, Role, StateName};
@@ -160,6 +164,7 @@ mod tests {
         let store = Arc::new(CountingStore::default());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
+        let before = ctx.version();
         let i = ctx.push(user_message(""), None);
         for n in 0..5 {
             ctx.message_mut(i).content = vec![ContentPart::text(format!("chunk {n}"))];
@@ -170,6 +175,11 @@ mod tests {
         }
         assert_eq!(store.saves(), 0);
         assert_eq!(Metrics::get(&autosave.metrics.saves_deferred), 5);
+        assert_eq!(
+            ctx.version(),
+            before,
+            "deferred chunks wait for the publish"
+        );
         // The stream ends: the next transition leaves Streaming and writes everything once.
         ctx.set_state(State::ProcessingLlmResponse);
         assert_eq!(
@@ -180,22 +190,33 @@ mod tests {
         let batch = store.last().expect("saved");
         assert_eq!(batch.messages.len(), 1, "one row for the streamed message");
         assert_eq!(batch.context.version, ctx.version());
+        assert_eq!(ctx.version(), before + 1, "one version for the five chunks");
     }
 
     #[tokio::test]
-    async fn a_long_stream_is_written_before_versions_run_too_far_ahead() {
+    async fn a_long_stream_is_written_by_time_not_by_its_number_of_versions() {
         let store = Arc::new(CountingStore::default());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
         let i = ctx.push(user_message(""), None);
-        let mut outcomes = Vec::new();
-        for n in 0..MAX_UNSAVED_VERSIONS {
-            ctx.message_mut(i).content = vec![ContentPart::text(format!("chunk {n}"))];
-            outcomes.push(autosave.after_transition(&mut ctx).await.ok());
+        for n in 0..=MAX_UNSAVED_VERSIONS {
+            ctx.append_text(i, &format!("chunk {n} "));
+            assert_eq!(
+                autosave.after_transition(&mut ctx).await.ok(),
+                Some(SaveOutcome::Deferred)
+            );
+            // Shown at once, as the actor does with a `stream_publish` of zero.
+            ctx.publish();
         }
-        assert_eq!(store.saves(), 1, "one forced save at the cap");
-        assert_eq!(outcomes.last(), Some(&Some(SaveOutcome::Saved)));
-        assert_eq!(ctx.unsaved_versions(), 0);
+        assert_eq!(
+            store.saves(),
+            0,
+            "no save rewrites the reply per 1000 versions"
+        );
+        assert!(
+            ctx.needs_reservation(),
+            "the actor reserves versions before showing this one"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! publish and the last save.
 
 use super::log::MessageLog;
+use super::stream_text::{StreamText, TextPrefix};
 use super::tree::Tree;
 use crate::fsm::State;
 use crate::store::{ContextRecord, LoadedContext, MessageRecord, QueuedRecord, SaveBatch};
@@ -9,14 +10,15 @@ use chatsync_protocol::{
     ChatState, ContentPart, ContextSummary, Message, MessageStatus, Role, Status, ToolCall,
     ToolCallStatus,
 };
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
-/// How far the published version may run ahead of the stored one (streaming between
-/// flushes, tool progress) before a save is forced; also how many versions a running turn
-/// reserves with each save (`version_ceiling`), so it seldom has to reserve on its own.
+/// How many versions a running turn reserves with each save (`version_ceiling`), so it
+/// seldom has to reserve on its own; also how far tool progress may run ahead of the
+/// stored version before a save is forced.
 pub const MAX_UNSAVED_VERSIONS: u64 = 1000;
 
 /// A complete message created now, with a fresh id; the version is stamped on publish.
@@ -69,6 +71,30 @@ pub struct LiveContext {
     /// User messages waiting for their turn, in the order they will run. Each is already
     /// stored in the queue table; only its move into `messages` goes through a save.
     queued: Vec<QueuedRecord>,
+    /// The reply being streamed: its text grows here, not in its message (which holds the
+    /// rest of it), so appending a chunk never copies the reply.
+    streaming: Option<Streaming>,
+}
+
+#[derive(Debug)]
+struct Streaming {
+    /// Where the reply sits on the active path.
+    index: usize,
+    text: StreamText,
+}
+
+/// The streamed reply as a snapshot shows it: its message in the log lacks this text.
+#[derive(Debug, Clone)]
+struct StreamedReply {
+    index: usize,
+    text: TextPrefix,
+}
+
+/// `message` with the streamed `text` as its last content part.
+fn with_streamed_text(message: &Message, text: String) -> Message {
+    let mut whole = message.clone();
+    whole.content.push(ContentPart::text(text));
+    whole
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +143,7 @@ impl LiveContext {
             unsaved: Changes::default(),
             last_save: Instant::now(),
             queued: Vec::new(),
+            streaming: None,
         };
         for m in loaded.messages {
             let id = m.message.id;
@@ -163,6 +190,7 @@ impl LiveContext {
         if !self.unpublished.is_empty() || self.has_unsaved() {
             return false;
         }
+        self.seal_stream();
         let mut leaf = self.leaf();
         let mut next_seq = self.next_seq;
         for m in &changes.messages {
@@ -229,6 +257,7 @@ impl LiveContext {
     }
 
     fn rebuild_path(&mut self, leaf: Option<Uuid>) {
+        self.seal_stream();
         for m in self.messages.iter() {
             self.off_path.insert(m.id, m.clone());
         }
@@ -247,6 +276,17 @@ impl LiveContext {
             .get(depth)
             .is_some_and(|m| m.id == id)
             .then_some(depth)
+    }
+
+    /// The message of this rank as the store gets it: with its streamed text.
+    fn stored_message(&self, rank: usize) -> Option<Arc<Message>> {
+        let message = self.by_rank(rank)?;
+        Some(match &self.streaming {
+            Some(s) if self.path_index(rank) == Some(s.index) => {
+                Arc::new(with_streamed_text(message, s.text.to_text()))
+            }
+            _ => message.clone(),
+        })
     }
 
     fn by_rank(&self, rank: usize) -> Option<&Arc<Message>> {
@@ -357,7 +397,8 @@ impl LiveContext {
                     .sum();
                 PER_MESSAGE + text + calls
             })
-            .sum();
+            .sum::<usize>()
+            + self.streaming.as_ref().map_or(0, |s| s.text.len());
         u64::try_from(bytes).unwrap_or(u64::MAX)
     }
 
@@ -480,12 +521,61 @@ impl LiveContext {
         Some(self.push(message, next.idempotency_key))
     }
 
-    /// Mutable access to one message of the path; it counts as changed.
+    /// Mutable access to one message of the path; it counts as changed. A reply being
+    /// streamed gets its text back first.
     pub fn message_mut(&mut self, index: usize) -> &mut Message {
+        if self.streaming.as_ref().is_some_and(|s| s.index == index) {
+            self.seal_stream();
+        }
+        self.changed(index);
+        self.messages.make_mut(index)
+    }
+
+    fn changed(&mut self, index: usize) {
         if let Some(rank) = self.tree.rank(self.messages[index].id) {
             self.unpublished.messages.insert(rank);
         }
-        self.messages.make_mut(index)
+    }
+
+    /// Appends streamed text to the message at `index` (the reply) in amortized
+    /// O(chunk): the text grows in place, whatever snapshots share it.
+    pub fn append_text(&mut self, index: usize, chunk: &str) {
+        if self.streaming.as_ref().is_some_and(|s| s.index == index) {
+            self.changed(index);
+        } else {
+            self.seal_stream();
+            let start = match self.message_mut(index).content.pop() {
+                Some(ContentPart::Text { text }) => text,
+                None => String::new(),
+            };
+            self.streaming = Some(Streaming {
+                index,
+                text: StreamText::new(start),
+            });
+        }
+        if let Some(s) = &mut self.streaming {
+            s.text.push_str(chunk);
+        }
+    }
+
+    /// Adds a streamed tool call to the reply at `index`, its streamed text left in place.
+    pub fn append_tool_call(&mut self, index: usize, call: ToolCall) {
+        self.changed(index);
+        self.messages
+            .make_mut(index)
+            .tool_calls
+            .get_or_insert_with(Vec::new)
+            .push(call);
+    }
+
+    /// Puts the streamed text back into its message.
+    fn seal_stream(&mut self) {
+        if let Some(s) = self.streaming.take() {
+            self.messages
+                .make_mut(s.index)
+                .content
+                .push(ContentPart::text(s.text.into_string()));
+        }
     }
 
     /// Versions published but not stored yet.
@@ -519,6 +609,11 @@ impl LiveContext {
     /// The store holds `ceiling` now.
     pub fn reserved(&mut self, ceiling: u64) {
         self.record.version_ceiling = self.record.version_ceiling.max(ceiling);
+    }
+
+    /// Changed since the last version bump.
+    pub fn has_unpublished(&self) -> bool {
+        !self.unpublished.is_empty()
     }
 
     pub fn has_unsaved(&self) -> bool {
@@ -580,7 +675,7 @@ impl LiveContext {
                 .filter_map(|&rank| {
                     let entry = &self.entries[rank];
                     Some(MessageRecord {
-                        message: self.by_rank(rank)?.clone(),
+                        message: self.stored_message(rank)?,
                         seq: entry.seq,
                         idempotency_key: entry.idempotency_key.clone(),
                     })
@@ -620,7 +715,11 @@ impl LiveContext {
         };
         Snapshot {
             record: self.record.clone(),
-            messages: self.messages.clone(),
+            log: self.messages.clone(),
+            streamed: self.streaming.as_ref().map(|s| StreamedReply {
+                index: s.index,
+                text: s.text.prefix(),
+            }),
             path_changed_at: self.path_changed_at,
             pending_tool_calls,
             queued: self.queued.iter().map(|q| q.message.clone()).collect(),
@@ -646,8 +745,9 @@ pub struct Turns {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub record: ContextRecord,
-    /// The active path.
-    pub messages: MessageLog,
+    /// The active path; a reply being streamed without its streamed text (`streamed`).
+    log: MessageLog,
+    streamed: Option<StreamedReply>,
     /// The version at which the path last changed: older `?since=` get the whole state.
     pub path_changed_at: u64,
     pub pending_tool_calls: Vec<ToolCall>,
@@ -665,28 +765,52 @@ impl Snapshot {
         self.record.state.name().status()
     }
 
+    /// The active path, whole.
+    pub fn messages(&self) -> MessageLog {
+        let mut log = self.log.clone();
+        if let Some(s) = &self.streamed {
+            log.set(s.index, Arc::new(self.streamed_message(s)));
+        }
+        log
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.log.len()
+    }
+
+    fn streamed_message(&self, streamed: &StreamedReply) -> Message {
+        with_streamed_text(&self.log[streamed.index], streamed.text.to_text())
+    }
+
     /// The state, whole or (with `since` not ahead of the current version, and not before
     /// the active path last changed) only the messages changed after `since`.
     pub fn chat_state(&self, since: Option<u64>) -> ChatState {
-        self.chat_state_with(since, Message::clone)
+        self.chat_state_with(since, Cow::into_owned)
     }
 
-    /// The same with borrowed messages, for answers that are serialized at once.
-    pub fn chat_state_ref(&self, since: Option<u64>) -> ChatState<&Message> {
+    /// The same with borrowed messages (but a reply being streamed), for answers that are
+    /// serialized at once.
+    pub fn chat_state_ref(&self, since: Option<u64>) -> ChatState<Cow<'_, Message>> {
         self.chat_state_with(since, |m| m)
     }
 
     fn chat_state_with<'a, M>(
         &'a self,
         since: Option<u64>,
-        message: impl Fn(&'a Message) -> M,
+        message: impl Fn(Cow<'a, Message>) -> M,
     ) -> ChatState<M> {
         let since = since.filter(|s| *s <= self.version() && *s >= self.path_changed_at);
         let messages = self
-            .messages
+            .log
             .iter()
-            .filter(|m| since.is_none_or(|s| m.version > s))
-            .map(|m| message(m))
+            .enumerate()
+            .filter(|(_, m)| since.is_none_or(|s| m.version > s))
+            .map(|(i, m)| {
+                message(match &self.streamed {
+                    Some(s) if s.index == i => Cow::Owned(self.streamed_message(s)),
+                    _ => Cow::Borrowed(&**m),
+                })
+            })
             .collect();
         ChatState {
             context_id: self.record.id,
@@ -695,12 +819,16 @@ impl Snapshot {
             state: self.record.state.name(),
             error: self.record.state.error().map(str::to_owned),
             messages,
-            message_count: self.messages.len() as u64,
+            message_count: self.log.len() as u64,
             pending_tool_calls: self.pending_tool_calls.clone(),
             updated_at: self.record.updated_at,
             delta: since.is_some(),
             // The queue is short and bounded: always whole, also in a delta.
-            queued: self.queued.iter().map(|m| message(m)).collect(),
+            queued: self
+                .queued
+                .iter()
+                .map(|m| message(Cow::Borrowed(&**m)))
+                .collect(),
         }
     }
 
@@ -711,7 +839,7 @@ impl Snapshot {
     /// Whether message `id` is in the queue or the history (looked for from its end,
     /// where a message just queued or started is).
     pub fn knows_message(&self, id: Uuid) -> bool {
-        self.queued.iter().any(|m| m.id == id) || self.messages.iter().rev().any(|m| m.id == id)
+        self.queued.iter().any(|m| m.id == id) || self.log.iter().rev().any(|m| m.id == id)
     }
 
     /// Whether the turn of user message `id` is over: its message is in the history and
@@ -721,7 +849,7 @@ impl Snapshot {
         if self.queued.iter().any(|m| m.id == id) {
             return false;
         }
-        for m in self.messages.iter().rev() {
+        for m in self.log.iter().rev() {
             if m.id == id {
                 return self.record.state.is_resting();
             }
@@ -786,6 +914,74 @@ mod tests {
         );
         ctx.publish();
         ctx.messages()[i].id
+    }
+
+    #[test]
+    fn a_streamed_reply_shows_whole_to_readers_the_store_and_its_next_change() {
+        let mut ctx = context_in(StateName::StreamingLlmResponse);
+        say(&mut ctx, "question");
+        let mut reply = new_message(Role::Assistant, vec![ContentPart::text("")], None);
+        reply.status = MessageStatus::Streaming;
+        let i = ctx.push(reply, None);
+        let bytes_before = ctx.approx_bytes();
+        ctx.append_text(i, "Hello");
+        ctx.publish();
+        let first = ctx.snapshot(Turns::default());
+        let since = first.version();
+        ctx.append_text(i, ", wörld");
+        ctx.append_tool_call(
+            i,
+            ToolCall {
+                id: "call-1".into(),
+                name: "calculator".into(),
+                arguments: serde_json::json!({"expression": "1+1"}),
+                status: ToolCallStatus::Pending,
+                result: None,
+            },
+        );
+        ctx.append_text(i, "!");
+        ctx.publish();
+        let second = ctx.snapshot(Turns::default());
+
+        // Each snapshot keeps the text it was taken with, also while the writer appends.
+        let text = |s: &Snapshot| content_text(&s.messages()[i].content);
+        assert_eq!(text(&first), "Hello");
+        assert_eq!(text(&second), "Hello, wörld!");
+        let whole = second.chat_state_ref(None);
+        assert_eq!(content_text(&whole.messages[i].content), "Hello, wörld!");
+        assert_eq!(whole.messages[i].content.len(), 1, "one text part");
+        let delta = second.chat_state(Some(since));
+        assert_eq!(delta.messages.len(), 1, "only the reply changed");
+        assert_eq!(content_text(&delta.messages[0].content), "Hello, wörld!");
+        assert_eq!(delta.messages[0].tool_calls.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            ctx.approx_bytes() - bytes_before,
+            "Hello, wörld!".len() as u64
+                + "call-1calculator".len() as u64
+                + r#"{"expression":"1+1"}"#.len() as u64
+        );
+
+        // The store gets the whole reply.
+        let batch = ctx.save_batch();
+        let saved = batch
+            .messages
+            .iter()
+            .find(|m| m.message.id == ctx.messages()[i].id);
+        assert_eq!(
+            saved.map(|m| content_text(&m.message.content)).as_deref(),
+            Some("Hello, wörld!")
+        );
+
+        // Changing the reply otherwise gives it its text back, for good.
+        ctx.message_mut(i).status = MessageStatus::Complete;
+        assert_eq!(texts(&ctx)[i], "Hello, wörld!");
+        ctx.publish();
+        assert_eq!(text(&ctx.snapshot(Turns::default())), "Hello, wörld!");
+        assert_eq!(
+            text(&second),
+            "Hello, wörld!",
+            "an older snapshot is unchanged"
+        );
     }
 
     #[test]

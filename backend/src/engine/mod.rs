@@ -8,6 +8,7 @@ mod actor;
 mod autosave;
 mod context;
 mod log;
+mod stream_text;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]

@@ -177,7 +177,7 @@ async fn a_turn_is_durable_and_matches_memory() {
     let stored_msgs: Vec<_> = stored.messages.iter().map(|m| m.message.clone()).collect();
     assert_eq!(
         stored_msgs,
-        out.snapshot.messages.to_vec(),
+        out.snapshot.messages().to_vec(),
         "resting state is durable"
     );
     assert!(content_text(&stored_msgs[1].content).contains("hello"));
@@ -209,7 +209,7 @@ async fn concurrent_sends_queue_and_every_turn_stays_whole() {
         assert!(result.expect("task").settled);
     }
     let snapshot = h.engine.snapshot(id).await.expect("snapshot");
-    let all = texts(&snapshot.messages);
+    let all = texts(&snapshot.messages());
     assert_eq!(all.len(), 40);
     let mut seen = std::collections::BTreeSet::new();
     for pair in all.chunks(2) {
@@ -252,7 +252,7 @@ async fn repeated_client_ids_and_keys_add_nothing() {
             .expect("send");
     }
     let snapshot = h.engine.snapshot(id).await.expect("snapshot");
-    let users: Vec<_> = texts(&snapshot.messages)
+    let users: Vec<_> = texts(&snapshot.messages())
         .into_iter()
         .filter(|(r, _)| *r == Role::User)
         .map(|(_, t)| t)
@@ -283,7 +283,7 @@ async fn tool_calls_wait_for_approval_then_run() {
         .await
         .expect("approve");
     assert_eq!(out.snapshot.status(), Status::Idle);
-    let last = out.snapshot.messages.last().expect("reply");
+    let last = out.snapshot.messages().last().cloned().expect("reply");
     assert!(content_text(&last.content).contains("42"));
     let again = h.engine.approve_tools(id, vec![call.id], WAIT).await;
     assert!(matches!(
@@ -302,10 +302,10 @@ async fn denying_every_call_answers_without_running_tools() {
         .approve_tools(id, vec![], WAIT)
         .await
         .expect("deny");
-    let call_msg = &out.snapshot.messages[1];
+    let call_msg = &out.snapshot.messages()[1];
     let status = call_msg.tool_calls.as_ref().map(|c| c[0].status);
     assert_eq!(status, Some(ToolCallStatus::Denied));
-    let last = out.snapshot.messages.last().expect("reply");
+    let last = out.snapshot.messages().last().cloned().expect("reply");
     assert!(content_text(&last.content).contains("denied"));
 }
 
@@ -322,7 +322,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     let handle = h.engine.handle(id).await.expect("handle");
     let mut rx = handle.snapshot.clone();
     rx.wait_for(|s| {
-        s.messages
+        s.messages()
             .get(1)
             .is_some_and(|m| content_text(&m.content).contains("chunk 1"))
     })
@@ -330,7 +330,7 @@ async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     .expect("streaming");
     let out = h.engine.cancel(id).await.expect("cancel");
     assert_eq!(out.snapshot.record.state, State::Idle);
-    let reply = &out.snapshot.messages[1];
+    let reply = &out.snapshot.messages()[1];
     assert_eq!(reply.status, MessageStatus::Cancelled);
     assert!(!content_text(&reply.content).contains("chunk 50"));
     assert_eq!(
@@ -349,7 +349,7 @@ async fn transient_failures_retry_and_fatal_ones_fail_until_retried() {
     let id = h.new_context().await;
     let out = h.send(id, "/fail transient").await;
     assert_eq!(out.snapshot.status(), Status::Idle);
-    let last = out.snapshot.messages.last().expect("reply");
+    let last = out.snapshot.messages().last().cloned().expect("reply");
     assert!(content_text(&last.content).contains("Recovered"));
 
     let out = h.send(id, "/fail fatal").await;
@@ -449,7 +449,7 @@ async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     }
     assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 1);
     let reloaded = h.engine.snapshot(id).await.expect("reload");
-    assert_eq!(reloaded.messages.len(), 2, "{:?}", path_texts(&reloaded));
+    assert_eq!(reloaded.messages().len(), 2, "{:?}", path_texts(&reloaded));
 }
 
 /// The chats-per-user quota holds under concurrent creates: the store counts and inserts
@@ -589,7 +589,7 @@ async fn an_interrupted_turn_resumes_on_start() {
         .expect("rests")
         .clone();
     assert_eq!(done.status(), Status::Idle);
-    let all = texts(&done.messages);
+    let all = texts(&done.messages());
     assert_eq!(all.len(), 2, "the partial reply is reused, not duplicated");
     assert!(all[1].1.contains("resume me"), "{all:?}");
     assert_eq!(h.stored(id).await.record.state, State::Idle);
@@ -611,11 +611,11 @@ async fn idle_contexts_leave_memory_beyond_the_limit_and_reload() {
     assert!(Metrics::get(&h.engine.metrics().live_contexts) <= 2);
     for (n, id) in ids.iter().enumerate() {
         let snapshot = h.engine.snapshot(*id).await.expect("reload");
-        assert_eq!(snapshot.messages.len(), 2);
-        assert!(content_text(&snapshot.messages[0].content).contains(&format!("chat {n}")));
+        assert_eq!(snapshot.messages().len(), 2);
+        assert!(content_text(&snapshot.messages()[0].content).contains(&format!("chat {n}")));
         // Sending after a reload continues the same history.
         let out = h.send(*id, "more").await;
-        assert_eq!(out.snapshot.messages.len(), 4);
+        assert_eq!(out.snapshot.messages().len(), 4);
     }
 }
 
@@ -646,7 +646,7 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
 }
 
 fn path_texts(s: &Snapshot) -> Vec<String> {
-    s.messages
+    s.messages()
         .iter()
         .map(|m| content_text(&m.content))
         .collect()
@@ -658,7 +658,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     let id = h.new_context().await;
     h.send(id, "one").await;
     let out = h.send(id, "two").await;
-    let two = out.snapshot.messages[2].clone();
+    let two = out.snapshot.messages()[2].clone();
     let before_edit = out.snapshot.version();
 
     let edited = h
@@ -668,11 +668,11 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
         .expect("edit");
     let s = edited.snapshot.clone();
     assert!(edited.settled);
-    assert_eq!(s.messages.len(), 4);
+    assert_eq!(s.messages().len(), 4);
     assert_eq!(path_texts(&s)[2], "two, edited");
-    assert_eq!(s.messages[2].parent_id, two.parent_id);
+    assert_eq!(s.messages()[2].parent_id, two.parent_id);
     assert_eq!(
-        (s.messages[2].sibling_index, s.messages[2].sibling_count),
+        (s.messages()[2].sibling_index, s.messages()[2].sibling_count),
         (1, 2)
     );
     assert!(
@@ -689,10 +689,10 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
         .await
         .expect("regenerate");
     let s = regenerated.snapshot.clone();
-    assert_eq!(s.messages.len(), 4);
-    assert_eq!(s.messages[3].parent_id, Some(s.messages[2].id));
+    assert_eq!(s.messages().len(), 4);
+    assert_eq!(s.messages()[3].parent_id, Some(s.messages()[2].id));
     assert_eq!(
-        (s.messages[3].sibling_index, s.messages[3].sibling_count),
+        (s.messages()[3].sibling_index, s.messages()[3].sibling_count),
         (1, 2)
     );
     assert_eq!(s.status(), Status::Idle);
@@ -708,7 +708,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     let s = switched.snapshot.clone();
     assert_eq!(path_texts(&s)[2], "two");
     assert_eq!(
-        (s.messages[2].sibling_index, s.messages[2].sibling_count),
+        (s.messages()[2].sibling_index, s.messages()[2].sibling_count),
         (0, 2)
     );
     assert!(s.version() > regenerated.snapshot.version());
@@ -718,7 +718,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
         stored.messages, rows_before,
         "a switch writes the context row only"
     );
-    assert_eq!(stored.record.active_leaf, s.messages.last().map(|m| m.id));
+    assert_eq!(stored.record.active_leaf, s.messages().last().map(|m| m.id));
     assert_eq!(stored.messages.len(), 7);
     let seqs: Vec<u64> = stored.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (0..7).collect::<Vec<_>>());
@@ -729,7 +729,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     assert_eq!(path_texts(&after), path_texts(&s));
     assert_eq!(after.version(), s.version());
     let numbers = |s: &Snapshot| -> Vec<(u32, u32)> {
-        s.messages
+        s.messages()
             .iter()
             .map(|m| (m.sibling_index, m.sibling_count))
             .collect()
@@ -737,7 +737,7 @@ async fn edit_regenerate_and_switch_grow_a_tree_that_a_restart_keeps() {
     assert_eq!(numbers(&after), numbers(&s));
     // Switching to the root follows the newest children: the regenerated reply.
     let newest = engine
-        .switch_branch(id, to(after.messages[0].id, None))
+        .switch_branch(id, to(after.messages()[0].id, None))
         .await
         .expect("switch");
     assert_eq!(
@@ -751,7 +751,7 @@ async fn branch_actions_check_the_message_and_the_state() {
     let h = harness(fast()).await;
     let id = h.new_context().await;
     let out = h.send(id, "one").await;
-    let (user, reply) = (out.snapshot.messages[0].id, out.snapshot.messages[1].id);
+    let (user, reply) = (out.snapshot.messages()[0].id, out.snapshot.messages()[1].id);
     let wrong_role = h.engine.edit_user_message(id, reply, msg("x"), WAIT).await;
     assert!(matches!(
         wrong_role,
@@ -778,14 +778,14 @@ async fn branch_actions_check_the_message_and_the_state() {
         Err(EngineError::Action(ActionError::InvalidMessage(_)))
     ));
     // A switcher names the message it shows and the neighbour it wants.
-    let edited = h.engine.snapshot(id).await.expect("snapshot").messages[0].clone();
+    let edited = h.engine.snapshot(id).await.expect("snapshot").messages()[0].clone();
     assert_eq!((edited.sibling_index, edited.sibling_count), (1, 2));
     let back = h
         .engine
         .switch_branch(id, to(edited.id, Some(0)))
         .await
         .expect("switch to the first version");
-    assert_eq!(back.snapshot.messages[0].id, user);
+    assert_eq!(back.snapshot.messages()[0].id, user);
     assert_eq!(path_texts(&back.snapshot)[0], "one");
     let past_the_end = h.engine.switch_branch(id, to(user, Some(2))).await;
     assert!(matches!(
@@ -820,8 +820,8 @@ async fn leaving_a_branch_that_awaits_approval_denies_its_calls() {
         .send(id, r#"/tool calculator {"expression": "6*7"}"#)
         .await;
     assert_eq!(asked.snapshot.status(), Status::AwaitingApproval);
-    let user = asked.snapshot.messages[0].id;
-    let call = asked.snapshot.messages[1].id;
+    let user = asked.snapshot.messages()[0].id;
+    let call = asked.snapshot.messages()[1].id;
     let out = h
         .engine
         .edit_user_message(id, user, msg("no tools after all"), WAIT)
@@ -837,7 +837,7 @@ async fn leaving_a_branch_that_awaits_approval_denies_its_calls() {
         .expect("switch");
     let s = back.snapshot;
     assert_eq!(s.status(), Status::Idle);
-    let calls = s.messages[1].tool_calls.clone().unwrap_or_default();
+    let calls = s.messages()[1].tool_calls.clone().unwrap_or_default();
     assert_eq!(calls[0].status, ToolCallStatus::Denied);
-    assert_eq!(s.messages[2].role, Role::Tool);
+    assert_eq!(s.messages()[2].role, Role::Tool);
 }

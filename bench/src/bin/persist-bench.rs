@@ -190,7 +190,7 @@ async fn filled_context(engine: &Engine, size: u64) -> Result<Uuid, BenchError> 
             .append_message(id, role, vec![ContentPart::text(text)], None)
             .await?;
     }
-    let filled = engine.snapshot(id).await?.messages.len() as u64;
+    let filled = engine.snapshot(id).await?.message_count() as u64;
     if filled != size {
         return Err(format!("filled the context to {filled} messages, not {size}").into());
     }

@@ -282,6 +282,8 @@ impl Actor {
     /// starts above it); if that write fails, readers keep the last state shown, and the
     /// next publish tries again.
     async fn publish(&mut self) {
+        // A streamed chunk that was not saved gets its version here.
+        self.ctx.publish();
         if self.ctx.needs_reservation() {
             let ceiling = self.ctx.next_ceiling();
             match self

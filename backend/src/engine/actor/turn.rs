@@ -156,26 +156,25 @@ impl Actor {
 
     pub(super) fn append_chunk(&mut self, chunk: ModelChunk) {
         let i = self.reply_index();
-        let m = self.ctx.message_mut(i);
         match chunk {
             ModelChunk::Text(text) => {
                 self.reply_chars += text.chars().count();
-                match m.content.last_mut() {
-                    Some(ContentPart::Text { text: t }) => t.push_str(&text),
-                    None => m.content.push(ContentPart::text(text)),
-                }
+                self.ctx.append_text(i, &text);
             }
             ModelChunk::ToolCall {
                 id,
                 name,
                 arguments,
-            } => m.tool_calls.get_or_insert_with(Vec::new).push(ToolCall {
-                id,
-                name,
-                arguments,
-                status: ToolCallStatus::Pending,
-                result: None,
-            }),
+            } => self.ctx.append_tool_call(
+                i,
+                ToolCall {
+                    id,
+                    name,
+                    arguments,
+                    status: ToolCallStatus::Pending,
+                    result: None,
+                },
+            ),
         }
     }
 
