@@ -1124,7 +1124,9 @@ async fn a_reply_past_max_reply_chars_fails_its_turn_and_keeps_the_text_so_far()
 
 #[tokio::test]
 async fn a_turn_past_max_turn_ms_fails_with_a_clear_error() {
-    let app = TestApp::spawn(&["--max-turn-ms", "250"]).await;
+    // `/slow 50` takes 5 s; the budget leaves an instant turn room on a loaded machine
+    // (250 ms was once not enough for one there).
+    let app = TestApp::spawn(&["--max-turn-ms", "1000"]).await;
     let id = app.new_context().await;
     let done = app
         .post_json(
