@@ -74,6 +74,9 @@ pub struct LiveContext {
     /// The reply being streamed: its text grows here, not in its message (which holds the
     /// rest of it), so appending a chunk never copies the reply.
     streaming: Option<Streaming>,
+    /// Bytes of text ever streamed into this context in memory, so a running reply's
+    /// growth can be counted without walking the history.
+    streamed_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -144,6 +147,7 @@ impl LiveContext {
             last_save: Instant::now(),
             queued: Vec::new(),
             streaming: None,
+            streamed_bytes: 0,
         };
         for m in loaded.messages {
             let id = m.message.id;
@@ -556,6 +560,11 @@ impl LiveContext {
         if let Some(s) = &mut self.streaming {
             s.text.push_str(chunk);
         }
+        self.streamed_bytes += chunk.len() as u64;
+    }
+
+    pub fn streamed_bytes(&self) -> u64 {
+        self.streamed_bytes
     }
 
     /// Adds a streamed tool call to the reply at `index`, its streamed text left in place.

@@ -414,6 +414,36 @@ async fn long_chats_leave_memory_past_the_byte_budget_and_reload_whole() {
     }
 }
 
+/// The reply of a running turn counts toward `--max-live-bytes` as it streams, not only
+/// once the turn is over (the engine reads the byte count whenever it loads a context).
+#[tokio::test]
+async fn a_streaming_reply_counts_toward_the_byte_budget_as_it_grows() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let mut snapshots = h.engine.subscribe(id).await.expect("subscribe");
+    h.engine
+        .send_message(id, msg("/slow 1000"), Duration::ZERO)
+        .await
+        .expect("send");
+    let reply_len = |s: &Snapshot| path_texts(s).get(1).map_or(0, String::len);
+    let mut reply_reaches = async |len: usize| {
+        let reached = snapshots.wait_for(|s| reply_len(s) >= len);
+        let s = tokio::time::timeout(WAIT, reached).await.expect("in time");
+        reply_len(&s.expect("the context is live"))
+    };
+    reply_reaches(24).await;
+    let live_bytes = || Metrics::get(&h.engine.metrics().live_bytes);
+    h.new_context().await;
+    let before = live_bytes();
+    let counted = reply_reaches(0).await;
+    // Six more chunks of 8 or 9 bytes ("chunk 12 ").
+    reply_reaches(counted + 50).await;
+    h.new_context().await;
+    let grown = live_bytes() - before;
+    assert!(grown >= 40, "counted {grown} bytes more");
+    h.engine.delete("local", id).await.expect("delete");
+}
+
 #[tokio::test]
 async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     let h = harness(EngineSettings {

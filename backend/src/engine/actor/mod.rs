@@ -165,6 +165,9 @@ pub struct Actor {
     publish_due: Option<tokio::time::Instant>,
     /// What the engine reads to choose what to evict.
     footprint: Arc<Footprint>,
+    /// The bytes last noted and the context's streamed bytes then: a publish during a turn
+    /// adds what streamed since, without walking the history.
+    footprint_noted: (u64, u64),
 }
 
 /// What an actor tells the engine about its context after each command.
@@ -225,11 +228,13 @@ impl Actor {
             last_publish: tokio::time::Instant::now(),
             publish_due: None,
             footprint,
+            footprint_noted: (0, 0),
         };
         (actor, snapshot_rx)
     }
 
     pub async fn run(mut self) {
+        self.note_footprint();
         self.load_queue().await;
         if !self.ctx.state().is_resting() {
             self.resume().await;
@@ -259,11 +264,23 @@ impl Actor {
     }
 
     /// Tells the engine what it needs to choose what to evict (see [`Footprint`]).
-    fn note_footprint(&self) {
+    fn note_footprint(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
         let f = &self.footprint;
         f.unsaved.store(self.ctx.has_unsaved(), Relaxed);
-        f.bytes.store(self.ctx.approx_bytes(), Relaxed);
+        let bytes = self.ctx.approx_bytes();
+        f.bytes.store(bytes, Relaxed);
+        self.footprint_noted = (bytes, self.ctx.streamed_bytes());
+    }
+
+    /// A running turn's reply counts as it grows (`--max-live-bytes`), not only once the
+    /// turn is over.
+    fn note_growth(&self) {
+        let (bytes, streamed) = self.footprint_noted;
+        let grown = self.ctx.streamed_bytes().saturating_sub(streamed);
+        self.footprint
+            .bytes
+            .store(bytes + grown, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn retire(&mut self) {
@@ -303,6 +320,7 @@ impl Actor {
         self.last_publish = tokio::time::Instant::now();
         self.snapshot
             .send_replace(Arc::new(self.ctx.snapshot(self.turns)));
+        self.note_growth();
     }
 
     /// Publishes a streamed chunk at most every `stream_publish`, so held readers wake in
