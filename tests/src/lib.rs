@@ -386,6 +386,18 @@ impl Api {
         poll_until(what, DEFAULT_TIMEOUT, || self.state(context), done).await
     }
 
+    /// Polls until the running turn's reply has streamed its first chunks (of a `/slow`
+    /// reply: "chunk 1 chunk 2 ...").
+    pub async fn wait_for_streaming(&self, context: Uuid) -> ChatState {
+        self.wait_for_state(context, "the reply has its first chunks", |s| {
+            s.status == Status::Running
+                && s.messages
+                    .iter()
+                    .any(|m| m.role == Role::Assistant && text(m).contains("chunk 2"))
+        })
+        .await
+    }
+
     /// Polls until the turn rests in `status`.
     pub async fn wait_for_status(&self, context: Uuid, status: Status) -> ChatState {
         self.wait_for_state(context, &format!("the context is {status:?}"), |s| {

@@ -161,12 +161,7 @@ async fn a_send_to_a_chat_busy_on_the_other_instance_is_queued_at_once() {
     let (a, b) = (a.api(), b.api());
     let ctx = a.create_context().await;
     a.send_message_no_wait(ctx.id, "/slow 60").await;
-    a.wait_for_state(ctx.id, "A streams", |s: &ChatState| {
-        s.messages
-            .get(1)
-            .is_some_and(|m| text(m).contains("chunk 2"))
-    })
-    .await;
+    a.wait_for_streaming(ctx.id).await;
     let queued = |cid| Send {
         no_wait: true,
         client_message_id: Some(cid),
@@ -251,12 +246,7 @@ async fn a_turn_whose_instance_is_killed_is_finished_by_the_other() {
     let ctx = a.create_context().await;
     let accepted = a.send_message_no_wait(ctx.id, "/slow 40").await;
     let acked = with_role(&accepted, Role::User)[0].id;
-    a.wait_for_state(ctx.id, "A streams a few chunks", |s: &ChatState| {
-        s.messages
-            .get(1)
-            .is_some_and(|m| text(m).contains("chunk 2"))
-    })
-    .await;
+    a.wait_for_streaming(ctx.id).await;
     a_server.kill9().await;
 
     let done = poll_until(
@@ -284,12 +274,7 @@ async fn a_cancel_through_one_instance_stops_the_turn_running_on_the_other() {
     let (a, b) = (a.api(), b.api());
     let ctx = a.create_context().await;
     a.send_message_no_wait(ctx.id, "/slow 100").await;
-    a.wait_for_state(ctx.id, "A streams", |s: &ChatState| {
-        s.messages
-            .get(1)
-            .is_some_and(|m| text(m).contains("chunk 2"))
-    })
-    .await;
+    a.wait_for_streaming(ctx.id).await;
     let cancelled = b.action_raw(ctx.id, "cancel").await;
     assert_eq!(cancelled.status(), StatusCode::OK);
     let on_a = a

@@ -236,6 +236,23 @@ fn notify_query(
         .bind(change.encode())
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a context's title, config, state, version and message count, in
+/// `CONTEXT_COLUMNS` order (the insert and the save's update both write them).
+fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuery<'q> {
+    query
+        .bind(&c.title)
+        .bind(&c.config.model_id)
+        .bind(&c.config.mode)
+        .bind(&c.config.system_prompt)
+        .bind(c.state.name().as_str())
+        .bind(c.state.error())
+        .bind(i64::from(c.state.retries()))
+        .bind(to_i64(c.version))
+        .bind(to_i64(c.message_count))
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -477,17 +494,8 @@ impl Store for SqlStore {
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
              WHERE (SELECT COUNT(*) FROM contexts WHERE owner = $16) < $17"
         );
-        let insert = sqlx::query(&sql)
-            .bind(record.id.to_string())
-            .bind(&record.title)
-            .bind(&record.config.model_id)
-            .bind(&record.config.mode)
-            .bind(&record.config.system_prompt)
-            .bind(record.state.name().as_str())
-            .bind(record.state.error())
-            .bind(i64::from(record.state.retries()))
-            .bind(to_i64(record.version))
-            .bind(to_i64(record.message_count))
+        let insert = sqlx::query(&sql).bind(record.id.to_string());
+        let insert = bind_context_fields(insert, record)
             .bind(format_time(&record.created_at))
             .bind(format_time(&record.updated_at))
             .bind(record.active_leaf.map(|l| l.to_string()))
@@ -638,28 +646,20 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         // The first statement writes, so the transaction takes the write lock at once and
         // waits for it (busy timeout) instead of failing on a stale read snapshot.
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
              updated_at = $10, active_leaf = $13, version_ceiling = $14 \
              WHERE id = $11 AND version = $12",
-        )
-        .bind(&c.title)
-        .bind(&c.config.model_id)
-        .bind(&c.config.mode)
-        .bind(&c.config.system_prompt)
-        .bind(c.state.name().as_str())
-        .bind(c.state.error())
-        .bind(i64::from(c.state.retries()))
-        .bind(to_i64(c.version))
-        .bind(to_i64(c.message_count))
-        .bind(format_time(&c.updated_at))
-        .bind(c.id.to_string())
-        .bind(to_i64(batch.expected_version))
-        .bind(c.active_leaf.map(|l| l.to_string()))
-        .bind(to_i64(c.version_ceiling))
-        .execute(&mut *tx)
-        .await?;
+        );
+        let updated = bind_context_fields(update, c)
+            .bind(format_time(&c.updated_at))
+            .bind(c.id.to_string())
+            .bind(to_i64(batch.expected_version))
+            .bind(c.active_leaf.map(|l| l.to_string()))
+            .bind(to_i64(c.version_ceiling))
+            .execute(&mut *tx)
+            .await?;
         if updated.rows_affected() == 0 {
             let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
                 .bind(c.id.to_string())

@@ -106,7 +106,6 @@ impl Actor {
     /// `LiveContext::skip_past_ceiling`).
     pub(super) async fn skip_past_ceiling(&mut self) {
         if self.ctx.skip_past_ceiling() {
-            self.ctx.publish();
             self.publish().await;
         }
     }

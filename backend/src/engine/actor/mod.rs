@@ -294,12 +294,12 @@ impl Actor {
         }
     }
 
-    /// Shows the context as it is now to every reader. A version above the stored ceiling
-    /// is shown only once a higher ceiling is stored (so after a crash the next writer
-    /// starts above it); if that write fails, readers keep the last state shown, and the
-    /// next publish tries again.
+    /// Shows the context as it is now to every reader, pending changes (a streamed chunk
+    /// not saved yet, a change outside a transition) under a new version. A version above
+    /// the stored ceiling is shown only once a higher ceiling is stored (so after a crash
+    /// the next writer starts above it); if that write fails, readers keep the last state
+    /// shown, and the next publish tries again.
     async fn publish(&mut self) {
-        // A streamed chunk that was not saved gets its version here.
         self.ctx.publish();
         if self.ctx.needs_reservation() {
             let ceiling = self.ctx.next_ceiling();
@@ -692,7 +692,6 @@ impl Actor {
                 self.ctx.set_state(State::Failed {
                     error: format!("saving the context failed: {e}"),
                 });
-                self.ctx.publish();
                 Err(Halt::SaveFailed)
             }
         };

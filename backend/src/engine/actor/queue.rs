@@ -50,7 +50,6 @@ impl Actor {
         };
         let (id, interrupt) = (record.message.id, record.ahead);
         self.ctx.enqueue(record);
-        self.ctx.publish();
         self.publish().await;
         let _ = reply.send(Ok(SendAck::Queued(id)));
         interrupt
@@ -116,7 +115,6 @@ impl Actor {
         let result = match self.deps.store.drop_queued(self.ctx.id(), message_id).await {
             Ok(_) => {
                 self.ctx.remove_queued(message_id);
-                self.ctx.publish();
                 self.publish().await;
                 Ok(())
             }
@@ -168,7 +166,6 @@ impl Actor {
         match self.deps.store.queued_messages(self.ctx.id()).await {
             Ok(stored) => {
                 if self.ctx.sync_queued(stored) {
-                    self.ctx.publish();
                     self.publish().await;
                 }
             }
