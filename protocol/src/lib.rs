@@ -265,7 +265,8 @@ fn one() -> u32 {
 /// What `GET /api/contexts/{id}/state` and every action answer.
 ///
 /// Generic over how messages are held, so a server can answer with borrowed messages
-/// (`ChatState<&Message>`) instead of copying them; the wire form is the same.
+/// (`ChatState<&Message>`, or `ChatState<Cow<Message>>` where a few are built for the
+/// answer) instead of copying them; the wire form is the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatState<M = Message> {
     pub context_id: Uuid,
