@@ -1,9 +1,19 @@
 //! Engine tests: real turns with the scripted model on a temporary SQLite file.
 
 use super::*;
-use crate::domain::SearchQuery;
+use crate::domain::{NewMessage, SearchQuery};
+use crate::fsm::State;
 use crate::llm::ScriptedModel;
-use crate::store::{MessageRecord, QueuedRecord, SaveBatch, SqlStore};
+use crate::metrics::Metrics;
+use crate::store::{
+    ContextRecord, Cursor, LoadedContext, MessageRecord, QueuedRecord, SaveBatch, SqlStore, Store,
+    StoreError,
+};
+use crate::tools::ToolRegistry;
+use chatsync_protocol::{ContentPart, ContextConfig, Role, SwitchBranchRequest};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use uuid::Uuid;
 use async_trait::async_trait;
 use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
 use std::sync::atomic::AtomicBool;
