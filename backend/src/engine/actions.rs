@@ -1,8 +1,8 @@
-//! The actions clients send: each is a command to the context's actor and then, for those
+//! The actions clients send: each is a request to the context's actor and then, for those
 //! that start a turn, a wait (bounded) for that turn to rest. One helper, [`Engine::act`],
-//! does both; each action only says which command it sends.
+//! does both; each action only says which request it sends.
 
-use super::actor::{Command, Reply, SendAck};
+use super::actor::{Mail, Reply, Request, SendAck};
 use super::{ActionError, Engine, EngineError, Snapshot, TurnOutcome};
 use crate::domain::NewMessage;
 use crate::store::StoreError;
@@ -83,7 +83,7 @@ impl Engine {
     ) -> Result<TurnOutcome, EngineError> {
         self.act(
             id,
-            |reply| Command::Send {
+            |reply| Request::Send {
                 message: message.clone(),
                 reply,
             },
@@ -100,7 +100,7 @@ impl Engine {
     ) -> Result<TurnOutcome, EngineError> {
         self.act(
             id,
-            |reply| Command::Approve {
+            |reply| Request::Approve {
                 tool_call_ids: tool_call_ids.clone(),
                 reply,
             },
@@ -110,7 +110,7 @@ impl Engine {
     }
 
     pub async fn retry(&self, id: Uuid, wait: Duration) -> Result<TurnOutcome, EngineError> {
-        self.act(id, |reply| Command::Retry { reply }, wait).await
+        self.act(id, |reply| Request::Retry { reply }, wait).await
     }
 
     /// `edit_message`: a sibling of a user message on the path; its turn runs.
@@ -121,7 +121,7 @@ impl Engine {
         message: NewMessage,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
-        let make = |reply| Command::EditUserMessage {
+        let make = |reply| Request::EditUserMessage {
             message_id,
             message: message.clone(),
             reply,
@@ -136,7 +136,7 @@ impl Engine {
         message_id: Option<Uuid>,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
-        let make = |reply| Command::Regenerate { message_id, reply };
+        let make = |reply| Request::Regenerate { message_id, reply };
         self.act(id, make, wait).await
     }
 
@@ -147,12 +147,12 @@ impl Engine {
         id: Uuid,
         target: SwitchBranchRequest,
     ) -> Result<TurnOutcome, EngineError> {
-        let make = |reply| Command::SwitchBranch { target, reply };
+        let make = |reply| Request::SwitchBranch { target, reply };
         self.act(id, make, Duration::ZERO).await
     }
 
     pub async fn cancel(&self, id: Uuid) -> Result<TurnOutcome, EngineError> {
-        self.act(id, |reply| Command::Cancel { reply }, CANCEL_WAIT)
+        self.act(id, |reply| Request::Cancel { reply }, CANCEL_WAIT)
             .await
     }
 
@@ -162,33 +162,33 @@ impl Engine {
         id: Uuid,
         message_id: Uuid,
     ) -> Result<Arc<Snapshot>, EngineError> {
-        let make = |reply| Command::CancelQueued { message_id, reply };
-        let ((), rx) = self.command(id, make).await?;
+        let make = |reply| Request::CancelQueued { message_id, reply };
+        let ((), rx) = self.request(id, make).await?;
         let snapshot = rx.borrow().clone();
         Ok(snapshot)
     }
 
     /// Gives a context a new title: a new version, saved at once.
     pub async fn rename(&self, id: Uuid, title: String) -> Result<Arc<Snapshot>, EngineError> {
-        let make = |reply| Command::Rename {
+        let make = |reply| Request::Rename {
             title: title.clone(),
             reply,
         };
-        let ((), rx) = self.command(id, make).await?;
+        let ((), rx) = self.request(id, make).await?;
         let snapshot = rx.borrow().clone();
         Ok(snapshot)
     }
 
-    /// Sends the command `make` builds, then waits until what its answer names is over, at
+    /// Sends the request `make` builds, then waits until what its answer names is over, at
     /// most `wait` from this call.
     async fn act<T: Into<Awaited>>(
         &self,
         id: Uuid,
-        make: impl Fn(Reply<T>) -> Command,
+        make: impl Fn(Reply<T>) -> Request,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
         let deadline = Instant::now() + wait;
-        let (ack, mut rx) = self.command(id, make).await?;
+        let (ack, mut rx) = self.request(id, make).await?;
         let mut awaited: Awaited = ack.into();
         let waited = tokio::time::timeout_at(deadline, rx.wait_for(|s| awaited.done(s)))
             .await
@@ -207,17 +207,17 @@ impl Engine {
         Ok(TurnOutcome { snapshot, settled })
     }
 
-    /// Sends a command built around a reply channel and awaits the actor's answer.
-    pub(super) async fn command<T>(
+    /// Sends a request built around a reply channel and awaits the actor's answer.
+    pub(super) async fn request<T>(
         &self,
         id: Uuid,
-        make: impl Fn(Reply<T>) -> Command,
+        make: impl Fn(Reply<T>) -> Request,
     ) -> Result<(T, watch::Receiver<Arc<Snapshot>>), EngineError> {
         // An actor may leave memory between our lookup and its mailbox: then try again.
         for _ in 0..3 {
             let handle = self.handle(id).await?;
             let (reply, answer) = oneshot::channel();
-            if handle.tx.send(make(reply)).await.is_err() {
+            if handle.tx.send(Mail::Request(make(reply))).await.is_err() {
                 self.forget(id, &handle);
                 continue;
             }

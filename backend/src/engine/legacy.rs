@@ -1,7 +1,7 @@
 //! The deprecated CRUD writes (`--legacy-crud`): a message stored or replaced without
 //! running the FSM. They go through the actor like every change.
 
-use super::actor::{Command, Written};
+use super::actor::{Request, Written};
 use super::{Engine, EngineError};
 use chatsync_protocol::{ContentPart, Role};
 use uuid::Uuid;
@@ -15,7 +15,7 @@ impl Engine {
         tool_call_id: Option<String>,
     ) -> Result<Written, EngineError> {
         let (written, _) = self
-            .command(id, |reply| Command::Append {
+            .request(id, |reply| Request::Append {
                 role,
                 content: content.clone(),
                 tool_call_id: tool_call_id.clone(),
@@ -32,7 +32,7 @@ impl Engine {
         content: Vec<ContentPart>,
     ) -> Result<Written, EngineError> {
         let (written, _) = self
-            .command(id, |reply| Command::Edit {
+            .request(id, |reply| Request::Edit {
                 message_id,
                 content: content.clone(),
                 reply,

@@ -5,7 +5,7 @@
 //! Architecture Invariant: at most one actor per context. Loads are serialized, and a
 //! reload waits for the actor it replaces to finish.
 
-use super::actor::{Actor, Command, Footprint};
+use super::actor::{Actor, Footprint, Mail, Request, Signal};
 use super::context::LiveContext;
 use super::{Engine, EngineError, Snapshot};
 use crate::fsm::State;
@@ -18,12 +18,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// Commands a context's mailbox holds before senders wait.
+/// Mail a context's mailbox holds before senders wait.
 const MAILBOX: usize = 256;
 
 #[derive(Debug, Clone)]
 pub(super) struct Handle {
-    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) tx: mpsc::Sender<Mail>,
     pub(super) snapshot: watch::Receiver<Arc<Snapshot>>,
     last_used: u64,
     /// Kept up to date by the actor.
@@ -107,7 +107,7 @@ impl Engine {
         for id in &ids {
             match self.touch(*id) {
                 Some(h) => {
-                    let _ = h.tx.try_send(Command::Resume);
+                    let _ = h.tx.try_send(Mail::Signal(Signal::Resume));
                 }
                 None => {
                     // One context that cannot load must not keep the others (or the
@@ -161,9 +161,9 @@ impl Engine {
 
     fn on_change(&self, change: Change) {
         let live = self.live();
-        let send = |id: &Uuid, cmd: Command| {
+        let send = |id: &Uuid, signal: Signal| {
             if let Some(h) = live.handles.get(id) {
-                let _ = h.tx.try_send(cmd);
+                let _ = h.tx.try_send(Mail::Signal(signal));
             }
         };
         match change {
@@ -173,14 +173,14 @@ impl Engine {
                     .get(&id)
                     .is_some_and(|h| h.snapshot.borrow().version() < version);
                 if behind {
-                    send(&id, Command::Refresh);
+                    send(&id, Signal::Refresh);
                 }
             }
-            Change::CancelRequested(id) => send(&id, Command::RemoteCancel),
-            Change::Queued(id) => send(&id, Command::QueueChanged),
+            Change::CancelRequested(id) => send(&id, Signal::RemoteCancel),
+            Change::Queued(id) => send(&id, Signal::QueueChanged),
             Change::Resync => {
                 for id in live.handles.keys() {
-                    send(id, Command::Refresh);
+                    send(id, Signal::Refresh);
                 }
             }
             Change::Deleted(id) => {
@@ -256,7 +256,7 @@ impl Engine {
             let Some(id) = victim else { break };
             if let Some(h) = live.handles.remove(&id) {
                 bytes -= bytes_of(&h);
-                let _ = h.tx.try_send(Command::Retire);
+                let _ = h.tx.try_send(Mail::Signal(Signal::Retire));
             }
             if let Some(task) = live.tasks.remove(&id) {
                 live.retiring.insert(id, task);
@@ -318,7 +318,7 @@ impl Engine {
         let handles: Vec<Handle> = self.live().handles.values().cloned().collect();
         for h in handles {
             let (reply, done) = oneshot::channel();
-            if h.tx.send(Command::Flush { reply }).await.is_ok() {
+            if h.tx.send(Mail::Request(Request::Flush { reply })).await.is_ok() {
                 let _ = done.await;
             }
         }
