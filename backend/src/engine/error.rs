@@ -63,4 +63,3 @@ pub enum EngineError {
     #[error(transparent)]
     Action(#[from] ActionError),
 }
-

@@ -1,7 +1,8 @@
 //! The deprecated CRUD writes (`--legacy-crud`): a message stored or replaced without
 //! running the FSM. They go through the actor like every change.
 
-use super::actor::{Request, Written};
+use super::actor::Request;
+use super::Written;
 use super::{Engine, EngineError};
 use chatsync_protocol::{ContentPart, Role};
 use uuid::Uuid;

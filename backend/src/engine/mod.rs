@@ -7,7 +7,7 @@
 //! Layout: `settings.rs` what the engine is built from; `error.rs` how its calls fail;
 //! `registry.rs` which contexts are live and how they come and go; `actions.rs` the
 //! actions (a command, then a wait); `legacy.rs` the deprecated CRUD writes; `reads.rs`
-//! snapshots and summaries; `actor/` the task that owns one context; `context.rs` the
+//! snapshots and summaries; `actor/` the task that owns one context; `context/` the
 //! context in memory; `snapshot.rs` what readers get.
 
 mod actions;
@@ -20,6 +20,7 @@ mod log;
 mod reads;
 mod registry;
 mod settings;
+mod snapshot;
 mod stream_text;
 #[cfg(test)]
 mod testing;
@@ -27,11 +28,11 @@ mod testing;
 mod tests;
 mod tree;
 
-pub use actor::Written;
-pub use context::{new_message, summary, Snapshot};
+pub use context::new_message;
 pub use error::{ActionError, EngineError};
 pub use log::MessageLog;
 pub use settings::{Deps, EngineSettings};
+pub use snapshot::{summary, Snapshot, TurnOutcome, Written};
 
 use registry::Live;
 use std::sync::{Arc, Mutex};
@@ -52,14 +53,6 @@ pub struct Engine {
     live: Mutex<Live>,
     /// Serializes loads so one context never gets two actors.
     loading: tokio::sync::Mutex<()>,
-}
-
-/// What an action answers once its turn rested or the wait ran out.
-#[derive(Debug)]
-pub struct TurnOutcome {
-    pub snapshot: Arc<Snapshot>,
-    /// The turn reached a resting state within the wait.
-    pub settled: bool,
 }
 
 impl Engine {

@@ -318,7 +318,11 @@ impl Engine {
         let handles: Vec<Handle> = self.live().handles.values().cloned().collect();
         for h in handles {
             let (reply, done) = oneshot::channel();
-            if h.tx.send(Mail::Request(Request::Flush { reply })).await.is_ok() {
+            if h.tx
+                .send(Mail::Request(Request::Flush { reply }))
+                .await
+                .is_ok()
+            {
                 let _ = done.await;
             }
         }

@@ -61,4 +61,3 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     pub settings: EngineSettings,
 }
-

@@ -10,13 +10,13 @@ use crate::store::{
     StoreError,
 };
 use crate::tools::ToolRegistry;
+use async_trait::async_trait;
+use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
 use chatsync_protocol::{ContentPart, ContextConfig, Role, SwitchBranchRequest};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use uuid::Uuid;
-use async_trait::async_trait;
-use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
-use std::sync::atomic::AtomicBool;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -3,9 +3,9 @@
 //! a turn runs is decided in one place, [`Request::during_turn`].
 
 use crate::domain::NewMessage;
+use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
-use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
-use std::sync::Arc;
+use chatsync_protocol::{ContentPart, Role, SwitchBranchRequest};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -27,13 +27,6 @@ pub enum SendAck {
     /// Another instance runs the context: the message waits in the stored queue under this
     /// id, and shows here once that instance takes it up.
     QueuedElsewhere(Uuid),
-}
-
-/// A message written by the deprecated CRUD requests, and whether it is on disk yet.
-#[derive(Debug, Clone)]
-pub struct Written {
-    pub message: Arc<Message>,
-    pub saved: bool,
 }
 
 /// What a caller asks of the context; each carries the channel its answer goes to.
@@ -89,9 +82,14 @@ pub enum Request {
         reply: Reply<Written>,
     },
     /// Give the context a new title.
-    Rename { title: String, reply: Reply<()> },
+    Rename {
+        title: String,
+        reply: Reply<()>,
+    },
     /// Write whatever is unsaved now.
-    Flush { reply: Reply<()> },
+    Flush {
+        reply: Reply<()>,
+    },
 }
 
 /// What the engine tells an actor; nobody waits for an answer.

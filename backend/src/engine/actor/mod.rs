@@ -20,12 +20,12 @@ mod queue;
 mod tools;
 mod turn;
 
-pub use mail::{Mail, Reply, Request, SendAck, Signal, Written};
+pub use mail::{Mail, Reply, Request, SendAck, Signal};
 pub use publish::Footprint;
 
 use super::autosave::Autosaver;
 use super::context::{new_message, LiveContext};
-use super::context::{Snapshot, Turns};
+use super::snapshot::{Snapshot, Turns, Written};
 use super::{ActionError, Deps};
 use crate::domain::{ClientKey, NewMessage};
 use crate::fsm::{self, Event, State};

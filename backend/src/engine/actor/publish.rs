@@ -7,7 +7,7 @@
 use super::Actor;
 use crate::engine::autosave::SaveOutcome;
 use crate::engine::context::LiveContext;
-use crate::engine::context::{Snapshot, Turns};
+use crate::engine::snapshot::{Snapshot, Turns};
 use crate::store::StoreError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -139,9 +139,6 @@ impl Actor {
     fn note_growth(&self) {
         let (bytes, streamed) = self.publisher.noted;
         let grown = self.ctx.streamed_bytes().saturating_sub(streamed);
-        self.publisher
-            .footprint
-            .bytes
-            .store(bytes + grown, Relaxed);
+        self.publisher.footprint.bytes.store(bytes + grown, Relaxed);
     }
 }
