@@ -106,7 +106,7 @@ impl Autosaver {
 mod tests {
     use super::*;
     use crate::engine::context::MAX_UNSAVED_VERSIONS;
-    use crate::engine::testing::{context_in, CountingStore};
+    use crate::engine::testing::{context_in, Fault, FaultStore, Op};
     use crate::metrics::Metrics;
     use chatsync_protocol::{ContentPart, Message, Role, StateName};
 
@@ -128,7 +128,7 @@ mod tests {
         }
     }
 
-    fn saver(store: Arc<CountingStore>, flush: Duration) -> Autosaver {
+    fn saver(store: Arc<FaultStore>, flush: Duration) -> Autosaver {
         Autosaver {
             store,
             metrics: Arc::new(Metrics::default()),
@@ -139,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn every_state_writes_when_dirty_and_skips_when_clean() {
         for name in StateName::ALL {
-            let store = Arc::new(CountingStore::default());
+            let store = Arc::new(FaultStore::empty());
             let autosave = saver(store.clone(), Duration::ZERO);
             let mut ctx = context_in(name);
 
@@ -177,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn streaming_chunks_are_deferred_until_the_flush_interval() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
         let before = ctx.version();
@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_stream_is_written_by_time_not_by_its_number_of_versions() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
         let i = ctx.push(user_message(""), None);
@@ -237,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_passing_transition_is_written_with_the_next_one() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::ZERO);
         let mut ctx = context_in(StateName::ProcessingUserMessage);
         let before = ctx.version();
@@ -271,11 +271,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_save_is_reported_and_kept_for_the_next_one() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::ZERO);
         let mut ctx = context_in(StateName::Idle);
         ctx.push(user_message("keep me"), None);
-        store.fail_next();
+        store.fail(Op::Save, Fault::Once);
         assert!(after_transition(&autosave, &mut ctx).await.is_err());
         assert_eq!(Metrics::get(&autosave.metrics.save_errors), 1);
         assert!(ctx.has_unsaved());
