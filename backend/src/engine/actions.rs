@@ -4,7 +4,7 @@
 
 use super::actor::{Mail, Reply, Request, SendAck};
 use super::{ActionError, Engine, EngineError, Snapshot, TurnOutcome};
-use crate::domain::NewMessage;
+use crate::domain::{NewMessage, Title};
 use crate::store::StoreError;
 use chatsync_protocol::SwitchBranchRequest;
 use std::sync::Arc;
@@ -169,7 +169,7 @@ impl Engine {
     }
 
     /// Gives a context a new title: a new version, saved at once.
-    pub async fn rename(&self, id: Uuid, title: String) -> Result<Arc<Snapshot>, EngineError> {
+    pub async fn rename(&self, id: Uuid, title: Title) -> Result<Arc<Snapshot>, EngineError> {
         let make = |reply| Request::Rename {
             title: title.clone(),
             reply,

@@ -8,6 +8,7 @@
 use super::actor::{Actor, Footprint, Mail, Request, Signal};
 use super::context::LiveContext;
 use super::{Engine, EngineError, Snapshot};
+use crate::domain::Title;
 use crate::fsm::State;
 use crate::store::{Change, ContextRecord, LoadedContext};
 use chatsync_protocol::ContextConfig;
@@ -48,13 +49,13 @@ impl Engine {
     pub async fn create_context(
         &self,
         owner: &str,
-        title: Option<String>,
+        title: Option<Title>,
         config: ContextConfig,
     ) -> Result<Arc<Snapshot>, EngineError> {
         let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
-            title: title.unwrap_or_else(|| "New chat".into()),
+            title: title.map_or_else(|| "New chat".into(), Title::into_inner),
             config,
             state: State::Idle,
             version: 1,

@@ -2,7 +2,7 @@
 //! channel, and signals from the engine, which nobody awaits. What a request may do while
 //! a turn runs is decided in one place, [`Request::during_turn`].
 
-use crate::domain::NewMessage;
+use crate::domain::{NewMessage, Title};
 use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
 use chatsync_protocol::{ContentPart, Role, SwitchBranchRequest};
@@ -83,7 +83,7 @@ pub enum Request {
     },
     /// Give the context a new title.
     Rename {
-        title: String,
+        title: Title,
         reply: Reply<()>,
     },
     /// Write whatever is unsaved now.
@@ -117,7 +117,7 @@ pub(super) enum DuringTurn {
     /// Runs now: it touches the queue only.
     CancelQueued(Uuid, Reply<()>),
     /// Runs now: it touches the context row only, never the turn.
-    Rename(String, Reply<()>),
+    Rename(Title, Reply<()>),
     /// Runs now: it writes what the turn showed.
     Flush(Reply<()>),
     /// Needs a resting context: it waits until the turn rests.

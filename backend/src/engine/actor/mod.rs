@@ -27,7 +27,7 @@ use super::autosave::Autosaver;
 use super::context::{new_message, LiveContext};
 use super::snapshot::{Snapshot, Turns, Written};
 use super::{ActionError, Deps};
-use crate::domain::{ClientKey, NewMessage};
+use crate::domain::{ClientKey, NewMessage, Title};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
 use chatsync_protocol::{ContentPart, Role};
@@ -449,8 +449,8 @@ impl Actor {
         }
     }
 
-    async fn rename(&mut self, title: String, reply: Reply<()>) {
-        self.ctx.set_title(title);
+    async fn rename(&mut self, title: Title, reply: Reply<()>) {
+        self.ctx.set_title(title.into_inner());
         let _ = reply.send(self.save_now().await);
     }
 
