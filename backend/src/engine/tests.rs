@@ -79,6 +79,16 @@ impl Harness {
         s.record.id
     }
 
+    /// A new context with a long turn running (the scripted model's `/slow`).
+    async fn busy(&self) -> Uuid {
+        let id = self.new_context().await;
+        self.engine
+            .send_message(id, msg("/slow 100"), Duration::ZERO)
+            .await
+            .expect("send");
+        id
+    }
+
     async fn send(&self, id: Uuid, text: &str) -> TurnOutcome {
         self.engine
             .send_message(id, msg(text), WAIT)
@@ -330,11 +340,7 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
 #[tokio::test]
 async fn a_queued_send_whose_write_fails_is_refused_and_not_queued() {
     let h = harness(fast()).await;
-    let id = h.new_context().await;
-    h.engine
-        .send_message(id, msg("/slow 100"), Duration::ZERO)
-        .await
-        .expect("send");
+    let id = h.busy().await;
     h.store.fail(Op::Enqueue, Fault::Once);
     let refused = h
         .engine
@@ -613,11 +619,7 @@ async fn idle_contexts_leave_memory_beyond_the_limit_and_reload() {
 #[tokio::test]
 async fn deleting_stops_a_running_turn_and_forgets_the_context() {
     let h = harness(fast()).await;
-    let id = h.new_context().await;
-    h.engine
-        .send_message(id, msg("/slow 100"), Duration::ZERO)
-        .await
-        .expect("send");
+    let id = h.busy().await;
     // Another user's delete finds nothing and removes nothing.
     assert!(matches!(
         h.engine.delete("mallory", id).await,
