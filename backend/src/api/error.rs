@@ -21,7 +21,7 @@ tokio::task_local! {
 pub async fn scope_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
-        .get(super::REQUEST_ID_HEADER)
+        .get(super::shared::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
