@@ -8,6 +8,7 @@ mod browser;
 mod contexts;
 pub mod error;
 mod extract;
+mod identity;
 mod legacy;
 mod me;
 mod ops;
@@ -58,7 +59,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
-            crate::auth::require_user,
+            identity::require_user,
         ));
     let api = users
         .merge(ops::routes())
