@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
 use crate::store::Cursor;
