@@ -95,6 +95,7 @@ mkdir -p "$check"
 awk '/^## Quick start/ { on = 1 } on && /^```tsx$/ { code = 1; next } code && /^```$/ { exit } code { print }' \
   "$ROOT/sync-wasm/README.md" >"$check/QuickStart.tsx"
 [ -s "$check/QuickStart.tsx" ] || { echo "no quick start found in sync-wasm/README.md" >&2; exit 1; }
+# As the Vite and Next.js templates set it (the generated typings name Symbol.dispose).
 cat >"$check/tsconfig.json" <<'JSON'
 {
   "compilerOptions": {
@@ -105,7 +106,7 @@ cat >"$check/tsconfig.json" <<'JSON'
     "module": "esnext",
     "moduleResolution": "bundler",
     "jsx": "react-jsx",
-    "skipLibCheck": false,
+    "skipLibCheck": true,
     "types": []
   },
   "files": ["QuickStart.tsx"]
@@ -122,46 +123,25 @@ drive() {
   (cd "$HERE/scripts" && node drive.mjs "$1" "$2")
 }
 
-run_vite() {
-  local bin="$HERE/vite-react/node_modules/.bin"
-  local port
+# serve_and_drive NAME DIR READY_PATTERN COMMAND...: runs COMMAND --port P in DIR, waits
+# for READY_PATTERN in its output, drives the app, and stops it.
+serve_and_drive() {
+  local name=$1 dir=$2 ready=$3 port
+  shift 3
   port=$(free_port)
-  log "examples: vite dev on port $port"
-  start vite-dev bash -c "cd '$HERE/vite-react' && exec '$bin/vite' --host 127.0.0.1 --strictPort --port $port"
-  wait_for_log vite-dev 'ready in' 60 >/dev/null
-  drive vite-dev "http://127.0.0.1:$port/"
-  stop_all_but_server
-
-  log "examples: vite build"
-  (cd "$HERE/vite-react" && npm run --silent build >"$DATA/vite-build.log" 2>&1) || { cat "$DATA/vite-build.log" >&2; exit 1; }
-  port=$(free_port)
-  log "examples: vite preview on port $port"
-  start vite-preview bash -c "cd '$HERE/vite-react' && exec '$bin/vite' preview --host 127.0.0.1 --strictPort --port $port"
-  wait_for_log vite-preview 'http://127\.0\.0\.1' 60 >/dev/null
-  drive vite-preview "http://127.0.0.1:$port/"
+  log "examples: $name on port $port"
+  start "$name" bash -c 'cd "$1" && shift && exec "$@"' _ "$dir" "$@" --port "$port"
+  wait_for_log "$name" "$ready" 120 >/dev/null
+  drive "$name" "http://127.0.0.1:$port/"
   stop_all_but_server
 }
 
-run_next() {
-  local bin="$HERE/nextjs/node_modules/.bin"
-  local port
-  port=$(free_port)
-  log "examples: next dev on port $port"
-  start next-dev bash -c "cd '$HERE/nextjs' && exec '$bin/next' dev -H 127.0.0.1 -p $port"
-  wait_for_log next-dev 'Ready in' 120 >/dev/null
-  drive next-dev "http://127.0.0.1:$port/"
-  stop_all_but_server
-
-  # The rewrite of /api to the server is fixed at build time, so the build comes after
-  # the server started.
-  log "examples: next build"
-  (cd "$HERE/nextjs" && "$bin/next" build >"$DATA/next-build.log" 2>&1) || { cat "$DATA/next-build.log" >&2; exit 1; }
-  port=$(free_port)
-  log "examples: next start on port $port"
-  start next-start bash -c "cd '$HERE/nextjs' && exec '$bin/next' start -H 127.0.0.1 -p $port"
-  wait_for_log next-start 'Ready in' 60 >/dev/null
-  drive next-start "http://127.0.0.1:$port/"
-  stop_all_but_server
+# build NAME DIR COMMAND...: a production build; its output is shown only if it fails.
+build() {
+  local name=$1 dir=$2
+  shift 2
+  log "examples: $name"
+  (cd "$dir" && "$@" >"$DATA/$name.log" 2>&1) || { cat "$DATA/$name.log" >&2; exit 1; }
 }
 
 # Stops the app servers started since the chatsync server (the first group).
@@ -173,6 +153,15 @@ stop_all_but_server() {
   GROUPS_STARTED=("$server")
 }
 
-run_vite
-run_next
+VITE="$HERE/vite-react/node_modules/.bin/vite"
+serve_and_drive vite-dev "$HERE/vite-react" 'ready in' "$VITE" --host 127.0.0.1 --strictPort
+build vite-build "$HERE/vite-react" npm run --silent build
+serve_and_drive vite-preview "$HERE/vite-react" 'http://127\.0\.0\.1' "$VITE" preview --host 127.0.0.1 --strictPort
+
+NEXT="$HERE/nextjs/node_modules/.bin/next"
+serve_and_drive next-dev "$HERE/nextjs" 'Ready in' "$NEXT" dev --hostname 127.0.0.1
+# The rewrite of /api to the server is fixed at build time, so the build comes after the
+# server started.
+build next-build "$HERE/nextjs" "$NEXT" build
+serve_and_drive next-start "$HERE/nextjs" 'Ready in' "$NEXT" start --hostname 127.0.0.1
 log "examples: all four modes passed"

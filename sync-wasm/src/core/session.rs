@@ -286,6 +286,13 @@ mod tests {
         }
     }
 
+    /// A fresh started syncer and empty queue, settling `answer` with `error`.
+    fn failed(answer: &Answer, error: SyncError) -> (Syncer, Settlement) {
+        let (mut s, mut o) = (started(), Outbox::default());
+        let settled = settle(&mut s, &mut o, answer, Err(error), 0.0);
+        (s, settled)
+    }
+
     fn sent(id: &str) -> Answer {
         Answer::Sent {
             client_message_id: id.into(),
@@ -477,14 +484,7 @@ mod tests {
 
     #[test]
     fn an_action_refused_for_its_credentials_stops_polling_and_replays() {
-        let (mut s, mut o) = (started(), Outbox::default());
-        let settled = settle(
-            &mut s,
-            &mut o,
-            &Answer::State,
-            Err(SyncError::from_http(401, None)),
-            0.0,
-        );
+        let (s, settled) = failed(&Answer::State, SyncError::from_http(401, None));
         assert!(matches!(
             settled.commands.last(),
             Some(Command::AuthFailed(_))
@@ -495,14 +495,7 @@ mod tests {
 
     #[test]
     fn a_404_to_an_action_means_the_context_is_gone() {
-        let (mut s, mut o) = (started(), Outbox::default());
-        let settled = settle(
-            &mut s,
-            &mut o,
-            &Answer::State,
-            Err(SyncError::from_http(404, None)),
-            0.0,
-        );
+        let (s, settled) = failed(&Answer::State, SyncError::from_http(404, None));
         assert!(settled.commands.contains(&Command::CancelTimer));
         assert_eq!(s.phase(), SyncPhase::Deleted);
     }
@@ -528,14 +521,7 @@ mod tests {
 
     #[test]
     fn a_network_failure_of_a_read_leaves_polling_alone() {
-        let (mut s, mut o) = (started(), Outbox::default());
-        let settled = settle(
-            &mut s,
-            &mut o,
-            &Answer::List,
-            Err(SyncError::network("down")),
-            0.0,
-        );
+        let (s, settled) = failed(&Answer::List, SyncError::network("down"));
         assert!(settled.commands.is_empty());
         assert_eq!(s.phase(), SyncPhase::Syncing);
     }
