@@ -25,7 +25,10 @@ const SERVER_VIEW = Object.freeze({
   nextPollAt: null,
 });
 
-/** The clients whose component went away; freed unless StrictMode mounts it again. */
+/**
+ * How long a client whose component went away waits before it is freed: StrictMode's
+ * simulated unmount is followed by the mount in the same task, which cancels the free.
+ */
 const FREE_AFTER_MS = 0;
 
 /**
@@ -51,7 +54,7 @@ export function useChatStateSync(contextId = null, options = undefined) {
   const owned = useRef(null);
 
   useEffect(() => {
-    let live = true;
+    let mounted = true;
     const kept = owned.current;
     if (kept !== null) {
       clearTimeout(kept.freeTimer);
@@ -61,7 +64,7 @@ export function useChatStateSync(contextId = null, options = undefined) {
     }
     loadChatSync().then(
       () => {
-        if (!live) return;
+        if (!mounted) return;
         let client;
         try {
           client = new ChatSync({ baseUrl: "/api", ...optionsRef.current, contextId: selectedRef.current });
@@ -74,17 +77,19 @@ export function useChatStateSync(contextId = null, options = undefined) {
         setSync(client);
       },
       (e) => {
-        if (live) setError(e);
+        if (mounted) setError(e);
       },
     );
     function stopAndFreeLater() {
-      live = false;
+      mounted = false;
       const entry = owned.current;
       if (entry === null) return;
       entry.sync.stop();
       entry.freeTimer = setTimeout(() => {
         if (owned.current !== entry || entry.freeTimer === null) return;
         owned.current = null;
+        // A component kept with its state (React's <Activity>) makes a new client when shown.
+        setSync((current) => (current === entry.sync ? null : current));
         entry.sync.free();
       }, FREE_AFTER_MS);
     }
@@ -117,23 +122,28 @@ export function useChatStateSync(contextId = null, options = undefined) {
   }, [sync]);
   const view = useSyncExternalStore(subscribe, getSnapshot, () => SERVER_VIEW);
 
+  // The client of this render, unless the component has unmounted since and it was freed
+  // (a promise may settle after that): then null, and nothing calls into it.
+  const live = useCallback(() => (sync !== null && owned.current?.sync === sync ? sync : null), [sync]);
+
   const setContextId = useCallback(
     (id) => {
       selectedRef.current = id;
       setSelected(id);
-      sync?.setContext(id);
+      live()?.setContext(id);
     },
-    [sync],
+    [live],
   );
 
   const actions = useMemo(() => {
-    const need = () => {
-      if (sync === null) {
-        return Promise.reject(new Error("the chat client is not ready yet (see `ready`)"));
+    const call = (f) => {
+      const client = live();
+      if (client === null) {
+        const why = sync === null ? "is not ready yet (see `ready`)" : "was freed: its component unmounted";
+        return Promise.reject(new Error(`the chat client ${why}`));
       }
-      return null;
+      return f(client);
     };
-    const call = (f) => need() ?? f(sync);
     return {
       createContext: (createOptions) =>
         call(async (s) => {
@@ -144,7 +154,7 @@ export function useChatStateSync(contextId = null, options = undefined) {
       sendMessage: (text) => call((s) => s.sendMessage(text)),
       retryMessage: (clientMessageId) => call((s) => s.retryMessage(clientMessageId)),
       discardMessage: (clientMessageId) => {
-        sync?.discardMessage(clientMessageId);
+        live()?.discardMessage(clientMessageId);
       },
       approveTools: (toolCallIds) => call((s) => s.approveTools(toolCallIds)),
       cancel: () => call((s) => s.cancel()),
@@ -154,10 +164,10 @@ export function useChatStateSync(contextId = null, options = undefined) {
       regenerate: (messageId) => call((s) => s.regenerate(messageId)),
       switchBranch: (messageId, siblingIndex) => call((s) => s.switchBranch(messageId, siblingIndex)),
       refetch: () => {
-        sync?.refetch();
+        live()?.refetch();
       },
     };
-  }, [sync, setContextId]);
+  }, [sync, live, setContextId]);
 
   return { ready: sync !== null, error, sync, view, contextId: selected, setContextId, actions };
 }
