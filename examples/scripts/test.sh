@@ -74,6 +74,12 @@ free_port() {
 # then the freshly packed package, as `npm install <tarball>` does for a user.
 install_example() {
   local dir=$1 stamp
+  # The tarball changes with every build, so the lockfile must not pin its checksum (npm ci
+  # would refuse it): `npm install` writes one, which has to be taken out again.
+  if grep -A3 '"node_modules/@chatsync/sync-wasm"' "$dir/package-lock.json" | grep -q '"integrity"'; then
+    echo "$dir/package-lock.json pins the packed package's checksum: remove its \"integrity\"" >&2
+    exit 1
+  fi
   ensure_npm_deps "$dir"
   stamp="$dir/node_modules/.chatsync-package-stamp"
   if ! cmp -s "$TARBALL" "$stamp"; then

@@ -7,9 +7,10 @@ import type {
 } from "../sync_wasm.js";
 
 /**
- * What the component can do to its chat. Every promise rejects with a `SyncError`; before
- * the client is ready (`ready` false, and always during server rendering) they reject at
- * once and `discardMessage`/`refetch` do nothing.
+ * What the component can do to its chat. A promise rejects with a `SyncError` when the
+ * request fails; before the client is ready (`ready` false, and always during server
+ * rendering) or after the component unmounted it rejects at once with an `Error`, and
+ * `discardMessage`/`refetch` do nothing.
  */
 export interface ChatActions {
   /**

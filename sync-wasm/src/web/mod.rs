@@ -342,7 +342,10 @@ impl ChatSync {
     /// Re-sends a failed message with its original `client_message_id`, so the server
     /// stores it at most once even if the first attempt did reach it.
     #[wasm_bindgen(js_name = retryMessage)]
-    pub fn retry_message(&self, client_message_id: String) -> PromiseVoid {
+    pub fn retry_message(
+        &self,
+        #[wasm_bindgen(js_name = clientMessageId)] client_message_id: String,
+    ) -> PromiseVoid {
         let outgoing = self
             .shared
             .decide(|syncer, outbox| session::retry(syncer, outbox, client_message_id));
@@ -352,7 +355,10 @@ impl ChatSync {
 
     /// Drops a failed message; does nothing for any other id.
     #[wasm_bindgen(js_name = discardMessage)]
-    pub fn discard_message(&self, client_message_id: String) {
+    pub fn discard_message(
+        &self,
+        #[wasm_bindgen(js_name = clientMessageId)] client_message_id: String,
+    ) {
         let discarded = self
             .shared
             .decide(|syncer, outbox| session::discard(syncer, outbox, &client_message_id));
