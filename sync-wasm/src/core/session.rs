@@ -279,8 +279,19 @@ mod tests {
         s
     }
 
+    /// A send of `text` with the client id `id`, made online or not.
+    fn sending(
+        s: &mut Syncer,
+        o: &mut Outbox,
+        online: bool,
+        text: &str,
+        id: &str,
+    ) -> Result<Sending, SyncError> {
+        send(s, o, online, text.into(), id.into(), Timestamp::default())
+    }
+
     fn send_now(s: &mut Syncer, o: &mut Outbox, id: &str) -> Outgoing {
-        match send(s, o, true, "hi".into(), id.into(), Timestamp::default()) {
+        match sending(s, o, true, "hi", id) {
             Ok(Sending::Now(outgoing)) => outgoing,
             other => panic!("expected a send now: {other:?}"),
         }
@@ -334,26 +345,10 @@ mod tests {
     fn a_send_needs_a_context_and_some_text() {
         let mut o = Outbox::default();
         let mut none = Syncer::new(Config::default(), None, Box::new(|| 1.0));
-        let error = send(
-            &mut none,
-            &mut o,
-            true,
-            "hi".into(),
-            "c1".into(),
-            Timestamp::default(),
-        )
-        .expect_err("refused");
+        let error = sending(&mut none, &mut o, true, "hi", "c1").expect_err("refused");
         assert_eq!(error.message, "no context selected");
         let mut s = started();
-        let error = send(
-            &mut s,
-            &mut o,
-            true,
-            "  ".into(),
-            "c1".into(),
-            Timestamp::default(),
-        )
-        .expect_err("refused");
+        let error = sending(&mut s, &mut o, true, "  ", "c1").expect_err("refused");
         assert_eq!(error.kind, ErrorKind::Invalid);
         assert!(o.entries().is_empty() && s.view().messages.is_empty());
     }
@@ -361,14 +356,7 @@ mod tests {
     #[test]
     fn offline_a_send_is_queued_shown_as_such_and_replayed_once_online() {
         let (mut s, mut o) = (started(), Outbox::default());
-        let queued = send(
-            &mut s,
-            &mut o,
-            false,
-            "hi".into(),
-            "c1".into(),
-            Timestamp::default(),
-        );
+        let queued = sending(&mut s, &mut o, false, "hi", "c1");
         assert_eq!(queued, Ok(Sending::Queued));
         assert_eq!(s.view().messages[0].error.as_deref(), Some(QUEUED));
         assert_eq!(replay(&mut s, &mut o, false), None, "not while offline");
@@ -380,23 +368,8 @@ mod tests {
     #[test]
     fn a_new_send_waits_behind_an_older_queued_one() {
         let (mut s, mut o) = (started(), Outbox::default());
-        send(
-            &mut s,
-            &mut o,
-            false,
-            "one".into(),
-            "c1".into(),
-            Timestamp::default(),
-        )
-        .expect("accepted");
-        let second = send(
-            &mut s,
-            &mut o,
-            true,
-            "two".into(),
-            "c2".into(),
-            Timestamp::default(),
-        );
+        sending(&mut s, &mut o, false, "one", "c1").expect("accepted");
+        let second = sending(&mut s, &mut o, true, "two", "c2");
         assert_eq!(second, Ok(Sending::Queued));
         assert_eq!(
             replay(&mut s, &mut o, true)
@@ -410,26 +383,10 @@ mod tests {
     fn a_full_queue_refuses_the_send_and_shows_nothing() {
         let (mut s, mut o) = (started(), Outbox::default());
         for n in 0..crate::core::outbox::MAX_ENTRIES {
-            send(
-                &mut s,
-                &mut o,
-                false,
-                "x".into(),
-                format!("c{n}"),
-                Timestamp::default(),
-            )
-            .expect("accepted");
+            sending(&mut s, &mut o, false, "x", &format!("c{n}")).expect("accepted");
         }
         let shown = s.view().messages.len();
-        let error = send(
-            &mut s,
-            &mut o,
-            true,
-            "x".into(),
-            "last".into(),
-            Timestamp::default(),
-        )
-        .expect_err("refused");
+        let error = sending(&mut s, &mut o, true, "x", "last").expect_err("refused");
         assert_eq!(error.code.as_deref(), Some("queue_full"));
         assert_eq!(s.view().messages.len(), shown);
     }
@@ -529,15 +486,7 @@ mod tests {
     #[test]
     fn discarding_drops_a_failed_message_from_view_and_queue_and_nothing_else() {
         let (mut s, mut o) = (started(), Outbox::default());
-        send(
-            &mut s,
-            &mut o,
-            false,
-            "hi".into(),
-            "c1".into(),
-            Timestamp::default(),
-        )
-        .expect("accepted");
+        sending(&mut s, &mut o, false, "hi", "c1").expect("accepted");
         assert!(!discard(&mut s, &mut o, "unknown"));
         assert!(discard(&mut s, &mut o, "c1"));
         assert!(o.entries().is_empty() && s.view().messages.is_empty());
@@ -546,15 +495,7 @@ mod tests {
     #[test]
     fn queued_sends_of_the_current_context_show_after_a_reload() {
         let (mut s, mut o) = (started(), Outbox::default());
-        send(
-            &mut s,
-            &mut o,
-            false,
-            "hi".into(),
-            "c1".into(),
-            Timestamp::default(),
-        )
-        .expect("accepted");
+        sending(&mut s, &mut o, false, "hi", "c1").expect("accepted");
         let mut reloaded = started();
         let restored = Outbox::restore(o.entries().to_vec());
         show_queued(&mut reloaded, &restored);
