@@ -33,6 +33,7 @@ cargo test --locked --workspace --no-fail-fast
 
 log "sync-wasm: the npm package in headless Chromium"
 "$ROOT/sync-wasm/scripts/test.sh"
+"$ROOT/examples/scripts/test.sh"
 
 log "web: browser tests in headless Chromium"
 "$ROOT/web/scripts/test.sh"

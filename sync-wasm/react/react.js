@@ -1,17 +1,23 @@
-// The React binding of @chatsync/sync-wasm: one ChatSync per component, its views through
-// useSyncExternalStore. Plain JavaScript so the package needs no build step for it.
+"use client";
+// The React binding of @chatsync/sync-wasm: it loads the wasm module itself, keeps one
+// ChatSync per component (created in an effect, never during render) and hands its views
+// out through useSyncExternalStore. Plain JavaScript so the package needs no build step
+// for it.
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { ChatSync } from "../sync_wasm.js";
+import { loadChatSync } from "../load.js";
+
+export { loadChatSync };
 
 /** What the server renders, and what hydration starts from: no chat loaded yet. */
 const SERVER_VIEW = Object.freeze({
   contextId: null,
-  messages: [],
+  messages: Object.freeze([]),
   status: null,
   state: null,
   error: null,
   version: 0,
-  pendingToolCalls: [],
+  pendingToolCalls: Object.freeze([]),
   pollIntervalMs: 0,
   paused: false,
   sync: "stopped",
@@ -19,28 +25,89 @@ const SERVER_VIEW = Object.freeze({
   nextPollAt: null,
 });
 
-const inBrowser = typeof window !== "undefined";
+/**
+ * How long a client whose component went away waits before it is freed: StrictMode's
+ * simulated unmount is followed by the mount in the same task, which cancels the free.
+ */
+const FREE_AFTER_MS = 0;
 
 /**
- * Keeps one chat in sync for a component. The client is created on first render (the
- * wasm module must be initialized by then: `await init()` before rendering), started by
- * an effect and freed when the component unmounts. Options are read when the client is
- * created. StrictMode's mount, unmount and mount again gets a fresh client, since the
- * first one was freed.
+ * Keeps one chat in sync for a component. See react.d.ts and the package README.
  */
-export function useChatStateSync(contextId, options = { baseUrl: "/api" }) {
-  const create = () => (inBrowser ? { sync: new ChatSync(options), freed: false } : null);
-  const [first] = useState(create);
-  const client = useRef(first);
-  const [, remount] = useState(0);
-  const sync = client.current?.sync ?? null;
+export function useChatStateSync(contextId = null, options = undefined) {
+  const [selected, setSelected] = useState(contextId);
+  // The argument is the chat to show whenever it changes (a controlled prop); the hook's
+  // own setContextId switches too, at once.
+  const [followed, setFollowed] = useState(contextId);
+  if (followed !== contextId) {
+    setFollowed(contextId);
+    setSelected(contextId);
+  }
+  const selectedRef = useRef(selected);
+  selectedRef.current = selected;
+  const optionsRef = useRef(options);
+  const [sync, setSync] = useState(null);
+  const [error, setError] = useState(null);
+  // The client outlives StrictMode's simulated unmount: its cleanup only stops it and
+  // schedules the free, which the mount right after cancels. No render or effect of this
+  // component can see a freed client.
+  const owned = useRef(null);
+
+  useEffect(() => {
+    let mounted = true;
+    const kept = owned.current;
+    if (kept !== null) {
+      clearTimeout(kept.freeTimer);
+      kept.freeTimer = null;
+      kept.sync.start();
+      return stopAndFreeLater;
+    }
+    loadChatSync().then(
+      () => {
+        if (!mounted) return;
+        let client;
+        try {
+          client = new ChatSync({ baseUrl: "/api", ...optionsRef.current, contextId: selectedRef.current });
+        } catch (e) {
+          setError(e);
+          return;
+        }
+        owned.current = { sync: client, freeTimer: null };
+        client.start();
+        setSync(client);
+      },
+      (e) => {
+        if (mounted) setError(e);
+      },
+    );
+    function stopAndFreeLater() {
+      mounted = false;
+      const entry = owned.current;
+      if (entry === null) return;
+      entry.sync.stop();
+      entry.freeTimer = setTimeout(() => {
+        if (owned.current !== entry || entry.freeTimer === null) return;
+        owned.current = null;
+        // A component kept with its state (React's <Activity>) makes a new client when shown.
+        setSync((current) => (current === entry.sync ? null : current));
+        entry.sync.free();
+      }, FREE_AFTER_MS);
+    }
+    return stopAndFreeLater;
+  }, []);
+
+  useEffect(() => {
+    // A client switched already (by setContextId or createContext) is left alone, or the
+    // optimistic message just sent into the new chat would be dropped.
+    if (sync !== null && sync.getView().contextId !== selected) sync.setContext(selected);
+  }, [sync, selected]);
 
   // useSyncExternalStore compares snapshots by identity: hand back the very object the
   // last notification delivered, not a fresh getView() copy on every call.
   const latest = useRef(null);
   const subscribe = useCallback(
     (onChange) => {
-      if (!sync) return () => {};
+      if (sync === null) return () => {};
       latest.current = null;
       return sync.subscribe((view) => {
         latest.current = view;
@@ -50,51 +117,57 @@ export function useChatStateSync(contextId, options = { baseUrl: "/api" }) {
     [sync],
   );
   const getSnapshot = useCallback(() => {
-    if (!sync) return SERVER_VIEW;
+    if (sync === null) return SERVER_VIEW;
     return (latest.current ??= sync.getView());
   }, [sync]);
   const view = useSyncExternalStore(subscribe, getSnapshot, () => SERVER_VIEW);
 
-  useEffect(() => {
-    let entry = client.current;
-    if (entry === null || entry.freed) {
-      entry = client.current = create();
-      remount((n) => n + 1);
-    }
-    entry.sync.start();
-    return () => {
-      entry.freed = true;
-      entry.sync.free();
-    };
-    // Options are read once, when the client is created.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, []);
+  // The client of this render, unless the component has unmounted since and it was freed
+  // (a promise may settle after that): then null, and nothing calls into it.
+  const live = useCallback(() => (sync !== null && owned.current?.sync === sync ? sync : null), [sync]);
 
-  useEffect(() => {
-    // A caller may already have switched the client (to send into a chat it just
-    // created); switching again would drop that chat's optimistic message.
-    if (sync && sync.getView().contextId !== contextId) sync.setContext(contextId);
-  }, [sync, contextId]);
+  const setContextId = useCallback(
+    (id) => {
+      selectedRef.current = id;
+      setSelected(id);
+      live()?.setContext(id);
+    },
+    [live],
+  );
 
   const actions = useMemo(() => {
-    const need = () => {
-      if (!sync) throw new Error("the chat client exists only in the browser");
-      return sync;
+    const call = (f) => {
+      const client = live();
+      if (client === null) {
+        const why = sync === null ? "is not ready yet (see `ready`)" : "was freed: its component unmounted";
+        return Promise.reject(new Error(`the chat client ${why}`));
+      }
+      return f(client);
     };
     return {
-      sendMessage: (text) => need().sendMessage(text),
-      retryMessage: (id) => need().retryMessage(id),
-      discardMessage: (id) => need().discardMessage(id),
-      approveTools: (ids) => need().approveTools(ids),
-      cancel: () => need().cancel(),
-      cancelQueued: (id) => need().cancelQueued(id),
-      retry: () => need().retry(),
-      editMessage: (id, content) => need().editMessage(id, content),
-      regenerate: (id) => need().regenerate(id),
-      switchBranch: (id, siblingIndex) => need().switchBranch(id, siblingIndex),
-      refetch: () => need().refetch(),
+      createContext: (createOptions) =>
+        call(async (s) => {
+          const chat = await s.createContext(createOptions);
+          setContextId(chat.id);
+          return chat;
+        }),
+      sendMessage: (text) => call((s) => s.sendMessage(text)),
+      retryMessage: (clientMessageId) => call((s) => s.retryMessage(clientMessageId)),
+      discardMessage: (clientMessageId) => {
+        live()?.discardMessage(clientMessageId);
+      },
+      approveTools: (toolCallIds) => call((s) => s.approveTools(toolCallIds)),
+      cancel: () => call((s) => s.cancel()),
+      cancelQueued: (messageId) => call((s) => s.cancelQueued(messageId)),
+      retry: () => call((s) => s.retry()),
+      editMessage: (messageId, content) => call((s) => s.editMessage(messageId, content)),
+      regenerate: (messageId) => call((s) => s.regenerate(messageId)),
+      switchBranch: (messageId, siblingIndex) => call((s) => s.switchBranch(messageId, siblingIndex)),
+      refetch: () => {
+        live()?.refetch();
+      },
     };
-  }, [sync]);
+  }, [sync, live, setContextId]);
 
-  return { sync, view, actions };
+  return { ready: sync !== null, error, sync, view, contextId: selected, setContextId, actions };
 }

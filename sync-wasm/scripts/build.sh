@@ -14,6 +14,9 @@ PKG="$HERE/pkg"
 # Built next to pkg/ and swapped in only when something changed, so an unchanged rebuild
 # keeps the files' timestamps and dependants (web/) need not reinstall.
 STAGE="$HERE/pkg.new"
+# Where the package's source, issues and documentation live (package.json's repository,
+# bugs and homepage).
+REPOSITORY=https://github.com/chatsync/chatsync
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 
 log "compiling chatsync-sync-wasm for wasm32"
@@ -41,16 +44,34 @@ wasm-bindgen --target web --remove-name-section --remove-producers-section \
 "$HERE/tools/node_modules/.bin/esbuild" "$STAGE/sync_wasm.js" --minify --legal-comments=none \
   --log-level=warning --allow-overwrite --outfile="$STAGE/sync_wasm.js"
 
+# The package's README is for its users; the development notes stay in the repository.
 cp "$HERE/README.md" "$STAGE/README.md"
-# The React binding is plain JavaScript with its typings, shipped as they are.
+cp "$ROOT/LICENSE-MIT" "$ROOT/LICENSE-APACHE" "$STAGE/"
+# The React binding is plain JavaScript with its typings, shipped as they are (so its
+# "use client" directive stays the first statement).
 mkdir -p "$STAGE/react"
 cp "$HERE/react/react.js" "$HERE/react/react.d.ts" "$STAGE/react/"
+# The loader sits beside the module it loads (plain JavaScript too).
+cp "$HERE/load/load.js" "$HERE/load/load.d.ts" "$STAGE/"
 cat >"$STAGE/package.json" <<JSON
 {
   "name": "@chatsync/sync-wasm",
   "version": "$VERSION",
-  "description": "Keeps a browser's copy of a chatsync chat in sync: polling with backoff, optimistic messages reconciled with the server.",
+  "description": "Keeps a browser's copy of a chatsync chat in sync: polling with backoff, optimistic messages reconciled with the server, a React hook.",
+  "keywords": ["chatsync", "chat", "sync", "react", "hook", "webassembly", "wasm", "long-polling", "optimistic-ui", "llm"],
   "license": "MIT OR Apache-2.0",
+  "homepage": "$REPOSITORY/tree/main/sync-wasm#readme",
+  "bugs": {
+    "url": "$REPOSITORY/issues"
+  },
+  "repository": {
+    "type": "git",
+    "url": "git+$REPOSITORY.git",
+    "directory": "sync-wasm"
+  },
+  "publishConfig": {
+    "access": "public"
+  },
   "type": "module",
   "main": "./sync_wasm.js",
   "module": "./sync_wasm.js",
@@ -64,7 +85,18 @@ cat >"$STAGE/package.json" <<JSON
       "types": "./react/react.d.ts",
       "default": "./react/react.js"
     },
-    "./sync_wasm_bg.wasm": "./sync_wasm_bg.wasm"
+    "./load": {
+      "types": "./load.d.ts",
+      "default": "./load.js"
+    },
+    "./sync_wasm_bg.wasm": "./sync_wasm_bg.wasm",
+    "./package.json": "./package.json"
+  },
+  "typesVersions": {
+    "*": {
+      "react": ["./react/react.d.ts"],
+      "load": ["./load.d.ts"]
+    }
   },
   "peerDependencies": {
     "react": ">=18"
@@ -81,7 +113,11 @@ cat >"$STAGE/package.json" <<JSON
     "sync_wasm_bg.wasm.d.ts",
     "react/react.js",
     "react/react.d.ts",
-    "README.md"
+    "load.js",
+    "load.d.ts",
+    "README.md",
+    "LICENSE-MIT",
+    "LICENSE-APACHE"
   ],
   "sideEffects": false
 }

@@ -62,14 +62,17 @@ const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": 
  * or "lose-answer" (the backend handles the request, the answer is lost on the way back),
  * or "auth" (requests without `Authorization: Bearer fresh` get the server's 401).
  */
-export async function startPageServer(backendUrl) {
+export async function startPageServer(backendUrl, { reactDir = null } = {}) {
   const backend = new URL(backendUrl);
   const state = { failure: null, log: [] };
   const server = http.createServer((req, res) => {
     if (req.url.startsWith("/api/")) return proxy(req, res);
+    // `reactDir`: the bundled React test app, served under /react/.
     const file = req.url.startsWith("/pkg/")
       ? path.join(pkgDir, req.url.slice("/pkg/".length))
-      : path.join(pageDir, req.url === "/" ? "index.html" : req.url.slice(1));
+      : reactDir && req.url.startsWith("/react/")
+        ? path.join(reactDir, req.url === "/react/" ? "index.html" : req.url.slice("/react/".length))
+        : path.join(pageDir, req.url === "/" ? "index.html" : req.url.slice(1));
     fs.readFile(file, (err, body) => {
       if (err) {
         res.writeHead(404).end();

@@ -576,6 +576,51 @@ test("a user's queued sends are neither shown to nor replayed by the next user t
   assert.equal(await queueOf("alice"), 0);
 });
 
+test("signing out clears that user's offline queue: nothing is shown or replayed afterwards", async () => {
+  const contextId = await page.evaluate(async () => {
+    const carol = await newChat({ userId: "carol", mode: "interval", baseIntervalMs: 100, maxIntervalMs: 300 });
+    const dave = new ChatSync({ baseUrl: "/api", contextId: carol.getView().contextId, userId: "dave" });
+    await window.testControl("network");
+    await carol.sendMessage("queued by carol").catch(() => {});
+    await dave.sendMessage("queued by dave").catch(() => {});
+    const id = carol.getView().contextId;
+    carol.free();
+    dave.free();
+    return id;
+  });
+  await pages.setFailure(null);
+  const queueOf = (user) => page.evaluate((key) => JSON.parse(localStorage.getItem(key) ?? "[]").length, `chatsync-queue:/api user:${user}`);
+  assert.equal(await queueOf("carol"), 1);
+  assert.equal(await queueOf("dave"), 1);
+
+  const after = await page.evaluate(async (id) => {
+    ChatSync.clearOfflineQueue({ baseUrl: "/api", userId: "carol" });
+    const carol = new ChatSync({ baseUrl: "/api", contextId: id, userId: "carol" });
+    carol.start();
+    const shown = carol.getView().messages.length;
+    // Sends to one chat go in order: a replay of the cleared send would go before this one.
+    await carol.sendMessage("sent after sign-in");
+    const view = await waitForView(carol, (v) => v.messages.some((m) => isReply(m, "sent after sign-in")), "the reply");
+    carol.free();
+    return { shown, texts: view.messages.filter((m) => m.role === "user").map((m) => m.text) };
+  }, contextId);
+  assert.equal(after.shown, 0, "the cleared send is not shown");
+  assert.deepEqual(after.texts, ["sent after sign-in"]);
+  assert.equal(await storedUserMessages(contextId, "queued by carol"), 0, "nor replayed");
+  assert.equal(await queueOf("carol"), 0);
+  assert.equal(await queueOf("dave"), 1, "another user's queue stays");
+  const refused = await page.evaluate(() => {
+    try {
+      ChatSync.clearOfflineQueue({ baseUrl: "/api", userId: "" });
+      return null;
+    } catch (e) {
+      return e.kind;
+    }
+  });
+  assert.equal(refused, "invalid", "bad options throw like the constructor's");
+  await page.evaluate(() => ChatSync.clearOfflineQueue({ baseUrl: "/api", userId: "dave" }));
+});
+
 test("offline pauses at once, online polls at once; a held poll is aborted while hidden", async () => {
   const contextId = await page.evaluate(async () => {
     window.roaming = await newChat();

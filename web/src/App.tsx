@@ -50,11 +50,12 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     // sends queued before an upgrade still go out.
     ...(userId === null || userId === LOCAL_USER ? {} : { userId }),
   }));
-  const { sync, view, actions } = useChatStateSync(selectedId, options);
+  // `sync` is null until the module is loaded and the client exists.
+  const { sync, view, actions, setContextId } = useChatStateSync(selectedId, options);
   // A new token after an expiry: polling resumes, and the sends queued meanwhile go out.
   const resumedSeen = useRef(resumed);
   useEffect(() => {
-    if (resumedSeen.current === resumed) return;
+    if (resumedSeen.current === resumed || !sync) return;
     resumedSeen.current = resumed;
     sync.start();
   }, [sync, resumed]);
@@ -122,7 +123,7 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
         try {
           const created = await chats.create({ title: titleFrom(text) });
           select(created.id);
-          sync.setContext(created.id);
+          setContextId(created.id);
         } catch (e) {
           // A refused token brings the sign-in up; the text stays in the box meanwhile.
           if (!isAuthError(e)) errors.show(`Could not create the chat: ${describeError(e)}. Your message is still in the box.`);
@@ -133,7 +134,7 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
       await errors.run("Could not send the message", () => actions.sendMessage(text));
       return true;
     },
-    [errors, selectedId, chats, select, sync, actions],
+    [errors, selectedId, chats, select, setContextId, actions],
   );
 
   const running = view.status === "running";

@@ -8,5 +8,6 @@ pub mod error;
 pub mod options;
 pub mod outbox;
 pub mod reconcile;
+pub mod session;
 pub mod syncer;
 pub mod view;

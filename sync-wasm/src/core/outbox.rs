@@ -175,6 +175,13 @@ impl Outbox {
         self.remove(client_message_id)
     }
 
+    /// Forgets every queued send (the user signed out): none is replayed, here or by a
+    /// later page of the same browser.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.sending.clear();
+    }
+
     /// Another tab changed the stored queue: take its entries, keeping what is on its
     /// way from here.
     pub fn reload(&mut self, entries: Vec<Queued>) {
@@ -440,5 +447,17 @@ mod tests {
         );
         outbox.settled("a", Ok(()));
         assert_eq!(next(&mut outbox), "b");
+    }
+
+    #[test]
+    fn clearing_forgets_every_send_and_replays_nothing() {
+        let mut outbox = Outbox::default();
+        outbox.push(queued("a")).expect("room in the queue");
+        outbox.push(queued("b")).expect("room in the queue");
+        outbox.settled("a", Err(&SyncError::network("down")));
+        outbox.clear();
+        assert!(outbox.entries().is_empty());
+        assert_eq!(outbox.next_replay(true, &Replays::All), None);
+        assert!(outbox.may_send_now(true, CTX));
     }
 }

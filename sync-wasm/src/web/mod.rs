@@ -12,7 +12,6 @@ mod tabs;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use chatsync_protocol::{ChatState, ContextSummary, ListContextsResponse};
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
@@ -25,14 +24,13 @@ use self::http::{Reply, Transport};
 use self::queue::Stored;
 use self::tabs::Tabs;
 use crate::core::api::{self, Api, BareAction, HttpRequest};
-use crate::core::error::{ErrorKind, SyncError};
+use crate::core::error::SyncError;
 use crate::core::options::ChatSyncOptions;
-use crate::core::outbox::{Queued, Settled};
+use crate::core::outbox::Outbox;
 use crate::core::reconcile::new_client_message_id;
+use crate::core::session::{self, Answer, Answered, Outgoing, Sending};
 use crate::core::syncer::{Command, PollOutcome, PollRequest, Syncer};
-use crate::core::view::{
-    ChatView, ContextListView, ContextSummaryView, CreateContextOptions, ListOptions, ViewMessage,
-};
+use crate::core::view::{ChatView, CreateContextOptions, ListOptions, ViewMessage};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("types.d.ts");
@@ -247,6 +245,20 @@ impl ChatSync {
         Ok(ChatSync { shared })
     }
 
+    /// Forgets the offline queue this browser keeps for `options`' `baseUrl` and `userId`
+    /// (the other options are ignored): call it when that user signs out, so their unsent
+    /// messages are neither shown nor replayed later. A `ChatSync` still open for the user
+    /// stops replaying them too.
+    #[wasm_bindgen(js_name = clearOfflineQueue)]
+    pub fn clear_offline_queue(options: ChatSyncOptionsArg) -> Result<(), JsValue> {
+        let (options, _) = Callbacks::take(&options.into()).map_err(|e| js_error(&e))?;
+        let options: ChatSyncOptions = from_js(options, "options").map_err(|e| js_error(&e))?;
+        options.config().map_err(|e| js_error(&e))?;
+        let window = js_sys::global().dyn_into::<web_sys::Window>().ok();
+        Stored::open(window.as_ref(), &options.scope()).change(Outbox::clear);
+        Ok(())
+    }
+
     /// Calls `listener` at once with the current view, then after every change.
     pub fn subscribe(&self, listener: Listener) -> Unsubscribe {
         let listener: Function = listener.unchecked_into();
@@ -301,73 +313,56 @@ impl ChatSync {
     /// `code: "queue_full"` and shows nothing.
     #[wasm_bindgen(js_name = sendMessage)]
     pub fn send_message(&self, text: String) -> PromiseVoid {
-        let prepared = self.current_context().and_then(|context| {
-            if text.trim().is_empty() {
-                return Err(SyncError::invalid("a message needs some text"));
-            }
-            let mut random = [0u8; 16];
-            get_random_values(&mut random);
-            let client_id = new_client_message_id(random);
-            // An ISO string is what the server sends too; this reads it as whichever type
-            // `Timestamp` is in this build, and only a broken `Date` could fail.
-            let created_at: chatsync_protocol::Timestamp =
-                String::from(js_sys::Date::new_0().to_iso_string())
-                    .parse()
-                    .unwrap_or_default();
-            let now = self.shared.queue.may_send_now(navigator_online(), &context);
-            self.shared.queue.push(Queued {
-                context_id: context.clone(),
-                client_message_id: client_id.clone(),
-                text: text.clone(),
-                created_at: created_at.clone(),
-                failure: None,
-            })?;
-            let mut state = self.shared.state.borrow_mut();
-            state
-                .syncer
-                .add_local(client_id.clone(), text.clone(), created_at);
-            if !now {
-                state.syncer.fail_local(&client_id, QUEUED.to_owned());
-            }
-            drop(state);
-            self.shared.notify();
-            if !now {
+        let mut random = [0u8; 16];
+        get_random_values(&mut random);
+        let client_message_id = new_client_message_id(random);
+        // An ISO string is what the server sends too; this reads it as whichever type
+        // `Timestamp` is in this build, and only a broken `Date` could fail.
+        let created_at: chatsync_protocol::Timestamp =
+            String::from(js_sys::Date::new_0().to_iso_string())
+                .parse()
+                .unwrap_or_default();
+        let online = navigator_online();
+        let sending = self.shared.decide(|syncer, outbox| {
+            session::send(syncer, outbox, online, text, client_message_id, created_at)
+        });
+        self.shared.notify();
+        match sending {
+            Ok(Sending::Now(outgoing)) => self.deliver(Ok(outgoing)),
+            Ok(Sending::Queued) => {
                 // Older queued sends go first, or the browser is offline: this one waits
                 // its turn in the queue.
-                self.shared.queue.settled(&client_id, Err(&queued_error()));
                 self.shared.replay();
-                return Err(queued_error());
+                rejected(session::queued_error())
             }
-            Ok((context, client_id))
-        });
-        self.deliver(prepared.map(|(context, client_id)| (context, client_id, text)))
+            Err(error) => rejected(error),
+        }
     }
 
     /// Re-sends a failed message with its original `client_message_id`, so the server
     /// stores it at most once even if the first attempt did reach it.
     #[wasm_bindgen(js_name = retryMessage)]
-    pub fn retry_message(&self, id: String) -> PromiseVoid {
-        let prepared = self.current_context().and_then(|context| {
-            let text = self
-                .shared
-                .state
-                .borrow_mut()
-                .syncer
-                .resend_local(&id)
-                .ok_or_else(|| SyncError::invalid("no failed message with that id"))?;
-            self.shared.notify();
-            self.shared.queue.resend(&context, &id, &text)?;
-            Ok((context, text))
-        });
-        self.deliver(prepared.map(|(context, text)| (context, id, text)))
+    pub fn retry_message(
+        &self,
+        #[wasm_bindgen(js_name = clientMessageId)] client_message_id: String,
+    ) -> PromiseVoid {
+        let outgoing = self
+            .shared
+            .decide(|syncer, outbox| session::retry(syncer, outbox, client_message_id));
+        self.shared.notify();
+        self.deliver(outgoing)
     }
 
     /// Drops a failed message; does nothing for any other id.
     #[wasm_bindgen(js_name = discardMessage)]
-    pub fn discard_message(&self, id: String) {
-        let discarded = self.shared.state.borrow_mut().syncer.discard_local(&id);
+    pub fn discard_message(
+        &self,
+        #[wasm_bindgen(js_name = clientMessageId)] client_message_id: String,
+    ) {
+        let discarded = self
+            .shared
+            .decide(|syncer, outbox| session::discard(syncer, outbox, &client_message_id));
         if discarded {
-            self.shared.queue.discard(&id);
             self.shared.notify();
         }
     }
@@ -457,40 +452,19 @@ impl ChatSync {
     }
 }
 
-/// What a request's answer is for; every promise this class returns is one request.
-enum Answer {
-    /// An action on the current context: the state it answers with is shown at once.
-    State,
-    /// A message send: like `State`, but a failure marks the local message failed.
-    Sent {
-        client_message_id: String,
-    },
-    /// A delete: when the context is the current one, polling it stops.
-    Deleted {
-        context_id: String,
-    },
-    Summary,
-    List,
-    /// The body as the server sent it.
-    Raw,
-}
-
 impl ChatSync {
     fn current_context(&self) -> Result<String, SyncError> {
-        self.shared
-            .state
-            .borrow()
-            .syncer
-            .context_id()
-            .map(str::to_owned)
-            .ok_or_else(|| SyncError::invalid("no context selected"))
+        session::current_context(&self.shared.state.borrow().syncer)
     }
 
-    /// Sends a local message: context, client message id and text.
-    fn deliver(&self, prepared: Result<(String, String, String), SyncError>) -> PromiseVoid {
-        let request = prepared.map(|(context, client_id, text)| {
-            let request = self.shared.api.send_message(&context, &text, &client_id);
-            (request, client_id)
+    /// Sends a user message the core decided to send now.
+    fn deliver(&self, outgoing: Result<Outgoing, SyncError>) -> PromiseVoid {
+        let request = outgoing.map(|o| {
+            let request =
+                self.shared
+                    .api
+                    .send_message(&o.context_id, &o.text, &o.client_message_id);
+            (request, o.client_message_id)
         });
         match request {
             Ok((request, client_message_id)) => {
@@ -530,85 +504,39 @@ impl ChatSync {
     }
 }
 
-/// Applies a reply to the view as `answer` says, and gives the value the promise resolves
-/// to.
+/// Applies a reply to the view and the queue as the core decides (when the `ChatSync` still
+/// exists), carries out what it asks, and gives the value the promise resolves to.
 fn settle(
     shared: &Weak<Shared>,
     reply: Result<Reply, SyncError>,
     answer: Answer,
 ) -> Result<JsValue, SyncError> {
-    let outcome = reply.and_then(|Reply { status, body, .. }| match &answer {
-        Answer::State | Answer::Sent { .. } => {
-            let state = api::decode::<ChatState>(status, &body)?;
-            with_live(shared, |s| {
-                let now = js_sys::Date::now();
-                s.update(|sync| sync.action_answered(state, now));
-                s.hand_over(&body.0);
-            });
-            Ok(JsValue::UNDEFINED)
-        }
-        Answer::Deleted { .. } => api::expect_success(status, &body).map(|()| JsValue::UNDEFINED),
-        Answer::Summary => to_js(&ContextSummaryView::from(api::decode::<ContextSummary>(
-            status, &body,
-        )?)),
-        Answer::List => to_js(&ContextListView::from(api::decode::<ListContextsResponse>(
-            status, &body,
-        )?)),
-        Answer::Raw => api::expect_success(status, &body).map(|()| body.0),
-    });
-    let gone = outcome
-        .as_ref()
-        .err()
-        .is_some_and(|e| e.kind == ErrorKind::Deleted);
-    let refused = outcome.as_ref().err().filter(|e| e.kind == ErrorKind::Auth);
-    with_live(shared, |s| {
-        match (&answer, &outcome) {
-            // A 404 to an action means the context is gone.
-            (Answer::State | Answer::Sent { .. }, Err(error)) if gone => {
-                s.update(|sync| sync.context_deleted(Some(error.clone())));
+    let (outcome, body) = match reply {
+        Ok(Reply { status, body, .. }) => (session::read(&answer, status, &body), Some(body.0)),
+        Err(error) => (Err(error), None),
+    };
+    let value = match shared.upgrade() {
+        Some(s) => {
+            let now = js_sys::Date::now();
+            let settled =
+                s.decide(|syncer, outbox| session::settle(syncer, outbox, &answer, outcome, now));
+            s.carry_out(settled.commands);
+            if let (true, Some(body)) = (settled.shown, &body) {
+                s.hand_over(body);
             }
-            (Answer::State | Answer::Sent { .. }, Err(error))
-                if error.kind == ErrorKind::Network =>
-            {
-                let now = js_sys::Date::now();
-                s.update(|sync| sync.action_failed(error.clone(), now));
-            }
-            (_, Err(_)) if refused.is_some() => {
-                let error = refused.cloned();
-                s.update(|sync| {
-                    error
-                        .map(|e| sync.action_unauthorized(e))
-                        .unwrap_or_default()
-                });
-            }
-            (Answer::Deleted { context_id }, _) if outcome.is_ok() || gone => {
-                let current = s.state.borrow().syncer.context_id() == Some(context_id.as_str());
-                if current {
-                    s.update(|sync| sync.context_deleted(None));
-                }
-            }
-            _ => {}
-        }
-        if let Answer::Sent { client_message_id } = &answer {
-            let settled = s
-                .queue
-                .settled(client_message_id, outcome.as_ref().map(|_| ()));
-            if settled == Settled::Delivered {
+            if settled.replay {
                 s.replay();
             }
+            settled.value
         }
-        if let (Answer::Sent { client_message_id }, Err(error)) = (&answer, &outcome) {
-            let failed = s
-                .state
-                .borrow_mut()
-                .syncer
-                .fail_local(client_message_id, error.message.clone());
-            if failed {
-                s.notify();
-            }
-        }
-    });
-    outcome
+        None => outcome,
+    };
+    match value? {
+        Answered::Summary(summary) => to_js(&summary),
+        Answered::List(list) => to_js(&list),
+        Answered::Raw => Ok(body.unwrap_or(JsValue::UNDEFINED)),
+        Answered::Done | Answered::State(_) => Ok(JsValue::UNDEFINED),
+    }
 }
 
 impl Shared {
@@ -616,6 +544,13 @@ impl Shared {
     fn update(self: &Rc<Self>, event: impl FnOnce(&mut Syncer) -> Vec<Command>) {
         let commands = event(&mut self.state.borrow_mut().syncer);
         self.carry_out(commands);
+    }
+
+    /// Runs a decision of the core over the view and the offline queue (read from storage
+    /// first, written back after when it changed). The caller tells the subscribers.
+    fn decide<T>(&self, decision: impl FnOnce(&mut Syncer, &mut Outbox) -> T) -> T {
+        self.queue
+            .change(|outbox| decision(&mut self.state.borrow_mut().syncer, outbox))
     }
 
     /// The part of `update` that does not depend on the event: one copy in the download
@@ -716,32 +651,19 @@ impl Shared {
 
     /// Shows the current context's queued sends (after a reload or a chat switch).
     pub(super) fn show_queued(self: &Rc<Self>) {
-        let queued = self.queue.entries();
-        let mut state = self.state.borrow_mut();
-        if let Some(context) = state.syncer.context_id().map(str::to_owned) {
-            let mine = queued.iter().filter(|q| q.context_id == context);
-            state.syncer.show_queued(mine, QUEUED);
-        }
-        drop(state);
+        self.decide(|syncer, outbox| session::show_queued(syncer, outbox));
         self.notify();
     }
 
     /// Sends the oldest queued send this tab may replay, if the queue says one may go now;
     /// each delivery triggers the next.
     fn replay(self: &Rc<Self>) {
-        let replays = self.state.borrow().syncer.replays();
-        let Some(next) = self.queue.next_replay(navigator_online(), &replays) else {
+        let online = navigator_online();
+        let Some(next) = self.decide(|syncer, outbox| session::replay(syncer, outbox, online))
+        else {
             return;
         };
-        let shown = self
-            .state
-            .borrow_mut()
-            .syncer
-            .resend_local(&next.client_message_id)
-            .is_some();
-        if shown {
-            self.notify();
-        }
+        self.notify();
         let request = self
             .api
             .send_message(&next.context_id, &next.text, &next.client_message_id);
@@ -825,17 +747,6 @@ impl Drop for Shared {
         if let Some(controller) = self.state.get_mut().poll_abort.take() {
             controller.abort();
         }
-    }
-}
-
-/// What a queued message shows until a replay sends it.
-const QUEUED: &str = "not sent yet: queued until the server can be reached";
-
-#[inline(never)]
-fn queued_error() -> SyncError {
-    SyncError {
-        code: Some("queued".into()),
-        ..SyncError::network(QUEUED)
     }
 }
 

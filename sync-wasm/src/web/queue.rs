@@ -8,8 +8,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{Storage, Window};
 
 use super::convert::{from_js, to_js};
-use crate::core::error::SyncError;
-use crate::core::outbox::{Outbox, Queued, Replays, Settled};
+use crate::core::outbox::{Outbox, Queued};
 
 pub struct Stored {
     outbox: RefCell<Outbox>,
@@ -31,53 +30,9 @@ impl Stored {
         stored
     }
 
-    pub fn entries(&self) -> Vec<Queued> {
-        self.change(|o| o.entries().to_vec())
-    }
-
-    pub fn may_send_now(&self, online: bool, context_id: &str) -> bool {
-        self.change(|o| o.may_send_now(online, context_id))
-    }
-
-    pub fn push(&self, entry: Queued) -> Result<(), SyncError> {
-        self.change(|o| o.push(entry))
-    }
-
-    /// A failed send goes out again: on its way if it is queued, queued again otherwise
-    /// (it was refused before, and the user asks once more).
-    pub fn resend(
-        &self,
-        context_id: &str,
-        client_message_id: &str,
-        text: &str,
-    ) -> Result<(), SyncError> {
-        self.change(|o| {
-            if o.resend(client_message_id) {
-                return Ok(());
-            }
-            o.push(Queued {
-                context_id: context_id.to_owned(),
-                client_message_id: client_message_id.to_owned(),
-                text: text.to_owned(),
-                created_at: Default::default(),
-                failure: None,
-            })
-        })
-    }
-
-    pub fn next_replay(&self, online: bool, replays: &Replays) -> Option<Queued> {
-        self.change(|o| o.next_replay(online, replays))
-    }
-
-    pub fn settled(&self, client_message_id: &str, result: Result<(), &SyncError>) -> Settled {
-        self.change(|o| o.settled(client_message_id, result))
-    }
-
-    pub fn discard(&self, client_message_id: &str) {
-        self.change(|o| o.discard(client_message_id));
-    }
-
-    fn change<T>(&self, f: impl FnOnce(&mut Outbox) -> T) -> T {
+    /// Runs `f` on the queue as stored now (another tab may have changed it) and writes it
+    /// back when it changed.
+    pub fn change<T>(&self, f: impl FnOnce(&mut Outbox) -> T) -> T {
         let mut outbox = self.outbox.borrow_mut();
         outbox.reload(self.read());
         let before = outbox.entries().to_vec();

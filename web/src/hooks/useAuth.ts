@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from "react";
+import { ChatSync } from "@chatsync/sync-wasm";
 
 /** The bearer token the user pasted; every request of the app and the sync module sends it. */
 const TOKEN_KEY = "chatsync-token";
@@ -137,6 +138,10 @@ export function useAuth(): Auth {
   }, []);
 
   const signOut = useCallback(() => {
+    // The messages this user queued offline must not be shown to, or sent as, the next one.
+    if (userId.current !== null && userId.current !== LOCAL_USER) {
+      ChatSync.clearOfflineQueue({ baseUrl: "/api", userId: userId.current });
+    }
     storeToken(null);
     setHasToken(false);
     leaveChat();

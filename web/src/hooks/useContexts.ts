@@ -25,13 +25,19 @@ const CHANNEL = "chatsync-contexts";
 /** A search needs a letter or a digit; anything else would only be refused by the server. */
 export const searchable = (query: string) => /[\p{L}\p{N}]/u.test(query);
 
+/** The client, once the sync module has made it. */
+function ready(sync: ChatSync | null): ChatSync {
+  if (!sync) throw new Error("the chat client is still loading");
+  return sync;
+}
+
 /**
  * The sidebar's chat list: newest first, a page at a time, or the matches of a search.
  * It is re-read when `refreshKey` changes (the open chat's status), when another tab
  * changes a chat, and after every change made here.
  */
 export function useContexts(
-  sync: ChatSync,
+  sync: ChatSync | null,
   refreshKey: string,
   query: string,
   onError: (message: string) => void,
@@ -59,6 +65,7 @@ export function useContexts(
     // Only the newest answer counts: an older list, arriving late, would hide a chat that
     // was just created.
     let stale = false;
+    if (!sync) return;
     const request: Promise<ContextList> = searching
       ? sync.listContexts({ query, limit: SEARCH_LIMIT })
       : sync.listContexts({ limit: Math.min(MAX_PAGE, Math.max(PAGE_SIZE, shown.current)) });
@@ -78,7 +85,7 @@ export function useContexts(
   }, [sync, onError, refreshKey, pinged, query, searching]);
 
   const loadMore = useCallback(() => {
-    if (!cursor || searching || loading.current) return;
+    if (!sync || !cursor || searching || loading.current) return;
     loading.current = true;
     sync
       .listContexts({ limit: PAGE_SIZE, cursor })
@@ -97,7 +104,7 @@ export function useContexts(
 
   const create = useCallback(
     async (options: CreateContextOptions) => {
-      const created = await sync.createContext(options);
+      const created = await ready(sync).createContext(options);
       setContexts((list) => [created, ...list.filter((c) => c.id !== created.id)]);
       tellOtherTabs();
       return created;
@@ -107,7 +114,7 @@ export function useContexts(
 
   const rename = useCallback(
     async (contextId: string, title: string) => {
-      const renamed = await sync.renameContext(contextId, title);
+      const renamed = await ready(sync).renameContext(contextId, title);
       setContexts((list) => list.map((c) => (c.id === contextId ? renamed : c)));
       tellOtherTabs();
     },
@@ -116,7 +123,7 @@ export function useContexts(
 
   const remove = useCallback(
     async (contextId: string) => {
-      await sync.deleteContext(contextId);
+      await ready(sync).deleteContext(contextId);
       setContexts((list) => list.filter((c) => c.id !== contextId));
       tellOtherTabs();
     },
