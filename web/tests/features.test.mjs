@@ -144,7 +144,7 @@ test("streaming markdown: finished blocks keep their DOM while the reply grows",
   // in place rather than replaced.
   assert.equal(await page.locator('[data-role="assistant"] .markdown p[data-mark="kept"]').count(), 1);
   // The announcer told screen readers about the finished reply.
-  assert.match(await byTestId(page, "announcer").innerText(), /^Reply: chunk 1/);
+  assert.match(await byTestId(page, "announcer").innerText(), /^Assistant: chunk 1/);
   await screenshot(page);
   assertLocalOnly();
 });
