@@ -22,11 +22,10 @@ export const SHORTCUT_LIST: [keys: string, what: string][] = [
   ["?", "This list"],
 ];
 
-/** A field that handles its own keys (Escape clears or leaves it), except the composer. */
-function inOtherField(target: EventTarget | null): boolean {
-  if (!(target instanceof HTMLElement) || target.id === "composer-input") return false;
-  return target.isContentEditable || target.matches("input, textarea, select");
-}
+/** A field that handles its own keys (Escape clears or leaves it, `?` is typed). */
+const isField = (target: EventTarget | null) =>
+  target instanceof HTMLElement && (target.isContentEditable || target.matches("input, textarea, select"));
+const isComposer = (target: EventTarget | null) => target instanceof HTMLElement && target.id === "composer-input";
 
 /**
  * The app's keyboard shortcuts act where focus is: Escape stops a reply from the composer
@@ -47,10 +46,10 @@ export function useShortcuts(shortcuts: Shortcuts | null) {
       } else if (e.key === "Escape" && e.shiftKey) {
         e.preventDefault();
         focusComposer();
-      } else if (e.key === "Escape" && stop && !inOtherField(e.target)) {
+      } else if (e.key === "Escape" && stop && (!isField(e.target) || isComposer(e.target))) {
         e.preventDefault();
         stop();
-      } else if (e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey && !inOtherField(e.target) && (e.target as HTMLElement)?.id !== "composer-input") {
+      } else if (e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey && !isField(e.target)) {
         e.preventDefault();
         showHelp();
       }
