@@ -31,20 +31,24 @@ const EXAMPLES = [
   "/slow 20",
 ];
 
-/** For each reply, the turn it ends (when it is the last reply before the next message of the user). */
+/**
+ * For the last reply of each turn (the replies between two messages of the user, tool
+ * results in between), the turn's whole text and its first reply. One pass.
+ */
 function turnsOf(visible: ViewMessage[]) {
   const turns = new Map<string, { text: string; firstReplyId: string }>();
   let replies: ViewMessage[] = [];
-  visible.forEach((m, i) => {
-    if (m.role === "user") replies = [];
-    if (m.role !== "assistant") return;
-    replies.push(m);
-    const next = visible.slice(i + 1).find((n) => n.role !== "tool");
-    if (next === undefined || next.role === "user") {
-      const text = replies.map((r) => r.text.trim()).filter(Boolean).join("\n\n");
-      turns.set(m.id, { text, firstReplyId: replies[0].id });
-    }
-  });
+  const close = () => {
+    if (replies.length === 0) return;
+    const text = replies.map((r) => r.text.trim()).filter(Boolean).join("\n\n");
+    turns.set(replies[replies.length - 1].id, { text, firstReplyId: replies[0].id });
+    replies = [];
+  };
+  for (const m of visible) {
+    if (m.role === "user") close();
+    else if (m.role === "assistant") replies.push(m);
+  }
+  close();
   return turns;
 }
 
