@@ -406,8 +406,11 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   const search = byTestId(page, "chat-search");
   await search.fill("markdown");
   await page.locator('[data-testid="chat-item"] mark').filter({ hasText: "markdown" }).waitFor();
+  // The open chat's messages are here: its result shows the words around the match.
   await search.fill("chunk");
-  await byTestId(page, "chat-item-match").first().waitFor();
+  const match = byTestId(chatItem(page, id), "chat-item-match");
+  await match.locator("mark").first().waitFor();
+  assert.match(await match.innerText(), /chunk 1 chunk 2/);
   await search.fill("");
 
   // Export: Markdown and JSON, downloaded from the page.

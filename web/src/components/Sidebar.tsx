@@ -24,6 +24,8 @@ interface Props {
   onSignOut: (() => void) | null;
   theme: Theme;
   onTheme(theme: Theme): void;
+  /** The words around a search's match in a chat whose messages the page holds, else null. */
+  matchIn(chatId: string): string | null;
 }
 
 export const chatTitle = (c: ContextSummary) => c.title.trim() || "New chat";
@@ -41,11 +43,36 @@ function Matched({ title, query }: { title: string; query: string }) {
   return <>{parts.map((part, i) => (hit(part) ? <mark key={i}>{part}</mark> : part))}</>;
 }
 
+const wordsOf = (text: string) => text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 const titleMatches = (title: string, query: string) => {
-  const words = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
-  const titleWords = title.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
-  return words.some((w) => titleWords.some((t) => t.startsWith(w)));
+  const titleWords = wordsOf(title);
+  return wordsOf(query).some((w) => titleWords.some((t) => t.startsWith(w)));
 };
+
+const SNIPPET_BEFORE = 30;
+const SNIPPET_AFTER = 70;
+
+/**
+ * Where a search matched in messages the page holds (the open chat's): the words around
+ * the first match. The server's search answers chats, not where in them it matched.
+ */
+export function snippetOf(texts: string[], query: string): string | null {
+  const words = wordsOf(query);
+  if (words.length === 0) return null;
+  for (const text of texts) {
+    const found = words
+      // A word is letters and digits only: nothing in it needs escaping.
+      .map((w) => text.search(new RegExp(`(?<![\\p{L}\\p{N}])${w}`, "iu")))
+      .filter((at) => at >= 0);
+    if (found.length === 0) continue;
+    const at = Math.min(...found);
+    const start = Math.max(0, at - SNIPPET_BEFORE);
+    const end = Math.min(text.length, at + SNIPPET_AFTER);
+    return `${start > 0 ? "…" : ""}${text.slice(start, end).replace(/\s+/g, " ").trim()}${end < text.length ? "…" : ""}`;
+  }
+  return null;
+}
+
 const MAX_TITLE = 200;
 
 function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: string | null): void }) {
@@ -76,7 +103,7 @@ function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: str
 }
 
 export function Sidebar(props: Props) {
-  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut, theme, onTheme } = props;
+  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut, theme, onTheme, matchIn } = props;
   const [confirming, setConfirming] = useState<ContextSummary | null>(null);
   const hidden = drawer && !open;
   const [editing, setEditing] = useState<string | null>(null);
@@ -200,7 +227,7 @@ export function Sidebar(props: Props) {
                     </span>
                     {searchable(query) && !titleMatches(chatTitle(c), query) && (
                       <span className="chat-item-match" data-testid="chat-item-match">
-                        Found in its messages
+                        {matchIn(c.id) ? <Matched title={matchIn(c.id)!} query={query} /> : "Found in its messages"}
                       </span>
                     )}
                     <span className="chat-item-meta">
