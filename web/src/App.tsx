@@ -104,13 +104,13 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
   // Opening the app with nothing in the URL shows the chat used last (else the one with
   // the latest activity), once; after that "no chat selected" means a new, not yet created chat.
   const autoOpened = useRef(selectedId !== null);
-  const lastUsed = readLastChat(draftUser);
-  const reopen = chats.contexts.some((c) => c.id === lastUsed) ? lastUsed : (chats.contexts[0]?.id ?? null);
   useEffect(() => {
     if (autoOpened.current || !chats.loaded || searched !== "") return;
     autoOpened.current = true;
+    const lastUsed = readLastChat(draftUser);
+    const reopen = chats.contexts.some((c) => c.id === lastUsed) ? lastUsed : (chats.contexts[0]?.id ?? null);
     if (reopen) select(reopen);
-  }, [chats.loaded, reopen, select, searched]);
+  }, [chats.loaded, chats.contexts, draftUser, select, searched]);
   useEffect(() => {
     if (selectedId !== null) writeLastChat(draftUser, selectedId);
   }, [draftUser, selectedId]);
@@ -227,9 +227,8 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
           showHelp: () => setHelpOpen(true),
         },
   );
-  // Focus starts in the message box, except on a touch screen, where it would pop the
-  // keyboard up over the chat.
-  // Once: an expired session's sign-in gives focus back to where it was instead.
+  // Focus starts in the message box, once (an expired session's sign-in gives focus back to
+  // where it was instead), and not on a touch screen, where it would pop the keyboard up.
   const startFocused = useRef(false);
   useEffect(() => {
     if (inert || startFocused.current) return;

@@ -4,6 +4,7 @@ import type { ChatActions } from "@chatsync/sync-wasm/react";
 import { Announcer } from "./Announcer";
 import type { BranchActions } from "./BranchControls";
 import { Composer } from "./Composer";
+import { ExportMenu } from "./ExportMenu";
 import { isWaiting } from "./Message";
 import { MessageList } from "./MessageList";
 import { QueuedMessages } from "./QueuedMessages";
@@ -11,7 +12,6 @@ import { SyncStatus } from "./SyncStatus";
 import { ToolApprovalCard, describeRequest } from "./ToolApprovalCard";
 import { useDraft } from "../hooks/useDraft";
 import type { Models } from "../hooks/useModels";
-import { chatAsJson, chatAsMarkdown, download, fileName } from "../exportChat";
 import { useScrolledIntoView } from "../hooks/useScrolledIntoView";
 
 interface Props {
@@ -34,42 +34,6 @@ interface Props {
   onModel(model: string): void;
   /** The model the open chat uses, when it names one. */
   modelInUse: string | null;
-}
-
-/** Export as Markdown or JSON, downloaded from what the page shows. */
-function ExportMenu({ title, view }: { title: string; view: ChatView }) {
-  const menu = useRef<HTMLDetailsElement>(null);
-  const save = (kind: "md" | "json") => {
-    if (kind === "md") download(fileName(title, "md"), "text/markdown", chatAsMarkdown(title, view));
-    else download(fileName(title, "json"), "application/json", chatAsJson(title, view));
-    menu.current?.removeAttribute("open");
-  };
-  return (
-    <details
-      ref={menu}
-      className="menu"
-      onKeyDown={(e) => {
-        if (e.key === "Escape" && menu.current?.open) {
-          e.stopPropagation();
-          e.preventDefault();
-          menu.current.removeAttribute("open");
-          menu.current.querySelector("summary")?.focus();
-        }
-      }}
-    >
-      <summary className="button" data-testid="export-menu">
-        Export
-      </summary>
-      <div className="menu-items">
-        <button type="button" data-testid="export-markdown" onClick={() => save("md")}>
-          Markdown (.md)
-        </button>
-        <button type="button" data-testid="export-json" onClick={() => save("json")}>
-          JSON (.json)
-        </button>
-      </div>
-    </details>
-  );
 }
 
 // The view lists the server's queued messages after the history; they show apart, under
