@@ -3,11 +3,14 @@
 # transition, and the app only dispatches actions and reads state through the sync package.
 # This fails when web/src talks HTTP on its own, uses the legacy message endpoints, any
 # PATCH/PUT, or a browser store that could become a second copy of the chat.
-# One exception, held to exactly that: the sign-in (src/hooks/useAuth.ts) asks
-# `GET /api/me` and keeps the bearer token, no chat data, in localStorage.
+# Three exceptions, each held to exactly that:
+# - the sign-in (src/hooks/useAuth.ts) asks `GET /api/me` and keeps the bearer token, no
+#   chat data, in localStorage;
+# - the model picker (src/hooks/useModels.ts) asks `GET /api/models`, nothing else;
+# - src/prefs.ts keeps the user's own unsent drafts and choices (theme, last chat opened)
+#   under its `chatsync-pref:` keys, never anything the server holds.
 set -euo pipefail
 SRC="${1:-$(cd "$(dirname "$0")/.." && pwd)/src}"
-AUTH="$SRC/hooks/useAuth.ts"
 
 # pattern :: why
 rules=(
@@ -17,24 +20,36 @@ rules=(
   '\bPATCH\b|\bPUT\b :: manual update request'
   'localStorage|sessionStorage|indexedDB :: client-side copy of chat data'
 )
+ANY='fetch\(|XMLHttpRequest|sendBeacon|/messages|\bPATCH\b|\bPUT\b|localStorage|sessionStorage|indexedDB'
+
+# file (under src) :: what it alone may do of the rules
+exceptions=(
+  'hooks/useAuth.ts :: fetch\("/api/me"|localStorage\.(getItem|setItem|removeItem)\(TOKEN_KEY[,)]'
+  'hooks/useModels.ts :: fetch\("/api/models"'
+  'prefs.ts :: localStorage\.(getItem|setItem|removeItem)\(PREFIX \+ key[,)]'
+)
 
 status=0
+excluded=()
+for exception in "${exceptions[@]}"; do
+  excluded+=(--exclude="$(basename "${exception%% :: *}")")
+done
 for rule in "${rules[@]}"; do
   pattern=${rule%% :: *}
   why=${rule#* :: }
-  if hits=$(grep -rnE --exclude=useAuth.ts "$pattern" "$SRC"); then
+  if hits=$(grep -rnE "${excluded[@]}" "$pattern" "$SRC"); then
     printf 'manual persistence check: %s\n%s\n' "$why" "$hits" >&2
     status=1
   fi
 done
-# In the sign-in: fetch only /api/me, storage only the token's key, nothing else of the rules.
-if [ -f "$AUTH" ]; then
-  allowed='fetch\("/api/me"|localStorage\.(getItem|setItem|removeItem)\(TOKEN_KEY[,)]'
-  if hits=$(grep -nE 'fetch\(|XMLHttpRequest|sendBeacon|/messages|\bPATCH\b|\bPUT\b|localStorage|sessionStorage|indexedDB' "$AUTH" |
-    grep -vE "$allowed"); then
-    printf 'manual persistence check: the sign-in may fetch only /api/me and store only its token\n%s\n' "$hits" >&2
+for exception in "${exceptions[@]}"; do
+  file="$SRC/${exception%% :: *}"
+  allowed=${exception#* :: }
+  [ -f "$file" ] || continue
+  if hits=$(grep -nE "$ANY" "$file" | grep -vE "$allowed"); then
+    printf 'manual persistence check: %s may only do %s\n%s\n' "${exception%% :: *}" "$allowed" "$hits" >&2
     status=1
   fi
-fi
+done
 [ "$status" -eq 0 ] && echo "manual persistence check: $SRC is clean"
 exit "$status"

@@ -1,13 +1,22 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useChatStateSync } from "@chatsync/sync-wasm/react";
 import { LOCAL_USER, readToken, isAuthError } from "./hooks/useAuth";
 import { useContexts } from "./hooks/useContexts";
-import { describeError, useErrorReport } from "./hooks/useErrorReport";
+import { APP, describeError, useErrorReport } from "./hooks/useErrorReport";
+import { dropDraft } from "./hooks/useDraft";
+import { readJsonPref, writePref } from "./prefs";
 import { useMediaQuery } from "./hooks/useMediaQuery";
 import { useShortcuts } from "./hooks/useShortcuts";
 import { useSelectedContext } from "./hooks/useSelectedContext";
-import { Sidebar, chatTitle } from "./components/Sidebar";
+import { Sidebar, chatTitle, snippetOf } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
+import { ShortcutSheet } from "./components/ShortcutSheet";
+import { UndoToast } from "./components/UndoToast";
+import { useUndoableDelete } from "./hooks/useUndoableDelete";
+import { useTheme } from "./hooks/useTheme";
+import { useModels } from "./hooks/useModels";
+
+const focusComposer = () => document.getElementById("composer-input")?.focus();
 
 const TITLE_LENGTH = 48;
 const SEARCH_PAUSE_MS = 200;
@@ -20,6 +29,16 @@ export function titleFrom(text: string): string {
   const space = cut.lastIndexOf(" ");
   return `${space > TITLE_LENGTH / 2 ? cut.slice(0, space) : cut}…`;
 }
+
+type LastChat = { user: string; id: string };
+const isLastChat = (v: unknown): v is LastChat =>
+  typeof v === "object" && v !== null && typeof (v as LastChat).user === "string" && typeof (v as LastChat).id === "string";
+/** The chat this user had open last in this browser; the app opens it again. */
+const readLastChat = (user: string) => {
+  const last = readJsonPref<LastChat | null>("last-chat", null, (v): v is LastChat | null => v === null || isLastChat(v));
+  return last?.user === user ? last.id : null;
+};
+const writeLastChat = (user: string, id: string) => writePref("last-chat", JSON.stringify({ user, id }));
 
 interface Props {
   /** Shown in the sidebar; null when there is no one worth naming. */
@@ -37,7 +56,9 @@ interface Props {
 
 export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Props) {
   const [selectedId, select] = useSelectedContext();
-  const errors = useErrorReport();
+  const errors = useErrorReport(selectedId);
+  // Drafts are the user's own: another user signing in on this browser does not see them.
+  const draftUser = userId ?? "";
   // The sync module reads its options once: the token is read before every request, and
   // its refusal goes to whatever handler the latest render gave.
   const authError = useRef(onAuthError);
@@ -67,25 +88,39 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     return () => clearTimeout(timer);
   }, [query]);
   // The list follows the open chat's turns, and drops a chat another tab deleted.
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}:${resumed}`, searched, errors.show);
+  const showAppError = useCallback((message: string) => errors.show(message, APP), [errors.show]);
+  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}:${resumed}`, searched, showAppError);
   const narrow = useMediaQuery("(max-width: 640px)");
+  const [theme, setTheme] = useTheme();
+  const models = useModels();
+  const [model, setModel] = useState<string | null>(null);
   const [drawerOpen, setDrawerOpen] = useState(false);
   const closeDrawer = useCallback(() => setDrawerOpen(false), []);
   // A search may leave the open chat out of the list; its title is still the last one seen.
   const lastTitle = useRef<{ id: string; title: string } | null>(null);
-  const listed = chats.contexts.find((c) => c.id === selectedId);
-  if (listed) lastTitle.current = { id: listed.id, title: chatTitle(listed) };
+  const openChat = chats.contexts.find((c) => c.id === selectedId);
+  if (openChat) lastTitle.current = { id: openChat.id, title: chatTitle(openChat) };
   const title = lastTitle.current?.id === selectedId ? lastTitle.current.title : null;
 
-  // Opening the app with nothing in the URL shows the most recent chat, once; after that
-  // "no chat selected" means a new, not yet created chat.
+  // Opening the app with nothing in the URL shows the chat used last (else the one with
+  // the latest activity), once; after that "no chat selected" means a new, not yet created chat.
   const autoOpened = useRef(selectedId !== null);
-  const firstId = chats.contexts[0]?.id ?? null;
   useEffect(() => {
-    if (autoOpened.current || !chats.loaded) return;
+    if (autoOpened.current || !chats.loaded || searched !== "") return;
     autoOpened.current = true;
-    if (firstId) select(firstId);
-  }, [chats.loaded, firstId, select]);
+    const lastUsed = readLastChat(draftUser);
+    const reopen = chats.contexts.some((c) => c.id === lastUsed) ? lastUsed : (chats.contexts[0]?.id ?? null);
+    if (reopen) select(reopen);
+  }, [chats.loaded, chats.contexts, draftUser, select, searched]);
+  useEffect(() => {
+    if (selectedId !== null) writeLastChat(draftUser, selectedId);
+  }, [draftUser, selectedId]);
+
+  // The page's title names the open chat (tabs, history, a screen reader's window list).
+  const pageTitle = view.sync === "deleted" ? "Deleted chat" : (title ?? "New chat");
+  useEffect(() => {
+    document.title = `${pageTitle} · chatsync`;
+  }, [pageTitle]);
 
   const open = useCallback(
     (id: string | null) => {
@@ -97,20 +132,46 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
   );
   const newChat = useCallback(() => {
     open(null);
-    document.getElementById("composer-input")?.focus();
+    focusComposer();
   }, [open]);
 
-  const deleteChat = useCallback(
-    (id: string) =>
-      errors.run("Could not delete the chat", async () => {
-        await chats.remove(id);
-        if (id === selectedId) select(chats.contexts.find((c) => c.id !== id)?.id ?? null);
-      }),
-    [errors, chats, selectedId, select],
+  // A delete leaves the list at once and is carried out after a few seconds, unless undone.
+  const deletion = useUndoableDelete(
+    useCallback(
+      (id: string) =>
+        errors.run(
+          "Could not delete the chat",
+          async () => {
+            await chats.remove(id);
+            dropDraft(draftUser, id);
+          },
+          APP,
+        ),
+      [errors, chats, draftUser],
+    ),
   );
+  const doomedId = deletion.pending?.id ?? null;
+  const listed = useMemo(
+    () => (doomedId === null ? chats : { ...chats, contexts: chats.contexts.filter((c) => c.id !== doomedId) }),
+    [chats, doomedId],
+  );
+  const undoneSelection = useRef<string | null>(null);
+  const deleteChat = useCallback(
+    async (id: string) => {
+      const chat = chats.contexts.find((c) => c.id === id);
+      deletion.schedule({ id, title: chat ? chatTitle(chat) : "Chat" });
+      undoneSelection.current = id === selectedId ? id : null;
+      if (id === selectedId) select(chats.contexts.find((c) => c.id !== id)?.id ?? null);
+    },
+    [chats, deletion, selectedId, select],
+  );
+  const undoDelete = useCallback(() => {
+    deletion.undo();
+    if (undoneSelection.current) select(undoneSelection.current);
+  }, [deletion, select]);
 
   const rename = useCallback(
-    (id: string, title: string) => errors.run("Could not rename the chat", () => chats.rename(id, title)),
+    (id: string, title: string) => errors.run("Could not rename the chat", () => chats.rename(id, title), APP),
     [errors, chats],
   );
 
@@ -121,7 +182,8 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     async (text: string) => {
       if (!selectedId) {
         try {
-          const created = await chats.create({ title: titleFrom(text) });
+          const modelId = models ? (model ?? models.default) : null;
+          const created = await chats.create({ title: titleFrom(text), ...(modelId ? { modelId } : {}) });
           select(created.id);
           setContextId(created.id);
         } catch (e) {
@@ -130,28 +192,72 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
           return false;
         }
       }
-      // From here on the message is in the list; a failed send is marked there, with Retry.
-      await errors.run("Could not send the message", () => actions.sendMessage(text));
-      return true;
+      // From here on the message is in the list. A send kept for later (offline, or lost on
+      // the network) shows there as waiting to send; one the server refused shows there as
+      // not sent, with Retry. Only a send that was never shown (the queue is full) gives the
+      // composer its text back, with the reason.
+      try {
+        await actions.sendMessage(text);
+        return true;
+      } catch (e) {
+        const kind = typeof e === "object" && e !== null && "kind" in e ? e.kind : null;
+        if (kind !== "invalid") return true;
+        errors.show(`Could not send the message: ${describeError(e)}. Your message is still in the box.`);
+        return false;
+      }
     },
-    [errors, selectedId, chats, select, setContextId, actions],
+    [errors, selectedId, chats, select, setContextId, actions, models, model],
+  );
+
+  // A search result for the open chat can show where it matched: its messages are here.
+  const matchIn = useCallback(
+    (id: string) =>
+      id === view.contextId ? snippetOf(view.messages.filter((m) => m.role !== "system").map((m) => m.text), searched) : null,
+    [view.contextId, view.messages, searched],
   );
 
   const running = view.status === "running";
+  const [helpOpen, setHelpOpen] = useState(false);
   useShortcuts(
-    inert
+    inert || helpOpen
       ? null
       : {
           newChat,
-          focusComposer: () => document.getElementById("composer-input")?.focus(),
+          focusComposer,
           stop: running ? () => void errors.run("Could not stop the reply", actions.cancel) : null,
+          showHelp: () => setHelpOpen(true),
         },
   );
+  // Focus starts in the message box, once (an expired session's sign-in gives focus back to
+  // where it was instead), and not on a touch screen, where it would pop the keyboard up.
+  const startFocused = useRef(false);
+  useEffect(() => {
+    if (inert || startFocused.current) return;
+    startFocused.current = true;
+    const idle = document.activeElement === null || document.activeElement === document.body;
+    if (idle && !window.matchMedia("(pointer: coarse)").matches) focusComposer();
+  }, [inert]);
 
   return (
     <div className="app" inert={inert}>
+      <a
+        className="skip-link"
+        href="#composer-input"
+        data-testid="skip-link"
+        onClick={(e) => {
+          // The hash names the open chat; the link only moves focus.
+          e.preventDefault();
+          focusComposer();
+        }}
+      >
+        Skip to the message box
+      </a>
+      {helpOpen && <ShortcutSheet onClose={() => setHelpOpen(false)} />}
+      {deletion.pending && (
+        <UndoToast title={deletion.pending.title} onUndo={undoDelete} onDismiss={deletion.flush} />
+      )}
       <Sidebar
-        chats={chats}
+        chats={listed}
         selectedId={selectedId}
         query={query}
         onQuery={setQuery}
@@ -165,16 +271,25 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
         onClose={closeDrawer}
         user={user}
         onSignOut={onSignOut}
+        theme={theme}
+        onTheme={setTheme}
+        matchIn={matchIn}
       />
       <ChatPanel
         view={view}
         title={title}
+        user={draftUser}
         actions={actions}
         onSend={send}
         error={errors.error}
         onDismissError={errors.dismiss}
         run={errors.run}
         onOpenDrawer={narrow ? () => setDrawerOpen(true) : null}
+        onNewChat={narrow ? newChat : null}
+        models={models}
+        model={model ?? models?.default ?? null}
+        onModel={setModel}
+        modelInUse={openChat?.config.modelId ?? null}
       />
     </div>
   );

@@ -2,7 +2,11 @@ import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import init from "@chatsync/sync-wasm";
 import { Session } from "./Session";
+import { applyTheme, readTheme } from "./hooks/useTheme";
 import "./styles.css";
+
+// The chosen theme applies before anything renders, so nothing flashes in the other one.
+applyTheme(readTheme());
 
 const root = createRoot(document.getElementById("root")!);
 

@@ -144,7 +144,7 @@ test("streaming markdown: finished blocks keep their DOM while the reply grows",
   // in place rather than replaced.
   assert.equal(await page.locator('[data-role="assistant"] .markdown p[data-mark="kept"]').count(), 1);
   // The announcer told screen readers about the finished reply.
-  assert.match(await byTestId(page, "announcer").innerText(), /^Reply: chunk 1/);
+  assert.match(await byTestId(page, "announcer").innerText(), /^Assistant: chunk 1/);
   await screenshot(page);
   assertLocalOnly();
 });
@@ -228,6 +228,18 @@ test("search and paging: the search box finds chats by title and text; the list 
   assert.equal(await byTestId(page, "error-banner").count(), 0);
   await assertAccessible(page, "chat list with a search");
   await screenshot(page);
+
+  // The open chat is scrolled into view in the list, far down as it is.
+  const far = await page.evaluate(async () => (await (await fetch("/api/contexts?limit=30")).json()).contexts.find((c) => c.title === "Filler chat 20").id);
+  await page.goto(`${server.baseUrl}/#${far}`);
+  await page.reload();
+  const farItem = page.locator(`[data-testid="chat-item"][data-context-id="${far}"]`);
+  await farItem.waitFor();
+  await page.waitForFunction((id) => {
+    const item = document.querySelector(`[data-testid="chat-item"][data-context-id="${id}"]`).getBoundingClientRect();
+    const list = document.querySelector('[data-testid="chat-list"]').getBoundingClientRect();
+    return item.top >= list.top && item.bottom <= list.bottom;
+  }, far);
   assertLocalOnly();
 });
 

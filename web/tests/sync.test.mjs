@@ -54,9 +54,11 @@ test("delete: the chat disappears and is never polled again, here or in another 
 
   await byTestId(doomedItem, "chat-item-delete").click();
   await byTestId(page, "confirm-ok").click();
-  // The item leaves the list once the delete was acknowledged, and the other tab learns of
-  // it from its next poll; from then on, neither may ask for that chat again.
+  // The item leaves the list at once; closing the Undo toast carries the delete out now
+  // (else it would go after a few seconds). The other tab learns of it from its next poll;
+  // from then on, neither may ask for that chat again.
   await doomedItem.waitFor({ state: "detached" });
+  await byTestId(page, "undo-dismiss").click();
   await byTestId(other, "chat-deleted").waitFor({ timeout: 10 * POLL_MS });
   const askedAfterDelete = [];
   for (const p of [page, other]) {

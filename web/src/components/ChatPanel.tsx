@@ -1,17 +1,24 @@
-import { useCallback, useMemo, useState } from "react";
+import { useCallback, useMemo, useRef, useState } from "react";
 import type { ChatView, ViewMessage } from "@chatsync/sync-wasm";
 import type { ChatActions } from "@chatsync/sync-wasm/react";
 import { Announcer } from "./Announcer";
 import type { BranchActions } from "./BranchControls";
 import { Composer } from "./Composer";
+import { ExportMenu } from "./ExportMenu";
+import { isWaiting } from "./Message";
 import { MessageList } from "./MessageList";
 import { QueuedMessages } from "./QueuedMessages";
 import { SyncStatus } from "./SyncStatus";
-import { ToolApprovalCard } from "./ToolApprovalCard";
+import { ToolApprovalCard, describeRequest } from "./ToolApprovalCard";
+import { useDraft } from "../hooks/useDraft";
+import type { Models } from "../hooks/useModels";
+import { useScrolledIntoView } from "../hooks/useScrolledIntoView";
 
 interface Props {
   view: ChatView;
   title: string | null;
+  /** Whose drafts the composer keeps. */
+  user: string;
   actions: ChatActions;
   onSend(text: string): Promise<boolean>;
   error: string | null;
@@ -19,13 +26,37 @@ interface Props {
   run(what: string, action: () => Promise<unknown>): Promise<void>;
   /** Set on a narrow screen, where the chat list is a drawer this button opens. */
   onOpenDrawer: (() => void) | null;
+  /** Set on a narrow screen, where "New chat" is in the header too. */
+  onNewChat: (() => void) | null;
+  /** The models a new chat may use (null: the server offers no choice), and the one picked. */
+  models: Models | null;
+  model: string | null;
+  onModel(model: string): void;
+  /** The model the open chat uses, when it names one. */
+  modelInUse: string | null;
 }
 
 // The view lists the server's queued messages after the history; they show apart, under
 // the running turn, each removable.
 const isQueued = (m: ViewMessage) => m.status === "queued";
 
-export function ChatPanel({ view, title, actions, onSend, error, onDismissError, run, onOpenDrawer }: Props) {
+/** A turn that failed, with Retry; brought into view when it appears under a long chat. */
+function FailedTurn({ error, onRetry }: { error: string | null; onRetry(): void }) {
+  const card = useRef<HTMLDivElement>(null);
+  useScrolledIntoView(card);
+  return (
+    <div ref={card} className="notice notice-error" data-testid="chat-failed" role="alert">
+      <span>
+        <strong>This reply failed.</strong> {error ?? "The model did not answer."}
+      </span>
+      <button className="button" data-testid="chat-retry" onClick={onRetry}>
+        Retry
+      </button>
+    </div>
+  );
+}
+
+export function ChatPanel({ view, title, user, actions, onSend, error, onDismissError, run, onOpenDrawer, onNewChat, models, model, onModel, modelInUse }: Props) {
   // Counts this tab's sends and retries: each brings the list down to the message. A
   // message pending in another tab shows here too, and must not move a reader who scrolled up.
   const [sends, setSends] = useState(0);
@@ -36,11 +67,14 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
     },
     [onSend],
   );
+  const [draft, setDraft] = useDraft(user, view.contextId);
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
   const deleted = view.sync === "deleted";
   const history = useMemo(() => view.messages.filter((m) => !isQueued(m)), [view.messages]);
   const queued = useMemo(() => view.messages.filter(isQueued), [view.messages]);
+  const offline = view.sync === "offline";
+  const waiting = history.filter((m) => isWaiting(m, offline)).length;
   // The tree changes only while the chat rests (the server refuses it during a turn).
   const resting = view.status === "idle" || view.status === "failed" || view.status === "awaiting_approval";
   const branch = useMemo<BranchActions | null>(
@@ -70,7 +104,20 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
           </button>
         )}
         <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
-        <SyncStatus view={view} />
+        <div className="chat-head-tools">
+          {modelInUse && (
+            <span className="muted model-in-use" data-testid="model-in-use">
+              {modelInUse}
+            </span>
+          )}
+          <SyncStatus view={view} />
+          {!deleted && history.length > 0 && <ExportMenu title={title ?? "Chat"} view={view} />}
+        </div>
+        {onNewChat && (
+          <button className="icon-button header-new-chat" data-testid="header-new-chat" aria-label="New chat" onClick={onNewChat}>
+            +
+          </button>
+        )}
       </header>
 
       <MessageList
@@ -78,6 +125,11 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
         messages={history}
         running={running}
         sends={sends}
+        offline={offline}
+        onExample={(example) => {
+          setDraft(example);
+          document.getElementById("composer-input")?.focus();
+        }}
         onRetry={(id) => {
           setSends((n) => n + 1);
           void run("Could not send the message", () => actions.retryMessage(id));
@@ -96,22 +148,26 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
           />
         )}
         {view.status === "failed" && (
-          <div className="notice notice-error" data-testid="chat-failed" role="alert">
-            <span>
-              <strong>This reply failed.</strong> {view.error ?? "The model did not answer."}
-            </span>
-            <button className="button" data-testid="chat-retry" onClick={() => run("Could not retry the reply", actions.retry)}>
-              Retry
-            </button>
-          </div>
+          <FailedTurn error={view.error} onRetry={() => void run("Could not retry the reply", actions.retry)} />
         )}
       </MessageList>
 
-      <Announcer contextId={view.contextId} messages={view.messages} />
+      <Announcer
+        contextId={view.contextId}
+        messages={view.messages}
+        loaded={view.version > 0}
+        request={awaitingApproval ? describeRequest(view.pendingToolCalls) : null}
+      />
       <div className="chat-foot">
         {deleted && (
           <div className="notice" data-testid="chat-deleted" role="status">
             This chat was deleted.
+          </div>
+        )}
+        {waiting > 0 && (
+          <div className="notice notice-waiting" data-testid="offline-notice" role="status">
+            {waiting === 1 ? "1 message is" : `${waiting} messages are`} waiting to send. They go out by themselves,
+            in order, as soon as the server can be reached.
           </div>
         )}
         {error && (
@@ -123,11 +179,31 @@ export function ChatPanel({ view, title, actions, onSend, error, onDismissError,
           </div>
         )}
         <Composer
+          text={draft}
+          setText={setDraft}
           onSend={send}
           running={running}
           onCancel={() => run("Could not stop the reply", actions.cancel)}
           disabledReason={
             deleted ? "This chat was deleted" : awaitingApproval ? "Approve or deny the tool calls above to continue" : null
+          }
+          extra={
+            models && view.contextId === null ? (
+              <select
+                className="model-select"
+                data-testid="model-select"
+                aria-label="Model for this chat"
+                value={model ?? ""}
+                onChange={(e) => onModel(e.target.value)}
+              >
+                {model === null && <option value="">Server default</option>}
+                {models.models.map((id) => (
+                  <option key={id} value={id}>
+                    {id}
+                  </option>
+                ))}
+              </select>
+            ) : null
           }
         />
       </div>

@@ -1,20 +1,27 @@
-import { useLayoutEffect, useRef, useState, type KeyboardEvent } from "react";
+import { useLayoutEffect, useRef, type KeyboardEvent, type ReactNode } from "react";
+import { useMediaQuery } from "../hooks/useMediaQuery";
 
 interface Props {
+  /** The open chat's draft (each chat keeps its own) and its setter. */
+  text: string;
+  setText(next: string | ((now: string) => string)): void;
   /** Resolves false when the message was not taken (no chat could be created for it). */
   onSend(text: string): Promise<boolean>;
   running: boolean;
   onCancel(): void;
   /** Set when sending makes no sense right now; shown as the placeholder. */
   disabledReason: string | null;
+  /** Shown before the buttons (the model picker of a new chat). */
+  extra?: ReactNode;
 }
 
 const MAX_INPUT_HEIGHT = 200;
 
-export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
-  const [text, setText] = useState("");
+export function Composer({ text, setText, onSend, running, onCancel, disabledReason, extra }: Props) {
   const inputRef = useRef<HTMLTextAreaElement>(null);
   const canSend = text.trim() !== "" && disabledReason === null;
+  // On a touch screen Enter adds a line, as in the phone's other apps; the button sends.
+  const touch = useMediaQuery("(pointer: coarse)");
 
   // Grow with the text up to a limit, then scroll inside the box.
   useLayoutEffect(() => {
@@ -27,8 +34,8 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
   const submit = () => {
     if (!canSend) return;
     // The message shows at once as pending, so the box clears without waiting for the server.
-    // If it could not even be shown (its new chat was not created), the text comes back,
-    // unless something new was typed meanwhile.
+    // If it could not even be shown (its new chat was not created, the queue is full), the
+    // text comes back, unless something new was typed meanwhile.
     const sent = text;
     setText("");
     void onSend(sent.trim()).then((taken) => taken || setText((now) => (now === "" ? sent : now)));
@@ -37,7 +44,7 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
   const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
     // Enter sends; Shift+Enter falls through to the default newline. An IME composing a
     // character also uses Enter, which must not send.
-    if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+    if (e.key === "Enter" && !e.shiftKey && !touch && !e.nativeEvent.isComposing) {
       e.preventDefault();
       submit();
     }
@@ -58,7 +65,9 @@ export function Composer({ onSend, running, onCancel, disabledReason }: Props) {
         onChange={(e) => setText(e.target.value)}
         onKeyDown={onKeyDown}
         aria-label="Message"
+        enterKeyHint={touch ? "enter" : "send"}
       />
+      {extra}
       {running && (
         <button className="button" data-testid="cancel-button" onClick={onCancel} title="Stop the reply (Escape)" aria-keyshortcuts="Escape">
           Stop

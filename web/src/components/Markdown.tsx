@@ -1,5 +1,5 @@
 import { memo, useMemo, type ComponentPropsWithoutRef, type ReactNode } from "react";
-import ReactMarkdown, { type Components } from "react-markdown";
+import ReactMarkdown, { type Components, type ExtraProps } from "react-markdown";
 import rehypeHighlight from "rehype-highlight";
 import remarkGfm from "remark-gfm";
 import remarkParse from "remark-parse";
@@ -22,18 +22,58 @@ function textOf(node: ReactNode): string {
   return "";
 }
 
-function Pre({ children, ...rest }: ComponentPropsWithoutRef<"pre">) {
+/** The language a fence names (`language-js` on its code element), for the block's label. */
+function languageOf(node: ReactNode): string | null {
+  const child = Array.isArray(node) ? node[0] : node;
+  if (!child || typeof child !== "object" || !("props" in child)) return null;
+  const className = (child.props as { className?: string }).className ?? "";
+  return /(?:^|\s)language-([\w+#.-]+)/.exec(className)?.[1] ?? null;
+}
+
+// react-markdown passes its syntax tree node as `node`: it must not reach the DOM.
+function Pre({ children, node: _node, ...rest }: ComponentPropsWithoutRef<"pre"> & ExtraProps) {
   const code = textOf(children).replace(/\n$/, "");
+  const language = languageOf(children);
   return (
     <div className="code-block" data-testid="code-block">
-      <CopyButton text={code} what="code" testId="code-copy" />
+      <div className="code-head">
+        <span className="code-lang" data-testid="code-lang">
+          {language ?? "text"}
+        </span>
+        <CopyButton text={code} what={language ? `${language} code` : "code"} testId="code-copy" />
+      </div>
       <pre {...rest}>{children}</pre>
     </div>
   );
 }
 
+/** Images that need no request to another origin: inline data, or this app's own origin. */
+function loadsHere(src: string): boolean {
+  try {
+    const url = new URL(src, window.location.href);
+    return url.protocol === "data:" || url.origin === window.location.origin;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An image from another origin is shown as a link, never loaded by itself: a reply steered
+ * by injected text could otherwise send chat content to that origin in the image's URL.
+ */
+function Image({ src, alt }: ComponentPropsWithoutRef<"img"> & ExtraProps) {
+  if (typeof src !== "string" || src === "") return null;
+  if (loadsHere(src)) return <img src={src} alt={alt ?? ""} loading="lazy" />;
+  return (
+    <a href={src} target="_blank" rel="noopener noreferrer nofollow" className="image-link" data-testid="image-link">
+      Image: {alt || src}
+    </a>
+  );
+}
+
 const components: Components = {
   pre: Pre,
+  img: Image,
   // A wide table scrolls inside its own box instead of widening the page.
   table: ({ children }) => (
     <div className="table-scroll">

@@ -1,16 +1,39 @@
 import { useState } from "react";
+import { Toolbar } from "./Toolbar";
 import type { ToolCall, ViewMessage } from "@chatsync/sync-wasm";
 import { BranchSwitcher, MessageEditor, type BranchActions } from "./BranchControls";
 import { CopyButton } from "./CopyButton";
 import { Markdown } from "./Markdown";
 import { formatArguments } from "./ToolApprovalCard";
 
+/**
+ * The error the sync module gives a send it keeps in its offline queue (the browser is
+ * offline, or an older send of the chat still waits); it goes out by itself later.
+ */
+export const QUEUED_ERROR = "not sent yet: queued until the server can be reached";
+
+/**
+ * A send waiting in the offline queue: made offline, or lost on the network while the
+ * server cannot be reached (the sync module keeps those and replays them too).
+ */
+export const isWaiting = (m: ViewMessage, offline: boolean) =>
+  m.status === "failed" && (m.error === QUEUED_ERROR || offline);
+
 interface Props {
   message: ViewMessage;
+  /** The server cannot be reached now: a failed send waits in the queue. */
+  offline: boolean;
   onRetry(clientMessageId: string): void;
   onDiscard(clientMessageId: string): void;
   /** Edit, regenerate and switch versions; null while a turn runs. */
   branch: BranchActions | null;
+  /**
+   * Set on the last reply of a turn (after its tool calls), which carries the turn's one
+   * row of actions: its whole text to copy, and the turn's first reply to regenerate.
+   */
+  turn: { text: string; firstReplyId: string } | null;
+  /** The last message shown: its actions stay visible without hover. */
+  latest: boolean;
 }
 
 const TOOL_STATUS_LABEL: Record<ToolCall["status"], string> = {
@@ -36,10 +59,10 @@ function ToolCallLine({ call }: { call: ToolCall }) {
 /** Replies are markdown; what a person typed is shown exactly as typed. */
 function MessageText({ message: m }: { message: ViewMessage }) {
   if (m.role === "assistant") {
+    // The caret of a streaming reply sits at the end of its last line (styles.css).
     return (
-      <div className="message-text message-markdown" data-testid="message-text">
+      <div className={`message-text message-markdown${m.status === "streaming" ? " streaming" : ""}`} data-testid="message-text">
         <Markdown text={m.text} />
-        {m.status === "streaming" && <span className="caret" aria-hidden="true" />}
       </div>
     );
   }
@@ -50,7 +73,9 @@ function MessageText({ message: m }: { message: ViewMessage }) {
   );
 }
 
-export function Message({ message: m, onRetry, onDiscard, branch }: Props) {
+const AUTHOR: Record<ViewMessage["role"], string> = { user: "You", assistant: "Assistant", tool: "Tool", system: "System" };
+
+export function Message({ message: m, offline, onRetry, onDiscard, branch, turn, latest }: Props) {
   const [editing, setEditing] = useState(false);
   const common = {
     "data-testid": "message",
@@ -59,10 +84,17 @@ export function Message({ message: m, onRetry, onDiscard, branch }: Props) {
     "data-message-id": m.id,
     "data-client-message-id": m.clientMessageId,
   };
+  // Who said it, for screen readers; the layout shows it to everyone else.
+  const author = (
+    <span className="visually-hidden" data-testid="message-author">
+      {AUTHOR[m.role]}:
+    </span>
+  );
 
   if (m.role === "tool") {
     return (
       <div className="message message-tool" {...common}>
+        {author}
         <span className="muted">Tool result</span>
         <span className="message-text tool-output" data-testid="message-text">
           {m.text}
@@ -73,8 +105,14 @@ export function Message({ message: m, onRetry, onDiscard, branch }: Props) {
 
   // Only local optimistic messages can fail; they always carry a client id.
   const failedId = m.status === "failed" ? m.clientMessageId : undefined;
+  const waiting = isWaiting(m, offline);
+  const rests = (m.status === "complete" || m.status === "cancelled") && !editing;
+  // A user message has its own actions; a reply's are on the last reply of its turn.
+  const copyText = m.role === "user" ? m.text : (turn?.text ?? "");
+  const showActions = rests && (m.role === "user" || turn !== null) && copyText !== "";
   return (
-    <div className={`message message-${m.role} status-${m.status}`} {...common}>
+    <div className={`message message-${m.role} status-${waiting ? "waiting" : m.status}${latest ? " latest" : ""}`} {...common} data-waiting={waiting || undefined}>
+      {author}
       {editing && branch ? (
         <MessageEditor initial={m.text} onSave={(text) => branch.edit(m.id, text)} onClose={() => setEditing(false)} />
       ) : (
@@ -90,25 +128,46 @@ export function Message({ message: m, onRetry, onDiscard, branch }: Props) {
         </div>
       )}
       {m.status === "cancelled" && <div className="message-meta">Stopped</div>}
-      {(m.status === "complete" || m.status === "cancelled") && !editing && (m.text !== "" || m.siblingCount > 1) && (
+      {rests && !showActions && m.siblingCount > 1 && (
         <div className="message-actions">
           <BranchSwitcher message={m} actions={branch} />
-          {m.text !== "" && <CopyButton text={m.text} what="message" testId="message-copy" />}
+        </div>
+      )}
+      {showActions && (
+        <Toolbar className="message-actions" label={m.role === "user" ? "Your message" : "This reply"}>
+          <BranchSwitcher message={m} actions={branch} />
+          <CopyButton text={copyText} what={m.role === "user" ? "message" : "reply"} testId="message-copy" />
           {branch && m.role === "user" && (
             <button type="button" className="copy-button" data-testid="message-edit" onClick={() => setEditing(true)}>
               Edit<span className="visually-hidden"> message</span>
             </button>
           )}
-          {branch && m.role === "assistant" && (
-            <button type="button" className="copy-button" data-testid="message-regenerate" onClick={() => branch.regenerate(m.id)}>
+          {branch && m.role === "assistant" && turn && (
+            <button
+              type="button"
+              className="copy-button"
+              data-testid="message-regenerate"
+              onClick={() => branch.regenerate(turn.firstReplyId)}
+            >
               Regenerate<span className="visually-hidden"> reply</span>
             </button>
           )}
+        </Toolbar>
+      )}
+      {failedId !== undefined && waiting && (
+        <div className="message-meta message-waiting" data-testid="message-queued">
+          <span>Waiting to send: it goes out by itself when the server can be reached</span>
+          <button className="link-button" data-testid="message-retry" onClick={() => onRetry(failedId)}>
+            Send now
+          </button>
+          <button className="link-button" data-testid="message-discard" onClick={() => onDiscard(failedId)}>
+            Discard
+          </button>
         </div>
       )}
-      {failedId !== undefined && (
+      {failedId !== undefined && !waiting && (
         <div className="message-meta message-failed" data-testid="message-failed" role="alert">
-          <span title={m.error}>Not sent</span>
+          <span>Not sent{m.error ? `: ${m.error}` : ""}</span>
           <button className="link-button" data-testid="message-retry" onClick={() => onRetry(failedId)}>
             Retry
           </button>

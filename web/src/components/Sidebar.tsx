@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { ContextSummary } from "@chatsync/sync-wasm";
-import type { Contexts } from "../hooks/useContexts";
+import { searchable, type Contexts } from "../hooks/useContexts";
+import type { Theme } from "../hooks/useTheme";
 import { useFocusTrap } from "../hooks/useFocusTrap";
 import { ConfirmDialog } from "./ConfirmDialog";
 
@@ -11,7 +12,7 @@ interface Props {
   onQuery(query: string): void;
   onSelect(id: string): void;
   onNew(): void;
-  onDelete(id: string): void;
+  onDelete(id: string): Promise<void>;
   onRename(id: string, title: string): Promise<void>;
   /** On a narrow screen the sidebar is a drawer over the chat, open or not. */
   drawer: boolean;
@@ -21,9 +22,57 @@ interface Props {
   user: string | null;
   /** Set when signed in with a token, which signing out forgets. */
   onSignOut: (() => void) | null;
+  theme: Theme;
+  onTheme(theme: Theme): void;
+  /** The words around a search's match in a chat whose messages the page holds, else null. */
+  matchIn(chatId: string): string | null;
 }
 
 export const chatTitle = (c: ContextSummary) => c.title.trim() || "New chat";
+
+/**
+ * A search result's title with the words that match marked; when none of them is in the
+ * title, the match was in the chat's messages (the server answers no snippet of those).
+ */
+function Matched({ title, query }: { title: string; query: string }) {
+  const words = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  if (words.length === 0) return <>{title}</>;
+  const parts = title.split(/([\p{L}\p{N}]+)/u);
+  const hit = (part: string) => words.some((w) => part.toLowerCase().startsWith(w));
+  if (!parts.some(hit)) return <>{title}</>;
+  return <>{parts.map((part, i) => (hit(part) ? <mark key={i}>{part}</mark> : part))}</>;
+}
+
+const wordsOf = (text: string) => text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+const titleMatches = (title: string, query: string) => {
+  const titleWords = wordsOf(title);
+  return wordsOf(query).some((w) => titleWords.some((t) => t.startsWith(w)));
+};
+
+const SNIPPET_BEFORE = 30;
+const SNIPPET_AFTER = 70;
+
+/**
+ * Where a search matched in messages the page holds (the open chat's): the words around
+ * the first match. The server's search answers chats, not where in them it matched.
+ */
+export function snippetOf(texts: string[], query: string): string | null {
+  const words = wordsOf(query);
+  if (words.length === 0) return null;
+  for (const text of texts) {
+    const found = words
+      // A word is letters and digits only: nothing in it needs escaping.
+      .map((w) => text.search(new RegExp(`(?<![\\p{L}\\p{N}])${w}`, "iu")))
+      .filter((at) => at >= 0);
+    if (found.length === 0) continue;
+    const at = Math.min(...found);
+    const start = Math.max(0, at - SNIPPET_BEFORE);
+    const end = Math.min(text.length, at + SNIPPET_AFTER);
+    return `${start > 0 ? "…" : ""}${text.slice(start, end).replace(/\s+/g, " ").trim()}${end < text.length ? "…" : ""}`;
+  }
+  return null;
+}
+
 const MAX_TITLE = 200;
 
 function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: string | null): void }) {
@@ -54,12 +103,48 @@ function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: str
 }
 
 export function Sidebar(props: Props) {
-  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut } = props;
+  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut, theme, onTheme, matchIn } = props;
   const [confirming, setConfirming] = useState<ContextSummary | null>(null);
+  const hidden = drawer && !open;
   const [editing, setEditing] = useState<string | null>(null);
   const aside = useRef<HTMLElement>(null);
   const sentinel = useRef<HTMLDivElement>(null);
   useFocusTrap(aside, drawer && open && confirming === null, onClose);
+
+  // The open chat stays in view in the list: on opening the app, or when a turn moves it up.
+  const selectedIndex = chats.contexts.findIndex((c) => c.id === selectedId);
+  useEffect(() => {
+    if (selectedId === null || hidden) return;
+    aside.current
+      ?.querySelector(`[data-testid="chat-item"][data-context-id="${CSS.escape(selectedId)}"]`)
+      ?.scrollIntoView({ block: "nearest" });
+  }, [selectedId, selectedIndex, hidden]);
+
+  // After a delete, focus goes to the chat that took its place (or the one above, or the
+  // message box), not back to the page.
+  const remove = async (chat: ContextSummary) => {
+    const list = chats.contexts;
+    const at = list.findIndex((c) => c.id === chat.id);
+    const next = list[at + 1] ?? list[at - 1] ?? null;
+    await onDelete(chat.id);
+    const target = next
+      ? aside.current?.querySelector<HTMLElement>(`[data-context-id="${CSS.escape(next.id)}"] [data-testid="chat-item-open"]`)
+      : document.getElementById("composer-input");
+    target?.focus();
+  };
+
+  // Escape in the search box clears it, then leaves it for the message box.
+  const onSearchKey = (e: KeyboardEvent<HTMLInputElement>) => {
+    if (e.key !== "Escape" || e.shiftKey) return;
+    if (query !== "") {
+      e.preventDefault();
+      e.stopPropagation();
+      onQuery("");
+    } else if (!drawer) {
+      e.preventDefault();
+      document.getElementById("composer-input")?.focus();
+    }
+  };
 
   // Endless scrolling: the next page loads when the end of the list comes into view.
   const { hasMore, loadMore } = chats;
@@ -71,7 +156,6 @@ export function Sidebar(props: Props) {
     return () => observer.disconnect();
   }, [hasMore, loadMore, chats.contexts.length]);
 
-  const hidden = drawer && !open;
   return (
     <>
       {drawer && open && <div className="drawer-backdrop" data-testid="drawer-backdrop" onClick={onClose} />}
@@ -87,9 +171,16 @@ export function Sidebar(props: Props) {
       >
         <div className="sidebar-head">
           <span className="brand">chatsync</span>
-          <button className="button" data-testid="new-chat" onClick={onNew} aria-keyshortcuts="Control+Shift+O" title="New chat (Ctrl+Shift+O)">
-            + New chat
-          </button>
+          <div className="sidebar-head-tools">
+            <button className="button" data-testid="new-chat" onClick={onNew} aria-keyshortcuts="Control+Shift+O" title="New chat (Ctrl+Shift+O)">
+              + New chat
+            </button>
+            {drawer && (
+              <button className="icon-button" data-testid="drawer-close" aria-label="Close the chat list" onClick={onClose}>
+                ×
+              </button>
+            )}
+          </div>
         </div>
         <div className="sidebar-search">
           <input
@@ -101,6 +192,7 @@ export function Sidebar(props: Props) {
             value={query}
             maxLength={200}
             onChange={(e) => onQuery(e.target.value)}
+            onKeyDown={onSearchKey}
           />
         </div>
         <nav className="chat-list" data-testid="chat-list" aria-label="Chat list">
@@ -130,7 +222,14 @@ export function Sidebar(props: Props) {
                     onClick={() => onSelect(c.id)}
                     aria-current={c.id === selectedId ? "page" : undefined}
                   >
-                    <span className="chat-item-title">{chatTitle(c)}</span>
+                    <span className="chat-item-title">
+                      <Matched title={chatTitle(c)} query={query} />
+                    </span>
+                    {searchable(query) && !titleMatches(chatTitle(c), query) && (
+                      <span className="chat-item-match" data-testid="chat-item-match">
+                        {matchIn(c.id) ? <Matched title={matchIn(c.id)!} query={query} /> : "Found in its messages"}
+                      </span>
+                    )}
                     <span className="chat-item-meta">
                       {c.messageCount} {c.messageCount === 1 ? "message" : "messages"}
                       {c.status !== "idle" && ` · ${c.status.replace("_", " ")}`}
@@ -180,13 +279,29 @@ export function Sidebar(props: Props) {
             )}
           </div>
         )}
+        <div className="sidebar-foot">
+          <label className="theme-label" htmlFor="theme-select">
+            Theme
+          </label>
+          <select
+            id="theme-select"
+            className="theme-select"
+            data-testid="theme-select"
+            value={theme}
+            onChange={(e) => onTheme(e.target.value as Theme)}
+          >
+            <option value="system">System</option>
+            <option value="light">Light</option>
+            <option value="dark">Dark</option>
+          </select>
+        </div>
         {confirming && (
           <ConfirmDialog
             title="Delete this chat?"
             body={`“${chatTitle(confirming)}” and all of its messages will be deleted.`}
             confirmLabel="Delete"
             onConfirm={() => {
-              onDelete(confirming.id);
+              void remove(confirming);
               setConfirming(null);
             }}
             onCancel={() => setConfirming(null)}

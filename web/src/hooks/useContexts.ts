@@ -22,6 +22,14 @@ const SEARCH_LIMIT = 50;
 /** The other tabs of this app hear about chats created, renamed or deleted here. */
 const CHANNEL = "chatsync-contexts";
 
+/**
+ * The list follows use: the chat with the latest activity first. The server pages in
+ * creation order, so this orders the pages loaded so far (all of them for up to `MAX_PAGE`
+ * chats once scrolled).
+ */
+const byActivity = (list: ContextSummary[]) =>
+  [...list].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt) || (a.id < b.id ? 1 : -1));
+
 /** A search needs a letter or a digit; anything else would only be refused by the server. */
 export const searchable = (query: string) => /[\p{L}\p{N}]/u.test(query);
 
@@ -32,7 +40,8 @@ function ready(sync: ChatSync | null): ChatSync {
 }
 
 /**
- * The sidebar's chat list: newest first, a page at a time, or the matches of a search.
+ * The sidebar's chat list: latest activity first, a page at a time, or the matches of a
+ * search (best first).
  * It is re-read when `refreshKey` changes (the open chat's status), when another tab
  * changes a chat, and after every change made here.
  */
@@ -73,7 +82,7 @@ export function useContexts(
       .then(
         (list) => {
           if (stale) return;
-          setContexts(list.contexts);
+          setContexts(searching ? list.contexts : byActivity(list.contexts));
           setCursor(list.nextCursor);
         },
         (e: unknown) => stale || isAuthError(e) || onError(`Could not load the chat list: ${describeError(e)}`),
@@ -93,7 +102,7 @@ export function useContexts(
         (page) => {
           setContexts((list) => {
             const known = new Set(list.map((c) => c.id));
-            return [...list, ...page.contexts.filter((c) => !known.has(c.id))];
+            return byActivity([...list, ...page.contexts.filter((c) => !known.has(c.id))]);
           });
           setCursor(page.nextCursor);
         },

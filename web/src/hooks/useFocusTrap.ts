@@ -17,7 +17,7 @@ export function useFocusTrap(ref: RefObject<HTMLElement | null>, active: boolean
     first?.focus();
 
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape") {
+      if (e.key === "Escape" && !e.defaultPrevented) {
         e.preventDefault();
         e.stopPropagation();
         onClose();
@@ -36,9 +36,11 @@ export function useFocusTrap(ref: RefObject<HTMLElement | null>, active: boolean
         head.focus();
       }
     };
-    document.addEventListener("keydown", onKey, true);
+    // Bubbling, not capturing: a field inside that handles Escape itself (a rename in the
+    // drawer) stops the event first, and only its edit ends.
+    document.addEventListener("keydown", onKey);
     return () => {
-      document.removeEventListener("keydown", onKey, true);
+      document.removeEventListener("keydown", onKey);
       if (previous?.isConnected) previous.focus();
     };
   }, [ref, active, onClose]);
