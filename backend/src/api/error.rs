@@ -136,7 +136,12 @@ impl From<EngineError> for ApiError {
                 ActionError::InvalidState(_) => {
                     ApiError::bad_request("invalid_state", a.to_string())
                 }
-                ActionError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", a.to_string()),
+                ActionError::Busy | ActionError::TurnRunning => {
+                    ApiError::new(StatusCode::CONFLICT, "busy", a.to_string())
+                }
+                ActionError::TooManyToolCallIds(_) => {
+                    ApiError::bad_request("too_many_tool_call_ids", a.to_string())
+                }
                 ActionError::QueueFull(_) => {
                     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", a.to_string())
                 }

@@ -13,6 +13,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+/// Tool call ids one approval may name (a reply asks for far fewer).
+pub const MAX_APPROVED_TOOL_CALLS: usize = 128;
+
 /// How long a cancel waits for the turn it stops to rest.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
@@ -98,6 +101,10 @@ impl Engine {
         tool_call_ids: Vec<String>,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
+        if tool_call_ids.len() > MAX_APPROVED_TOOL_CALLS {
+            let e = ActionError::TooManyToolCallIds(MAX_APPROVED_TOOL_CALLS);
+            return Err(e.into());
+        }
         self.act(
             id,
             |reply| Request::Approve {

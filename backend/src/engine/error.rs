@@ -20,6 +20,12 @@ pub enum ActionError {
     /// `if_busy: reject` while a turn runs.
     #[error("A turn is running; the message was not stored (if_busy: reject)")]
     Busy,
+    /// A deprecated CRUD write while a turn runs: it would change what the turn reads.
+    #[error("A turn is running; try again once the chat rests")]
+    TurnRunning,
+    /// `approve_tools` named more tool calls than one approval may.
+    #[error("At most {0} tool call ids may be approved at once")]
+    TooManyToolCallIds(usize),
     /// The context's queue holds as many messages as allowed.
     #[error("The chat already has {0} queued messages; try again when one has run")]
     QueueFull(usize),

@@ -356,6 +356,61 @@ async fn a_queued_send_whose_write_fails_is_refused_and_not_queued() {
     h.engine.delete("local", id).await.expect("delete");
 }
 
+/// No action waits behind a running turn: one that needs a resting chat is refused at once
+/// and changes nothing; a deprecated CRUD write answers busy; only a send queues.
+#[tokio::test]
+async fn actions_that_need_a_resting_chat_are_refused_at_once_during_a_turn() {
+    let h = harness(fast()).await;
+    let id = h.busy().await;
+    let user = h.engine.snapshot(id).await.expect("snapshot").messages()[0].id;
+    let edit = h
+        .engine
+        .edit_user_message(id, user, msg("edited"), WAIT)
+        .await;
+    assert!(
+        matches!(edit, Err(EngineError::Action(ActionError::InvalidState(_)))),
+        "{edit:?}"
+    );
+    let retry = h.engine.retry(id, WAIT).await;
+    assert!(
+        matches!(
+            retry,
+            Err(EngineError::Action(ActionError::InvalidState(_)))
+        ),
+        "{retry:?}"
+    );
+    let written = h
+        .engine
+        .append_message(id, Role::User, vec![ContentPart::text("crud")], None)
+        .await;
+    assert!(
+        matches!(written, Err(EngineError::Action(ActionError::TurnRunning))),
+        "{written:?}"
+    );
+    let too_many = h
+        .engine
+        .approve_tools(id, vec!["call".into(); 129], WAIT)
+        .await;
+    assert!(
+        matches!(
+            too_many,
+            Err(EngineError::Action(ActionError::TooManyToolCallIds(128)))
+        ),
+        "{too_many:?}"
+    );
+    let after = h.engine.snapshot(id).await.expect("snapshot");
+    assert!(!after.record.state.is_resting(), "answered during the turn");
+    assert_eq!(path_texts(&after)[0], "/slow 100");
+    assert_eq!(after.messages()[0].sibling_count, 1);
+    assert!(after.messages().len() <= 2, "{:?}", path_texts(&after));
+    let queued = h
+        .engine
+        .send_message(id, msg("later"), Duration::ZERO)
+        .await;
+    assert!(!queued.expect("queued").snapshot.queued.is_empty());
+    h.engine.delete("local", id).await.expect("delete");
+}
+
 #[tokio::test]
 async fn long_chats_leave_memory_past_the_byte_budget_and_reload_whole() {
     // Room for about one chat of a long message and its reply.

@@ -1,10 +1,12 @@
 //! What an actor's mailbox carries: requests, which a caller awaits through their reply
 //! channel, and signals from the engine, which nobody awaits. What a request may do while
-//! a turn runs is decided in one place, [`Request::during_turn`].
+//! a turn runs is decided in one place, [`Request::during_turn`]: it runs at once or is
+//! refused at once; nothing waits behind the turn but a send, in the stored queue.
 
 use crate::domain::{NewMessage, Title};
 use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
+use chatsync_protocol::StateName;
 use chatsync_protocol::{ContentPart, Role, SwitchBranchRequest};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -120,8 +122,8 @@ pub(super) enum DuringTurn {
     Rename(Title, Reply<()>),
     /// Runs now: it writes what the turn showed.
     Flush(Reply<()>),
-    /// Needs a resting context: it waits until the turn rests.
-    AtRest(Request),
+    /// Needs a resting context: answered at once with this error, and dropped.
+    Refused(Request, ActionError),
 }
 
 /// Runs `$body` with the reply channel of any request (each has its own answer type).
@@ -145,8 +147,10 @@ macro_rules! with_reply {
 }
 
 impl Request {
-    /// What this request does during a running turn: the one place that says so.
-    pub(super) fn during_turn(self) -> DuringTurn {
+    /// What this request does during a running turn (the context is in `state`): the one
+    /// place that says so. An action that needs a resting chat is refused as not fitting
+    /// the state; a deprecated CRUD write, which has no state to speak of, as busy.
+    pub(super) fn during_turn(self, state: StateName) -> DuringTurn {
         match self {
             Request::Send { message, reply } => DuringTurn::Enqueue(message, reply),
             Request::Cancel { reply } => DuringTurn::Cancel(reply),
@@ -155,7 +159,10 @@ impl Request {
             }
             Request::Rename { title, reply } => DuringTurn::Rename(title, reply),
             Request::Flush { reply } => DuringTurn::Flush(reply),
-            other => DuringTurn::AtRest(other),
+            legacy @ (Request::Append { .. } | Request::Edit { .. }) => {
+                DuringTurn::Refused(legacy, ActionError::TurnRunning)
+            }
+            other => DuringTurn::Refused(other, ActionError::InvalidState(state)),
         }
     }
 

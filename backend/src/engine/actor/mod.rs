@@ -3,7 +3,10 @@
 //! The actor owns the `LiveContext`. It drives turns through the FSM, calls the autosave
 //! hook after every transition and publishes a snapshot after every change. While a turn
 //! waits on the model, a tool or a backoff timer it keeps reading its mailbox; what a
-//! request may do then is [`Request::during_turn`]'s to say.
+//! request may do then is [`Request::during_turn`]'s to say: run at once, or be refused at
+//! once. No request is held back in memory: a request whose caller left (its reply channel
+//! closed) is dropped unrun, and while the actor waits for another instance's lease it
+//! reads no mail (the bounded mailbox holds it).
 //!
 //! Layout: `mail.rs` what the mailbox carries (requests vs signals); this file the mailbox
 //! loop and the transition/autosave step every part shares; `turn.rs` a running turn
@@ -34,7 +37,6 @@ use chatsync_protocol::{ContentPart, Role};
 use lease::Lease;
 use mail::DuringTurn;
 use publish::Publisher;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +60,8 @@ pub struct Actor {
     ctx: LiveContext,
     rx: mpsc::Receiver<Mail>,
     rx_closed: bool,
-    /// Mail that arrived while it could not run yet (a turn ran, or the lease was awaited).
-    deferred: VecDeque<Mail>,
+    /// The engine evicted this context during a turn: it leaves once the turn rests.
+    retire_requested: bool,
     deps: Arc<Deps>,
     autosave: Autosaver,
     turns: Turns,
@@ -94,7 +96,7 @@ impl Actor {
             ctx,
             rx,
             rx_closed: false,
-            deferred: VecDeque::new(),
+            retire_requested: false,
             deps,
             autosave,
             turns: Turns::default(),
@@ -116,18 +118,16 @@ impl Actor {
         self.release_lease().await;
         self.note_footprint();
         while !self.gone {
-            let mail = match self.deferred.pop_front() {
-                Some(mail) => mail,
-                None => match self.rx.recv().await {
-                    Some(mail) => mail,
-                    None => break,
-                },
+            if self.retire_requested {
+                self.retire().await;
+                break;
+            }
+            let Some(mail) = self.rx.recv().await else {
+                break;
             };
             match mail {
                 Mail::Signal(Signal::Retire) => {
-                    // Chosen because it was saved; written again should that have changed.
-                    self.flush().await;
-                    self.retire();
+                    self.retire().await;
                     break;
                 }
                 Mail::Signal(signal) => self.signal_at_rest(signal).await,
@@ -139,13 +139,13 @@ impl Actor {
         }
     }
 
-    fn retire(&mut self) {
+    /// Leaves memory: what is unsaved is written (chosen because it was saved; written
+    /// again should that have changed), and requests still in the mailbox are refused (their
+    /// senders retry on a fresh actor).
+    async fn retire(&mut self) {
+        self.flush().await;
         self.rx.close();
-        let refused = self
-            .deferred
-            .drain(..)
-            .chain(std::iter::from_fn(|| self.rx.try_recv().ok()));
-        for mail in refused.collect::<Vec<_>>() {
+        while let Ok(mail) = self.rx.try_recv() {
             if let Mail::Request(request) = mail {
                 request.refuse(ActionError::Retired);
             }
@@ -242,13 +242,13 @@ impl Actor {
         }
     }
 
-    /// Runs a request that arrived during this actor's turn, as [`Request::during_turn`]
-    /// says. True when the turn must stop for it.
+    /// Runs or refuses a request that arrived during this actor's turn, as
+    /// [`Request::during_turn`] says. True when the turn must stop for it.
     async fn serve_in_turn(&mut self, request: Request) -> bool {
         if request.abandoned() {
             return false;
         }
-        match request.during_turn() {
+        match request.during_turn(self.ctx.state().name()) {
             DuringTurn::Enqueue(message, reply) => return self.enqueue_send(message, reply).await,
             DuringTurn::Cancel(reply) => {
                 self.turn.cancel_with(reply);
@@ -263,7 +263,7 @@ impl Actor {
                 self.flush().await;
                 let _ = reply.send(Ok(()));
             }
-            DuringTurn::AtRest(request) => self.deferred.push_back(Mail::Request(request)),
+            DuringTurn::Refused(request, error) => request.refuse(error),
         }
         false
     }
@@ -547,8 +547,8 @@ impl Actor {
         self.serve_while(fut, true).await
     }
 
-    /// Awaits `fut` between turns (waiting for the lease): only a flush runs then, every
-    /// other request waits its turn.
+    /// Awaits `fut` between turns (waiting for another instance's lease): the mailbox is
+    /// not read then; what arrives waits in it (bounded) and runs once the wait is over.
     async fn wait_between_turns<F: Future>(&mut self, fut: F) -> F::Output {
         tokio::pin!(fut);
         loop {
@@ -568,24 +568,20 @@ impl Actor {
             let publish_due = self.publisher.due();
             tokio::select! {
                 biased;
-                mail = self.rx.recv() => match mail {
+                mail = self.rx.recv(), if in_turn => match mail {
                     None => self.rx_closed = true,
-                    Some(Mail::Request(request)) if in_turn => {
+                    Some(Mail::Request(request)) => {
                         if self.serve_in_turn(request).await {
                             return None;
                         }
                     }
-                    Some(Mail::Request(Request::Flush { reply })) => {
-                        self.flush().await;
-                        let _ = reply.send(Ok(()));
-                    }
-                    Some(Mail::Signal(Signal::RemoteCancel)) if in_turn => return None,
+                    Some(Mail::Signal(Signal::RemoteCancel)) => return None,
                     Some(Mail::Signal(Signal::Refresh)) if self.lease.follows_others() => {
                         let _ = self.catch_up().await;
                     }
                     Some(Mail::Signal(Signal::QueueChanged)) => self.sync_queue().await,
-                    Some(Mail::Signal(Signal::Refresh | Signal::RemoteCancel | Signal::Resume)) => {}
-                    Some(other) => self.deferred.push_back(other),
+                    Some(Mail::Signal(Signal::Retire)) => self.retire_requested = true,
+                    Some(Mail::Signal(Signal::Refresh | Signal::Resume)) => {}
                 },
                 () = tokio::time::sleep_until(self.turn.deadline()), if in_turn => {
                     self.turn.expire();
