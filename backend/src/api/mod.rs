@@ -6,11 +6,11 @@ mod actions;
 mod browser;
 mod contexts;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod legacy;
 mod me;
 mod ops;
-mod quota;
+pub(crate) mod quota;
 mod state;
 
 pub use browser::AllowedHosts;
@@ -67,6 +67,8 @@ pub struct ApiConfig {
     pub allowed_models: Vec<String>,
     /// Host names requests may carry (`--allowed-hosts`).
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// The model id the server answers with when a chat names none (`/v1/models`).
+    pub server_model: String,
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +97,17 @@ pub fn router(app: AppState) -> Result<Router, String> {
             app.auth.clone(),
             crate::auth::require_user,
         ));
+    // The OpenAI-compatible API: the same identity and scoping, errors in OpenAI's shape
+    // (authentication's included).
+    let openai = crate::v1::routes()
+        .route_layer(middleware::from_fn(browser::script_posts_only))
+        .route_layer(middleware::from_fn_with_state(
+            app.auth.clone(),
+            crate::auth::require_user,
+        ))
+        .layer(middleware::from_fn(crate::v1::error::openai_errors));
     let api = users
+        .merge(openai)
         .merge(ops::routes())
         .route("/api", any(unknown_route))
         .route("/api/{*rest}", any(unknown_route))

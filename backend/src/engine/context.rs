@@ -698,6 +698,10 @@ impl LiveContext {
     pub fn mark_saved(&mut self, batch: &SaveBatch) {
         self.saved_version = batch.context.version;
         self.record.version_ceiling = batch.context.version_ceiling;
+        if let Some(s) = &mut self.streaming {
+            // The save held the streamed text as it is now: no chunk lands during a save.
+            s.text.mark_durable();
+        }
         self.unsaved = Changes::default();
         self.last_save = Instant::now();
     }
@@ -730,6 +734,7 @@ impl LiveContext {
                 text: s.text.prefix(),
             }),
             path_changed_at: self.path_changed_at,
+            saved_version: self.saved_version,
             pending_tool_calls,
             queued: self.queued.iter().map(|q| q.message.clone()).collect(),
             turns,
@@ -759,6 +764,8 @@ pub struct Snapshot {
     streamed: Option<StreamedReply>,
     /// The version at which the path last changed: older `?since=` get the whole state.
     pub path_changed_at: u64,
+    /// The version the store held when this snapshot was taken (see `durable_messages`).
+    pub saved_version: u64,
     pub pending_tool_calls: Vec<ToolCall>,
     /// Queued user messages in the order they will run (bounded by the queue limit).
     pub queued: Vec<Arc<Message>>,
@@ -785,6 +792,35 @@ impl Snapshot {
 
     pub fn message_count(&self) -> usize {
         self.log.len()
+    }
+
+    /// Whether the store holds the record as shown (its state included).
+    pub fn is_durable(&self) -> bool {
+        self.version() <= self.saved_version
+    }
+
+    /// The active path as far as the store holds it: up to the first message changed after
+    /// the last save, the reply being streamed cut to the text a save wrote. What a crash
+    /// could take back is left out, so readers that must never show it again differently
+    /// (the OpenAI event streams) read this.
+    pub fn durable_messages(&self) -> Vec<Arc<Message>> {
+        let mut out = Vec::with_capacity(self.log.len());
+        for (i, m) in self.log.iter().enumerate() {
+            match &self.streamed {
+                Some(s) if s.index == i => {
+                    // Until a save wrote some of its text, the store may not hold the reply
+                    // at all (a writer taking over would start another one).
+                    let text = s.text.durable_text();
+                    if !text.is_empty() {
+                        out.push(Arc::new(with_streamed_text(m, text)));
+                    }
+                    break;
+                }
+                _ if m.version > self.saved_version => break,
+                _ => out.push(m.clone()),
+            }
+        }
+        out
     }
 
     fn streamed_message(&self, streamed: &StreamedReply) -> Message {

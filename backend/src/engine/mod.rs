@@ -214,6 +214,19 @@ impl Engine {
         &self.deps.metrics
     }
 
+    /// The model turns call (the OpenAI API calls it directly for runs that store nothing).
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.deps.model
+    }
+
+    pub fn tools(&self) -> &Arc<ToolRegistry> {
+        &self.deps.tools
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.deps.settings
+    }
+
     fn live(&self) -> MutexGuard<'_, Live> {
         // A panic while holding this lock leaves plain maps behind; they stay usable.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
@@ -706,6 +719,23 @@ impl Engine {
         let (turn, rx) = self
             .command(id, |reply| Command::Approve {
                 tool_call_ids: tool_call_ids.clone(),
+                reply,
+            })
+            .await?;
+        self.wait_turn(id, rx, turn, wait).await
+    }
+
+    /// The client's outputs for the calls of its own tools that the turn waits on; the
+    /// turn goes on with them.
+    pub async fn submit_tool_outputs(
+        &self,
+        id: Uuid,
+        outputs: Vec<(String, String)>,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        let (turn, rx) = self
+            .command(id, |reply| Command::SubmitToolOutputs {
+                outputs: outputs.clone(),
                 reply,
             })
             .await?;

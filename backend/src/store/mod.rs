@@ -7,8 +7,10 @@
 #[cfg(test)]
 pub(crate) mod conformance;
 mod postgres;
+mod responses;
 mod sql;
 
+pub use responses::{ResponseRow, ResponseStore};
 pub use sql::SqlStore;
 
 use crate::domain::SearchQuery;
@@ -223,6 +225,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Asks whichever process runs a context's turn to cancel it.
     async fn request_cancel(&self, _id: Uuid) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// What the OpenAI-compatible API stores; `None` for stores without it (test doubles).
+    fn responses(&self) -> Option<&dyn ResponseStore> {
+        None
     }
 }
 

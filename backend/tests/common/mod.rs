@@ -65,6 +65,7 @@ impl TestApp {
         TestApp { app, _dir: dir }
     }
 
+    #[allow(dead_code)] // Not every test file reaches into the engine.
     pub fn engine(&self) -> &Arc<Engine> {
         self.app.engine()
     }

@@ -62,6 +62,12 @@ pub enum Command {
         tool_call_ids: Vec<String>,
         reply: Reply<u64>,
     },
+    /// The client's results for calls of tools it runs itself (the OpenAI API's function
+    /// tools): (call id, output) for every call that waits.
+    SubmitToolOutputs {
+        outputs: Vec<(String, String)>,
+        reply: Reply<u64>,
+    },
     Cancel {
         reply: Reply<u64>,
     },
@@ -348,6 +354,7 @@ impl Actor {
             cmd,
             Command::Send { .. }
                 | Command::Approve { .. }
+                | Command::SubmitToolOutputs { .. }
                 | Command::Retry { .. }
                 | Command::EditUserMessage { .. }
                 | Command::Regenerate { .. }
@@ -403,6 +410,17 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::SubmitToolOutputs { outputs, reply } => {
+                match self.record_tool_outputs(&outputs) {
+                    Ok(event) => {
+                        let turn = self.start_turn();
+                        self.acknowledge_then_drive(event, reply, turn).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
             Command::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
                     let _ = reply.send(Err(e.into()));
@@ -791,6 +809,7 @@ fn refuse(cmd: Command, error: ActionError) {
             let _ = reply.send(Err(error));
         }
         Command::Approve { reply, .. }
+        | Command::SubmitToolOutputs { reply, .. }
         | Command::Cancel { reply }
         | Command::Retry { reply }
         | Command::EditUserMessage { reply, .. }

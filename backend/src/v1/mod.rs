@@ -1,0 +1,68 @@
+//! The OpenAI-compatible API: `/v1` routes beside `/api`, over the same engine, store,
+//! authentication and owner scoping, for the official OpenAI SDKs.
+//!
+//! Conversations are contexts (the web app shows them live); responses are turns of a
+//! context, one row each (`store::ResponseStore`), with their output and events derived
+//! from the stored messages by the pure `events` module, so a response reads and replays
+//! the same on every instance, after any restart. Chat completions run a turn too when
+//! `store: true`, or call the model directly, storing nothing, otherwise.
+
+mod chat_completions;
+mod conversations;
+pub mod error;
+pub mod events;
+mod follow;
+mod ids;
+mod items;
+mod models;
+mod responses;
+
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::engine::EngineError;
+use crate::store::{ResponseStore, Store};
+use axum::routing::any;
+use axum::Router;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(models::routes())
+        .merge(conversations::routes())
+        .merge(responses::routes())
+        .merge(chat_completions::routes())
+        .route("/v1", any(unknown_route))
+        .route("/v1/{*rest}", any(unknown_route))
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("No such endpoint; see /api/openapi.json")
+}
+
+/// The store's `/v1` tables (every SQL store keeps them; a test double may not).
+fn tables(store: &Arc<dyn Store>) -> Result<&dyn ResponseStore, ApiError> {
+    store
+        .responses()
+        .ok_or_else(|| ApiError::internal("internal", &"this store keeps no OpenAI responses"))
+}
+
+/// An unknown id and another user's answer the same.
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("No {what} found with id '{id}'"))
+}
+
+/// The context behind a conversation id, if it is the user's.
+async fn owned_conversation(app: &AppState, owner: &str, id: &str) -> Result<Uuid, ApiError> {
+    let context = ids::parse(ids::CONVERSATION, id).ok_or_else(|| not_found("conversation", id))?;
+    match app.engine.check_owner(context, owner).await {
+        Ok(()) => Ok(context),
+        Err(EngineError::NotFound(_)) => Err(not_found("conversation", id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A 400 in OpenAI's terms: the message says what to fix.
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request_error", message)
+}
