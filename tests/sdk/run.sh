@@ -7,6 +7,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../../scripts/ensure.sh
+source "$ROOT/scripts/ensure.sh"
 BIN=${CHATSYNC_BIN:-$ROOT/target/debug/chatsync}
 PYTHON_OPENAI_VERSION=3.63.0
 VENV=${CHATSYNC_SDK_VENV:-$ROOT/target/sdk-venv}
@@ -24,11 +26,13 @@ trap cleanup EXIT
 
 # Python: a venv with the pinned SDK (kept between runs; reinstalled when the pin moves).
 if ! "$VENV/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$PYTHON_OPENAI_VERSION')" 2>/dev/null; then
+  ensure_apt python3-venv
+  log "installing the Python openai SDK $PYTHON_OPENAI_VERSION into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai==$PYTHON_OPENAI_VERSION"
 fi
 # Node: exactly what package-lock.json names.
-(cd "$HERE/node" && npm ci --silent --no-audit --no-fund)
+ensure_npm_deps "$HERE/node"
 
 "$BIN" --database-url "sqlite://$work/db.sqlite" --addr 127.0.0.1:0 --auth proxy \
   --scripted-chunk-delay-ms 5 --stream-flush-ms 50 >"$work/server.log" 2>&1 &

@@ -3,7 +3,7 @@
 //! errors for everything, panics, CORS, tracing).
 
 mod actions;
-mod browser;
+pub(crate) mod browser;
 mod contexts;
 pub mod error;
 pub(crate) mod extract;
@@ -100,7 +100,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
     // The OpenAI-compatible API: the same identity and scoping, errors in OpenAI's shape
     // (authentication's included).
     let openai = crate::v1::routes()
-        .route_layer(middleware::from_fn(browser::script_posts_only))
+        .route_layer(middleware::from_fn(crate::v1::sdk_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
             crate::auth::require_user,

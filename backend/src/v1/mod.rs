@@ -21,6 +21,10 @@ use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::engine::EngineError;
 use crate::store::{ResponseStore, Store};
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use std::sync::Arc;
@@ -34,6 +38,17 @@ pub fn routes() -> Router<AppState> {
         .merge(chat_completions::routes())
         .route("/v1", any(unknown_route))
         .route("/v1/{*rest}", any(unknown_route))
+}
+
+/// The SDKs send some POSTs with no body and no content type (`cancel`), always with
+/// `Authorization`, which a cross-site form cannot send; any other POST passes the same
+/// check as `/api`.
+pub async fn sdk_posts_only(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        next.run(req).await
+    } else {
+        crate::api::browser::script_posts_only(req, next).await
+    }
 }
 
 async fn unknown_route() -> ApiError {
