@@ -388,3 +388,41 @@ async fn chat_completions_answer_and_stream_without_storing() {
         "kept as a chat"
     );
 }
+
+#[tokio::test]
+async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let body =
+        json!({"messages": [{"role": "user", "content": "once"}], "store": true}).to_string();
+    let headers = [
+        ("authorization", alice.auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "chat-1"),
+    ];
+    let first = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    let again = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["id"], again.body["id"]);
+    assert_eq!(first.body["choices"], again.body["choices"]);
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(
+        chats.body["contexts"].as_array().map(Vec::len),
+        Some(1),
+        "one chat, one turn"
+    );
+    let unstored = json!({"messages": [{"role": "user", "content": "x"}]}).to_string();
+    let refused = app
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            &headers,
+            Some(&unstored),
+        )
+        .await;
+    assert_openai_error(&refused, StatusCode::BAD_REQUEST, "invalid_request_error");
+}

@@ -3,16 +3,20 @@
 //! kept as a chat instead, and its turn runs through the engine like any other.
 
 use super::conversations::item_text;
-use super::invalid;
+use super::events::{Anchor, Spec};
+use super::follow::{Follow, Response as StoredResponse};
+use super::{idempotency_key, invalid, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{MessageContent, NewMessage};
+use crate::domain::{ClientKey, MessageContent, NewMessage};
 use crate::engine::new_message;
 use crate::llm::{ModelChunk, ModelRequest};
+use crate::store::ResponseRow;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -225,8 +229,10 @@ async fn create(
     State(app): State<AppState>,
     user: User,
     _: TurnAllowed,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let (system, messages) = parse_messages(&req.messages)?;
     check_tools(req.tools.as_deref().unwrap_or_default())?;
     let model = match req.model {
@@ -255,8 +261,23 @@ async fn create(
         .sum();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
+    if key.is_some() && req.store != Some(true) {
+        return Err(invalid(
+            "an Idempotency-Key needs store: true here (a completion that stores nothing \
+             cannot be answered again)",
+        ));
+    }
     if req.store == Some(true) {
-        let reply = stored_run(&app, user.as_str(), &model, system, &messages).await?;
+        let tools = req.tools.unwrap_or_default();
+        let run = StoredRun {
+            id,
+            created,
+            model: model.clone(),
+            system,
+            key,
+            tools,
+        };
+        let (id, created, reply) = stored_run(&app, user.as_str(), run, &messages).await?;
         let usage = usage(prompt_chars, &reply);
         if req.stream == Some(true) {
             return Ok(replay_stream(
@@ -415,64 +436,140 @@ fn model_error(e: &crate::llm::ModelError) -> ApiError {
     )
 }
 
+/// What a completion of `store: true` keeps.
+struct StoredRun {
+    id: String,
+    created: i64,
+    model: String,
+    system: Option<String>,
+    key: Option<String>,
+    /// As the request declared them (`{"type": "function", "function": {...}}`).
+    tools: Vec<Value>,
+}
+
 /// A completion of `store: true`: the messages become a chat (the last one sent as its
-/// turn), and the turn's reply is the answer.
+/// turn) and a response row, so the same `Idempotency-Key` answers the same completion;
+/// the turn's reply is the answer. Answers the completion's id and time, and the reply.
 async fn stored_run(
     app: &AppState,
     owner: &str,
-    model: &str,
-    system: Option<String>,
+    run: StoredRun,
     messages: &[Arc<Message>],
-) -> Result<Reply, ApiError> {
+) -> Result<(String, i64, Reply), ApiError> {
+    let store = app.engine.store().clone();
+    if let Some(key) = &run.key {
+        if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
+            return answered(app, row).await;
+        }
+    }
     let (last, earlier) = messages
         .split_last()
         .filter(|(last, _)| last.role == Role::User)
         .ok_or_else(|| invalid("with store: true the last message must be the user's"))?;
     let text = content_text(&last.content);
     let content = MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?;
+    let client_message_id =
+        ClientKey::parse("completion id", run.id.clone()).map_err(|e| invalid(e.0))?;
+    let spec = Spec {
+        model: run.model.clone(),
+        instructions: run.system.clone(),
+        tools: run
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = t["function"].clone();
+                f["type"] = "function".into();
+                f
+            })
+            .collect(),
+        tool_choice: "auto".into(),
+        parallel_tool_calls: true,
+        metadata: json!({}),
+        background: false,
+        store: true,
+        previous_response_id: None,
+        conversation: None,
+        anchor: Anchor::Message {
+            client_id: run.id.clone(),
+        },
+        input: vec![json!({"type": "message", "role": "user", "content": text})],
+    };
     let config = ContextConfig {
-        model_id: Some(model.to_owned()),
-        system_prompt: system,
+        model_id: Some(run.model),
+        system_prompt: run.system,
         ..ContextConfig::default()
     };
     let title: String = text.chars().take(60).collect();
-    let snapshot = app
+    let context = app
         .engine
         .create_context(owner, Some(title), config)
-        .await?;
-    let context = snapshot.record.id;
+        .await?
+        .record
+        .id;
+    let row = ResponseRow {
+        id: run.id,
+        owner: owner.to_owned(),
+        context_id: context,
+        idempotency_key: run.key.clone(),
+        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
+        outcome: None,
+        created_at: run.created,
+    };
+    if !tables(&store)?.insert_response(&row).await? {
+        // The same key raced this request: answer the completion that won.
+        let _ = app.engine.delete(owner, context).await;
+        let key = run.key.as_deref().unwrap_or_default();
+        let won = tables(&store)?
+            .response_by_key(owner, key)
+            .await?
+            .ok_or_else(|| ApiError::internal("internal", &"completion id collision"))?;
+        return answered(app, won).await;
+    }
     for m in earlier {
         app.engine
             .append_message(context, m.role, m.content.clone(), m.tool_call_id.clone())
             .await?;
     }
-    let outcome = app
-        .engine
+    app.engine
         .send_message(
             context,
             NewMessage {
                 content,
-                client_message_id: None,
+                client_message_id: Some(client_message_id),
                 idempotency_key: None,
                 if_busy: Default::default(),
             },
-            app.config.wait_timeout,
+            Duration::ZERO,
         )
         .await?;
-    let messages = outcome.snapshot.messages();
+    answered(app, row).await
+}
+
+/// The reply of a stored completion, once its turn ended (or the wait ran out).
+async fn answered(app: &AppState, row: ResponseRow) -> Result<(String, i64, Reply), ApiError> {
+    let (id, created) = (row.id.clone(), row.created_at);
+    let response = StoredResponse::parse(row)?;
+    let object = Follow::new(app.clone(), response, None, app.config.wait_timeout)
+        .to_end()
+        .await
+        .unwrap_or_default();
     let mut reply = Reply::default();
-    for m in messages.iter().rev().take_while(|m| m.role != Role::User) {
-        if m.role == Role::Assistant && reply.text.is_empty() && reply.calls.is_empty() {
-            reply.text = content_text(&m.content);
-            reply.calls = m
-                .tool_calls
-                .iter()
-                .flatten()
-                .map(|c| (c.id.clone(), c.name.clone(), c.arguments.to_string()))
-                .collect();
+    for item in object["output"].as_array().into_iter().flatten() {
+        match item["type"].as_str() {
+            Some("message") => {
+                reply
+                    .text
+                    .push_str(item["content"][0]["text"].as_str().unwrap_or_default());
+            }
+            Some("function_call") => reply.calls.push((
+                item["call_id"].as_str().unwrap_or_default().to_owned(),
+                item["name"].as_str().unwrap_or_default().to_owned(),
+                item["arguments"].as_str().unwrap_or_default().to_owned(),
+            )),
+            _ => {}
         }
     }
-    Ok(reply)
+    Ok((id, created, reply))
 }
 
 /// The stream of a reply that is already whole (a stored run).

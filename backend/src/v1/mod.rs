@@ -77,6 +77,19 @@ async fn owned_conversation(app: &AppState, owner: &str, id: &str) -> Result<Uui
     }
 }
 
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key must be ASCII"))?;
+    crate::domain::ClientKey::parse("Idempotency-Key", text.to_owned())
+        .map(|k| Some(k.into_inner()))
+        .map_err(|e| invalid(e.0))
+}
+
 /// A 400 in OpenAI's terms: the message says what to fix.
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request_error", message)

@@ -5,7 +5,7 @@ use super::conversations::{item_text, parse_metadata};
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
-use super::{ids, invalid, not_found, owned_conversation, tables};
+use super::{idempotency_key, ids, invalid, not_found, owned_conversation, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
@@ -201,18 +201,6 @@ fn parse_tools(tools: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
         }
     }
     Ok(tools)
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let text = v
-        .to_str()
-        .map_err(|_| invalid("Idempotency-Key must be ASCII"))?;
-    ClientKey::parse("Idempotency-Key", text.to_owned())
-        .map(|k| Some(k.into_inner()))
-        .map_err(|e| invalid(e.0))
 }
 
 /// The model the response names: the request's (checked against `--allowed-models`),
@@ -452,7 +440,11 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
 /// The answer to a create (or its repetition under the same key): the event stream, the
 /// response as it is now (background), or the response once it ended (or the wait ran
 /// out).
-async fn answer(app: AppState, response: Response, stream: bool) -> Result<HttpResponse, ApiError> {
+pub(super) async fn answer(
+    app: AppState,
+    response: Response,
+    stream: bool,
+) -> Result<HttpResponse, ApiError> {
     if stream {
         return Ok(sse(app, response, None));
     }
