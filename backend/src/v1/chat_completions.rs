@@ -5,7 +5,8 @@
 use super::conversations::item_text;
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response as StoredResponse};
-use super::{idempotency_key, invalid, tables};
+use super::items::arguments_text;
+use super::{choose_model, idempotency_key, invalid, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
@@ -235,22 +236,7 @@ async fn create(
     let key = idempotency_key(&headers)?;
     let (system, messages) = parse_messages(&req.messages)?;
     check_tools(req.tools.as_deref().unwrap_or_default())?;
-    let model = match req.model {
-        Some(m) => {
-            let allowed = &app.config.allowed_models;
-            if !allowed.is_empty() && !allowed.contains(&m) {
-                return Err(ApiError::bad_request(
-                    "model_not_found",
-                    format!(
-                        "The model {m:?} is not offered here; choose one of: {}",
-                        allowed.join(", ")
-                    ),
-                ));
-            }
-            m
-        }
-        None => app.config.server_model.clone(),
-    };
+    let model = choose_model(&app, req.model)?.unwrap_or_else(|| app.config.server_model.clone());
     let include_usage = req
         .stream_options
         .as_ref()
@@ -375,7 +361,7 @@ async fn create(
                             ModelChunk::ToolCall { id: call, name, arguments } => {
                                 json!({"tool_calls": [{"index": run.reply.calls.len(), "id": call,
                                     "type": "function", "function": {"name": name,
-                                    "arguments": arguments.to_string()}}]})
+                                    "arguments": arguments_text(arguments)}}]})
                             }
                         };
                         add(&mut run.reply, c);
@@ -422,7 +408,7 @@ fn add(reply: &mut Reply, chunk: ModelChunk) {
             name,
             arguments,
         } => {
-            reply.calls.push((id, name, arguments.to_string()));
+            reply.calls.push((id, name, arguments_text(&arguments)));
         }
     }
 }

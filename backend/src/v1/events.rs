@@ -275,7 +275,7 @@ impl Builder<'_> {
             "id": format!("{}{}", ids::MCP_CALL, call.id),
             "server_label": SERVER_LABEL,
             "name": call.name,
-            "arguments": arguments_text(call),
+            "arguments": arguments_text(&call.arguments),
             "output": error.is_none().then(|| content_text(&result.content)),
             "error": error,
             "status": "completed",
@@ -379,7 +379,7 @@ pub fn derive(stored: &Stored<'_>, auto_approved: &dyn Fn(&str) -> bool) -> Deri
                     "id": format!("{}{}", ids::APPROVAL_REQUEST, call.id),
                     "server_label": SERVER_LABEL,
                     "name": call.name,
-                    "arguments": arguments_text(call),
+                    "arguments": arguments_text(&call.arguments),
                 }));
                 awaits_client = true;
             } else if let Some(result) = result_of(&messages[i..], &call.id) {
@@ -515,6 +515,28 @@ mod tests {
         )
     }
 
+    /// The user message and a reply calling `name`, waiting.
+    fn calling(text: &str, id: &str, name: &str) -> [Arc<Message>; 2] {
+        let mut m = reply(text, MessageStatus::Complete);
+        m.tool_calls = Some(vec![ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: json!({"q": "x"}),
+            status: ToolCallStatus::Pending,
+            result: None,
+        }]);
+        [user(), Arc::new(m)]
+    }
+
+    /// Derives while the turn waits for the client, records the end, derives again.
+    fn waiting(spec: &Spec, messages: &[Arc<Message>]) -> Derived {
+        let state = Some(StateName::AwaitingToolApproval);
+        let first = run(spec, messages, state, None);
+        let outcome = first.unrecorded.expect("ended");
+        assert_eq!(outcome, Outcome::new("completed", None));
+        run(spec, messages, state, Some(&outcome))
+    }
+
     fn types(d: &Derived) -> Vec<&str> {
         d.events
             .iter()
@@ -633,27 +655,9 @@ mod tests {
     #[test]
     fn a_call_to_a_declared_function_ends_the_response_with_a_function_call() {
         let spec = spec(vec![json!({"type": "function", "name": "lookup"})], false);
-        let mut m = reply("I will use the lookup tool.", MessageStatus::Complete);
-        m.tool_calls = Some(vec![ToolCall {
-            id: "call_1".into(),
-            name: "lookup".into(),
-            arguments: json!({"q": "x"}),
-            status: ToolCallStatus::Pending,
-            result: None,
-        }]);
-        let messages = [user(), Arc::new(m)];
-        let d = run(
+        let d = waiting(
             &spec,
-            &messages,
-            Some(StateName::AwaitingToolApproval),
-            None,
-        );
-        let outcome = d.unrecorded.clone().expect("ended");
-        let d = run(
-            &spec,
-            &messages,
-            Some(StateName::AwaitingToolApproval),
-            Some(&outcome),
+            &calling("I will use the lookup tool.", "call_1", "lookup"),
         );
         let output = &d.response["output"];
         assert_eq!(output[1]["type"], "function_call");
@@ -666,29 +670,7 @@ mod tests {
 
     #[test]
     fn a_server_tool_waiting_for_approval_is_an_mcp_approval_request() {
-        let spec = spec(vec![], false);
-        let mut m = reply("", MessageStatus::Complete);
-        m.tool_calls = Some(vec![ToolCall {
-            id: "call_2".into(),
-            name: "write_file".into(),
-            arguments: json!({}),
-            status: ToolCallStatus::Pending,
-            result: None,
-        }]);
-        let messages = [user(), Arc::new(m)];
-        let d = run(
-            &spec,
-            &messages,
-            Some(StateName::AwaitingToolApproval),
-            None,
-        );
-        assert_eq!(d.unrecorded, Some(Outcome::new("completed", None)));
-        let d = run(
-            &spec,
-            &messages,
-            Some(StateName::AwaitingToolApproval),
-            d.unrecorded.as_ref(),
-        );
+        let d = waiting(&spec(vec![], false), &calling("", "call_2", "write_file"));
         let item = &d.response["output"][0];
         assert_eq!(item["type"], "mcp_approval_request");
         assert_eq!(item["id"], "mcpr_call_2");

@@ -10,8 +10,8 @@ pub const MAX_LIMIT: usize = 100;
 const DEFAULT_LIMIT: usize = 20;
 
 /// The arguments of a call as the text OpenAI sends.
-pub fn arguments_text(call: &ToolCall) -> String {
-    match &call.arguments {
+pub fn arguments_text(arguments: &Value) -> String {
+    match arguments {
         // Arguments that were not JSON are kept as the model wrote them.
         Value::String(raw) => raw.clone(),
         other => other.to_string(),
@@ -24,7 +24,7 @@ pub fn function_call_item(call: &ToolCall) -> Value {
         "id": format!("{}{}", ids::FUNCTION_CALL, call.id),
         "call_id": call.id,
         "name": call.name,
-        "arguments": arguments_text(call),
+        "arguments": arguments_text(&call.arguments),
         "status": "completed",
     })
 }

@@ -19,6 +19,7 @@ mod responses;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::domain::ModelId;
 use crate::engine::EngineError;
 use crate::store::{ResponseStore, Store};
 use axum::extract::Request;
@@ -75,6 +76,26 @@ async fn owned_conversation(app: &AppState, owner: &str, id: &str) -> Result<Uui
         Err(EngineError::NotFound(_)) => Err(not_found("conversation", id)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The model the response names: the request's (checked against `--allowed-models`),
+/// else the context's, else the server's.
+fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(model) = asked else { return Ok(None) };
+    let model = ModelId::parse(model)
+        .map_err(|e| invalid(e.0))?
+        .into_inner();
+    let allowed = &app.config.allowed_models;
+    if !allowed.is_empty() && !allowed.contains(&model) {
+        return Err(ApiError::bad_request(
+            "model_not_found",
+            format!(
+                "The model {model:?} is not offered here; choose one of: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(model))
 }
 
 /// The `Idempotency-Key` header, checked.

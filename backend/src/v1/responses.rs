@@ -5,13 +5,13 @@ use super::conversations::{item_text, parse_metadata};
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
-use super::{idempotency_key, ids, invalid, not_found, owned_conversation, tables};
+use super::{choose_model, idempotency_key, ids, invalid, not_found, owned_conversation, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, ModelId, NewMessage, SystemPrompt};
+use crate::domain::{ClientKey, MessageContent, NewMessage, SystemPrompt};
 use crate::engine::{ActionError, EngineError};
 use crate::store::ResponseRow;
 use axum::extract::{Path, State};
@@ -203,26 +203,6 @@ fn parse_tools(tools: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
     Ok(tools)
 }
 
-/// The model the response names: the request's (checked against `--allowed-models`),
-/// else the context's, else the server's.
-fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(model) = asked else { return Ok(None) };
-    let model = ModelId::parse(model)
-        .map_err(|e| invalid(e.0))?
-        .into_inner();
-    let allowed = &app.config.allowed_models;
-    if !allowed.is_empty() && !allowed.contains(&model) {
-        return Err(ApiError::bad_request(
-            "model_not_found",
-            format!(
-                "The model {model:?} is not offered here; choose one of: {}",
-                allowed.join(", ")
-            ),
-        ));
-    }
-    Ok(Some(model))
-}
-
 fn title(text: &str) -> String {
     let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match words.char_indices().nth(TITLE_CHARS) {
@@ -399,19 +379,14 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
                 .await?;
         }
         Action::ToolOutputs(outputs) => {
-            match app
+            let done = app
                 .engine
                 .submit_tool_outputs(context, outputs.clone(), Duration::ZERO)
-                .await
-            {
-                Ok(_) => {}
-                Err(EngineError::Action(ActionError::NoPendingApprovals)) => {
-                    return Err(invalid(
-                        "no function call of this conversation waits for its output",
-                    ))
-                }
-                Err(e) => return Err(e.into()),
-            }
+                .await;
+            answered(
+                done,
+                "no function call of this conversation waits for its output",
+            )?;
         }
         Action::Approve(approvals) => {
             let approved: Vec<String> = approvals
@@ -419,22 +394,23 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
                 .filter(|(_, ok)| *ok)
                 .map(|(call, _)| call.clone())
                 .collect();
-            match app
+            let done = app
                 .engine
                 .approve_tools(context, approved, Duration::ZERO)
-                .await
-            {
-                Ok(_) => {}
-                Err(EngineError::Action(ActionError::NoPendingApprovals)) => {
-                    return Err(invalid(
-                        "no tool call of this conversation waits for approval",
-                    ))
-                }
-                Err(e) => return Err(e.into()),
-            }
+                .await;
+            answered(done, "no tool call of this conversation waits for approval")?;
         }
     }
     Ok(())
+}
+
+/// An answer to waiting calls: nothing waiting is the client's mistake.
+fn answered<T>(done: Result<T, EngineError>, nothing_waits: &str) -> Result<(), ApiError> {
+    match done {
+        Ok(_) => Ok(()),
+        Err(EngineError::Action(ActionError::NoPendingApprovals)) => Err(invalid(nothing_waits)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The answer to a create (or its repetition under the same key): the event stream, the

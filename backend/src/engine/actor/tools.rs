@@ -9,15 +9,7 @@ use chatsync_protocol::{ContentPart, Role, ToolCall, ToolCallStatus};
 impl Actor {
     /// Validates an approval and records every decision; returns the event it leads to.
     pub(super) fn decide_tool_calls(&mut self, approved: &[String]) -> Result<Event, ActionError> {
-        let no_pending = || ActionError::NoPendingApprovals;
-        if *self.ctx.state() != State::AwaitingToolApproval {
-            return Err(no_pending());
-        }
-        let i = self.ctx.tool_call_message().ok_or_else(no_pending)?;
-        let calls = self.ctx.messages()[i]
-            .tool_calls
-            .clone()
-            .unwrap_or_default();
+        let (i, calls) = self.waiting_calls()?;
         let pending: Vec<&ToolCall> = calls
             .iter()
             .filter(|c| c.status == ToolCallStatus::Pending)
@@ -59,13 +51,8 @@ impl Actor {
         })
     }
 
-    /// Records the client's outputs for the calls that wait (every one needs its output):
-    /// each call is completed with its output as the result, and the turn goes on as after
-    /// an approval, with nothing left to run.
-    pub(super) fn record_tool_outputs(
-        &mut self,
-        outputs: &[(String, String)],
-    ) -> Result<Event, ActionError> {
+    /// The message whose calls wait for a person (or the client) and its calls.
+    fn waiting_calls(&self) -> Result<(usize, Vec<ToolCall>), ActionError> {
         let no_pending = || ActionError::NoPendingApprovals;
         if *self.ctx.state() != State::AwaitingToolApproval {
             return Err(no_pending());
@@ -75,6 +62,17 @@ impl Actor {
             .tool_calls
             .clone()
             .unwrap_or_default();
+        Ok((i, calls))
+    }
+
+    /// Records the client's outputs for the calls that wait (every one needs its output):
+    /// each call is completed with its output as the result, and the turn goes on as after
+    /// an approval, with nothing left to run.
+    pub(super) fn record_tool_outputs(
+        &mut self,
+        outputs: &[(String, String)],
+    ) -> Result<Event, ActionError> {
+        let (i, calls) = self.waiting_calls()?;
         let pending: Vec<&str> = calls
             .iter()
             .filter(|c| c.status == ToolCallStatus::Pending)
