@@ -11,7 +11,7 @@ mod legacy;
 mod me;
 mod ops;
 pub(crate) mod quota;
-mod state;
+pub(crate) mod state;
 
 pub use browser::AllowedHosts;
 pub use legacy::MIGRATION_GUIDE_PATH;

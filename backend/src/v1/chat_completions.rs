@@ -263,7 +263,7 @@ async fn create(
             key,
             tools,
         };
-        let (id, created, reply) = stored_run(&app, user.as_str(), run, &messages).await?;
+        let (id, created, reply) = stored_run(&app, &user, run, &messages).await?;
         let usage = usage(prompt_chars, &reply);
         if req.stream == Some(true) {
             return Ok(replay_stream(
@@ -438,14 +438,15 @@ struct StoredRun {
 /// the turn's reply is the answer. Answers the completion's id and time, and the reply.
 async fn stored_run(
     app: &AppState,
-    owner: &str,
+    user: &User,
     run: StoredRun,
     messages: &[Arc<Message>],
 ) -> Result<(String, i64, Reply), ApiError> {
+    let owner = user.as_str();
     let store = app.engine.store().clone();
     if let Some(key) = &run.key {
         if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return answered(app, row).await;
+            return answered(app, user, row).await;
         }
     }
     let (last, earlier) = messages
@@ -509,7 +510,7 @@ async fn stored_run(
             .response_by_key(owner, key)
             .await?
             .ok_or_else(|| ApiError::internal("internal", &"completion id collision"))?;
-        return answered(app, won).await;
+        return answered(app, user, won).await;
     }
     for m in earlier {
         app.engine
@@ -528,15 +529,19 @@ async fn stored_run(
             Duration::ZERO,
         )
         .await?;
-    answered(app, row).await
+    answered(app, user, row).await
 }
 
 /// The reply of a stored completion, once its turn ended (or the wait ran out).
-async fn answered(app: &AppState, row: ResponseRow) -> Result<(String, i64, Reply), ApiError> {
+async fn answered(
+    app: &AppState,
+    user: &User,
+    row: ResponseRow,
+) -> Result<(String, i64, Reply), ApiError> {
     let (id, created) = (row.id.clone(), row.created_at);
     let response = StoredResponse::parse(row)?;
-    let object = Follow::new(app.clone(), response, None, app.config.wait_timeout)
-        .to_end()
+    let object = Follow::new(app.clone(), user, response, None, app.config.wait_timeout)?
+        .until_end()
         .await
         .unwrap_or_default();
     let mut reply = Reply::default();

@@ -4,7 +4,9 @@
 use super::events::{derive, Derived, Outcome, Spec, Stored};
 use super::tables;
 use crate::api::error::ApiError;
+use crate::api::state::Held;
 use crate::api::AppState;
+use crate::auth::User;
 use crate::engine::Snapshot;
 use crate::store::ResponseRow;
 use serde_json::Value;
@@ -99,19 +101,26 @@ pub struct Follow {
     deadline: Instant,
     /// The response object as last derived.
     pub last: Option<Value>,
+    /// A follower counts as a held poll (`--max-waiters`), and ends when the server stops
+    /// (the client resumes elsewhere with `starting_after`).
+    _slot: Held,
+    stopping: watch::Receiver<bool>,
 }
 
 impl Follow {
     pub fn new(
         app: AppState,
+        user: &User,
         response: Response,
         starting_after: Option<u64>,
         limit: Duration,
-    ) -> Self {
+    ) -> Result<Self, ApiError> {
         let next = starting_after.map_or(0, |n| {
             usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1)
         });
-        Follow {
+        let slot = app.polls.hold(user)?;
+        let stopping = app.polls.stopping();
+        Ok(Follow {
             app,
             response,
             rx: None,
@@ -120,7 +129,9 @@ impl Follow {
             done: false,
             deadline: Instant::now() + limit,
             last: None,
-        }
+            _slot: slot,
+            stopping,
+        })
     }
 
     /// The next event; `None` once the response ended (or the limit passed).
@@ -170,17 +181,20 @@ impl Follow {
                 }
             }
             let Some(rx) = &mut self.rx else { continue };
-            match tokio::time::timeout_at(self.deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                // The actor left memory: follow the one that loads the context next.
-                Ok(Err(_)) => self.rx = None,
-                Err(_) => self.done = true,
+            tokio::select! {
+                changed = tokio::time::timeout_at(self.deadline, rx.changed()) => match changed {
+                    Ok(Ok(())) => {}
+                    // The actor left memory: follow the one that loads the context next.
+                    Ok(Err(_)) => self.rx = None,
+                    Err(_) => self.done = true,
+                },
+                _ = self.stopping.wait_for(|stop| *stop) => self.done = true,
             }
         }
     }
 
     /// Follows to the end (or the limit) and answers the response object then.
-    pub async fn to_end(mut self) -> Option<Value> {
+    pub async fn until_end(mut self) -> Option<Value> {
         while self.next_event().await.is_some() {}
         self.last
     }

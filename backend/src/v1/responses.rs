@@ -242,7 +242,7 @@ async fn create(
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key {
         if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return answer(app, Response::parse(row)?, stream).await;
+            return answer(app, &user, Response::parse(row)?, stream).await;
         }
     }
     // Everything the request says is checked before anything is stored.
@@ -349,7 +349,7 @@ async fn create(
             None => None,
         };
         let won = won.ok_or_else(|| ApiError::internal("internal", &"response id collision"))?;
-        return answer(app, Response::parse(won)?, stream).await;
+        return answer(app, &user, Response::parse(won)?, stream).await;
     }
     if let Err(e) = start(&app, context, &id, &action).await {
         // Bad input (an unknown call, a chat in the wrong state) leaves nothing behind.
@@ -359,7 +359,7 @@ async fn create(
         }
         return Err(e);
     }
-    answer(app, Response { row, spec }, stream).await
+    answer(app, &user, Response { row, spec }, stream).await
 }
 
 /// Sends the action to the engine: it is acknowledged once durable; the turn runs on.
@@ -418,11 +418,12 @@ fn answered<T>(done: Result<T, EngineError>, nothing_waits: &str) -> Result<(), 
 /// out).
 pub(super) async fn answer(
     app: AppState,
+    user: &User,
     response: Response,
     stream: bool,
 ) -> Result<HttpResponse, ApiError> {
     if stream {
-        return Ok(sse(app, response, None));
+        return sse(app, user, response, None);
     }
     let wait = if response.spec.background {
         Duration::ZERO
@@ -432,8 +433,8 @@ pub(super) async fn answer(
     if wait.is_zero() {
         return now(&app, response).await;
     }
-    let follow = Follow::new(app.clone(), response.clone(), None, wait);
-    match follow.to_end().await {
+    let follow = Follow::new(app.clone(), user, response.clone(), None, wait)?;
+    match follow.until_end().await {
         Some(object) => Ok(Json(object).into_response()),
         None => now(&app, response).await,
     }
@@ -445,8 +446,13 @@ async fn now(app: &AppState, mut response: Response) -> Result<HttpResponse, Api
     Ok(Json(derived.response).into_response())
 }
 
-fn sse(app: AppState, response: Response, starting_after: Option<u64>) -> HttpResponse {
-    let follow = Follow::new(app, response, starting_after, STREAM_LIMIT);
+fn sse(
+    app: AppState,
+    user: &User,
+    response: Response,
+    starting_after: Option<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let follow = Follow::new(app, user, response, starting_after, STREAM_LIMIT)?;
     let events = futures::stream::unfold(follow, |mut follow| async move {
         let event = follow.next_event().await?;
         let kind = event["type"].as_str().unwrap_or("message").to_owned();
@@ -455,9 +461,9 @@ fn sse(app: AppState, response: Response, starting_after: Option<u64>) -> HttpRe
             follow,
         ))
     });
-    Sse::new(events)
+    Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 async fn load(app: &AppState, owner: &str, id: &str) -> Result<Response, ApiError> {
@@ -483,7 +489,7 @@ async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let response = load(&app, user.as_str(), &id).await?;
     if q.stream == Some(true) {
-        return Ok(sse(app, response, q.starting_after));
+        return sse(app, &user, response, q.starting_after);
     }
     now(&app, response).await
 }
@@ -503,8 +509,14 @@ async fn cancel(
             Err(e) => return Err(e.into()),
         }
     }
-    let follow = Follow::new(app.clone(), response.clone(), None, app.config.wait_timeout);
-    match follow.to_end().await {
+    let follow = Follow::new(
+        app.clone(),
+        &user,
+        response.clone(),
+        None,
+        app.config.wait_timeout,
+    )?;
+    match follow.until_end().await {
         Some(object) => Ok(Json(object).into_response()),
         None => now(&app, response).await,
     }
