@@ -1,25 +1,28 @@
 //! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
 //! cross-cutting layers (body limit and read timeout, in-flight limit, request ids, JSON
-//! errors for everything, panics, CORS, tracing).
+//! errors for everything, panics, CORS, tracing). What the feature modules share (the
+//! `AppState` their handlers get, the header names) is in `shared.rs`, not here.
 
 mod actions;
 pub(crate) mod browser;
 mod contexts;
 pub mod error;
 pub(crate) mod extract;
+pub(crate) mod identity;
 mod legacy;
 mod me;
 mod ops;
 pub(crate) mod quota;
+mod shared;
 pub(crate) mod state;
 
 pub use browser::AllowedHosts;
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
 pub use quota::TurnLimiter;
+pub use shared::{ApiConfig, AppState, REQUEST_ID_HEADER};
 pub use state::{LivePolls, MAX_WAIT_MS};
 
-use crate::engine::Engine;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -28,10 +31,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use error::ApiError;
+use shared::{IDEMPOTENCY_KEY, REQUESTED_WITH};
 use std::any::Any;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -41,47 +42,10 @@ use tower_http::services::{ServeDir, ServeFile};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-/// The header that carries a request's id: echoed when the client sent a usable one,
-/// generated otherwise, answered on every response and quoted in error bodies.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest client-chosen request id that is echoed; longer ones are replaced.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Longest request path written into a log line.
 const MAX_LOGGED_PATH_CHARS: usize = 256;
-
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub legacy_crud: bool,
-    /// How long an action waits for its turn to rest before answering 202.
-    pub wait_timeout: Duration,
-    pub max_body_bytes: usize,
-    /// Origin allowed to call the API from another site (`*` for any).
-    pub cors_allow_origin: Option<String>,
-    /// The built web app, served at `/`.
-    pub web_dir: Option<PathBuf>,
-    /// Requests handled at once; more are answered 503 with `Retry-After` at once.
-    pub max_in_flight: usize,
-    /// Longest silence while a request body is read (then 408).
-    pub body_read_timeout: Duration,
-    /// Model ids a context may name; empty: any.
-    pub allowed_models: Vec<String>,
-    /// Host names requests may carry (`--allowed-hosts`).
-    pub allowed_hosts: Arc<AllowedHosts>,
-    /// The model id the server answers with when a chat names none (`/v1/models`).
-    pub server_model: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// How callers are identified (see `crate::auth`).
-    pub auth: Arc<crate::auth::Authenticator>,
-    pub engine: Arc<Engine>,
-    pub config: Arc<ApiConfig>,
-    /// Held long polls: their bound, and the signal that answers them at shutdown.
-    pub polls: Arc<LivePolls>,
-    /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
-    pub turns: Option<Arc<TurnLimiter>>,
-}
 
 pub fn router(app: AppState) -> Result<Router, String> {
     let config = app.config.clone();
@@ -95,7 +59,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
-            crate::auth::require_user,
+            identity::require_user,
         ));
     // The OpenAI-compatible API: the same identity and scoping, errors in OpenAI's shape
     // (authentication's included).
@@ -103,7 +67,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .route_layer(middleware::from_fn(crate::v1::sdk_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
-            crate::auth::require_user,
+            identity::require_user,
         ))
         .layer(middleware::from_fn(crate::v1::error::openai_errors));
     let api = users
@@ -205,8 +169,8 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static(browser::REQUESTED_WITH),
+            HeaderName::from_static(IDEMPOTENCY_KEY),
+            HeaderName::from_static(REQUESTED_WITH),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([

@@ -6,7 +6,7 @@ use super::conversations::item_text;
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response as StoredResponse};
 use super::items::arguments_text;
-use super::{choose_model, idempotency_key, invalid, tables};
+use super::{chat_title, choose_model, idempotency_key, invalid, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
@@ -486,10 +486,9 @@ async fn stored_run(
         system_prompt: run.system,
         ..ContextConfig::default()
     };
-    let title: String = text.chars().take(60).collect();
     let context = app
         .engine
-        .create_context(owner, Some(title), config)
+        .create_context(owner, chat_title(&text), config)
         .await?
         .record
         .id;

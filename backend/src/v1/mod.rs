@@ -19,7 +19,7 @@ mod responses;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::domain::ModelId;
+use crate::domain::{ModelId, Title};
 use crate::engine::EngineError;
 use crate::store::{ResponseStore, Store};
 use axum::extract::Request;
@@ -96,6 +96,20 @@ fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>,
         ));
     }
     Ok(Some(model))
+}
+
+/// Characters of the first message that name a chat the API created.
+const TITLE_CHARS: usize = 60;
+
+/// The title of a chat the API creates: the start of its first message, on one line
+/// (`None`, the default title, when that is no valid title).
+fn chat_title(text: &str) -> Option<Title> {
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let title = match words.char_indices().nth(TITLE_CHARS) {
+        Some((at, _)) => format!("{}\u{2026}", &words[..at]),
+        None => words,
+    };
+    Title::parse(&title).ok()
 }
 
 /// The `Idempotency-Key` header, checked.

@@ -5,7 +5,9 @@ use super::conversations::{item_text, parse_metadata};
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
-use super::{choose_model, idempotency_key, ids, invalid, not_found, owned_conversation, tables};
+use super::{
+    chat_title, choose_model, idempotency_key, ids, invalid, not_found, owned_conversation, tables,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
@@ -36,8 +38,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/responses/{id}/input_items", get(input_items))
 }
 
-/// Characters of the first message that name a chat the API created.
-const TITLE_CHARS: usize = 60;
 /// Items one request's input may hold.
 const MAX_INPUT_ITEMS: usize = 100;
 
@@ -203,15 +203,6 @@ fn parse_tools(tools: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
     Ok(tools)
 }
 
-fn title(text: &str) -> String {
-    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match words.char_indices().nth(TITLE_CHARS) {
-        Some((at, _)) => format!("{}\u{2026}", &words[..at]),
-        None if words.is_empty() => "New chat".into(),
-        None => words,
-    }
-}
-
 /// The assistant message that holds the call `call_id`, on the active path.
 async fn message_with_call(app: &AppState, context: Uuid, call_id: &str) -> Result<Uuid, ApiError> {
     let snapshot = app.engine.snapshot(context).await?;
@@ -292,7 +283,7 @@ async fn create(
         };
         let snapshot = app
             .engine
-            .create_context(owner, Some(title(text)), config)
+            .create_context(owner, chat_title(text), config)
             .await?;
         (snapshot.record.id, true)
     };
