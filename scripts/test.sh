@@ -31,6 +31,9 @@ start_test_postgres
 log "Rust tests: unit, integration, end-to-end (SQLite and Postgres)"
 cargo test --locked --workspace --no-fail-fast
 
+log "the official OpenAI SDKs (Python and Node) against the real server"
+"$ROOT/tests/sdk/run.sh"
+
 log "sync-wasm: the npm package in headless Chromium"
 "$ROOT/sync-wasm/scripts/test.sh"
 "$ROOT/examples/scripts/test.sh"

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+pub mod v1;
 
 use config::{AuthMode, Config, ModelKind, OnOff};
 use engine::{Deps, Engine, EngineSettings};
@@ -160,6 +161,10 @@ impl Application {
                     .filter(|m| !m.is_empty())
                     .collect(),
                 allowed_hosts: Arc::new(api::AllowedHosts::from_flag(&config.allowed_hosts)),
+                server_model: match config.model {
+                    ModelKind::Scripted => "scripted".to_owned(),
+                    ModelKind::Openai => config.openai_model.clone(),
+                },
             }),
         })
         .map_err(StartError::Config)?;

@@ -820,6 +820,20 @@ async fn openapi_documents_every_route() {
         ("/metrics", "get"),
         ("/api/openapi.json", "get"),
         ("/docs/MIGRATION_GUIDE.md", "get"),
+        ("/v1/models", "get"),
+        ("/v1/models/{id}", "get"),
+        ("/v1/conversations", "post"),
+        ("/v1/conversations/{id}", "get"),
+        ("/v1/conversations/{id}", "post"),
+        ("/v1/conversations/{id}", "delete"),
+        ("/v1/conversations/{id}/items", "get"),
+        ("/v1/conversations/{id}/items", "post"),
+        ("/v1/responses", "post"),
+        ("/v1/responses/{id}", "get"),
+        ("/v1/responses/{id}", "delete"),
+        ("/v1/responses/{id}/cancel", "post"),
+        ("/v1/responses/{id}/input_items", "get"),
+        ("/v1/chat/completions", "post"),
     ];
     for (path, method) in routes {
         let op = &paths[path][method];

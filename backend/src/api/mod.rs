@@ -4,17 +4,17 @@
 //! `AppState` their handlers get, the header names) is in `shared.rs`, not here.
 
 mod actions;
-mod browser;
+pub(crate) mod browser;
 mod contexts;
 pub mod error;
-mod extract;
-mod identity;
+pub(crate) mod extract;
+pub(crate) mod identity;
 mod legacy;
 mod me;
 mod ops;
-mod quota;
+pub(crate) mod quota;
 mod shared;
-mod state;
+pub(crate) mod state;
 
 pub use browser::AllowedHosts;
 pub use legacy::MIGRATION_GUIDE_PATH;
@@ -61,7 +61,17 @@ pub fn router(app: AppState) -> Result<Router, String> {
             app.auth.clone(),
             identity::require_user,
         ));
+    // The OpenAI-compatible API: the same identity and scoping, errors in OpenAI's shape
+    // (authentication's included).
+    let openai = crate::v1::routes()
+        .route_layer(middleware::from_fn(crate::v1::sdk_posts_only))
+        .route_layer(middleware::from_fn_with_state(
+            app.auth.clone(),
+            identity::require_user,
+        ))
+        .layer(middleware::from_fn(crate::v1::error::openai_errors));
     let api = users
+        .merge(openai)
         .merge(ops::routes())
         .route("/api", any(unknown_route))
         .route("/api/{*rest}", any(unknown_route))

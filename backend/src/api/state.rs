@@ -65,7 +65,13 @@ impl LivePolls {
         self.stopping.send_replace(true);
     }
 
-    fn hold(&self, user: &User) -> Result<Held<'_>, ApiError> {
+    /// Turns true when the server stops: waiters answer at once.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// A waiter's place (also an OpenAI event stream's): refused past the bounds.
+    pub(crate) fn hold(self: &Arc<Self>, user: &User) -> Result<Held, ApiError> {
         let counter = &self.metrics.held_polls;
         if counter.fetch_add(1, Ordering::Relaxed) >= self.max {
             counter.fetch_sub(1, Ordering::Relaxed);
@@ -77,7 +83,7 @@ impl LivePolls {
         }
         // From here on, dropping `held` gives back what was taken.
         let mut held = Held {
-            polls: self,
+            polls: self.clone(),
             user: None,
         };
         if let Some((max, holders)) = &self.per_user {
@@ -110,13 +116,14 @@ fn lock(holders: &Mutex<HashMap<User, u64>>) -> MutexGuard<'_, HashMap<User, u64
 
 /// One held poll; leaving the counts when the request ends, however it ends (a client
 /// that disconnects drops the request's future, and with it this).
-struct Held<'a> {
-    polls: &'a LivePolls,
+#[derive(Debug)]
+pub(crate) struct Held {
+    polls: Arc<LivePolls>,
     /// Set once the poll counts against its user's cap.
     user: Option<User>,
 }
 
-impl Drop for Held<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
         self.polls
             .metrics
@@ -223,7 +230,7 @@ async fn state(
     drop(current);
     let polls = &app.polls;
     let _slot = polls.hold(&user)?;
-    let mut stopping = polls.stopping.subscribe();
+    let mut stopping = polls.stopping();
     let changed = tokio::select! {
         changed = tokio::time::timeout(wait, rx.wait_for(|s| s.version() > held)) => {
             changed.map(|r| r.map(|s| s.clone()))
@@ -292,11 +299,11 @@ mod tests {
     #[test]
     fn held_polls_are_bounded_and_counted() {
         let metrics = Arc::new(Metrics::default());
-        let polls = LivePolls::new(2, None, metrics.clone());
+        let polls = Arc::new(LivePolls::new(2, None, metrics.clone()));
         let user = User::parse("local").expect("user");
         let a = polls.hold(&user).expect("first");
         let b = polls.hold(&user).expect("second");
-        let e = polls.hold(&user).err().expect("third is refused");
+        let e = polls.hold(&user).expect_err("third is refused");
         assert_eq!(
             (e.status, e.code),
             (StatusCode::SERVICE_UNAVAILABLE, "too_many_waiters")
@@ -311,14 +318,14 @@ mod tests {
     #[test]
     fn each_user_holds_at_most_their_share() {
         let metrics = Arc::new(Metrics::default());
-        let polls = LivePolls::new(10, Some(2), metrics.clone());
+        let polls = Arc::new(LivePolls::new(10, Some(2), metrics.clone()));
         let (alice, bob) = (
             User::parse("alice").expect("user"),
             User::parse("bob").expect("user"),
         );
         let a1 = polls.hold(&alice).expect("first");
         let _a2 = polls.hold(&alice).expect("second");
-        let e = polls.hold(&alice).err().expect("third is refused");
+        let e = polls.hold(&alice).expect_err("third is refused");
         assert_eq!(
             (e.status, e.code),
             (StatusCode::TOO_MANY_REQUESTS, "too_many_waiters")

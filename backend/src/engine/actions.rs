@@ -116,6 +116,25 @@ impl Engine {
         .await
     }
 
+    /// The client's outputs for the calls of its own tools that the turn waits on; the
+    /// turn goes on with them.
+    pub async fn submit_tool_outputs(
+        &self,
+        id: Uuid,
+        outputs: Vec<(String, String)>,
+        wait: Duration,
+    ) -> Result<TurnOutcome, EngineError> {
+        self.act(
+            id,
+            |reply| Request::SubmitToolOutputs {
+                outputs: outputs.clone(),
+                reply,
+            },
+            wait,
+        )
+        .await
+    }
+
     pub async fn retry(&self, id: Uuid, wait: Duration) -> Result<TurnOutcome, EngineError> {
         self.act(id, |reply| Request::Retry { reply }, wait).await
     }

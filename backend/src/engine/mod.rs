@@ -71,4 +71,17 @@ impl Engine {
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.deps.metrics
     }
+
+    /// The model turns call (the OpenAI API calls it directly for runs that store nothing).
+    pub fn model(&self) -> &Arc<dyn crate::llm::Model> {
+        &self.deps.model
+    }
+
+    pub fn tools(&self) -> &Arc<crate::tools::ToolRegistry> {
+        &self.deps.tools
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.deps.settings
+    }
 }

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub(super) streamed: Option<StreamedReply>,
     /// The version at which the path last changed: older `?since=` get the whole state.
     pub path_changed_at: u64,
+    /// The version the store held when this snapshot was taken (see `durable_messages`).
+    pub saved_version: u64,
     pub pending_tool_calls: Vec<ToolCall>,
     /// Queued user messages in the order they will run (bounded by the queue limit).
     pub queued: Vec<Arc<Message>>,
@@ -41,6 +43,35 @@ impl Snapshot {
 
     pub fn status(&self) -> Status {
         self.record.state.name().status()
+    }
+
+    /// Whether the store holds the record as shown (its state included).
+    pub fn is_durable(&self) -> bool {
+        self.version() <= self.saved_version
+    }
+
+    /// The active path as far as the store holds it: up to the first message changed after
+    /// the last save, the reply being streamed cut to the text a save wrote. What a crash
+    /// could take back is left out, so readers that must never show it again differently
+    /// (the OpenAI event streams) read this.
+    pub fn durable_messages(&self) -> Vec<Arc<Message>> {
+        let mut out = Vec::with_capacity(self.log.len());
+        for (i, m) in self.log.iter().enumerate() {
+            match &self.streamed {
+                Some(s) if s.index == i => {
+                    // Until a save wrote some of its text, the store may not hold the reply
+                    // at all (a writer taking over would start another one).
+                    let text = s.text.durable_text();
+                    if !text.is_empty() {
+                        out.push(Arc::new(with_streamed_text(m, text)));
+                    }
+                    break;
+                }
+                _ if m.version > self.saved_version => break,
+                _ => out.push(m.clone()),
+            }
+        }
+        out
     }
 
     /// The active path, whole.

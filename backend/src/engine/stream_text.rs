@@ -15,6 +15,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub struct StreamText {
     buf: Arc<RwLock<String>>,
     len: usize,
+    /// How much of the text the store is known to hold (see [`StreamText::mark_durable`]).
+    durable: usize,
 }
 
 /// A reader's side: the text as it was when the snapshot was taken.
@@ -22,6 +24,7 @@ pub struct StreamText {
 pub struct TextPrefix {
     buf: Arc<RwLock<String>>,
     len: usize,
+    durable: usize,
 }
 
 impl StreamText {
@@ -31,7 +34,15 @@ impl StreamText {
         StreamText {
             buf: Arc::new(RwLock::new(text)),
             len,
+            // Nothing is known to be stored until a save says so: a reader that must show
+            // only durable text waits for that save.
+            durable: 0,
         }
+    }
+
+    /// The store now holds the whole text so far (a save wrote it).
+    pub fn mark_durable(&mut self) {
+        self.durable = self.len;
     }
 
     pub fn len(&self) -> usize {
@@ -55,6 +66,7 @@ impl StreamText {
         TextPrefix {
             buf: self.buf.clone(),
             len: self.len,
+            durable: self.durable.min(self.len),
         }
     }
 
@@ -72,12 +84,18 @@ impl TextPrefix {
     pub fn to_text(&self) -> String {
         read_prefix(&self.buf, self.len)
     }
+
+    /// The part of the text the store held when the snapshot was taken.
+    pub fn durable_text(&self) -> String {
+        read_prefix(&self.buf, self.durable)
+    }
 }
 
 impl fmt::Debug for TextPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TextPrefix")
             .field("len", &self.len)
+            .field("durable", &self.durable)
             .finish()
     }
 }
@@ -104,6 +122,22 @@ mod tests {
         assert_eq!(text.len(), "Hé, wörld!".len());
         assert_eq!(text.into_string(), "Hé, wörld!");
         assert_eq!(second.to_text(), "Hé, wörld", "outlives the writer");
+    }
+
+    #[test]
+    fn only_text_marked_durable_is_durable() {
+        let mut text = StreamText::new(String::new());
+        text.push_str("saved ");
+        assert_eq!(
+            text.prefix().durable_text(),
+            "",
+            "nothing is durable before a save"
+        );
+        text.mark_durable();
+        text.push_str("shown only");
+        let prefix = text.prefix();
+        assert_eq!(prefix.to_text(), "saved shown only");
+        assert_eq!(prefix.durable_text(), "saved ");
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub(crate) mod conformance;
 mod coordination;
 mod dialect;
 mod postgres;
+mod responses;
 mod sql;
 
 pub use coordination::{Coordination, SingleProcess};
+pub use responses::{ResponseRow, ResponseStore};
 pub use sql::SqlStore;
 
 use crate::domain::SearchQuery;
@@ -234,6 +236,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         self.coordination()
             .notify(Change::CancelRequested(id))
             .await
+    }
+    /// What the OpenAI-compatible API stores; `None` for stores without it (test doubles).
+    fn responses(&self) -> Option<&dyn ResponseStore> {
+        None
     }
 }
 

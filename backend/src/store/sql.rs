@@ -64,6 +64,10 @@ const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id,
      client_message_id, idempotency_key, status, created_at, version, parent_id";
 
 impl SqlStore {
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Opens the database a URL names (`sqlite://PATH`, created with its folder when
     /// missing, or `postgres://...`), then applies the embedded migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -410,6 +414,10 @@ fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 #[async_trait]
 impl Store for SqlStore {
+    fn responses(&self) -> Option<&dyn super::ResponseStore> {
+        Some(self)
+    }
+
     #[tracing::instrument(skip_all, fields(context_id = %record.id))]
     async fn insert_context(
         &self,

@@ -105,6 +105,7 @@ impl TestApp {
         }
     }
 
+    #[allow(dead_code)] // Not every test file reaches into the engine.
     pub fn engine(&self) -> &Arc<Engine> {
         self.app.engine()
     }

@@ -48,6 +48,12 @@ pub enum Request {
         tool_call_ids: Vec<String>,
         reply: Reply<u64>,
     },
+    /// The client's results for calls of tools it runs itself (the OpenAI API's function
+    /// tools): (call id, output) for every call that waits.
+    SubmitToolOutputs {
+        outputs: Vec<(String, String)>,
+        reply: Reply<u64>,
+    },
     Cancel {
         reply: Reply<u64>,
     },
@@ -133,6 +139,7 @@ macro_rules! with_reply {
             Request::Send { reply: $reply, .. } => $body,
             Request::CancelQueued { reply: $reply, .. } => $body,
             Request::Approve { reply: $reply, .. } => $body,
+            Request::SubmitToolOutputs { reply: $reply, .. } => $body,
             Request::Cancel { reply: $reply } => $body,
             Request::Retry { reply: $reply } => $body,
             Request::EditUserMessage { reply: $reply, .. } => $body,

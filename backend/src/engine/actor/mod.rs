@@ -188,6 +188,17 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Request::SubmitToolOutputs { outputs, reply } => {
+                match self.record_tool_outputs(&outputs) {
+                    Ok(event) => {
+                        let turn = self.start_turn();
+                        self.acknowledge_then_drive(event, reply, turn).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
             Request::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
                     let _ = reply.send(Err(e.into()));

@@ -9,15 +9,7 @@ use chatsync_protocol::{ContentPart, Role, ToolCall, ToolCallStatus};
 impl Actor {
     /// Validates an approval and records every decision; returns the event it leads to.
     pub(super) fn decide_tool_calls(&mut self, approved: &[String]) -> Result<Event, ActionError> {
-        let no_pending = || ActionError::NoPendingApprovals;
-        if *self.ctx.state() != State::AwaitingToolApproval {
-            return Err(no_pending());
-        }
-        let i = self.ctx.tool_call_message().ok_or_else(no_pending)?;
-        let calls = self.ctx.messages()[i]
-            .tool_calls
-            .clone()
-            .unwrap_or_default();
+        let (i, calls) = self.waiting_calls()?;
         let pending: Vec<&ToolCall> = calls
             .iter()
             .filter(|c| c.status == ToolCallStatus::Pending)
@@ -57,6 +49,66 @@ impl Actor {
         } else {
             Event::ToolsDenied
         })
+    }
+
+    /// The message whose calls wait for a person (or the client) and its calls.
+    fn waiting_calls(&self) -> Result<(usize, Vec<ToolCall>), ActionError> {
+        let no_pending = || ActionError::NoPendingApprovals;
+        if *self.ctx.state() != State::AwaitingToolApproval {
+            return Err(no_pending());
+        }
+        let i = self.ctx.tool_call_message().ok_or_else(no_pending)?;
+        let calls = self.ctx.messages()[i]
+            .tool_calls
+            .clone()
+            .unwrap_or_default();
+        Ok((i, calls))
+    }
+
+    /// Records the client's outputs for the calls that wait (every one needs its output):
+    /// each call is completed with its output as the result, and the turn goes on as after
+    /// an approval, with nothing left to run.
+    pub(super) fn record_tool_outputs(
+        &mut self,
+        outputs: &[(String, String)],
+    ) -> Result<Event, ActionError> {
+        let (i, calls) = self.waiting_calls()?;
+        let pending: Vec<&str> = calls
+            .iter()
+            .filter(|c| c.status == ToolCallStatus::Pending)
+            .map(|c| c.id.as_str())
+            .collect();
+        let unknown: Vec<String> = outputs
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| !pending.contains(&id.as_str()))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ActionError::UnknownToolCalls(unknown));
+        }
+        let missing: Vec<&str> = pending
+            .iter()
+            .filter(|id| !outputs.iter().any(|(o, _)| o == *id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(ActionError::InvalidMessage(format!(
+                "every waiting call needs its output; missing: {}",
+                missing.join(", ")
+            )));
+        }
+        let m = self.ctx.message_mut(i);
+        for call in m.tool_calls.iter_mut().flatten() {
+            if let Some((_, output)) = outputs.iter().find(|(id, _)| *id == call.id) {
+                call.status = ToolCallStatus::Completed;
+                call.result = Some(output.clone());
+            }
+        }
+        for (id, output) in outputs {
+            self.push_tool_result(id.clone(), output.clone());
+        }
+        Ok(Event::ToolsApproved)
     }
 
     pub(super) fn push_tool_result(&mut self, call_id: String, text: String) {

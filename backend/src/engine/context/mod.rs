@@ -236,6 +236,7 @@ impl LiveContext {
                 text: s.text.prefix(),
             }),
             path_changed_at: self.path_changed_at,
+            saved_version: self.saved_version,
             pending_tool_calls,
             queued: self.queued.iter().map(|q| q.message.clone()).collect(),
             turns,

@@ -41,6 +41,47 @@ fn say(ctx: &mut LiveContext, text: &str) -> Uuid {
 }
 
 #[test]
+fn durable_messages_hold_only_what_a_save_wrote() {
+    let mut ctx = context_in(StateName::StreamingLlmResponse);
+    say(&mut ctx, "question");
+    let batch = ctx.save_batch();
+    ctx.mark_saved(&batch);
+    let mut reply = new_message(Role::Assistant, vec![ContentPart::text("")], None);
+    reply.status = MessageStatus::Streaming;
+    let i = ctx.push(reply, None);
+    ctx.append_text(i, "shown ");
+    ctx.publish();
+    let snapshot = ctx.snapshot(Turns::default());
+    assert_eq!(
+        snapshot.durable_messages().len(),
+        1,
+        "a reply no save wrote is not durable"
+    );
+    assert!(!snapshot.is_durable());
+    let batch = ctx.save_batch();
+    ctx.mark_saved(&batch);
+    ctx.append_text(i, "and more");
+    ctx.publish();
+    let snapshot = ctx.snapshot(Turns::default());
+    let durable = snapshot.durable_messages();
+    assert_eq!(durable.len(), 2);
+    assert_eq!(content_text(&durable[1].content), "shown ");
+    assert_eq!(
+        content_text(&snapshot.messages()[i].content),
+        "shown and more",
+        "readers still see everything"
+    );
+    let batch = ctx.save_batch();
+    ctx.mark_saved(&batch);
+    let snapshot = ctx.snapshot(Turns::default());
+    assert!(snapshot.is_durable());
+    assert_eq!(
+        content_text(&snapshot.durable_messages()[1].content),
+        "shown and more"
+    );
+}
+
+#[test]
 fn a_streamed_reply_shows_whole_to_readers_the_store_and_its_next_change() {
     let mut ctx = context_in(StateName::StreamingLlmResponse);
     say(&mut ctx, "question");

@@ -230,6 +230,10 @@ impl LiveContext {
     pub fn mark_saved(&mut self, batch: &SaveBatch) {
         self.saved_version = batch.context.version;
         self.record.version_ceiling = batch.context.version_ceiling;
+        if let Some(s) = &mut self.streaming {
+            // The save held the streamed text as it is now: no chunk lands during a save.
+            s.text.mark_durable();
+        }
         self.unsaved = Changes::default();
         self.last_save = Instant::now();
     }

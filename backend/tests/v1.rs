@@ -1,0 +1,428 @@
+//! The OpenAI-compatible API over HTTP, in-process on the real application: objects,
+//! paging, owner scoping, errors in OpenAI's shape, event streams that replay the same.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use chatsync::auth::token::mint;
+use common::{Answer, TestApp};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+struct User {
+    auth: String,
+}
+
+impl User {
+    fn new(name: &str) -> Self {
+        let token = mint(name, SECRET, Duration::from_secs(600)).expect("mint");
+        User {
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    async fn call(&self, app: &TestApp, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| b.to_string());
+        let mut headers = vec![("authorization", self.auth.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        app.call(method, uri, &headers, body.as_deref()).await
+    }
+
+    async fn post(&self, app: &TestApp, uri: &str, body: Value) -> Answer {
+        self.call(app, Method::POST, uri, Some(body)).await
+    }
+
+    async fn get(&self, app: &TestApp, uri: &str) -> Answer {
+        self.call(app, Method::GET, uri, None).await
+    }
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn(&["--auth", "jwt", "--jwt-secret", SECRET]).await
+}
+
+/// The events of a server-sent event stream body.
+fn events(body: &Value) -> Vec<Value> {
+    body.as_str()
+        .expect("an event stream")
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("JSON event"))
+        .collect()
+}
+
+fn assert_openai_error(answer: &Answer, status: StatusCode, kind: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    let error = &answer.body["error"];
+    assert_eq!(error["type"], kind, "{}", answer.body);
+    assert!(error["message"].is_string());
+    assert!(error.get("param").is_some() && error.get("code").is_some());
+}
+
+#[tokio::test]
+async fn conversations_page_their_items_and_stay_their_owners() {
+    let app = spawn().await;
+    let (alice, bob) = (User::new("alice"), User::new("bob"));
+    let models = alice.get(&app, "/v1/models").await;
+    assert_eq!(models.body["data"][0]["id"], "scripted");
+    let items: Vec<Value> = (0..5)
+        .map(|i| json!({"type": "message", "role": "user", "content": format!("m{i}")}))
+        .collect();
+    let conv = alice
+        .post(
+            &app,
+            "/v1/conversations",
+            json!({"items": items, "metadata": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(conv.status, StatusCode::OK, "{}", conv.body);
+    let id = conv.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(conv.body["object"], "conversation");
+    let texts = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|i| {
+                i["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let newest = alice
+        .get(&app, &format!("/v1/conversations/{id}/items?limit=2"))
+        .await;
+    assert_eq!(texts(&newest.body), ["m4", "m3"], "newest first by default");
+    assert_eq!(newest.body["has_more"], true);
+    let last_id = newest.body["last_id"].as_str().expect("last_id").to_owned();
+    let next = alice
+        .get(
+            &app,
+            &format!("/v1/conversations/{id}/items?limit=2&after={last_id}"),
+        )
+        .await;
+    assert_eq!(texts(&next.body), ["m2", "m1"]);
+    // The same chat through /api: the web app shows it.
+    let context = id.trim_start_matches("conv_");
+    let uuid = uuid::Uuid::parse_str(context).expect("uuid");
+    let state = alice
+        .get(&app, &format!("/api/contexts/{uuid}/state"))
+        .await;
+    assert_eq!(state.body["messages"].as_array().map(Vec::len), Some(5));
+    // Another user's conversation is an unknown one.
+    for uri in [
+        format!("/v1/conversations/{id}"),
+        format!("/v1/conversations/{id}/items"),
+    ] {
+        assert_openai_error(
+            &bob.get(&app, &uri).await,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+        );
+    }
+    let theirs = bob
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "hi", "conversation": id}),
+        )
+        .await;
+    assert_openai_error(&theirs, StatusCode::NOT_FOUND, "invalid_request_error");
+    let updated = alice
+        .post(
+            &app,
+            &format!("/v1/conversations/{id}"),
+            json!({"metadata": {"k": "w"}}),
+        )
+        .await;
+    assert_eq!(updated.body["metadata"], json!({"k": "w"}));
+    let deleted = alice
+        .call(
+            &app,
+            Method::DELETE,
+            &format!("/v1/conversations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.body["deleted"], true);
+    assert_eq!(
+        alice
+            .get(&app, &format!("/v1/conversations/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn errors_are_in_openais_shape_and_bad_input_stores_nothing() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let unauthenticated = app.call(Method::GET, "/v1/models", &[], None).await;
+    assert_openai_error(
+        &unauthenticated,
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+    );
+    for body in [
+        json!({"input": "x", "conversation": "conv_1", "previous_response_id": "resp_1"}),
+        json!({"input": []}),
+        json!({"input": [{"type": "message", "role": "system", "content": "x"}]}),
+        json!({"input": "x", "tools": [{"type": "web_search"}]}),
+        json!({"input": "x", "metadata": {"k": 1}}),
+    ] {
+        let answer = alice.post(&app, "/v1/responses", body.clone()).await;
+        assert_openai_error(&answer, StatusCode::BAD_REQUEST, "invalid_request_error");
+    }
+    let missing = alice.get(&app, "/v1/responses/resp_0").await;
+    assert_openai_error(&missing, StatusCode::NOT_FOUND, "invalid_request_error");
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(
+        chats.body["contexts"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        chats.body
+    );
+}
+
+#[tokio::test]
+async fn a_response_streams_and_replays_the_same_events_from_any_point() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let streamed = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "hello stream", "stream": true}),
+        )
+        .await;
+    assert_eq!(streamed.status, StatusCode::OK);
+    let all = events(&streamed.body);
+    assert_eq!(all[0]["type"], "response.created");
+    assert_eq!(all.last().expect("events")["type"], "response.completed");
+    for (n, e) in all.iter().enumerate() {
+        assert_eq!(e["sequence_number"], n);
+    }
+    let id = all[0]["response"]["id"].as_str().expect("id").to_owned();
+    let replay = alice
+        .get(&app, &format!("/v1/responses/{id}?stream=true"))
+        .await;
+    assert_eq!(events(&replay.body), all, "a replay is the same stream");
+    let rest = alice
+        .get(
+            &app,
+            &format!("/v1/responses/{id}?stream=true&starting_after=3"),
+        )
+        .await;
+    assert_eq!(events(&rest.body), all[4..]);
+    let response = alice.get(&app, &format!("/v1/responses/{id}")).await;
+    assert_eq!(response.body["status"], "completed");
+    assert_eq!(response.body, all.last().expect("events")["response"]);
+    let text = response.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("hello stream"), "{text}");
+    let inputs = alice
+        .get(&app, &format!("/v1/responses/{id}/input_items"))
+        .await;
+    assert_eq!(inputs.body["data"][0]["content"][0]["text"], "hello stream");
+    assert_eq!(
+        User::new("bob")
+            .get(&app, &format!("/v1/responses/{id}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let deleted = alice
+        .call(&app, Method::DELETE, &format!("/v1/responses/{id}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(
+        alice.get(&app, &format!("/v1/responses/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answers_the_same_response_and_runs_one_turn() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let conv = alice.post(&app, "/v1/conversations", json!({})).await;
+    let id = conv.body["id"].as_str().expect("id").to_owned();
+    let body = json!({"input": "just once", "conversation": id}).to_string();
+    let headers = [
+        ("authorization", alice.auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "key-1"),
+    ];
+    let first = app
+        .call(Method::POST, "/v1/responses", &headers, Some(&body))
+        .await;
+    let again = app
+        .call(Method::POST, "/v1/responses", &headers, Some(&body))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["id"], again.body["id"]);
+    let items = alice
+        .get(&app, &format!("/v1/conversations/{id}/items"))
+        .await;
+    let users = items.body["data"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["role"] == "user")
+        .count();
+    assert_eq!(users, 1);
+}
+
+#[tokio::test]
+async fn a_function_call_ends_the_response_and_its_output_continues_the_turn() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let tools = json!([{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]);
+    let first = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "/tool lookup {\"q\": 1}", "tools": tools}),
+        )
+        .await;
+    assert_eq!(first.body["status"], "completed", "{}", first.body);
+    let call = first.body["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .find(|o| o["type"] == "function_call")
+        .cloned()
+        .expect("a function call");
+    assert_eq!(call["arguments"], "{\"q\":1}");
+    let output =
+        json!([{"type": "function_call_output", "call_id": call["call_id"], "output": "found it"}]);
+    let second = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": output, "previous_response_id": first.body["id"], "tools": tools}),
+        )
+        .await;
+    assert_eq!(second.body["status"], "completed", "{}", second.body);
+    let text = second.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("found it"), "{text}");
+    // An output for a call that does not wait is refused, and stores nothing.
+    let again = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": output, "previous_response_id": first.body["id"]}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
+}
+
+#[tokio::test]
+async fn chat_completions_answer_and_stream_without_storing() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let plain = alice
+        .post(
+            &app,
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hey"}]}),
+        )
+        .await;
+    assert_eq!(plain.body["object"], "chat.completion", "{}", plain.body);
+    assert!(plain.body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .contains("hey"));
+    let streamed = alice
+        .post(
+            &app,
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "/tool f {}"}], "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        )
+        .await;
+    let text = streamed.body.as_str().expect("stream");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("chunk"))
+        .collect();
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "f"));
+    assert!(chunks.last().expect("chunks")["usage"]["total_tokens"].as_u64() > Some(0));
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(
+        chats.body["contexts"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored"
+    );
+    let stored = alice
+        .post(
+            &app,
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "keep me"}], "store": true}),
+        )
+        .await;
+    assert!(stored.body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .contains("keep me"));
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(
+        chats.body["contexts"].as_array().map(Vec::len),
+        Some(1),
+        "kept as a chat"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let body =
+        json!({"messages": [{"role": "user", "content": "once"}], "store": true}).to_string();
+    let headers = [
+        ("authorization", alice.auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "chat-1"),
+    ];
+    let first = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    let again = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["id"], again.body["id"]);
+    assert_eq!(first.body["choices"], again.body["choices"]);
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(
+        chats.body["contexts"].as_array().map(Vec::len),
+        Some(1),
+        "one chat, one turn"
+    );
+    let unstored = json!({"messages": [{"role": "user", "content": "x"}]}).to_string();
+    let refused = app
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            &headers,
+            Some(&unstored),
+        )
+        .await;
+    assert_openai_error(&refused, StatusCode::BAD_REQUEST, "invalid_request_error");
+}
