@@ -69,11 +69,14 @@ pub fn send(
         return Err(SyncError::invalid("a message needs some text"));
     }
     let now = outbox.may_send_now(online, &context_id);
+    // A `String` in the browser build, a `Copy` date in a workspace build with chrono on.
+    #[allow(clippy::clone_on_copy)]
+    let queued_at = created_at.clone();
     outbox.push(Queued {
         context_id: context_id.clone(),
         client_message_id: client_message_id.clone(),
         text: text.clone(),
-        created_at: created_at.clone(),
+        created_at: queued_at,
         failure: None,
     })?;
     syncer.add_local(client_message_id.clone(), text.clone(), created_at);
