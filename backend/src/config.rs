@@ -103,11 +103,29 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
 
-    /// How long a client may take to send a request's headers, in milliseconds; a
-    /// connection that is slower is closed.
+    /// How long a client may take to send a request's head, in milliseconds, counted from
+    /// the connection's start (whatever it sent) and, on HTTP/1, from the end of the
+    /// previous response; a connection that is slower is closed.
     #[arg(long, env = "CHATSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
+
+    /// Connections open at once; further ones wait in the listen backlog until one closes.
+    #[arg(long, env = "CHATSYNC_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// A connection with no request in flight for this long is closed, in milliseconds
+    /// (above the longest long poll).
+    #[arg(long, env = "CHATSYNC_IDLE_TIMEOUT_MS", default_value_t = 75_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+
+    /// A response the client reads nothing of for this long is dropped with its
+    /// connection, in milliseconds.
+    #[arg(long, env = "CHATSYNC_WRITE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_ms: u64,
 
     /// Longest silence while a request body is read, in milliseconds (then 408).
     #[arg(long, env = "CHATSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 10_000,
@@ -321,6 +339,9 @@ mod tests {
         assert!(c.auto_approve_tools.is_empty());
         assert!(c.workspace_root.is_none());
         assert_eq!(c.max_waiters, 10_000);
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.idle_timeout_ms, 75_000);
+        assert_eq!(c.write_timeout_ms, 30_000);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fsm;
 pub mod llm;
 pub mod metrics;
+mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
@@ -29,7 +30,7 @@ pub struct Application {
     engine: Arc<Engine>,
     polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
-    header_read_timeout: Duration,
+    connections: serve::ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +174,12 @@ impl Application {
             engine,
             polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
-            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            connections: serve::ConnectionLimits {
+                max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+                write_timeout: Duration::from_millis(config.write_timeout_ms),
+            },
         })
     }
 
@@ -198,17 +204,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let polls = self.polls.clone();
-        let server = serve(
-            self.listener,
-            self.router,
-            self.header_read_timeout,
-            async move {
-                shutdown.await;
-                // Held long polls answer 304 now instead of holding the drain for their wait.
-                polls.stop();
-                let _ = stopping_tx.send(());
-            },
-        );
+        let server = serve::serve(self.listener, self.router, self.connections, async move {
+            shutdown.await;
+            // Held long polls answer 304 now instead of holding the drain for their wait.
+            polls.stop();
+            let _ = stopping_tx.send(());
+        });
         let grace = self.shutdown_grace;
         let drained = async move {
             let _ = stopping_rx.await;
@@ -222,60 +223,6 @@ impl Application {
         tracing::info!("stopped: every context is flushed");
         Ok(())
     }
-}
-
-/// Accepts connections until `shutdown` resolves, then waits for the open ones to finish.
-///
-/// `axum::serve` cannot set hyper's header read timeout, so connections are served here
-/// with hyper-util's builder: a client that sends a partial request line or headers and
-/// then nothing is disconnected after `header_read_timeout` instead of holding a
-/// connection forever.
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    header_read_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use tower::ServiceExt;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    let service = hyper_util::service::TowerToHyperService::new(router.map_request(
-        |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-    ));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// The authenticator `--auth` names; `none` only on loopback unless allowed explicitly.

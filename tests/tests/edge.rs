@@ -1,0 +1,205 @@
+//! The edge under attack, against the real binary: each attack gets the contract's answer
+//! while `/healthz` keeps answering other clients within a second.
+//!
+//! Figures are printed as the tests run (`--nocapture` shows them).
+
+use chatsync_e2e::{TestServer};
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long `/healthz` may take while an attack runs.
+const HEALTHY: Duration = Duration::from_secs(1);
+/// Bound on anything the server must do by itself (close a connection, ...).
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `/healthz` on a fresh connection answers 200 within a second.
+async fn assert_healthy(server: &TestServer) {
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let answer = tokio::time::timeout(
+        HEALTHY,
+        client
+            .get(format!("{}/healthz", server.base_url()))
+            .header("connection", "close")
+            .send(),
+    )
+    .await
+    .expect("/healthz answers within 1 s during the attack")
+    .expect("/healthz");
+    assert_eq!(answer.status(), StatusCode::OK);
+    eprintln!("  healthz during the attack: {:?}", started.elapsed());
+}
+
+/// Reads until the server closes the connection; how long that took after `since`, or
+/// `None` when it is still open at the deadline.
+async fn closed_after(
+    stream: &mut TcpStream,
+    since: Instant,
+    deadline: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 4096];
+    let ends = since + deadline;
+    loop {
+        let left = ends.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_preface_connections_close_at_the_header_deadline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path(), &["--header-read-timeout-ms", "500"]).await;
+    let addr = server.addr();
+    let mut conns = Vec::new();
+    for i in 0..100 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        match i % 3 {
+            0 => {}
+            // The first byte of the HTTP/2 preface, then nothing.
+            1 => stream.write_all(b"P").await.expect("write"),
+            // More of the preface.
+            _ => stream
+                .write_all(b"PRI * HTTP/2.0\r\n")
+                .await
+                .expect("write"),
+        }
+        conns.push(stream);
+    }
+    let opened = Instant::now();
+    assert_healthy(&server).await;
+    for (i, stream) in conns.iter_mut().enumerate() {
+        let after = closed_after(stream, opened, DEADLINE).await;
+        let after = after.unwrap_or_else(|| panic!("connection {i} still open after {DEADLINE:?}"));
+        assert!(
+            after >= Duration::from_millis(400),
+            "closed early: {after:?}"
+        );
+        if i < 3 {
+            eprintln!("connection {i} closed after {after:?}");
+        }
+    }
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_and_never_exhaust_descriptors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(
+        dir.path(),
+        &[
+            "--max-connections",
+            "20",
+            "--header-read-timeout-ms",
+            "1000",
+        ],
+    )
+    .await;
+    let addr = server.addr();
+    let before = server.open_fds();
+    // 100 silent connections: the kernel completes their handshakes (backlog), the
+    // server takes at most 20 at a time.
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        conns.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let opened = Instant::now();
+    let peak = server.open_fds();
+    eprintln!("descriptors: {before} before, {peak} with 100 silent connections (cap 20)");
+    assert!(peak <= before + 20 + 2, "{peak} descriptors");
+    // A well-behaved client is served once slots free up: the silent ones time out in
+    // batches of 20 every second, and it waits behind the 100 in the backlog.
+    let answer = tokio::time::timeout(
+        DEADLINE * 4,
+        reqwest::get(format!("{}/healthz", server.base_url())),
+    )
+    .await
+    .expect("healthz answered once connections closed")
+    .expect("healthz");
+    assert_eq!(answer.status(), StatusCode::OK);
+    eprintln!("healthz over the cap answered after {:?}", opened.elapsed());
+    drop(conns);
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_closes_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(
+        dir.path(),
+        &[
+            "--idle-timeout-ms",
+            "700",
+            "--header-read-timeout-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 1024];
+    let n = stream.read(&mut answer).await.expect("read");
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let answered = Instant::now();
+    let after = closed_after(&mut stream, answered, DEADLINE)
+        .await
+        .expect("the idle connection closed");
+    eprintln!("idle keep-alive closed {after:?} after its last answer (idle timeout 700 ms)");
+    assert!(
+        after >= Duration::from_millis(600),
+        "closed early: {after:?}"
+    );
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn a_response_the_client_does_not_read_is_dropped_at_the_write_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).expect("web dir");
+    std::fs::write(web.join("index.html"), "<!doctype html><title>t</title>").expect("index");
+    let size = 64 << 20;
+    std::fs::write(web.join("big.bin"), vec![b'x'; size]).expect("big file");
+    let web_dir = web.to_string_lossy().into_owned();
+    let server = TestServer::start(
+        dir.path(),
+        &["--web-dir", &web_dir, "--write-timeout-ms", "500"],
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    // Read nothing for a while: the server's writes stall, then time out.
+    let asked = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_healthy(&server).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => got += n,
+        }
+    };
+    eprintln!(
+        "stalled reader got {got} of {size} bytes; connection ended: {ended} ({:?})",
+        asked.elapsed()
+    );
+    assert!(ended, "the connection is still open");
+    assert!(got < size, "the whole response arrived: it was not dropped");
+}
