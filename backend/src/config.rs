@@ -202,6 +202,12 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_AUTH_HEADER", default_value = "X-Forwarded-User")]
     pub auth_header: String,
 
+    /// Peers whose `--auth-header` is believed with `--auth proxy` (comma-separated CIDR
+    /// blocks); from anyone else a request answers 401. Default: 127.0.0.0/8,::1/128, and
+    /// required when `--addr` is not a loopback address.
+    #[arg(long, env = "CHATSYNC_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+
     /// Let `--auth none` listen on a non-loopback address (anyone reaching it is `local`).
     #[arg(long, env = "CHATSYNC_ALLOW_ANONYMOUS_REMOTE")]
     pub allow_anonymous_remote: bool,

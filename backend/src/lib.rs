@@ -257,9 +257,23 @@ async fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
             .await
             .map(|v| auth::Authenticator::Jwt(Box::new(v)))
         }
-        AuthMode::Proxy => axum::http::HeaderName::try_from(config.auth_header.as_str())
-            .map(auth::Authenticator::Proxy)
-            .map_err(|e| format!("bad --auth-header {:?}: {e}", config.auth_header)),
+        AuthMode::Proxy => {
+            let trusted = match &config.trusted_proxies {
+                Some(list) => list.clone(),
+                None if !config.addr.ip().is_loopback() => {
+                    return Err(format!(
+                        "--auth proxy on {} would believe the {} header from anyone who \
+                         reaches it: name the proxies' addresses with --trusted-proxies",
+                        config.addr, config.auth_header
+                    ))
+                }
+                None => auth::DEFAULT_TRUSTED_PROXIES
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            auth::ProxyAuth::new(&config.auth_header, &trusted).map(auth::Authenticator::Proxy)
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Figures are printed as the tests run (`--nocapture` shows them).
 
-use chatsync_e2e::{TestServer};
+use chatsync_e2e::{binary, expect_error, TestServer};
 use reqwest::StatusCode;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,6 +50,70 @@ async fn closed_after(
             Ok(Ok(_)) => {}
         }
     }
+}
+
+#[tokio::test]
+async fn proxy_identity_is_believed_only_from_trusted_peers_and_only_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Loopback is trusted by default: one header names the user, two are refused.
+    let server = TestServer::start(dir.path(), &["--auth", "proxy"]).await;
+    let alice = server.api_as("alice");
+    assert_eq!(
+        alice.get("/api/me").send().await.expect("me").status(),
+        StatusCode::OK
+    );
+    let twice = reqwest::Client::new()
+        .get(format!("{}/api/me", server.base_url()))
+        .header("x-forwarded-user", "alice")
+        .header("x-forwarded-user", "mallory")
+        .send()
+        .await
+        .expect("me");
+    let error = expect_error(twice, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(error.error.code, "unauthenticated");
+    assert_healthy(&server).await;
+    drop(server);
+
+    // 127.0.0.1 outside --trusted-proxies: the header is not believed.
+    let server = TestServer::start(
+        dir.path(),
+        &["--auth", "proxy", "--trusted-proxies", "10.0.0.0/8"],
+    )
+    .await;
+    let alice = server.api_as("alice");
+    for (method, path) in [
+        ("GET", "/api/me"),
+        ("GET", "/api/contexts"),
+        ("POST", "/api/contexts"),
+    ] {
+        let request = match method {
+            "GET" => alice.get(path),
+            _ => alice.post(path).json(&serde_json::json!({})),
+        };
+        let answer = request.send().await.expect("request");
+        let error = expect_error(answer, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(error.error.code, "unauthenticated", "{method} {path}");
+        eprintln!(
+            "untrusted peer, {method} {path}: 401 {}",
+            error.error.message
+        );
+    }
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn proxy_mode_on_a_public_address_without_trusted_proxies_does_not_start() {
+    let output = Command::new(binary())
+        .args(["--auth", "proxy", "--addr", "0.0.0.0:0"])
+        .args(["--database-url", "sqlite::memory:"])
+        .env_remove("CHATSYNC_TRUSTED_PROXIES")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chatsync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}");
+    assert!(!output.status.success(), "it started");
+    assert!(stderr.contains("--trusted-proxies"), "{stderr}");
 }
 
 #[tokio::test]

@@ -7,16 +7,19 @@
 
 mod jwks;
 mod jwt;
+mod proxy;
 pub mod token;
 
 pub use jwt::{JwtKey, JwtSettings, JwtVerifier};
+pub use proxy::{ProxyAuth, LOOPBACK as DEFAULT_TRUSTED_PROXIES};
 
 use crate::api::error::ApiError;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Longest user id accepted, in bytes.
@@ -48,12 +51,18 @@ pub enum Authenticator {
     None,
     /// `Authorization: Bearer <JWT>`; the user is the `sub` claim.
     Jwt(Box<JwtVerifier>),
-    /// An authenticating reverse proxy names the user in this header.
-    Proxy(HeaderName),
+    /// An authenticating reverse proxy names the user in a header.
+    Proxy(ProxyAuth),
 }
 
 impl Authenticator {
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, ApiError> {
+    /// The caller of a request with these headers from `peer` (the connection's address;
+    /// `None` for an in-process call).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<User, ApiError> {
         match self {
             Authenticator::None => Ok(User(LOCAL_USER.into())),
             Authenticator::Jwt(verifier) => {
@@ -64,11 +73,7 @@ impl Authenticator {
                     .ok_or_else(|| unauthenticated("Send Authorization: Bearer <token>"))?;
                 verifier.verify(token.trim()).await
             }
-            Authenticator::Proxy(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(User::parse)
-                .ok_or_else(|| unauthenticated(format!("No user in the {name} header"))),
+            Authenticator::Proxy(proxy) => proxy.user(headers, peer),
         }
     }
 }
@@ -84,7 +89,11 @@ pub async fn require_user(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth.authenticate(req.headers()).await {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    match auth.authenticate(req.headers(), peer).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
