@@ -3,7 +3,7 @@
 //!
 //! Figures are printed as the tests run (`--nocapture` shows them).
 
-use chatsync_e2e::{binary, expect_error, TestServer};
+use chatsync_e2e::{binary, expect_error, header, TestServer};
 use reqwest::StatusCode;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -267,4 +267,48 @@ async fn a_response_the_client_does_not_read_is_dropped_at_the_write_timeout() {
     );
     assert!(ended, "the connection is still open");
     assert!(got < size, "the whole response arrived: it was not dropped");
+}
+
+#[tokio::test]
+async fn web_responses_carry_the_security_headers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).expect("web dir");
+    std::fs::write(web.join("index.html"), "<!doctype html><title>t</title>").expect("index");
+    let web_dir = web.to_string_lossy().into_owned();
+    let server = TestServer::start(dir.path(), &["--web-dir", &web_dir]).await;
+    for path in [
+        "/",
+        "/index.html",
+        "/some/app/route",
+        "/api/contexts",
+        "/healthz",
+    ] {
+        let answer = reqwest::get(format!("{}{path}", server.base_url()))
+            .await
+            .expect("get");
+        let csp = header(&answer, "content-security-policy").unwrap_or_default();
+        for directive in [
+            "default-src 'self'",
+            "img-src 'self' data:",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+        ] {
+            assert!(
+                csp.contains(directive),
+                "{path}: {directive} missing in {csp:?}"
+            );
+        }
+        assert_eq!(
+            header(&answer, "x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            header(&answer, "referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
 }

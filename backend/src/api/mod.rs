@@ -1,12 +1,13 @@
 //! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
 //! cross-cutting layers (body limit and read timeout, in-flight limit, request ids, JSON
-//! errors for everything, panics, CORS, tracing).
+//! errors for everything, panics, CORS, tracing, security headers).
 
 mod actions;
 mod browser;
 mod contexts;
 pub mod error;
 mod extract;
+mod headers;
 mod legacy;
 mod me;
 mod ops;
@@ -14,6 +15,7 @@ mod quota;
 mod state;
 
 pub use browser::AllowedHosts;
+pub use headers::CONTENT_SECURITY_POLICY;
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
 pub use quota::TurnLimiter;
@@ -138,6 +140,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
             MakeRequestUuid,
         ))
         .layer(middleware::map_request(drop_unusable_request_id))
+        .layer(headers::layers())
         .with_state(app);
     if let Some(origin) = &config.cors_allow_origin {
         router = router.layer(cors(origin)?);
