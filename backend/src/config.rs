@@ -185,7 +185,8 @@ pub struct Config {
     pub jwt_public_key: Option<PathBuf>,
 
     /// The identity provider's JWKS (`…/.well-known/jwks.json`) for `--auth jwt`: fetched
-    /// at start, again when a token names an unknown `kid`. Each key verifies its own
+    /// at start, again once its `Cache-Control: max-age` passed (300 s without one) and
+    /// when a token names an unknown `kid`. Each key verifies its own
     /// algorithm (RS*, PS*, ES256/384, EdDSA); shared-secret keys are ignored.
     #[arg(long, env = "CHATSYNC_JWKS_URL", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
     pub jwks_url: Option<String>,
