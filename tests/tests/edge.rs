@@ -312,3 +312,35 @@ async fn web_responses_carry_the_security_headers() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_model_server_is_named_without_host_port_or_credentials() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let base = format!("http://modeluser:modelpw@127.0.0.1:{port}/v1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(
+        dir.path(),
+        &["--model", "openai", "--openai-base-url", &base],
+    )
+    .await;
+    let api = server.api();
+    let chat = api.create_context().await;
+    let state = api.send_message(chat.id, "hello?").await;
+    let shown = serde_json::to_string(&state).expect("json");
+    let error = state.error.clone().unwrap_or_default();
+    eprintln!("the chat shows: {error:?}");
+    assert!(
+        error.contains("the model server could not be reached"),
+        "{shown}"
+    );
+    let port = port.to_string();
+    for secret in [port.as_str(), "127.0.0.1", "modelpw", "modeluser", "http"] {
+        assert!(!shown.contains(secret), "the chat shows {secret}: {shown}");
+    }
+    let log = server.log();
+    assert!(log.contains(&port), "the detail is in the log");
+    assert!(!log.contains("modelpw"), "the log holds no password");
+    assert_healthy(&server).await;
+}
