@@ -15,6 +15,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CHATSYNC_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://./data/chatsync.db"
     )]
     pub database_url: String,
@@ -28,7 +29,8 @@ pub struct Config {
     pub model: ModelKind,
 
     /// OpenAI-compatible API root (`--model openai`): OpenAI, Ollama, vLLM, llama.cpp, LM Studio.
-    #[arg(long, env = "CHATSYNC_OPENAI_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
+    #[arg(long, env = "CHATSYNC_OPENAI_BASE_URL", hide_env_values = true,
+          default_value = crate::llm::DEFAULT_BASE_URL)]
     pub openai_base_url: String,
 
     /// API key sent as a bearer token; local servers usually need none. Never logged.
@@ -188,7 +190,7 @@ pub struct Config {
     /// at start, again once its `Cache-Control: max-age` passed (300 s without one) and
     /// when a token names an unknown `kid`. Each key verifies its own
     /// algorithm (RS*, PS*, ES256/384, EdDSA); shared-secret keys are ignored.
-    #[arg(long, env = "CHATSYNC_JWKS_URL", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
+    #[arg(long, env = "CHATSYNC_JWKS_URL", hide_env_values = true, conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
     pub jwks_url: Option<String>,
 
     /// Required `iss` claim.

@@ -314,6 +314,34 @@ async fn web_responses_carry_the_security_headers() {
 }
 
 #[tokio::test]
+async fn help_never_prints_a_secret() {
+    let output = Command::new(binary())
+        .arg("--help")
+        .env(
+            "CHATSYNC_DATABASE_URL",
+            "postgres://u:secretpw@db.internal:5432/chats",
+        )
+        .env(
+            "CHATSYNC_JWT_SECRET",
+            "jwt-secret-value-of-at-least-32-bytes!",
+        )
+        .env("OPENAI_API_KEY", "sk-secret-key-value")
+        .env(
+            "CHATSYNC_OPENAI_BASE_URL",
+            "https://user:basepw@llm.internal/v1",
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chatsync --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--database-url"), "{help}");
+    for secret in ["secretpw", "jwt-secret-value", "sk-secret-key", "basepw"] {
+        assert!(!help.contains(secret), "--help shows {secret}:\n{help}");
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_model_server_is_named_without_host_port_or_credentials() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = closed.local_addr().expect("addr").port();
