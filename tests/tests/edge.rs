@@ -372,3 +372,49 @@ async fn an_unreachable_model_server_is_named_without_host_port_or_credentials()
     assert!(!log.contains("modelpw"), "the log holds no password");
     assert_healthy(&server).await;
 }
+
+#[tokio::test]
+async fn the_queue_bound_holds_exactly_under_concurrent_sends_from_two_instances() {
+    use chatsync_e2e::postgres::{two_instances_with, TestPostgres};
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) =
+        two_instances_with(&pg, "queue_bound", &["--max-queued-messages", "32"]).await;
+    let (api_a, api_b) = (a.api(), b.api());
+    let chat = api_a.create_context().await;
+    api_a.send_message_no_wait(chat.id, "/slow 100").await;
+    api_a.wait_for_streaming(chat.id).await;
+    let sends = (0..60).map(|i| {
+        let api = if i % 2 == 0 { &api_a } else { &api_b };
+        async move {
+            let id = format!("flood-{i}");
+            let opts = chatsync_e2e::Send {
+                no_wait: true,
+                client_message_id: Some(&id),
+                ..chatsync_e2e::Send::default()
+            };
+            let answer = api.send_message_raw(chat.id, &format!("m{i}"), opts).await;
+            let status = answer.status();
+            let code = answer
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+            (status, code)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let queued = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    let full = answers
+        .iter()
+        .filter(|(s, c)| *s == StatusCode::TOO_MANY_REQUESTS && c.as_deref() == Some("queue_full"))
+        .count();
+    eprintln!("60 concurrent sends through two instances: {queued} queued, {full} queue_full");
+    assert_eq!((queued, full), (32, 28), "{answers:?}");
+    assert_healthy(&a).await;
+    assert_healthy(&b).await;
+}

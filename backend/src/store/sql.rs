@@ -23,6 +23,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// The first key of the Postgres advisory locks that serialize sends into one chat's
+/// queue (the second is the chat's id, hashed).
+const QUEUE_LOCK_SPACE: i32 = 0x5155; // "QU"
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -732,8 +735,19 @@ impl Store for SqlStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let m = &queued.message;
-        // One statement counts and inserts, so concurrent senders (on any instance) never
-        // push the queue past its bound.
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Under READ COMMITTED two senders (on two instances) could both count the
+            // queue below its bound and both insert: a lock per chat's queue, held until
+            // the commit, makes them count one after the other.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(QUEUE_LOCK_SPACE)
+                .bind(context_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // One statement counts and inserts, so concurrent senders never push the queue
+        // past its bound.
         let inserted = sqlx::query(
             "INSERT INTO queued_messages \
              (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
@@ -750,8 +764,9 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         let stored = inserted.rows_affected() > 0;
         if stored && self.backend == Backend::Postgres {
             // The instance running the turn picks the message up when this arrives.
