@@ -228,6 +228,20 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub turns_per_minute: Option<u32>,
 
+    /// Writes (every POST, PATCH and DELETE: actions, approvals, legacy writes) one user
+    /// may send per minute; more answer 429 rate_limited with Retry-After. Default: 600
+    /// with `--auth jwt|proxy`, no limit with `--auth none`.
+    #[arg(long, env = "CHATSYNC_WRITES_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub writes_per_minute: Option<u32>,
+
+    /// Searches (`GET /api/contexts?q=`) one user may run per minute; more answer 429
+    /// rate_limited with Retry-After. Default: 60 with `--auth jwt|proxy`, no limit with
+    /// `--auth none`.
+    #[arg(long, env = "CHATSYNC_SEARCHES_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub searches_per_minute: Option<u32>,
+
     /// Model ids a chat may name (comma-separated); any other answers 400
     /// invalid_model_id. Default: any.
     #[arg(long, env = "CHATSYNC_ALLOWED_MODELS", value_delimiter = ',')]
@@ -264,8 +278,22 @@ impl Config {
 
     /// `--turns-per-minute` as it applies: the default only where there are users.
     pub fn turns_per_minute(&self) -> Option<u32> {
-        self.turns_per_minute
-            .or((self.auth != AuthMode::None).then_some(30))
+        self.per_user(self.turns_per_minute, 30)
+    }
+
+    /// `--writes-per-minute` as it applies: the default only where there are users.
+    pub fn writes_per_minute(&self) -> Option<u32> {
+        self.per_user(self.writes_per_minute, 600)
+    }
+
+    /// `--searches-per-minute` as it applies: the default only where there are users.
+    pub fn searches_per_minute(&self) -> Option<u32> {
+        self.per_user(self.searches_per_minute, 60)
+    }
+
+    /// A per-user budget: the flag's value, else `default` where there are users.
+    fn per_user(&self, flag: Option<u32>, default: u32) -> Option<u32> {
+        flag.or((self.auth != AuthMode::None).then_some(default))
     }
 }
 

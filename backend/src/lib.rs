@@ -141,10 +141,9 @@ impl Application {
         let router = api::router(api::AppState {
             auth,
             polls: polls.clone(),
-            turns: config
-                .turns_per_minute()
-                .and_then(std::num::NonZeroU32::new)
-                .map(|n| Arc::new(api::TurnLimiter::per_minute(n))),
+            turns: budget("turns", config.turns_per_minute()),
+            writes: budget("writes", config.writes_per_minute()),
+            searches: budget("searches", config.searches_per_minute()),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
                 legacy_crud: config.legacy_crud == OnOff::On,
@@ -223,6 +222,13 @@ impl Application {
         tracing::info!("stopped: every context is flushed");
         Ok(())
     }
+}
+
+/// A per-user budget of `what` a minute, when there is one.
+fn budget(what: &'static str, per_minute: Option<u32>) -> Option<Arc<api::TurnLimiter>> {
+    per_minute
+        .and_then(std::num::NonZeroU32::new)
+        .map(|n| Arc::new(api::TurnLimiter::of(what, n)))
 }
 
 /// The authenticator `--auth` names; `none` only on loopback unless allowed explicitly.

@@ -418,3 +418,76 @@ async fn the_queue_bound_holds_exactly_under_concurrent_sends_from_two_instances
     assert_healthy(&a).await;
     assert_healthy(&b).await;
 }
+
+#[tokio::test]
+async fn writes_and_searches_are_rate_limited_per_user() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(
+        dir.path(),
+        &[
+            "--auth",
+            "proxy",
+            "--writes-per-minute",
+            "5",
+            "--searches-per-minute",
+            "3",
+        ],
+    )
+    .await;
+    let carol = server.api_as("carol");
+    let chat = carol.create_context().await;
+    // Writes of every kind count: a rename, a delete of a made-up chat, an approval
+    // with nothing to approve, a legacy write; the create above was the first.
+    let writes = [
+        carol
+            .patch(&format!("/api/contexts/{}", chat.id))
+            .json(&serde_json::json!({"title": "renamed"})),
+        carol.delete(&format!("/api/contexts/{}", uuid::Uuid::new_v4())),
+        carol
+            .post(&format!("/api/contexts/{}/actions/approve_tools", chat.id))
+            .json(&serde_json::json!({"tool_call_ids": []})),
+        carol
+            .post(&format!("/api/contexts/{}/messages", chat.id))
+            .json(&serde_json::json!({"role": "user", "content": "legacy"})),
+    ];
+    for write in writes {
+        let status = write.send().await.expect("write").status();
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let limited = carol
+        .post("/api/contexts")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("create");
+    let retry_after = header(&limited, "retry-after").expect("Retry-After");
+    let error = expect_error(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(error.error.code, "rate_limited");
+    eprintln!(
+        "sixth write: 429 {} (Retry-After {retry_after})",
+        error.error.message
+    );
+    assert!(retry_after.parse::<u64>().expect("seconds") >= 1);
+    // Reads are not writes; another user has a budget of their own.
+    assert_eq!(carol.context_ids().await.len(), 1);
+    server.api_as("dave").create_context().await;
+
+    for _ in 0..3 {
+        let r = carol
+            .get("/api/contexts?q=renamed")
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let limited = carol
+        .get("/api/contexts?q=renamed")
+        .send()
+        .await
+        .expect("search");
+    assert!(header(&limited, "retry-after").is_some());
+    let error = expect_error(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(error.error.code, "rate_limited");
+    eprintln!("fourth search: 429 {}", error.error.message);
+    assert_healthy(&server).await;
+}

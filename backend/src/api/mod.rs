@@ -12,6 +12,7 @@ mod legacy;
 mod me;
 mod ops;
 mod quota;
+mod rate;
 mod state;
 
 pub use browser::AllowedHosts;
@@ -81,6 +82,10 @@ pub struct AppState {
     pub polls: Arc<LivePolls>,
     /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
     pub turns: Option<Arc<TurnLimiter>>,
+    /// Each user's budget of writes a minute (`--writes-per-minute`); `None`: no limit.
+    pub writes: Option<Arc<TurnLimiter>>,
+    /// Each user's budget of searches a minute (`--searches-per-minute`); `None`: no limit.
+    pub searches: Option<Arc<TurnLimiter>>,
 }
 
 pub fn router(app: AppState) -> Result<Router, String> {
@@ -92,6 +97,10 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            rate::limit_writes,
+        ))
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
