@@ -18,9 +18,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
 type Set = SetResponseHeaderLayer<HeaderValue>;
+/// The three header layers, stacked.
+type Layers = Stack<Set, Stack<Set, Stack<Set, Identity>>>;
 
 /// The layers that add the headers, unless a handler set its own.
-pub fn layers() -> ServiceBuilder<Stack<Set, Stack<Set, Stack<Set, Identity>>>> {
+pub fn layers() -> ServiceBuilder<Layers> {
     ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
