@@ -23,9 +23,36 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// The hits of a search (`$1`: the match expression) as `(id, score)` rows, one per
+/// matching title or message; `owner` names the parameter that holds the owner in the
+/// statement they go into. On Postgres the owner's rows drive the search: each of their
+/// titles and messages is matched in turn (`ts_match_vq`, which no index serves, so no
+/// plan reads other users' matches from the GIN index first). FTS5 cannot do that cheaply
+/// (see ARCHITECTURE.md), so on SQLite the hits are filtered by owner after.
+fn search_hits(backend: Backend, owner: &str) -> String {
+    match backend {
+        Backend::Sqlite => "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
+               JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
+             UNION ALL \
+             SELECT m.context_id, f.rank FROM messages_fts f \
+               JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1"
+            .to_owned(),
+        Backend::Postgres => format!(
+            "SELECT c.id AS id, -2 * ts_rank(c.search, to_tsquery('simple', $1)) AS score \
+               FROM contexts c WHERE c.owner = {owner} \
+               AND ts_match_vq(c.search, to_tsquery('simple', $1)) \
+             UNION ALL \
+             SELECT m.context_id, -ts_rank(m.search, to_tsquery('simple', $1)) \
+               FROM contexts c JOIN messages m ON m.context_id = c.id \
+               WHERE c.owner = {owner} AND ts_match_vq(m.search, to_tsquery('simple', $1))"
+        ),
+    }
+}
+
 /// The first key of the Postgres advisory locks that serialize sends into one chat's
 /// queue (the second is the chat's id, hashed).
 const QUEUE_LOCK_SPACE: i32 = 0x5155; // "QU"
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -584,29 +611,17 @@ impl Store for SqlStore {
         // One hit per matching title or message, scored so that lower is better (FTS5's
         // bm25 is negative, better matches more so; Postgres' ts_rank is negated to agree).
         // A title hit counts double: a chat named after the words is what was meant.
-        let (hits, expression) = match self.backend {
-            Backend::Sqlite => (
-                "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
-                   JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
-                 UNION ALL \
-                 SELECT m.context_id, f.rank FROM messages_fts f \
-                   JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1",
-                query.fts5(),
-            ),
-            Backend::Postgres => (
-                "SELECT id, -2 * ts_rank(search, to_tsquery('simple', $1)) AS score \
-                   FROM contexts WHERE search @@ to_tsquery('simple', $1) \
-                 UNION ALL \
-                 SELECT context_id, -ts_rank(search, to_tsquery('simple', $1)) \
-                   FROM messages WHERE search @@ to_tsquery('simple', $1)",
-                query.tsquery(),
-            ),
+        let expression = match self.backend {
+            Backend::Sqlite => query.fts5(),
+            Backend::Postgres => query.tsquery(),
         };
+        let hits = |owner| search_hits(self.backend, owner);
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
-            "WITH hits AS ({hits}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
+            "WITH hits AS ({}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
              SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) WHERE owner = $3 \
-             ORDER BY best.score, updated_at DESC, id DESC LIMIT $2"
+             ORDER BY best.score, updated_at DESC, id DESC LIMIT $2",
+            hits("$3")
         ))
         .bind(&expression)
         .bind(i64::from(limit))
@@ -614,8 +629,9 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         let total: i64 = sqlx::query_scalar(&format!(
-            "WITH hits AS ({hits}) SELECT COUNT(DISTINCT id) FROM hits \
-             JOIN contexts USING (id) WHERE owner = $2"
+            "WITH hits AS ({}) SELECT COUNT(DISTINCT id) FROM hits \
+             JOIN contexts USING (id) WHERE owner = $2",
+            hits("$2")
         ))
         .bind(&expression)
         .bind(owner)
