@@ -1,6 +1,7 @@
 //! The one error type every handler returns: a stable code and message in JSON, with the
 //! request id. A 500 shows a generic message; its cause is logged under that id.
 
+use crate::auth::AuthError;
 use crate::engine::{ActionError, EngineError};
 use crate::store::StoreError;
 use axum::extract::Request;
@@ -21,7 +22,7 @@ tokio::task_local! {
 pub async fn scope_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
-        .get(super::REQUEST_ID_HEADER)
+        .get(super::shared::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
@@ -89,6 +90,16 @@ impl ApiError {
             "overloaded",
             "The server is handling as many requests as it can; try again shortly",
         )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(message) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! `--writes-per-minute` (every POST, PATCH and DELETE) and `--searches-per-minute`.
 
 use super::error::ApiError;
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -2,7 +2,7 @@
 //! and the legacy writes included) counts against one budget, checked once the caller is
 //! known and before the handler reads the body.
 
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use axum::extract::{Request, State};
 use axum::http::Method;

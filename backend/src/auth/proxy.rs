@@ -2,8 +2,7 @@
 //! is believed only from a peer in `--trusted-proxies`, and only when it appears once:
 //! anyone else who reaches the port could name any user.
 
-use super::{unauthenticated, User};
-use crate::api::error::ApiError;
+use super::{unauthenticated, AuthError, User};
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +26,7 @@ impl ProxyAuth {
 
     /// The user the header names, when `peer` is a trusted proxy and the header is there
     /// exactly once.
-    pub fn user(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<User, ApiError> {
+    pub fn user(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<User, AuthError> {
         let name = &self.header;
         // No peer: the request did not come over a socket (an in-process call).
         let trusted = peer.is_some_and(|p| self.trusts(p.ip()));
