@@ -15,6 +15,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CHATSYNC_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://./data/chatsync.db"
     )]
     pub database_url: String,
@@ -28,7 +29,8 @@ pub struct Config {
     pub model: ModelKind,
 
     /// OpenAI-compatible API root (`--model openai`): OpenAI, Ollama, vLLM, llama.cpp, LM Studio.
-    #[arg(long, env = "CHATSYNC_OPENAI_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
+    #[arg(long, env = "CHATSYNC_OPENAI_BASE_URL", hide_env_values = true,
+          default_value = crate::llm::DEFAULT_BASE_URL)]
     pub openai_base_url: String,
 
     /// API key sent as a bearer token; local servers usually need none. Never logged.
@@ -103,11 +105,29 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
 
-    /// How long a client may take to send a request's headers, in milliseconds; a
-    /// connection that is slower is closed.
+    /// How long a client may take to send a request's head, in milliseconds, counted from
+    /// the connection's start (whatever it sent) and, on HTTP/1, from the end of the
+    /// previous response; a connection that is slower is closed.
     #[arg(long, env = "CHATSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
+
+    /// Connections open at once; further ones wait in the listen backlog until one closes.
+    #[arg(long, env = "CHATSYNC_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// A connection with no request in flight for this long is closed, in milliseconds
+    /// (above the longest long poll).
+    #[arg(long, env = "CHATSYNC_IDLE_TIMEOUT_MS", default_value_t = 75_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+
+    /// A response the client reads nothing of for this long is dropped with its
+    /// connection, in milliseconds.
+    #[arg(long, env = "CHATSYNC_WRITE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_ms: u64,
 
     /// Longest silence while a request body is read, in milliseconds (then 408).
     #[arg(long, env = "CHATSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 10_000,
@@ -167,9 +187,10 @@ pub struct Config {
     pub jwt_public_key: Option<PathBuf>,
 
     /// The identity provider's JWKS (`…/.well-known/jwks.json`) for `--auth jwt`: fetched
-    /// at start, again when a token names an unknown `kid`. Each key verifies its own
+    /// at start, again once its `Cache-Control: max-age` passed (300 s without one) and
+    /// when a token names an unknown `kid`. Each key verifies its own
     /// algorithm (RS*, PS*, ES256/384, EdDSA); shared-secret keys are ignored.
-    #[arg(long, env = "CHATSYNC_JWKS_URL", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
+    #[arg(long, env = "CHATSYNC_JWKS_URL", hide_env_values = true, conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
     pub jwks_url: Option<String>,
 
     /// Required `iss` claim.
@@ -183,6 +204,12 @@ pub struct Config {
     /// Header naming the user with `--auth proxy`.
     #[arg(long, env = "CHATSYNC_AUTH_HEADER", default_value = "X-Forwarded-User")]
     pub auth_header: String,
+
+    /// Peers whose `--auth-header` is believed with `--auth proxy` (comma-separated CIDR
+    /// blocks); from anyone else a request answers 401. Default: 127.0.0.0/8,::1/128, and
+    /// required when `--addr` is not a loopback address.
+    #[arg(long, env = "CHATSYNC_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 
     /// Let `--auth none` listen on a non-loopback address (anyone reaching it is `local`).
     #[arg(long, env = "CHATSYNC_ALLOW_ANONYMOUS_REMOTE")]
@@ -200,6 +227,20 @@ pub struct Config {
     #[arg(long, env = "CHATSYNC_TURNS_PER_MINUTE",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub turns_per_minute: Option<u32>,
+
+    /// Writes (every POST, PATCH and DELETE: actions, approvals, legacy writes) one user
+    /// may send per minute; more answer 429 rate_limited with Retry-After. Default: 600
+    /// with `--auth jwt|proxy`, no limit with `--auth none`.
+    #[arg(long, env = "CHATSYNC_WRITES_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub writes_per_minute: Option<u32>,
+
+    /// Searches (`GET /api/contexts?q=`) one user may run per minute; more answer 429
+    /// rate_limited with Retry-After. Default: 60 with `--auth jwt|proxy`, no limit with
+    /// `--auth none`.
+    #[arg(long, env = "CHATSYNC_SEARCHES_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub searches_per_minute: Option<u32>,
 
     /// Model ids a chat may name (comma-separated); any other answers 400
     /// invalid_model_id. Default: any.
@@ -237,8 +278,22 @@ impl Config {
 
     /// `--turns-per-minute` as it applies: the default only where there are users.
     pub fn turns_per_minute(&self) -> Option<u32> {
-        self.turns_per_minute
-            .or((self.auth != AuthMode::None).then_some(30))
+        self.per_user(self.turns_per_minute, 30)
+    }
+
+    /// `--writes-per-minute` as it applies: the default only where there are users.
+    pub fn writes_per_minute(&self) -> Option<u32> {
+        self.per_user(self.writes_per_minute, 600)
+    }
+
+    /// `--searches-per-minute` as it applies: the default only where there are users.
+    pub fn searches_per_minute(&self) -> Option<u32> {
+        self.per_user(self.searches_per_minute, 60)
+    }
+
+    /// A per-user budget: the flag's value, else `default` where there are users.
+    fn per_user(&self, flag: Option<u32>, default: u32) -> Option<u32> {
+        flag.or((self.auth != AuthMode::None).then_some(default))
     }
 }
 
@@ -321,6 +376,9 @@ mod tests {
         assert!(c.auto_approve_tools.is_empty());
         assert!(c.workspace_root.is_none());
         assert_eq!(c.max_waiters, 10_000);
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.idle_timeout_ms, 75_000);
+        assert_eq!(c.write_timeout_ms, 30_000);
     }
 
     #[test]

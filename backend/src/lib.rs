@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fsm;
 pub mod llm;
 pub mod metrics;
+mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
@@ -30,7 +31,7 @@ pub struct Application {
     engine: Arc<Engine>,
     polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
-    header_read_timeout: Duration,
+    connections: serve::ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,10 +142,9 @@ impl Application {
         let router = api::router(api::AppState {
             auth,
             polls: polls.clone(),
-            turns: config
-                .turns_per_minute()
-                .and_then(std::num::NonZeroU32::new)
-                .map(|n| Arc::new(api::TurnLimiter::per_minute(n))),
+            turns: budget("turns", config.turns_per_minute()),
+            writes: budget("writes", config.writes_per_minute()),
+            searches: budget("searches", config.searches_per_minute()),
             engine: engine.clone(),
             config: Arc::new(api::ApiConfig {
                 legacy_crud: config.legacy_crud == OnOff::On,
@@ -178,7 +178,12 @@ impl Application {
             engine,
             polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
-            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            connections: serve::ConnectionLimits {
+                max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+                write_timeout: Duration::from_millis(config.write_timeout_ms),
+            },
         })
     }
 
@@ -203,17 +208,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let polls = self.polls.clone();
-        let server = serve(
-            self.listener,
-            self.router,
-            self.header_read_timeout,
-            async move {
-                shutdown.await;
-                // Held long polls answer 304 now instead of holding the drain for their wait.
-                polls.stop();
-                let _ = stopping_tx.send(());
-            },
-        );
+        let server = serve::serve(self.listener, self.router, self.connections, async move {
+            shutdown.await;
+            // Held long polls answer 304 now instead of holding the drain for their wait.
+            polls.stop();
+            let _ = stopping_tx.send(());
+        });
         let grace = self.shutdown_grace;
         let drained = async move {
             let _ = stopping_rx.await;
@@ -229,58 +229,11 @@ impl Application {
     }
 }
 
-/// Accepts connections until `shutdown` resolves, then waits for the open ones to finish.
-///
-/// `axum::serve` cannot set hyper's header read timeout, so connections are served here
-/// with hyper-util's builder: a client that sends a partial request line or headers and
-/// then nothing is disconnected after `header_read_timeout` instead of holding a
-/// connection forever.
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    header_read_timeout: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use tower::ServiceExt;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    let service = hyper_util::service::TowerToHyperService::new(router.map_request(
-        |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-    ));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
+/// A per-user budget of `what` a minute, when there is one.
+fn budget(what: &'static str, per_minute: Option<u32>) -> Option<Arc<api::TurnLimiter>> {
+    per_minute
+        .and_then(std::num::NonZeroU32::new)
+        .map(|n| Arc::new(api::TurnLimiter::of(what, n)))
 }
 
 /// The authenticator `--auth` names; `none` only on loopback unless allowed explicitly.
@@ -315,9 +268,23 @@ async fn authenticator(config: &Config) -> Result<auth::Authenticator, String> {
             .await
             .map(|v| auth::Authenticator::Jwt(Box::new(v)))
         }
-        AuthMode::Proxy => axum::http::HeaderName::try_from(config.auth_header.as_str())
-            .map(auth::Authenticator::Proxy)
-            .map_err(|e| format!("bad --auth-header {:?}: {e}", config.auth_header)),
+        AuthMode::Proxy => {
+            let trusted = match &config.trusted_proxies {
+                Some(list) => list.clone(),
+                None if !config.addr.ip().is_loopback() => {
+                    return Err(format!(
+                        "--auth proxy on {} would believe the {} header from anyone who \
+                         reaches it: name the proxies' addresses with --trusted-proxies",
+                        config.addr, config.auth_header
+                    ))
+                }
+                None => auth::DEFAULT_TRUSTED_PROXIES
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            };
+            auth::ProxyAuth::new(&config.auth_header, &trusted).map(auth::Authenticator::Proxy)
+        }
     }
 }
 

@@ -622,6 +622,11 @@ struct KeyServer {
 
 impl KeyServer {
     async fn start(keys: &[&str]) -> Self {
+        Self::start_with(keys, None).await
+    }
+
+    /// Like `start`, answering with this `Cache-Control` header.
+    async fn start_with(keys: &[&str], cache_control: Option<&'static str>) -> Self {
         use axum::routing::get;
         use std::sync::atomic::Ordering;
         let set = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
@@ -631,7 +636,11 @@ impl KeyServer {
             "/jwks.json",
             get(move || async move {
                 counted.fetch_add(1, Ordering::SeqCst);
-                axum::Json(served.lock().expect("set").clone())
+                let mut headers = axum::http::HeaderMap::new();
+                if let Some(value) = cache_control {
+                    headers.insert(header::CACHE_CONTROL, value.parse().expect("header"));
+                }
+                (headers, axum::Json(served.lock().expect("set").clone()))
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -740,6 +749,34 @@ async fn a_jwks_url_verifies_each_key_by_its_id_and_follows_rotation() {
         keys.fetches() - before <= allowed,
         "{} fetches",
         keys.fetches() - before
+    );
+}
+
+#[tokio::test]
+async fn a_key_the_provider_withdrew_stops_verifying_once_the_max_age_passed() {
+    let keys = KeyServer::start_with(&["rsa-a", "ec"], Some("public, max-age=1")).await;
+    let app = TestApp::spawn(&["--auth", "jwt", "--jwks-url", &keys.url]).await;
+    let token = signed("rsa-a", Some("rsa-a"), "ana");
+    assert_eq!(me(&app, &token).await.0, StatusCode::OK);
+    // The provider withdraws rsa-a; no token names an unknown key to prompt a fetch.
+    keys.publish(&["ec"]);
+    let withdrawn = std::time::Instant::now();
+    let deadline = withdrawn + Duration::from_secs(10);
+    while me(&app, &token).await.0 == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the withdrawn key still verifies"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("withdrawn key refused after {:?}", withdrawn.elapsed());
+    let (status, body) = me(&app, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = me(&app, &signed("ec", Some("ec"), "eve")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the key still published still verifies"
     );
 }
 

@@ -7,7 +7,7 @@ use common::{last_text, TestApp};
 use async_trait::async_trait;
 use chatsync::domain::NewMessage;
 use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream};
-use chatsync::tools::{ToolRegistry, ToolSettings, READ_FILE_MAX_BYTES};
+use chatsync::tools::{ToolRegistry, ToolSettings, NOT_IN_WORKSPACE, READ_FILE_MAX_BYTES};
 use chatsync_protocol::{content_text, ChatState, ContextConfig, Role, Status, ToolCallStatus};
 use futures::StreamExt;
 use serde_json::json;
@@ -84,7 +84,7 @@ async fn traversal_and_absolute_paths_outside_the_root_are_refused() {
         "/",
     ] {
         let err = ws.read(path).await.expect_err(path);
-        assert!(err.ends_with("is outside the workspace"), "{path}: {err}");
+        assert!(err.ends_with(NOT_IN_WORKSPACE), "{path}: {err}");
         assert!(
             !err.contains(&*ws.root().to_string_lossy()),
             "the root is not revealed: {err}"
@@ -95,7 +95,14 @@ async fn traversal_and_absolute_paths_outside_the_root_are_refused() {
         .run("list_dir", &json!({"path": ".."}))
         .await
         .expect_err("parent");
-    assert!(err.ends_with("is outside the workspace"), "{err}");
+    assert!(err.ends_with(NOT_IN_WORKSPACE), "{err}");
+    // A file outside that exists and one that does not answer alike: no probing.
+    assert_eq!(
+        ws.read("../secret.txt")
+            .await
+            .map_err(|e| e.replace("secret", "x")),
+        ws.read("../x.txt").await
+    );
 }
 
 #[cfg(unix)]
@@ -109,14 +116,14 @@ async fn symlinks_out_of_the_root_are_refused_and_links_inside_it_work() {
     std::os::unix::fs::symlink(root.join("notes.txt"), root.join("alias.txt")).expect("link");
     for path in ["leak.txt", "up/secret.txt"] {
         let err = ws.read(path).await.expect_err(path);
-        assert!(err.ends_with("is outside the workspace"), "{path}: {err}");
+        assert!(err.ends_with(NOT_IN_WORKSPACE), "{path}: {err}");
     }
     let err = ws
         .tools
         .run("list_dir", &json!({"path": "up"}))
         .await
         .expect_err("dir link");
-    assert!(err.ends_with("is outside the workspace"), "{err}");
+    assert!(err.ends_with(NOT_IN_WORKSPACE), "{err}");
     assert_eq!(
         ws.read("alias.txt").await,
         Ok("hello from the workspace".into())
@@ -141,7 +148,7 @@ async fn large_missing_and_non_text_files_give_clear_errors() {
     );
     assert_eq!(
         ws.read("nope.txt").await,
-        Err("\"nope.txt\" does not exist".into())
+        Err(format!("\"nope.txt\" {NOT_IN_WORKSPACE}"))
     );
     assert_eq!(ws.read("sub").await, Err("\"sub\" is not a file".into()));
 }

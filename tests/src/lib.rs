@@ -41,7 +41,7 @@ const LOG_TAIL_LINES: usize = 40;
 static SERVER_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// The server binary: `CHATSYNC_BIN`, or the workspace's debug build.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     let path = std::env::var_os("CHATSYNC_BIN").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/chatsync"),
         PathBuf::from,
@@ -136,6 +136,21 @@ impl TestServer {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The address the server listens on, for raw TCP clients.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base_url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server printed an address")
+    }
+
+    /// File descriptors the server process holds now (Linux).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(Iterator::count)
+            .unwrap_or(0)
     }
 
     /// A client for this server.

@@ -111,6 +111,9 @@ async fn list(
         ));
     }
     if let Some(words) = q.q {
+        if let Some(searches) = &app.searches {
+            searches.take(user.as_str())?;
+        }
         if q.cursor.is_some() {
             return Err(ApiError::bad_request(
                 "invalid_query",

@@ -6,11 +6,12 @@
 
 use super::error::ApiError;
 use crate::auth::{Authenticator, User};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The layer where identity enters: authenticates, then hands the `User` to the handler.
@@ -20,7 +21,12 @@ pub async fn require_user(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth.authenticate(req.headers()).await {
+    // The connection's peer, as `serve.rs` tags each request (none in-process).
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    match auth.authenticate(req.headers(), peer).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

@@ -1,22 +1,26 @@
 //! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
 //! cross-cutting layers (body limit and read timeout, in-flight limit, request ids, JSON
-//! errors for everything, panics, CORS, tracing). What the feature modules share (the
-//! `AppState` their handlers get, the header names) is in `shared.rs`, not here.
+//! errors for everything, panics, CORS, tracing, security headers). What the feature
+//! modules share (the `AppState` their handlers get, the header names) is in `shared.rs`,
+//! not here.
 
 mod actions;
 pub(crate) mod browser;
 mod contexts;
 pub mod error;
 pub(crate) mod extract;
+mod headers;
 pub(crate) mod identity;
 mod legacy;
 mod me;
 mod ops;
 pub(crate) mod quota;
+mod rate;
 mod shared;
 pub(crate) mod state;
 
 pub use browser::AllowedHosts;
+pub use headers::CONTENT_SECURITY_POLICY;
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
 pub use quota::TurnLimiter;
@@ -56,6 +60,10 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            rate::limit_writes,
+        ))
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
@@ -114,6 +122,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
             MakeRequestUuid,
         ))
         .layer(middleware::map_request(drop_unusable_request_id))
+        .layer(headers::layers())
         .with_state(app);
     if let Some(origin) = &config.cors_allow_origin {
         router = router.layer(cors(origin)?);

@@ -1,5 +1,6 @@
-//! `--turns-per-minute`: each user's budget of turns, on governor's keyed limiter (a
-//! burst of the whole minute's budget, then one turn per share of the minute).
+//! Each user's budgets a minute, on governor's keyed limiter (a burst of the whole
+//! minute's budget, then one more per share of the minute): `--turns-per-minute`,
+//! `--writes-per-minute` (every POST, PATCH and DELETE) and `--searches-per-minute`.
 
 use super::error::ApiError;
 use super::shared::AppState;
@@ -17,11 +18,14 @@ const MAX_TRACKED_USERS: usize = 100_000;
 pub struct TurnLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     per_minute: NonZeroU32,
+    /// What is counted, for the error message ("turns", "writes", "searches").
+    what: &'static str,
 }
 
 impl std::fmt::Debug for TurnLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TurnLimiter")
+            .field("what", &self.what)
             .field("per_minute", &self.per_minute)
             .field("tracked_users", &self.limiter.len())
             .finish()
@@ -29,15 +33,17 @@ impl std::fmt::Debug for TurnLimiter {
 }
 
 impl TurnLimiter {
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+    /// A budget of `what` ("turns", "writes", "searches").
+    pub fn of(what: &'static str, per_minute: NonZeroU32) -> Self {
         TurnLimiter {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             per_minute,
+            what,
         }
     }
 
-    /// Takes one turn from the user's budget, or says when the next one is available.
-    fn take(&self, user: &str) -> Result<(), ApiError> {
+    /// Takes one from the user's budget, or says when the next one is available.
+    pub(super) fn take(&self, user: &str) -> Result<(), ApiError> {
         if self.limiter.len() > MAX_TRACKED_USERS {
             self.limiter.retain_recent();
         }
@@ -51,8 +57,8 @@ impl TurnLimiter {
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!(
-                        "At most {} turns a minute; try again in {seconds} s",
-                        self.per_minute
+                        "At most {} {} a minute; try again in {seconds} s",
+                        self.per_minute, self.what
                     ),
                 )
                 .with_retry_after(Some(seconds.max(1)))

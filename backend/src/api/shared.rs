@@ -50,4 +50,8 @@ pub struct AppState {
     pub polls: Arc<LivePolls>,
     /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
     pub turns: Option<Arc<TurnLimiter>>,
+    /// Each user's budget of writes a minute (`--writes-per-minute`); `None`: no limit.
+    pub writes: Option<Arc<TurnLimiter>>,
+    /// Each user's budget of searches a minute (`--searches-per-minute`); `None`: no limit.
+    pub searches: Option<Arc<TurnLimiter>>,
 }

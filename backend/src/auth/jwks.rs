@@ -1,5 +1,7 @@
-//! `--jwks-url`: the identity provider's public keys, fetched at start and again when a
-//! token names a key id not seen yet (the provider rotated its keys).
+//! `--jwks-url`: the identity provider's public keys, fetched at start, again once the
+//! set's `Cache-Control: max-age` has passed (so a key the provider withdrew stops
+//! verifying then), and when a token names a key id not seen yet (the provider rotated
+//! its keys).
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -17,6 +19,10 @@ const MAX_KEYS: usize = 100;
 /// costs the provider one request per interval.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a set is used when its answer names no `max-age`.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+/// Longest `max-age` honoured: a withdrawn key stops verifying within a day at most.
+const LONGEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// One verifying key and the only algorithm it verifies.
 #[derive(Clone)]
@@ -27,17 +33,25 @@ pub struct Key {
 
 type Keys = Arc<HashMap<String, Key>>;
 
+/// The keys of the last set fetched, and until when they are used without a look at the
+/// provider.
+#[derive(Clone)]
+struct Cached {
+    keys: Keys,
+    fresh_until: Instant,
+}
+
 pub struct Jwks {
     url: String,
     http: reqwest::Client,
-    keys: RwLock<Keys>,
-    /// When the set was last fetched; held while fetching, so one fetch runs at a time.
+    cached: RwLock<Cached>,
+    /// When the set was last asked for; held while fetching, so one fetch runs at a time.
     fetched: tokio::sync::Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Jwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<String> = self.current().keys().cloned().collect();
+        let ids: Vec<String> = self.current().keys.keys().cloned().collect();
         f.debug_struct("Jwks")
             .field("url", &self.url)
             .field("key_ids", &ids)
@@ -57,7 +71,8 @@ impl Jwks {
             .timeout(FETCH_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client for --jwks-url: {e}"))?;
-        let keys = download(&http, url).await?;
+        let started = Instant::now();
+        let (keys, max_age) = download(&http, url).await?;
         if keys.is_empty() {
             return Err(format!(
                 "--jwks-url {url}: no usable signing key in the set"
@@ -66,45 +81,90 @@ impl Jwks {
         Ok(Jwks {
             url: url.to_owned(),
             http,
-            keys: RwLock::new(Arc::new(keys)),
-            fetched: tokio::sync::Mutex::new(Instant::now()),
+            cached: RwLock::new(Cached {
+                keys: Arc::new(keys),
+                fresh_until: started + max_age,
+            }),
+            fetched: tokio::sync::Mutex::new(started),
         })
     }
 
-    fn current(&self) -> Keys {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn current(&self) -> Cached {
+        self.cached
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// The key with this id, fetching the set again if it is not known yet.
+    /// The key with this id, from a set that is still fresh when there is one: the set is
+    /// fetched again once its max-age has passed or when the id is not known yet.
     pub async fn key(&self, kid: &str) -> Option<Key> {
-        if let Some(key) = self.current().get(kid) {
-            return Some(key.clone());
+        let usable = |cached: &Cached| {
+            (Instant::now() < cached.fresh_until)
+                .then(|| cached.keys.get(kid).cloned())
+                .flatten()
+        };
+        if let Some(key) = usable(&self.current()) {
+            return Some(key);
         }
         let mut fetched = self.fetched.lock().await;
         // Another request may have fetched the set while this one waited.
-        if let Some(key) = self.current().get(kid) {
-            return Some(key.clone());
+        if let Some(key) = usable(&self.current()) {
+            return Some(key);
         }
-        if fetched.elapsed() < MIN_REFRESH_INTERVAL {
-            return None;
+        if fetched.elapsed() >= MIN_REFRESH_INTERVAL {
+            *fetched = Instant::now();
+            self.refresh(*fetched).await;
         }
-        *fetched = Instant::now();
+        // A provider that cannot be reached leaves the last set in use; it is asked
+        // again at most once per MIN_REFRESH_INTERVAL.
+        self.current().keys.get(kid).cloned()
+    }
+
+    async fn refresh(&self, started: Instant) {
         match download(&self.http, &self.url).await {
-            Ok(keys) if !keys.is_empty() => {
+            Ok((keys, max_age)) if !keys.is_empty() => {
                 tracing::info!(
                     keys = keys.len(),
+                    max_age_s = max_age.as_secs(),
                     "signing keys fetched again from --jwks-url"
                 );
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Cached {
+                    keys: Arc::new(keys),
+                    fresh_until: started + max_age,
+                };
             }
             Ok(_) => tracing::warn!("--jwks-url answered no usable key; keeping the old ones"),
             Err(e) => tracing::warn!(error = %e, "cannot fetch --jwks-url; keeping the old keys"),
         }
-        self.current().get(kid).cloned()
     }
 }
 
-async fn download(http: &reqwest::Client, url: &str) -> Result<HashMap<String, Key>, String> {
+/// How long a set may be used, from its answer's `Cache-Control`: `max-age` (capped at
+/// [`LONGEST_MAX_AGE`]), none for `no-cache` or `no-store`, [`DEFAULT_MAX_AGE`] without
+/// either.
+fn max_age(cache_control: Option<&str>) -> Duration {
+    let Some(value) = cache_control else {
+        return DEFAULT_MAX_AGE;
+    };
+    let mut age = DEFAULT_MAX_AGE;
+    for directive in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+        if directive == "no-cache" || directive == "no-store" {
+            return Duration::ZERO;
+        }
+        if let Some(seconds) = directive.strip_prefix("max-age=") {
+            if let Ok(seconds) = seconds.trim_matches('"').parse::<u64>() {
+                age = Duration::from_secs(seconds).min(LONGEST_MAX_AGE);
+            }
+        }
+    }
+    age
+}
+
+async fn download(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<(HashMap<String, Key>, Duration), String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot fetch --jwks-url {url}: {e}");
     let mut response = http
         .get(url)
@@ -112,6 +172,12 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<HashMap<String, K
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| fail(&e))?;
+    let age = max_age(
+        response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| fail(&e))? {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
@@ -120,7 +186,7 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<HashMap<String, K
         body.extend_from_slice(&chunk);
     }
     let set: KeySet = serde_json::from_slice(&body).map_err(|e| fail(&e))?;
-    Ok(usable_keys(set.keys))
+    Ok((usable_keys(set.keys), age))
 }
 
 /// The signing keys of a set, by id. Keys without an id, of an unknown type, for
@@ -182,6 +248,20 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    }
+
+    #[test]
+    fn a_set_is_used_for_its_max_age() {
+        assert_eq!(max_age(None), DEFAULT_MAX_AGE);
+        assert_eq!(max_age(Some("public, max-age=60")), Duration::from_secs(60));
+        assert_eq!(
+            max_age(Some("Max-Age=\"5\", must-revalidate")),
+            Duration::from_secs(5)
+        );
+        assert_eq!(max_age(Some("max-age=99999999")), LONGEST_MAX_AGE);
+        assert_eq!(max_age(Some("max-age=soon")), DEFAULT_MAX_AGE);
+        assert_eq!(max_age(Some("no-store")), Duration::ZERO);
+        assert_eq!(max_age(Some("max-age=60, no-cache")), Duration::ZERO);
     }
 
     #[test]

@@ -7,11 +7,14 @@
 
 mod jwks;
 mod jwt;
+mod proxy;
 pub mod token;
 
 pub use jwt::{JwtKey, JwtSettings, JwtVerifier};
+pub use proxy::{ProxyAuth, LOOPBACK as DEFAULT_TRUSTED_PROXIES};
 
-use axum::http::{header, HeaderMap, HeaderName};
+use axum::http::{header, HeaderMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Why a request has no user.
@@ -56,12 +59,18 @@ pub enum Authenticator {
     None,
     /// `Authorization: Bearer <JWT>`; the user is the `sub` claim.
     Jwt(Box<JwtVerifier>),
-    /// An authenticating reverse proxy names the user in this header.
-    Proxy(HeaderName),
+    /// An authenticating reverse proxy names the user in a header.
+    Proxy(ProxyAuth),
 }
 
 impl Authenticator {
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AuthError> {
+    /// The caller of a request with these headers from `peer` (the connection's address;
+    /// `None` for an in-process call).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<User, AuthError> {
         match self {
             Authenticator::None => Ok(User(LOCAL_USER.into())),
             Authenticator::Jwt(verifier) => {
@@ -72,11 +81,7 @@ impl Authenticator {
                     .ok_or_else(|| unauthenticated("Send Authorization: Bearer <token>"))?;
                 verifier.verify(token.trim()).await
             }
-            Authenticator::Proxy(name) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(User::parse)
-                .ok_or_else(|| unauthenticated(format!("No user in the {name} header"))),
+            Authenticator::Proxy(proxy) => proxy.user(headers, peer),
         }
     }
 }

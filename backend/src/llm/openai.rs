@@ -255,8 +255,20 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a chat shows when the model server cannot be reached. reqwest's own text names
+/// the URL (host, port, and any credentials in `--openai-base-url`), so it goes to the
+/// log only; every client of the chat sees this.
+pub const UNREACHABLE: &str = "the model server could not be reached";
+/// What a chat shows when the connection breaks mid-stream (the detail is logged).
+const BROKE: &str = "the connection to the model server broke mid-stream";
+
 fn send_error(error: &reqwest::Error) -> ModelError {
-    let text = format!("cannot reach the model server: {}", with_causes(error));
+    tracing::warn!(detail = %with_causes(error), "{UNREACHABLE}");
+    let text = if error.is_timeout() {
+        format!("{UNREACHABLE} (timed out)")
+    } else {
+        UNREACHABLE.to_owned()
+    };
     if error.is_builder() {
         ModelError::Fatal(text)
     } else {
@@ -575,10 +587,10 @@ impl Reader {
                     .map_err(|e| ModelError::Fatal(format!("the model server's stream: {e}")))?;
                 events.into_iter().try_for_each(|data| self.event(&data))
             }
-            Some(Err(e)) => Err(transient(format!(
-                "the connection to the model server broke mid-stream: {}",
-                with_causes(&e)
-            ))),
+            Some(Err(e)) => {
+                tracing::warn!(detail = %with_causes(&e), "{BROKE}");
+                Err(transient(BROKE.to_owned()))
+            }
             None => {
                 if let Some(data) = self.decoder.finish() {
                     self.event(&data)?;

@@ -92,26 +92,44 @@ impl Dialect {
         }
     }
 
+    /// A statement that makes concurrent sends into one chat's queue (its id bound as
+    /// `$1`) count and insert one after another, on any instance (Postgres' READ
+    /// COMMITTED would let two both see room); `None` where writers are serialised anyway.
+    pub fn queue_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            // Two keys, the first naming the queue locks, so they never meet `owner_lock`'s.
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(21845, hashtext($1))::text"),
+        }
+    }
+
     /// A query giving `(id, score)`, one row per title or message matching the expression
     /// bound as `$1`, scored so that lower is better (FTS5's bm25 is negative, better
     /// matches more so; Postgres' ts_rank is negated to agree). A title hit counts double:
-    /// a chat named after the words is what was meant.
-    pub fn search_hits(self) -> &'static str {
+    /// a chat named after the words is what was meant. `owner` names the parameter that
+    /// holds the owner in the statement the hits go into.
+    ///
+    /// On Postgres the owner's rows drive the search: each of their titles and messages is
+    /// matched in turn (`ts_match_vq`, which no index serves, so no plan reads other users'
+    /// matches from the GIN index first). FTS5 cannot do that cheaply (see
+    /// ARCHITECTURE.md), so on SQLite the hits are filtered by owner after.
+    pub fn search_hits(self, owner: &str) -> String {
         match self {
-            Dialect::Sqlite => {
-                "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
+            Dialect::Sqlite => "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
                    JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
                  UNION ALL \
                  SELECT m.context_id, f.rank FROM messages_fts f \
                    JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1"
-            }
-            Dialect::Postgres => {
-                "SELECT id, -2 * ts_rank(search, to_tsquery('simple', $1)) AS score \
-                   FROM contexts WHERE search @@ to_tsquery('simple', $1) \
+                .to_owned(),
+            Dialect::Postgres => format!(
+                "SELECT c.id AS id, -2 * ts_rank(c.search, to_tsquery('simple', $1)) AS score \
+                   FROM contexts c WHERE c.owner = {owner} \
+                   AND ts_match_vq(c.search, to_tsquery('simple', $1)) \
                  UNION ALL \
-                 SELECT context_id, -ts_rank(search, to_tsquery('simple', $1)) \
-                   FROM messages WHERE search @@ to_tsquery('simple', $1)"
-            }
+                 SELECT m.context_id, -ts_rank(m.search, to_tsquery('simple', $1)) \
+                   FROM contexts c JOIN messages m ON m.context_id = c.id \
+                   WHERE c.owner = {owner} AND ts_match_vq(m.search, to_tsquery('simple', $1))"
+            ),
         }
     }
 

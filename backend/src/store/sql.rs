@@ -514,13 +514,14 @@ impl Store for SqlStore {
         query: &SearchQuery,
         limit: u32,
     ) -> Result<ContextPage, StoreError> {
-        let hits = self.dialect.search_hits();
+        let hits = |owner| self.dialect.search_hits(owner);
         let expression = self.dialect.search_expression(query);
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
-            "WITH hits AS ({hits}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
+            "WITH hits AS ({}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
              SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) WHERE owner = $3 \
-             ORDER BY best.score, updated_at DESC, id DESC LIMIT $2"
+             ORDER BY best.score, updated_at DESC, id DESC LIMIT $2",
+            hits("$3")
         ))
         .bind(&expression)
         .bind(i64::from(limit))
@@ -528,8 +529,9 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         let total: i64 = sqlx::query_scalar(&format!(
-            "WITH hits AS ({hits}) SELECT COUNT(DISTINCT id) FROM hits \
-             JOIN contexts USING (id) WHERE owner = $2"
+            "WITH hits AS ({}) SELECT COUNT(DISTINCT id) FROM hits \
+             JOIN contexts USING (id) WHERE owner = $2",
+            hits("$2")
         ))
         .bind(&expression)
         .bind(owner)
@@ -645,8 +647,17 @@ impl Store for SqlStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let m = &queued.message;
-        // One statement counts and inserts, so concurrent senders (on any instance) never
-        // push the queue past its bound.
+        let mut tx = self.pool.begin().await?;
+        if let Some(lock) = self.dialect.queue_lock() {
+            // Two senders (on two instances) could both count the queue below its bound
+            // and both insert: the lock makes them count one after the other.
+            sqlx::query(lock)
+                .bind(context_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // One statement counts and inserts, so concurrent senders never push the queue
+        // past its bound.
         let inserted = sqlx::query(
             "INSERT INTO queued_messages \
              (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
@@ -663,8 +674,9 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         let stored = inserted.rows_affected() > 0;
         if stored {
             // The instance running the turn picks the message up when this arrives.

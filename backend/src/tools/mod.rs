@@ -8,7 +8,7 @@ mod calculator;
 mod schema;
 mod workspace;
 
-pub use workspace::READ_FILE_MAX_BYTES;
+pub use workspace::{NOT_IN_WORKSPACE, READ_FILE_MAX_BYTES};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};

@@ -21,6 +21,9 @@ const LIST_DIR: &str = "list_dir";
 /// The tools that exist only with a workspace, to explain their absence.
 pub(super) const TOOL_NAMES: [&str; 2] = [READ_FILE, LIST_DIR];
 
+/// The answer for a path that is missing or outside the workspace, alike.
+pub const NOT_IN_WORKSPACE: &str = "is not in the workspace";
+
 /// The directory the file tools may see.
 #[derive(Debug)]
 pub struct Workspace {
@@ -48,20 +51,22 @@ impl Workspace {
         [Arc::new(ReadFile(ws.clone())), Arc::new(ListDir(ws))]
     }
 
-    /// Resolves `requested` to a real path inside the root, or says why it is refused.
-    /// Messages quote the path as the model wrote it, never the server's own layout.
+    /// Resolves `requested` to a real path inside the root. A path that is missing, cannot
+    /// be opened or lies outside the root gets one same answer that quotes the path as the
+    /// model wrote it: the answer must not tell which files exist on the host.
     async fn resolve(&self, requested: &str) -> Result<PathBuf, String> {
-        let joined = self.root.join(requested);
-        let resolved = tokio::fs::canonicalize(&joined)
+        let not_here = || format!("{requested:?} {NOT_IN_WORKSPACE}");
+        let resolved = tokio::fs::canonicalize(self.root.join(requested))
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!("{requested:?} does not exist"),
-                _ => format!("cannot open {requested:?}: {e}"),
+            .map_err(|e| {
+                tracing::debug!(path = requested, error = %e, "tool path does not resolve");
+                not_here()
             })?;
         if resolved.starts_with(&self.root) {
             Ok(resolved)
         } else {
-            Err(format!("{requested:?} is outside the workspace"))
+            tracing::debug!(path = requested, "tool path outside the workspace");
+            Err(not_here())
         }
     }
 }

@@ -163,7 +163,12 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        // As if from a client on this host, the way the server's connections tag requests.
         let req = req
+            .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                40_000,
+            ))))
             .body(
                 body.map(|b| Body::from(b.to_owned()))
                     .unwrap_or_else(Body::empty),
