@@ -182,6 +182,30 @@ pub(crate) async fn run(store: &dyn Store) {
     store.insert_context(&running, None).await.expect("insert");
     let unfinished = store.unfinished_contexts().await.expect("unfinished");
     assert_eq!(unfinished, vec![running.id]);
+    // So are idle ones with queued messages (acknowledged sends nobody runs yet); a failed
+    // one keeps its queue until a retry. Another owner's, so the listing below is Alice's.
+    let waiting = ContextRecord {
+        owner: "dave".into(),
+        ..context(30)
+    };
+    let failed = ContextRecord {
+        owner: "dave".into(),
+        state: State::Failed {
+            error: "model down".into(),
+        },
+        ..context(31)
+    };
+    for c in [&waiting, &failed] {
+        store.insert_context(c, None).await.expect("insert");
+        let queued = super::QueuedRecord {
+            message: message(1, 1, "later").message,
+            idempotency_key: None,
+            ahead: false,
+        };
+        assert!(store.enqueue(c.id, &queued, 8).await.expect("enqueue"));
+    }
+    let unfinished = store.unfinished_contexts().await.expect("unfinished");
+    assert_eq!(unfinished, vec![running.id, waiting.id]);
 
     // Listing is newest first, paged by cursor, with the total.
     let mut more = Vec::new();

@@ -798,8 +798,12 @@ impl Store for SqlStore {
                    WHERE l.context_id = contexts.id AND l.expires_at > now())"
             }
         };
+        // An idle context with a stored queue is unfinished too: its queued messages were
+        // acknowledged, and the instance that queued them may not hold the lease.
         let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM contexts WHERE state NOT IN ($1, $2, $3){unleased} ORDER BY updated_at"
+            "SELECT id FROM contexts WHERE (state NOT IN ($1, $2, $3) \
+             OR (state = $1 AND id IN (SELECT context_id FROM queued_messages))){unleased} \
+             ORDER BY updated_at"
         ))
         .bind(resting[0].as_str())
         .bind(resting[1].as_str())

