@@ -4,8 +4,8 @@
 //!
 //! The Postgres tests need the throwaway cluster of the test command (see `postgres.rs`).
 
-use chatsync_e2e::postgres::{two_instances_on, TestPostgres, LEASE_TTL_MS};
-use chatsync_e2e::{last_reply, poll_until, text, with_role, Send};
+use chatsync_e2e::postgres::{two_instances_on, two_instances_with, TestPostgres, LEASE_TTL_MS};
+use chatsync_e2e::{header, last_reply, poll_until, text, with_role, Send, DEFAULT_TIMEOUT};
 use chatsync_protocol::{ChatState, Role, Status};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
@@ -65,4 +65,69 @@ async fn a_message_queued_under_a_dead_instances_lease_runs_once_the_lease_expir
     assert_eq!(text(users[0]), "are you there?");
     assert!(text(last_reply(&answered)).contains("are you there?"));
     assert!(answered.queued.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_never_sees_versions_go_back_when_the_streaming_instance_dies() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    // Streamed chunks are stored rarely, so A (which learns of B's saves) stays well
+    // behind the versions B shows its clients.
+    let (_dir, a_server, mut b_server) =
+        two_instances_with(&pg, "monotonic", &["--stream-flush-ms", "60000"]).await;
+    let (a, b) = (a_server.api(), b_server.api());
+    let ctx = a.create_context().await;
+    b.send_message_no_wait(ctx.id, "/slow 30").await;
+    b.wait_for_streaming(ctx.id).await;
+    let known_to_a = a.state(ctx.id).await.version;
+    let seen = b
+        .wait_for_state(ctx.id, "B shows versions A has not seen", |s| {
+            s.status == Status::Running && s.version > known_to_a + 3
+        })
+        .await
+        .version;
+    b_server.kill9().await;
+
+    // The client moves to A holding `seen`. A plain poll never answers below it.
+    let since = format!("?since={seen}");
+    let plain = a.state_raw(ctx.id, &since, None).await;
+    if plain.status() == StatusCode::OK {
+        let state: ChatState = plain.json().await.expect("a state");
+        assert!(
+            state.version >= seen,
+            "stepped back to {} from {seen}",
+            state.version
+        );
+    } else {
+        assert_eq!(plain.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&plain, "etag"), Some(format!("\"{seen}\"")));
+    }
+    // A long poll is held until A knows more: it takes the turn over once B's lease
+    // expires, above every version B may have shown.
+    let mut held = seen;
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let rested = loop {
+        assert!(Instant::now() < deadline, "the turn did not rest on A");
+        let response = a
+            .state_raw(ctx.id, &format!("?since={held}&wait_ms=10000"), None)
+            .await;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+        let state: ChatState = response.json().await.expect("a state");
+        assert!(
+            state.version > held,
+            "a long poll from {held} answered {}",
+            state.version
+        );
+        held = state.version;
+        if state.status == Status::Idle {
+            break state;
+        }
+    };
+    assert!(rested.version > seen);
+    let full = a.state(ctx.id).await;
+    assert!(text(last_reply(&full)).contains("chunk 30"), "{full:#?}");
 }
