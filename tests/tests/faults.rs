@@ -5,9 +5,12 @@
 //! The Postgres tests need the throwaway cluster of the test command (see `postgres.rs`).
 
 use chatsync_e2e::postgres::{two_instances_on, two_instances_with, TestPostgres, LEASE_TTL_MS};
-use chatsync_e2e::{header, last_reply, poll_until, text, with_role, Send, DEFAULT_TIMEOUT};
+use chatsync_e2e::{
+    header, last_reply, poll_until, text, with_role, Send, TestServer, DEFAULT_TIMEOUT,
+};
 use chatsync_protocol::{ChatState, Role, Status};
 use reqwest::StatusCode;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 fn lease_ttl() -> Duration {
@@ -130,4 +133,62 @@ async fn a_client_never_sees_versions_go_back_when_the_streaming_instance_dies()
     assert!(rested.version > seen);
     let full = a.state(ctx.id).await;
     assert!(text(last_reply(&full)).contains("chunk 30"), "{full:#?}");
+}
+
+#[tokio::test]
+async fn hundreds_of_chats_saving_at_once_on_sqlite_never_fail_a_send() {
+    const CHATS: usize = 120;
+    const SENDS: usize = 8;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path(), &[]).await;
+    let api = server.api();
+    let mut ids = Vec::new();
+    for _ in 0..CHATS {
+        ids.push(api.create_context().await.id);
+    }
+    // Every chat at once, each sending one message after another (waiting for its turn).
+    let failures = futures::future::join_all(ids.iter().map(|&id| {
+        let api = api.clone();
+        async move {
+            let mut failures = Vec::new();
+            for n in 0..SENDS {
+                let key = format!("{id}-{n}");
+                let opts = Send {
+                    client_message_id: Some(&key),
+                    ..Send::default()
+                };
+                let response = api
+                    .send_message_raw(id, &format!("message {n}"), opts)
+                    .await;
+                if response.status() != StatusCode::OK {
+                    let status = response.status();
+                    failures.push(format!(
+                        "{status}: {}",
+                        response.text().await.unwrap_or_default()
+                    ));
+                }
+            }
+            failures
+        }
+    }))
+    .await;
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "{} sends failed: {failures:#?}",
+        failures.len()
+    );
+    for id in ids {
+        let state = api.state(id).await;
+        assert_eq!(state.status, Status::Idle);
+        let sent: Vec<String> = with_role(&state, Role::User)
+            .iter()
+            .map(|m| text(m))
+            .collect();
+        let expected: Vec<String> = (0..SENDS).map(|n| format!("message {n}")).collect();
+        assert_eq!(sent, expected, "each message stored exactly once, in order");
+        assert_eq!(with_role(&state, Role::Assistant).len(), SENDS);
+        let distinct: BTreeSet<_> = state.messages.iter().map(|m| m.id).collect();
+        assert_eq!(distinct.len(), 2 * SENDS);
+    }
 }

@@ -35,6 +35,9 @@ const CHANGES_CHANNEL: &str = "chatsync_changes";
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Where every write goes: on SQLite one connection of its own (see `connect`), on
+    /// Postgres the same pool.
+    writer: AnyPool,
     backend: Backend,
     /// This process's name in the leases table.
     lease_holder: String,
@@ -80,6 +83,43 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
+/// Fail fast while the database is down: requests answer 503 instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// SQLite's writers wait in line for the one writer connection, each for a commit: under
+/// a burst that line is long, but each place in it is short.
+const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn open_pool(
+    url: &str,
+    backend: Backend,
+    size: u32,
+    acquire_timeout: Duration,
+) -> Result<AnyPool, StoreError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        // Another process on the same file (a backup, the sqlite3 shell)
+                        // still waits instead of failing.
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
 impl SqlStore {
     /// Opens the database a URL names (`sqlite://PATH`, created with its folder when
     /// missing, or `postgres://...`), then applies the embedded migrations.
@@ -111,30 +151,12 @@ impl SqlStore {
                 });
             }
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 16,
-            })
-            // Fail fast while the database is down: requests answer 503 instead of hanging.
-            .acquire_timeout(Duration::from_secs(3))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
-                            conn.execute(pragma).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        // Readers on SQLite; everything on Postgres.
+        let size = match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        };
+        let pool = open_pool(&url, backend, size, ACQUIRE_TIMEOUT).await?;
         let migrated = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
@@ -144,8 +166,19 @@ impl SqlStore {
             Backend::Sqlite => None,
             Backend::Postgres => Some(super::postgres::listen(&url, CHANGES_CHANNEL).await?),
         };
+        // SQLite admits one writer at a time, and its busy handler is no queue: under load
+        // a waiting writer can miss every free moment until its timeout ("database is
+        // locked"). So every write goes through one connection, whose pool queues callers
+        // in order. A memory database is one per connection: it keeps the one pool.
+        let writer = match backend {
+            Backend::Sqlite if sqlite_path(&url).is_some() => {
+                open_pool(&url, backend, 1, WRITER_ACQUIRE_TIMEOUT).await?
+            }
+            _ => pool.clone(),
+        };
         Ok(SqlStore {
             pool,
+            writer,
             backend,
             lease_holder: Uuid::new_v4().to_string(),
             changes,
@@ -506,7 +539,7 @@ impl Store for SqlStore {
         let inserted = if max_per_owner.is_some() && self.backend == Backend::Postgres {
             // Concurrent creates for one owner (on any instance) count one after another.
             // SQLite runs one writing statement at a time anyway.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
                 .bind(&record.owner)
                 .execute(&mut *tx)
@@ -515,7 +548,7 @@ impl Store for SqlStore {
             tx.commit().await?;
             inserted
         } else {
-            insert.execute(&self.pool).await?
+            insert.execute(&self.writer).await?
         };
         Ok(inserted.rows_affected() > 0)
     }
@@ -627,7 +660,7 @@ impl Store for SqlStore {
         let done = sqlx::query("DELETE FROM contexts WHERE id = $1 AND owner = $2")
             .bind(id.to_string())
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
@@ -643,9 +676,9 @@ impl Store for SqlStore {
     ))]
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
         let c = &batch.context;
-        let mut tx = self.pool.begin().await?;
-        // The first statement writes, so the transaction takes the write lock at once and
-        // waits for it (busy timeout) instead of failing on a stale read snapshot.
+        let mut tx = self.writer.begin().await?;
+        // The first statement writes, so the transaction takes the write lock at once
+        // (SQLite's writes all go through one connection anyway, see `connect`).
         let update = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
@@ -750,13 +783,13 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let stored = inserted.rows_affected() > 0;
         if stored && self.backend == Backend::Postgres {
             // The instance running the turn picks the message up when this arrives.
             notify_query(Change::Queued(context_id))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(stored)
@@ -767,7 +800,7 @@ impl Store for SqlStore {
         let deleted = sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
             .bind(message_id.to_string())
             .bind(context_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -838,7 +871,7 @@ impl Store for SqlStore {
         .bind(id.to_string())
         .bind(&self.lease_holder)
         .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(taken.rows_affected() == 1)
     }
@@ -848,7 +881,7 @@ impl Store for SqlStore {
             sqlx::query("DELETE FROM leases WHERE context_id = $1 AND owner = $2")
                 .bind(id.to_string())
                 .bind(&self.lease_holder)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -870,7 +903,7 @@ impl Store for SqlStore {
         .bind(to_i64(ceiling))
         .bind(id.to_string())
         .bind(to_i64(ceiling))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
