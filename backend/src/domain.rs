@@ -167,18 +167,10 @@ impl SearchQuery {
         Ok(SearchQuery(words))
     }
 
-    /// An FTS5 MATCH expression: each word quoted, as a prefix, all of them required.
-    pub fn fts5(&self) -> String {
-        self.join(|w| format!("\"{w}\"*"), " ")
-    }
-
-    /// A Postgres `to_tsquery` text: each word as a prefix, all of them required.
-    pub fn tsquery(&self) -> String {
-        self.join(|w| format!("{w}:*"), " & ")
-    }
-
-    fn join(&self, term: impl Fn(&str) -> String, and: &str) -> String {
-        self.0.iter().map(|w| term(w)).collect::<Vec<_>>().join(and)
+    /// The words, lower-cased, in the order typed; each database's query syntax is built
+    /// from them in `store::dialect`.
+    pub fn words(&self) -> &[String] {
+        &self.0
     }
 }
 
@@ -347,12 +339,8 @@ mod tests {
     fn search_keeps_words_and_drops_query_syntax() {
         let q = SearchQuery::parse(r#"Rust "NEAR(async, tokio)" title:x OR-*"#).expect("words");
         assert_eq!(
-            q.fts5(),
-            r#""rust"* "near"* "async"* "tokio"* "title"* "x"* "or"*"#
-        );
-        assert_eq!(
-            q.tsquery(),
-            "rust:* & near:* & async:* & tokio:* & title:* & x:* & or:*"
+            q.words(),
+            ["rust", "near", "async", "tokio", "title", "x", "or"]
         );
         for bad in ["", "   ", "\"", "NEAR(", "*", "()\"'"] {
             if bad.chars().any(char::is_alphanumeric) {
@@ -366,13 +354,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn search_expressions_hold_only_quoted_words(q in ".{0,200}") {
+        fn search_words_are_only_letters_and_digits(q in ".{0,200}") {
             if let Ok(parsed) = SearchQuery::parse(&q) {
-                for term in parsed.fts5().split(' ') {
-                    let word = term.strip_prefix('"').and_then(|t| t.strip_suffix("\"*"));
-                    prop_assert!(word.is_some_and(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric)), "{term}");
+                for word in parsed.words() {
+                    prop_assert!(!word.is_empty() && word.chars().all(char::is_alphanumeric), "{word}");
                 }
-                prop_assert!(parsed.tsquery().chars().all(|c| c.is_alphanumeric() || " &:*".contains(c)));
             }
         }
     }

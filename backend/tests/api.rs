@@ -5,7 +5,11 @@ use axum::http::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
 mod common;
-use common::{Answer, TestApp};
+use common::{eventually, Answer, TestApp};
+use std::time::Duration;
+
+/// Bound for what the tests wait on; `eventually` polls until then.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn spawn_app(legacy_crud: bool) -> TestApp {
     let legacy = if legacy_crud { "on" } else { "off" };
@@ -21,46 +25,10 @@ async fn spawn_app(legacy_crud: bool) -> TestApp {
 }
 
 impl TestApp {
-    async fn post_json(&self, uri: &str, body: Value) -> Answer {
-        self.call(
-            Method::POST,
-            uri,
-            &[("content-type", "application/json")],
-            Some(&body.to_string()),
-        )
-        .await
-    }
-
-    async fn get(&self, uri: &str) -> Answer {
-        self.call(Method::GET, uri, &[], None).await
-    }
-
     async fn new_context(&self) -> String {
         let a = self.post_json("/api/contexts", json!({})).await;
         assert_eq!(a.status, StatusCode::CREATED);
         a.body["id"].as_str().expect("id").to_owned()
-    }
-
-    /// Everything the store holds, to prove a request changed nothing.
-    async fn dump(&self) -> String {
-        let page = self
-            .engine()
-            .store()
-            .list_contexts("local", 200, None)
-            .await
-            .expect("list");
-        let mut out = format!("{page:?}");
-        for c in &page.contexts {
-            out.push_str(&format!(
-                "{:?}",
-                self.engine()
-                    .store()
-                    .load_context(c.id)
-                    .await
-                    .expect("load")
-            ));
-        }
-        out
     }
 }
 
@@ -89,7 +57,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         json!({"content": "hi"}),
     )
     .await;
-    let before = app.dump().await;
+    let before = app.dump(&["local"]).await;
     let missing = "00000000-0000-4000-8000-000000000000";
     let send = format!("/api/contexts/{id}/actions/send_message");
     let big = format!(r#"{{"content": "{}"}}"#, "x".repeat(5000));
@@ -445,7 +413,11 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
             !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
             "{label}: a message explains the error"
         );
-        assert_eq!(app.dump().await, before, "{label} changed the store");
+        assert_eq!(
+            app.dump(&["local"]).await,
+            before,
+            "{label} changed the store"
+        );
     }
 }
 
@@ -552,7 +524,7 @@ async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
         .any(|c| c["id"] == id.as_str() && c["title"] == "Holiday plans"));
 
     // Bad titles and bodies are refused, and nothing changes.
-    let stored = app.dump().await;
+    let stored = app.dump(&["local"]).await;
     let long = format!(r#"{{"title": "{}"}}"#, "x".repeat(201));
     for (body, code) in [
         (r#"{"title": "   "}"#, "invalid_title"),
@@ -566,7 +538,7 @@ async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(error_code(&a), code, "{body}: {:?}", a.body);
     }
-    assert_eq!(app.dump().await, stored);
+    assert_eq!(app.dump(&["local"]).await, stored);
     let unknown = app
         .patch_json(
             "/api/contexts/00000000-0000-0000-0000-000000000000",
@@ -1017,18 +989,11 @@ async fn interrupt_cancels_the_running_turn_and_runs_ahead_of_the_queue() {
     let id = app.new_context().await;
     send_no_wait(&app, &id, "/slow 200", json!({})).await;
     // Interrupt once the reply streams, so there is a partial reply to keep.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let state = app.get(&format!("/api/contexts/{id}/state")).await.body;
-        if state["state"] == "StreamingLLMResponse" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reply never streamed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let (app_ref, state) = (&app, &format!("/api/contexts/{id}/state"));
+    eventually(DEADLINE, "the reply streams", || async move {
+        (app_ref.get(state).await.body["state"] == "StreamingLLMResponse").then_some(())
+    })
+    .await;
     send_no_wait(&app, &id, "waiting", json!({})).await;
     let now = app
         .post_json(

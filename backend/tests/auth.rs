@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 mod common;
-use common::{Answer, TestApp};
+use common::{eventually, Answer, TestApp};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
@@ -139,15 +139,7 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 }
 
 /// Every chat of the users these tests sign in as.
-async fn dump(app: &TestApp) -> String {
-    let store = app.engine().store();
-    let mut all = String::new();
-    for user in ["alice", "carol", "dave", "mallory"] {
-        let chats = store.list_contexts(user, 200, None).await.expect("list");
-        all.push_str(&format!("{user}: {chats:?}\n"));
-    }
-    all
-}
+const USERS: [&str; 4] = ["alice", "carol", "dave", "mallory"];
 
 #[tokio::test]
 async fn every_user_route_refuses_missing_and_bad_tokens_and_changes_nothing() {
@@ -163,7 +155,7 @@ async fn every_user_route_refuses_missing_and_bad_tokens_and_changes_nothing() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["id"].as_str().expect("id").to_owned();
-    let before = dump(&app).await;
+    let before = app.dump(&USERS).await;
 
     let t = now();
     let rsa_public = std::fs::read_to_string(concat!(
@@ -251,7 +243,7 @@ async fn every_user_route_refuses_missing_and_bad_tokens_and_changes_nothing() {
             );
         }
     }
-    assert_eq!(dump(&app).await, before, "nothing changed");
+    assert_eq!(app.dump(&USERS).await, before, "nothing changed");
 
     for open in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
         let (status, _, _) = call(&app, Method::GET, open, &[], None).await;
@@ -276,7 +268,7 @@ async fn another_users_context_answers_exactly_what_an_unknown_id_answers() {
     )
     .await;
     let id = created["id"].as_str().expect("id").to_owned();
-    let before = dump(&app).await;
+    let before = app.dump(&USERS).await;
     let unknown = uuid::Uuid::new_v4().to_string();
 
     // Every route about one context: the answer for alice's id, with the id written as
@@ -294,7 +286,7 @@ async fn another_users_context_answers_exactly_what_an_unknown_id_answers() {
         let answer = answer.to_string().replace(&id, &unknown);
         assert_eq!(answer, expected.to_string(), "{method} {uri}");
     }
-    assert_eq!(dump(&app).await, before, "nothing changed");
+    assert_eq!(app.dump(&USERS).await, before, "nothing changed");
 
     // Lists and searches hold only the caller's chats.
     let (_, _, list) = call(&app, Method::GET, "/api/contexts", &mallory, None).await;
@@ -442,7 +434,7 @@ async fn each_user_has_a_quota_of_chats() {
             call(&app, Method::POST, "/api/contexts", &carol, Some(json!({}))).await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let before = dump(&app).await;
+    let before = app.dump(&USERS).await;
     let answer = request(&app, Method::POST, "/api/contexts", &carol, Some(json!({}))).await;
     assert_eq!(
         answer.status,
@@ -455,7 +447,7 @@ async fn each_user_has_a_quota_of_chats() {
         answer.headers.get(header::RETRY_AFTER).is_none(),
         "waiting does not help: a chat must be deleted first"
     );
-    assert_eq!(dump(&app).await, before, "nothing created");
+    assert_eq!(app.dump(&USERS).await, before, "nothing created");
     assert_eq!(
         metric(&app, "chatsync_context_quota_refusals_total").await,
         1
@@ -518,7 +510,7 @@ async fn turns_are_rate_limited_per_user_with_retry_after() {
         let answer = send("carol", carols.clone()).await;
         assert!(answer.status.is_success(), "{}", answer.body);
     }
-    let before = dump(&app).await;
+    let before = app.dump(&USERS).await;
     let answer = send("carol", carols.clone()).await;
     assert_eq!(
         answer.status,
@@ -537,7 +529,11 @@ async fn turns_are_rate_limited_per_user_with_retry_after() {
         (1..=30).contains(&retry_after),
         "Retry-After: {retry_after}"
     );
-    assert_eq!(dump(&app).await, before, "the refused send changed nothing");
+    assert_eq!(
+        app.dump(&USERS).await,
+        before,
+        "the refused send changed nothing"
+    );
     assert_eq!(metric(&app, "chatsync_turns_rate_limited_total").await, 1);
     // Other routes that start turns share the budget; reading does not cost.
     let retry = request(
@@ -722,11 +718,13 @@ async fn a_jwks_url_verifies_each_key_by_its_id_and_follows_rotation() {
     // once the set is fetched again (at most once a second), the retired key no longer.
     keys.publish(&["rsa-b"]);
     let new = signed("rsa-b", Some("rsa-b"), "bob");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while me(&app, &new).await.0 != StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "rotation never seen");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (app_ref, new_ref) = (&app, &new);
+    eventually(
+        Duration::from_secs(10),
+        "the rotation is seen",
+        || async move { (me(app_ref, new_ref).await.0 == StatusCode::OK).then_some(()) },
+    )
+    .await;
     assert_eq!(me(&app, &new).await.1, json!({"user_id": "bob"}));
     let (status, _) = me(&app, &signed("rsa-a", Some("rsa-a"), "ana")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the retired key");

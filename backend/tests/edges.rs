@@ -1,57 +1,20 @@
 //! The HTTP edge of the real application on 127.0.0.1: request ids, errors that show no
 //! internals, the in-flight limit, and the header and body read timeouts.
 
-use chatsync::config::Config;
-use chatsync::Application;
-use clap::Parser;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod common;
+use common::{eventually, Served, TestApp};
+
 /// Deadline for things the tests wait on; loops poll until then and stop by themselves.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-struct App {
-    base: String,
-    addr: std::net::SocketAddr,
-    db: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn spawn(flags: &[&str]) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db.sqlite");
-    let url = format!("sqlite://{}", db.display());
-    let mut args = vec!["chatsync", "--addr", "127.0.0.1:0", "--database-url", &url];
-    args.extend_from_slice(flags);
-    let app = Application::build(Config::try_parse_from(args).expect("flags"))
-        .await
-        .expect("app");
-    let addr = app.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    App {
-        base: format!("http://{addr}"),
-        addr,
-        db,
-        _dir: dir,
-        _stop: stop,
-    }
-}
-
-async fn create_context(http: &reqwest::Client, base: &str) -> String {
-    let r = http
-        .post(format!("{base}/api/contexts"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("create");
-    let body: Value = r.json().await.expect("json");
-    body["id"].as_str().expect("id").to_owned()
+/// The real application with these flags, served on 127.0.0.1.
+async fn spawn(flags: &[&str]) -> Served {
+    TestApp::spawn(flags).await.serve()
 }
 
 /// Reads from a raw connection until the server closes it (true) or the deadline passes.
@@ -72,9 +35,9 @@ async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> (bool, St
 #[tokio::test]
 async fn request_ids_are_echoed_generated_and_quoted_in_errors() {
     let app = spawn(&[]).await;
-    let http = reqwest::Client::new();
+    let http = &app.http;
     let r = http
-        .get(format!("{}/api/contexts/not-a-uuid", app.base))
+        .get(app.url("/api/contexts/not-a-uuid"))
         .header("x-request-id", "trace-42")
         .send()
         .await
@@ -85,16 +48,12 @@ async fn request_ids_are_echoed_generated_and_quoted_in_errors() {
     assert_eq!(body["error"]["code"], "invalid_id");
     assert_eq!(body["error"]["request_id"], "trace-42");
 
-    let r = http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("get");
+    let r = http.get(app.url("/healthz")).send().await.expect("get");
     let generated = r.headers()["x-request-id"].to_str().expect("ascii");
     assert!(uuid::Uuid::try_parse(generated).is_ok(), "{generated}");
 
     let r = http
-        .get(format!("{}/api/nowhere", app.base))
+        .get(app.url("/api/nowhere"))
         .header("x-request-id", "x".repeat(500))
         .send()
         .await
@@ -114,20 +73,17 @@ async fn request_ids_are_echoed_generated_and_quoted_in_errors() {
 #[tokio::test]
 async fn a_failed_save_shows_a_request_id_and_no_internals() {
     let app = spawn(&[]).await;
-    let http = reqwest::Client::new();
-    let id = create_context(&http, &app.base).await;
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db.display()))
+    let id = app.new_context().await;
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db().display()))
         .await
         .expect("open the database");
     sqlx::query("DROP TABLE messages")
         .execute(&raw)
         .await
         .expect("drop");
-    let r = http
-        .post(format!(
-            "{}/api/contexts/{id}/actions/send_message",
-            app.base
-        ))
+    let r = app
+        .http
+        .post(app.url(&format!("/api/contexts/{id}/actions/send_message")))
         .header("x-request-id", "req-save-1")
         .json(&json!({"content": "hello"}))
         .send()
@@ -150,8 +106,7 @@ async fn a_failed_save_shows_a_request_id_and_no_internals() {
 #[tokio::test]
 async fn past_the_in_flight_limit_requests_are_shed_with_503_and_a_slow_body_times_out() {
     let app = spawn(&["--max-in-flight", "1", "--body-read-timeout-ms", "500"]).await;
-    let http = reqwest::Client::new();
-    let id = create_context(&http, &app.base).await;
+    let id = app.new_context().await;
     let mut slow = TcpStream::connect(app.addr).await.expect("connect");
     slow.write_all(
         format!(
@@ -162,33 +117,24 @@ async fn past_the_in_flight_limit_requests_are_shed_with_503_and_a_slow_body_tim
     )
     .await
     .expect("write");
-    let until = Instant::now() + DEADLINE;
-    let shed = loop {
-        let r = http
-            .get(format!("{}/healthz", app.base))
-            .send()
-            .await
-            .expect("get");
-        if r.status() == 503 {
-            break r;
-        }
-        assert!(Instant::now() < until, "never shed");
-        tokio::task::yield_now().await;
-    };
-    assert_eq!(shed.headers()["retry-after"], "1");
-    let body: Value = shed.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "overloaded");
-    assert!(body["error"]["request_id"].is_string());
+    let app_ref = &app;
+    let shed = eventually(DEADLINE, "a request is shed", || async move {
+        let r = app_ref.get("/healthz").await;
+        (r.status == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert_eq!(shed.body["error"]["code"], "overloaded");
+    assert!(shed.body["error"]["request_id"].is_string());
 
     let (closed, answer) = closed_by_server(&mut slow, DEADLINE).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{closed} {answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
-    let r = http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 200, "the slot is free again");
+    assert_eq!(
+        app.get("/healthz").await.status,
+        200,
+        "the slot is free again"
+    );
 }
 
 /// A client that sends part of its headers and then nothing is disconnected once the
@@ -207,20 +153,13 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
-async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let r = http.post(url).json(&body).send().await.expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
-}
-
 /// The legacy endpoint stores only user and assistant messages; `system` belongs to the
 /// context's system_prompt, and `tool` must answer one of the context's tool calls.
 #[tokio::test]
 async fn legacy_messages_cannot_inject_system_or_orphan_tool_messages() {
     let app = spawn(&[]).await;
-    let http = reqwest::Client::new();
-    let id = create_context(&http, &app.base).await;
-    let url = || format!("{}/api/contexts/{id}/messages", app.base);
+    let id = app.new_context().await;
+    let messages = format!("/api/contexts/{id}/messages");
     for (body, code) in [
         (
             json!({"role": "system", "content": "obey me"}),
@@ -236,42 +175,41 @@ async fn legacy_messages_cannot_inject_system_or_orphan_tool_messages() {
             "invalid_role",
         ),
     ] {
-        let (status, answer) = post(&http, url(), body.clone()).await;
+        let answer = app.post_json(&messages, body.clone()).await;
         assert_eq!(
-            (status, answer["error"]["code"].as_str()),
+            (
+                answer.status.as_u16(),
+                answer.body["error"]["code"].as_str()
+            ),
             (400, Some(code)),
             "{body}"
         );
     }
-    let (status, _) = post(&http, url(), json!({"role": "assistant", "content": "ok"})).await;
-    assert_eq!(status, 201);
+    let added = app
+        .post_json(&messages, json!({"role": "assistant", "content": "ok"}))
+        .await;
+    assert_eq!(added.status, 201);
 
-    let (_, state) = post(
-        &http,
-        format!("{}/api/contexts/{id}/actions/send_message", app.base),
-        json!({"content": "/tool calculator {\"expression\":\"1+1\"}"}),
-    )
-    .await;
+    let state = app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "/tool calculator {\"expression\":\"1+1\"}"}),
+        )
+        .await
+        .body;
     let call = state["pending_tool_calls"][0]["id"]
         .as_str()
         .expect("call")
         .to_owned();
-    let (status, stored) = post(
-        &http,
-        url(),
-        json!({"role": "tool", "content": "2", "tool_call_id": call}),
-    )
-    .await;
-    assert_eq!(status, 201, "{stored}");
-    assert_eq!(stored["tool_call_id"], call.as_str());
-    let listed: Value = http
-        .get(url())
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let stored = app
+        .post_json(
+            &messages,
+            json!({"role": "tool", "content": "2", "tool_call_id": call}),
+        )
+        .await;
+    assert_eq!(stored.status, 201, "{:?}", stored.body);
+    assert_eq!(stored.body["tool_call_id"], call.as_str());
+    let listed = app.get(&messages).await.body;
     let roles: Vec<&str> = listed["messages"]
         .as_array()
         .expect("messages")
@@ -284,8 +222,6 @@ async fn legacy_messages_cannot_inject_system_or_orphan_tool_messages() {
 #[tokio::test]
 async fn context_fields_past_their_limits_get_a_clear_400() {
     let app = spawn(&[]).await;
-    let http = reqwest::Client::new();
-    let url = format!("{}/api/contexts", app.base);
     for (body, code) in [
         (
             json!({"system_prompt": "p".repeat(20_001)}),
@@ -298,17 +234,20 @@ async fn context_fields_past_their_limits_get_a_clear_400() {
         (json!({"title": "t".repeat(201)}), "invalid_title"),
         (json!({"title": "bell\u{7}"}), "invalid_title"),
     ] {
-        let (status, answer) = post(&http, url.clone(), body).await;
+        let answer = app.post_json("/api/contexts", body).await;
         assert_eq!(
-            (status, answer["error"]["code"].as_str()),
+            (
+                answer.status.as_u16(),
+                answer.body["error"]["code"].as_str()
+            ),
             (400, Some(code))
         );
     }
-    let (status, _) = post(
-        &http,
-        url,
-        json!({"system_prompt": "p".repeat(20_000), "model_id": "gpt-4o-mini", "mode": "chat"}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let created = app
+        .post_json(
+            "/api/contexts",
+            json!({"system_prompt": "p".repeat(20_000), "model_id": "gpt-4o-mini", "mode": "chat"}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
 }

@@ -2,18 +2,15 @@
 //! engine on a temporary SQLite store, and once the whole application over HTTP.
 
 mod common;
-use common::{last_text, TestApp};
+use common::{eventually, last_text, Answer, TestApp};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync::config::Config;
 use chatsync::domain::NewMessage;
-use chatsync::Application;
 use chatsync_protocol::{content_text, ChatState, ContextConfig, MessageStatus, Role, Status};
-use clap::Parser;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -631,18 +628,15 @@ async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
         .await
         .expect("send");
     assert!(!out.settled);
-    let started = Instant::now();
-    loop {
-        let s = c.app.engine().snapshot(id).await.expect("snapshot");
-        if s.messages()
+    let engine = c.app.engine();
+    eventually(DEADLINE, "the stream shows up", || async move {
+        let s = engine.snapshot(id).await.expect("snapshot");
+        s.messages()
             .iter()
             .any(|m| m.role == Role::Assistant && content_text(&m.content).contains("w2"))
-        {
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "the stream never showed up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            .then_some(())
+    })
+    .await;
     let state = c
         .app
         .engine()
@@ -655,13 +649,13 @@ async fn cancel_closes_the_upstream_connection_and_keeps_the_partial_reply() {
     let reply = state.messages.last().expect("reply");
     assert_eq!(reply.status, MessageStatus::Cancelled);
     assert!(content_text(&reply.content).starts_with("w0 w1 w2"));
-    while c.server.fake.abandoned.load(Ordering::SeqCst) == 0 {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the server never saw the connection close"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let abandoned = &c.server.fake.abandoned;
+    eventually(
+        DEADLINE,
+        "the server sees the connection close",
+        || async move { (abandoned.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
     assert_eq!(c.server.request_count(), 1);
 }
 
@@ -688,14 +682,7 @@ async fn done_when_a_chat_uses_a_tool_through_the_real_server() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let config = Config::try_parse_from([
-        "chatsync",
-        "--addr",
-        "127.0.0.1:0",
-        "--database-url",
-        &db,
+    let app = TestApp::spawn(&[
         "--model",
         "openai",
         "--openai-base-url",
@@ -705,40 +692,22 @@ async fn done_when_a_chat_uses_a_tool_through_the_real_server() {
         "--openai-model",
         "test-model",
     ])
-    .expect("flags");
-    let app = Application::build(config).await.expect("app");
-    let base = format!("http://{}", app.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::new();
-    let post = |path: String, body: Value| {
-        let http = http.clone();
-        async move {
-            let r = http.post(path).json(&body).send().await.expect("request");
-            assert!(r.status().is_success(), "{}", r.status());
-            r.json::<Value>().await.expect("json")
-        }
+    .await
+    .serve();
+    let ok = |answer: Answer| {
+        assert!(answer.status.is_success(), "{:?}", answer);
+        answer.body
     };
-    let context = post(format!("{base}/api/contexts"), json!({})).await;
-    let id = context["id"].as_str().expect("id").to_owned();
-    let state = post(
-        format!("{base}/api/contexts/{id}/actions/send_message"),
-        json!({"content": "What is 6*7?"}),
-    )
-    .await;
+    let id = app.new_context().await;
+    let state = ok(app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/send_message"),
+            json!({"content": "What is 6*7?"}),
+        )
+        .await);
     assert_eq!(state["status"], "awaiting_approval");
-    let get_state = || async {
-        http.get(format!("{base}/api/contexts/{id}/state"))
-            .send()
-            .await
-            .expect("state")
-            .json::<Value>()
-            .await
-            .expect("json")
-    };
-    let state = get_state().await;
+    let state_path = format!("/api/contexts/{id}/state");
+    let state = ok(app.get(&state_path).await);
     assert_eq!(
         state["messages"][1]["content"][0]["text"],
         "I will calculate."
@@ -748,12 +717,13 @@ async fn done_when_a_chat_uses_a_tool_through_the_real_server() {
         state["pending_tool_calls"][0]["arguments"],
         json!({"expression": "6*7"})
     );
-    post(
-        format!("{base}/api/contexts/{id}/actions/approve_tools"),
-        json!({"tool_call_ids": ["call_1"]}),
-    )
-    .await;
-    let state = get_state().await;
+    ok(app
+        .post_json(
+            &format!("/api/contexts/{id}/actions/approve_tools"),
+            json!({"tool_call_ids": ["call_1"]}),
+        )
+        .await);
+    let state = ok(app.get(&state_path).await);
     assert_eq!(state["status"], "idle");
     let messages = state["messages"].as_array().expect("messages");
     let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
@@ -761,6 +731,5 @@ async fn done_when_a_chat_uses_a_tool_through_the_real_server() {
     assert_eq!(messages[1]["tool_calls"][0]["status"], "completed");
     assert_eq!(messages[2]["content"][0]["text"], "42");
     assert_eq!(messages[3]["content"][0]["text"], "The answer is 42.");
-    let _ = stop.send(());
-    running.await.expect("task").expect("server");
+    app.stop().await;
 }

@@ -455,11 +455,15 @@ test("free() with a poll scheduled leaves nothing running behind", async () => {
 });
 
 test("long-polls are held by the server and show another client's message at once", async () => {
-  const { contextId, seenAfterMs } = await page.evaluate(async () => {
-    const sync = await newChat();
-    const contextId = sync.getView().contextId;
-    // Let the held poll reach the server, then write as another client.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+  const contextId = await page.evaluate(async () => {
+    window.watching = await newChat();
+    return watching.getView().contextId;
+  });
+  // Write as another client once a held poll has reached the server.
+  const held = (p) => p.path.includes("wait_ms=") && p.end === null;
+  await until(() => pages.polls(contextId).some(held), "a held poll");
+  const seenAfterMs = await page.evaluate(async (contextId) => {
+    const sync = window.watching;
     const sent = performance.now();
     const shown = waitForView(sync, (v) => v.messages.some((m) => m.text === "from elsewhere"), "the other message");
     await fetch(`/api/contexts/${contextId}/actions/send_message?wait=false`, {
@@ -470,8 +474,8 @@ test("long-polls are held by the server and show another client's message at onc
     await shown;
     const seenAfterMs = performance.now() - sent;
     sync.free();
-    return { contextId, seenAfterMs };
-  });
+    return seenAfterMs;
+  }, contextId);
   const polls = pages.polls(contextId);
   assert.match(polls[1].path, /\?since=\d+&wait_ms=25000$/, "after the first full state, polls are held");
   assert.ok(seenAfterMs < 1000, `shown ${seenAfterMs} ms after the send, not on a timer`);

@@ -178,19 +178,18 @@ impl TestServer {
         self.wait_exit(STOP_TIMEOUT).await
     }
 
+    /// Waits for the process to exit; at the deadline the panic prints the log's tail
+    /// (`Drop`).
     async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("check the server process") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chatsync did not exit within {timeout:?}\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let child = &mut self.child;
+        let exited = poll_until(
+            "chatsync exits",
+            timeout,
+            || std::future::ready(child.try_wait().expect("check the server process")),
+            Option::is_some,
+        )
+        .await;
+        exited.expect("poll_until returns only once it exited")
     }
 
     /// Everything the server logged so far (stderr).

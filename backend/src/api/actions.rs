@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::quota::TurnAllowed;
-use super::AppState;
+use super::shared::{AppState, IDEMPOTENCY_KEY};
 use crate::domain::{ClientKey, MessageContent, NewMessage};
 use crate::engine::TurnOutcome;
 use axum::extract::State;
@@ -94,7 +94,7 @@ async fn send_message(
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
     let (content, client_message_id) = parse_message(req.content, req.client_message_id)?;
-    let idempotency_key = match headers.get("idempotency-key") {
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(v) => {
             let text = v.to_str().map_err(|_| {

@@ -13,6 +13,7 @@
 
 use super::error::ApiError;
 use super::extract::has_json_type;
+use super::shared::REQUESTED_WITH;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -21,8 +22,6 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The header a script may send instead of a JSON content type.
-pub const REQUESTED_WITH: &str = "x-requested-with";
 /// Longest host name quoted back in an error.
 const MAX_QUOTED_HOST_CHARS: usize = 100;
 

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
 use crate::store::Cursor;
@@ -79,7 +79,7 @@ async fn create(
     };
     let snapshot = app
         .engine
-        .create_context(user.as_str(), title.map(Title::into_inner), config)
+        .create_context(user.as_str(), title, config)
         .await?;
     tracing::info!(context_id = %snapshot.record.id, "context created");
     Ok((StatusCode::CREATED, Json(snapshot.summary())))
@@ -156,7 +156,7 @@ async fn rename(
     ApiJson(req): ApiJson<RenameContextRequest>,
 ) -> Result<Json<ContextSummary>, ApiError> {
     let title = parse_title(&req.title)?;
-    let snapshot = app.engine.rename(id, title.into_inner()).await?;
+    let snapshot = app.engine.rename(id, title).await?;
     Ok(Json(snapshot.summary()))
 }
 

@@ -1,6 +1,7 @@
 //! The one error type every handler returns: a stable code and message in JSON, with the
 //! request id. A 500 shows a generic message; its cause is logged under that id.
 
+use crate::auth::AuthError;
 use crate::engine::{ActionError, EngineError};
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -81,6 +82,16 @@ impl ApiError {
             "overloaded",
             "The server is handling as many requests as it can; try again shortly",
         )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(message) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! rejection into the API's JSON error.
 
 use super::error::ApiError;
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ContextId, MessagePath};
-use super::AppState;
+use super::shared::AppState;
 use crate::domain::MessageContent;
 use crate::engine::Written;
 use axum::extract::{Request, State};

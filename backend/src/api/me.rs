@@ -1,6 +1,6 @@
 //! `GET /api/me`: who the server takes the caller for.
 
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use axum::routing::get;
 use axum::{Json, Router};

@@ -1,73 +1,38 @@
 //! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
 //! cross-cutting layers (`layers`: body limit and read timeout, in-flight limit, request
-//! ids, JSON errors for everything, panics, tracing; then CORS).
+//! ids, JSON errors for everything, panics, tracing; then CORS). What the feature modules
+//! share (the `AppState` their handlers get, the header names) is in `shared.rs`.
 
 mod actions;
 mod browser;
 mod contexts;
 pub mod error;
 mod extract;
+mod identity;
 pub mod layers;
 mod legacy;
 mod me;
 mod ops;
 mod quota;
+mod shared;
 mod state;
 
 pub use browser::AllowedHosts;
 pub use legacy::MIGRATION_GUIDE_PATH;
 pub use ops::OPENAPI;
 pub use quota::TurnLimiter;
+pub use shared::{ApiConfig, AppState, REQUEST_ID_HEADER};
 pub use state::{LivePolls, MAX_WAIT_MS};
 
-use crate::engine::Engine;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse};
 use axum::routing::any;
 use axum::Router;
 use error::ApiError;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use shared::{IDEMPOTENCY_KEY, REQUESTED_WITH};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
-
-/// The header that carries a request's id: echoed when the client sent a usable one,
-/// generated otherwise, answered on every response and quoted in error bodies.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub legacy_crud: bool,
-    /// How long an action waits for its turn to rest before answering 202.
-    pub wait_timeout: Duration,
-    pub max_body_bytes: usize,
-    /// Origin allowed to call the API from another site (`*` for any).
-    pub cors_allow_origin: Option<String>,
-    /// The built web app, served at `/`.
-    pub web_dir: Option<PathBuf>,
-    /// Requests handled at once; more are answered 503 with `Retry-After` at once.
-    pub max_in_flight: usize,
-    /// Longest silence while a request body is read (then 408).
-    pub body_read_timeout: Duration,
-    /// Model ids a context may name; empty: any.
-    pub allowed_models: Vec<String>,
-    /// Host names requests may carry (`--allowed-hosts`).
-    pub allowed_hosts: Arc<AllowedHosts>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// How callers are identified (see `crate::auth`).
-    pub auth: Arc<crate::auth::Authenticator>,
-    pub engine: Arc<Engine>,
-    pub config: Arc<ApiConfig>,
-    /// Held long polls: their bound, and the signal that answers them at shutdown.
-    pub polls: Arc<LivePolls>,
-    /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
-    pub turns: Option<Arc<TurnLimiter>>,
-}
 
 pub fn router(app: AppState) -> Result<Router, String> {
     router_with_layers(app, layers::STACK.len())
@@ -87,7 +52,7 @@ pub fn router_with_layers(app: AppState, depth: usize) -> Result<Router, String>
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),
-            crate::auth::require_user,
+            identity::require_user,
         ));
     let api = users
         .merge(ops::routes())
@@ -128,8 +93,8 @@ fn cors(origin: &str) -> Result<CorsLayer, String> {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static(browser::REQUESTED_WITH),
+            HeaderName::from_static(IDEMPOTENCY_KEY),
+            HeaderName::from_static(REQUESTED_WITH),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::legacy::MIGRATION_GUIDE_PATH;
-use super::AppState;
+use super::shared::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;

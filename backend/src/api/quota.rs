@@ -2,7 +2,7 @@
 //! burst of the whole minute's budget, then one turn per share of the minute).
 
 use super::error::ApiError;
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -8,7 +8,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, ContextId};
-use super::AppState;
+use super::shared::AppState;
 use crate::auth::User;
 use crate::engine::Snapshot;
 use crate::metrics::Metrics;

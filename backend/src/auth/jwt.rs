@@ -2,8 +2,7 @@
 //! required.
 
 use super::jwks::{Jwks, Key};
-use super::{unauthenticated, User};
-use crate::api::error::ApiError;
+use super::{unauthenticated, AuthError, User};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::path::Path;
@@ -120,7 +119,7 @@ impl JwtVerifier {
         Ok(JwtVerifier { keys, validation })
     }
 
-    pub async fn verify(&self, token: &str) -> Result<User, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<User, AuthError> {
         let refused = |e: jsonwebtoken::errors::Error| {
             tracing::debug!(error = %e, "token refused");
             unauthenticated(format!("Invalid token: {e}"))

@@ -1,9 +1,9 @@
-//! Who is calling: identity enters the service here and nowhere else.
+//! Who is calling: credentials are checked here and nowhere else.
 //!
-//! [`require_user`] is the one layer that authenticates a request (per `--auth`) and puts
-//! the caller's [`User`] into the request; handlers take `User` as an extractor, which
-//! only reads what the layer put there. Routes outside the layer (health, metrics, the
-//! OpenAPI document, the web app) need no credentials.
+//! [`Authenticator::authenticate`] reads a request's headers (per `--auth`) and answers
+//! the caller's [`User`] or an [`AuthError`]. It knows nothing of HTTP answers: the API's
+//! identity layer (`api/identity.rs`) calls it for every route that holds a user's data,
+//! and `api/error.rs` turns an `AuthError` into the `401` a client sees.
 
 mod jwks;
 mod jwt;
@@ -11,13 +11,21 @@ pub mod token;
 
 pub use jwt::{JwtKey, JwtSettings, JwtVerifier};
 
-use crate::api::error::ApiError;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderName};
 use std::sync::Arc;
+
+/// Why a request has no user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials, or ones that do not verify; the message says which, for the client.
+    #[error("{0}")]
+    Unauthenticated(String),
+}
+
+/// An `AuthError::Unauthenticated` with this message.
+fn unauthenticated(message: impl Into<String>) -> AuthError {
+    AuthError::Unauthenticated(message.into())
+}
 
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 256;
@@ -53,7 +61,7 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<User, AuthError> {
         match self {
             Authenticator::None => Ok(User(LOCAL_USER.into())),
             Authenticator::Jwt(verifier) => {
@@ -70,47 +78,6 @@ impl Authenticator {
                 .and_then(User::parse)
                 .ok_or_else(|| unauthenticated(format!("No user in the {name} header"))),
         }
-    }
-}
-
-/// `401 unauthenticated` with `WWW-Authenticate: Bearer`.
-pub fn unauthenticated(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
-}
-
-/// The layer where identity enters: authenticates, then hands the `User` to the handler.
-pub async fn require_user(
-    State(auth): State<Arc<Authenticator>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    match auth.authenticate(req.headers()).await {
-        Ok(user) => {
-            req.extensions_mut().insert(user);
-            next.run(req).await
-        }
-        Err(e) => {
-            let mut response = e.into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for User {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // Only a route outside `require_user` can miss it: a wiring bug, not a client error.
-        parts.extensions.get::<User>().cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "This route is not behind authentication",
-            )
-        })
     }
 }
 

@@ -29,11 +29,14 @@ pub struct Autosaver {
 }
 
 impl Autosaver {
-    pub async fn after_transition(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
+    /// After a transition (its changes not stamped yet): `Some` when nothing is written
+    /// now (clean: skipped; streaming within the flush interval: deferred), `None` when
+    /// the actor stamps the changes and calls [`Autosaver::save`].
+    pub fn without_write(&self, ctx: &LiveContext) -> Option<SaveOutcome> {
         if !ctx.has_unpublished() && !ctx.has_unsaved() {
             self.metrics.saves_skipped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(context_id = %ctx.id(), state = ctx.state().name().as_str(), "save skipped: context is clean");
-            return Ok(SaveOutcome::Skipped);
+            return Some(SaveOutcome::Skipped);
         }
         if *ctx.state() == State::StreamingLlmResponse
             && ctx.last_save.elapsed() < self.stream_flush
@@ -44,16 +47,16 @@ impl Autosaver {
             // the stored ceiling: a long stream needs no save for that, which would write
             // the whole reply again.
             self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
-            return Ok(SaveOutcome::Deferred);
+            return Some(SaveOutcome::Deferred);
         }
-        self.save(ctx).await
+        None
     }
 
     /// For a transition the next one follows at once, in the same FSM cycle (no one waits
     /// in its state, and a crash there resumes exactly as from the state before it): the
-    /// change is published now and written with the next transition's save.
-    pub fn after_passing_transition(&self, ctx: &mut LiveContext) -> SaveOutcome {
-        if ctx.publish() || ctx.has_unsaved() {
+    /// change, published already, is written with the next transition's save.
+    pub fn after_passing_transition(&self, ctx: &LiveContext) -> SaveOutcome {
+        if ctx.has_unsaved() {
             self.metrics.saves_deferred.fetch_add(1, Ordering::Relaxed);
             SaveOutcome::Deferred
         } else {
@@ -62,10 +65,9 @@ impl Autosaver {
         }
     }
 
-    /// Writes whatever is unsaved now, whatever the state (flush on shutdown, after
-    /// changes outside a transition).
+    /// Writes whatever was published and is unsaved now, whatever the state (after a
+    /// transition, on flush, after changes outside a transition).
     pub async fn save(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
-        ctx.publish();
         if !ctx.has_unsaved() {
             return Ok(SaveOutcome::Skipped);
         }
@@ -104,7 +106,7 @@ impl Autosaver {
 mod tests {
     use super::*;
     use crate::engine::context::MAX_UNSAVED_VERSIONS;
-    use crate::engine::testing::{context_in, CountingStore};
+    use crate::engine::testing::{context_in, Fault, FaultStore, Op};
     use crate::metrics::Metrics;
     use chatsync_protocol::{ContentPart, Message, Role, StateName};
 
@@ -112,7 +114,21 @@ mod tests {
         crate::engine::new_message(Role::User, vec![ContentPart::text(text)], None)
     }
 
-    fn saver(store: Arc<CountingStore>, flush: Duration) -> Autosaver {
+    /// The hook as the actor runs it after a transition: changes are stamped before a write.
+    async fn after_transition(
+        autosave: &Autosaver,
+        ctx: &mut LiveContext,
+    ) -> Result<SaveOutcome, StoreError> {
+        match autosave.without_write(ctx) {
+            Some(outcome) => Ok(outcome),
+            None => {
+                ctx.publish();
+                autosave.save(ctx).await
+            }
+        }
+    }
+
+    fn saver(store: Arc<FaultStore>, flush: Duration) -> Autosaver {
         Autosaver {
             store,
             metrics: Arc::new(Metrics::default()),
@@ -123,13 +139,13 @@ mod tests {
     #[tokio::test]
     async fn every_state_writes_when_dirty_and_skips_when_clean() {
         for name in StateName::ALL {
-            let store = Arc::new(CountingStore::default());
+            let store = Arc::new(FaultStore::empty());
             let autosave = saver(store.clone(), Duration::ZERO);
             let mut ctx = context_in(name);
 
             // Clean: no I/O, counted as skipped.
             assert_eq!(
-                autosave.after_transition(&mut ctx).await.ok(),
+                after_transition(&autosave, &mut ctx).await.ok(),
                 Some(SaveOutcome::Skipped)
             );
             assert_eq!(store.saves(), 0, "{name:?}");
@@ -139,7 +155,7 @@ mod tests {
             let before = ctx.version();
             ctx.push(user_message("hi"), None);
             assert_eq!(
-                autosave.after_transition(&mut ctx).await.ok(),
+                after_transition(&autosave, &mut ctx).await.ok(),
                 Some(SaveOutcome::Saved)
             );
             assert_eq!(store.saves(), 1, "{name:?}");
@@ -152,7 +168,7 @@ mod tests {
 
             // Clean again after the save.
             assert_eq!(
-                autosave.after_transition(&mut ctx).await.ok(),
+                after_transition(&autosave, &mut ctx).await.ok(),
                 Some(SaveOutcome::Skipped)
             );
             assert_eq!(store.saves(), 1);
@@ -161,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn streaming_chunks_are_deferred_until_the_flush_interval() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
         let before = ctx.version();
@@ -169,7 +185,7 @@ mod tests {
         for n in 0..5 {
             ctx.message_mut(i).content = vec![ContentPart::text(format!("chunk {n}"))];
             assert_eq!(
-                autosave.after_transition(&mut ctx).await.ok(),
+                after_transition(&autosave, &mut ctx).await.ok(),
                 Some(SaveOutcome::Deferred)
             );
         }
@@ -183,7 +199,7 @@ mod tests {
         // The stream ends: the next transition leaves Streaming and writes everything once.
         ctx.set_state(State::ProcessingLlmResponse);
         assert_eq!(
-            autosave.after_transition(&mut ctx).await.ok(),
+            after_transition(&autosave, &mut ctx).await.ok(),
             Some(SaveOutcome::Saved)
         );
         assert_eq!(store.saves(), 1);
@@ -195,14 +211,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_stream_is_written_by_time_not_by_its_number_of_versions() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::from_secs(3600));
         let mut ctx = context_in(StateName::StreamingLlmResponse);
         let i = ctx.push(user_message(""), None);
         for n in 0..=MAX_UNSAVED_VERSIONS {
             ctx.append_text(i, &format!("chunk {n} "));
             assert_eq!(
-                autosave.after_transition(&mut ctx).await.ok(),
+                after_transition(&autosave, &mut ctx).await.ok(),
                 Some(SaveOutcome::Deferred)
             );
             // Shown at once, as the actor does with a `stream_publish` of zero.
@@ -221,13 +237,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_passing_transition_is_written_with_the_next_one() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::ZERO);
         let mut ctx = context_in(StateName::ProcessingUserMessage);
         let before = ctx.version();
         ctx.set_state(State::AwaitingLlmResponse);
+        ctx.publish();
         assert_eq!(
-            autosave.after_passing_transition(&mut ctx),
+            autosave.after_passing_transition(&ctx),
             SaveOutcome::Deferred
         );
         assert_eq!(
@@ -237,7 +254,7 @@ mod tests {
         );
         ctx.set_state(State::Idle);
         assert_eq!(
-            autosave.after_transition(&mut ctx).await.ok(),
+            after_transition(&autosave, &mut ctx).await.ok(),
             Some(SaveOutcome::Saved)
         );
         let batch = store.last().expect("saved");
@@ -245,24 +262,25 @@ mod tests {
             (batch.context.version, batch.context.state.clone()),
             (before + 2, State::Idle)
         );
+        ctx.publish();
         assert_eq!(
-            autosave.after_passing_transition(&mut ctx),
+            autosave.after_passing_transition(&ctx),
             SaveOutcome::Skipped
         );
     }
 
     #[tokio::test]
     async fn a_failed_save_is_reported_and_kept_for_the_next_one() {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FaultStore::empty());
         let autosave = saver(store.clone(), Duration::ZERO);
         let mut ctx = context_in(StateName::Idle);
         ctx.push(user_message("keep me"), None);
-        store.fail_next();
-        assert!(autosave.after_transition(&mut ctx).await.is_err());
+        store.fail(Op::Save, Fault::Once);
+        assert!(after_transition(&autosave, &mut ctx).await.is_err());
         assert_eq!(Metrics::get(&autosave.metrics.save_errors), 1);
         assert!(ctx.has_unsaved());
         assert_eq!(
-            autosave.after_transition(&mut ctx).await.ok(),
+            after_transition(&autosave, &mut ctx).await.ok(),
             Some(SaveOutcome::Saved)
         );
         assert_eq!(store.last().expect("saved").messages.len(), 1);

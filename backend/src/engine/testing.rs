@@ -1,4 +1,5 @@
-//! Test doubles for the engine: a store that counts and can fail.
+//! Test doubles for the engine: one store double that counts calls and fails chosen
+//! operations, over a real store or over none.
 
 use super::context::LiveContext;
 use crate::domain::SearchQuery;
@@ -8,32 +9,164 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
 
-#[derive(Debug, Default)]
-pub struct CountingStore {
-    saved: Mutex<Vec<SaveBatch>>,
-    fail_next: AtomicBool,
+/// The store operations a test can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Save,
+    Enqueue,
 }
 
-impl CountingStore {
+/// How long an injected failure lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The next call fails, later ones pass.
+    Once,
+    /// Every call fails until [`FaultStore::heal`].
+    Always,
+}
+
+/// A store that forwards to `inner`, counts calls, remembers the last batch saved, and
+/// fails the operations a test chose (as a full disk would: `disk I/O error`).
+#[derive(Debug)]
+pub struct FaultStore {
+    inner: Box<dyn Store>,
+    faults: Mutex<HashMap<Op, Fault>>,
+    calls: Mutex<HashMap<Op, usize>>,
+    saves: Mutex<(usize, Option<SaveBatch>)>,
+}
+
+impl FaultStore {
+    pub fn over(inner: impl Store + 'static) -> Self {
+        FaultStore {
+            inner: Box::new(inner),
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            saves: Mutex::default(),
+        }
+    }
+
+    /// Over a store that keeps nothing: for tests of what is written, not of reading back.
+    pub fn empty() -> Self {
+        Self::over(NullStore)
+    }
+
+    pub fn fail(&self, op: Op, fault: Fault) {
+        lock(&self.faults).insert(op, fault);
+    }
+
+    pub fn heal(&self, op: Op) {
+        lock(&self.faults).remove(&op);
+    }
+
+    /// Calls of `op` so far, failed ones included.
+    pub fn calls(&self, op: Op) -> usize {
+        lock(&self.calls).get(&op).copied().unwrap_or(0)
+    }
+
+    /// Saves that succeeded.
     pub fn saves(&self) -> usize {
-        self.saved.lock().map(|s| s.len()).unwrap_or(0)
+        lock(&self.saves).0
     }
 
+    /// The last batch saved.
     pub fn last(&self) -> Option<SaveBatch> {
-        self.saved.lock().ok()?.last().cloned()
+        lock(&self.saves).1.clone()
     }
 
-    pub fn fail_next(&self) {
-        self.fail_next.store(true, Ordering::SeqCst);
+    /// Counts a call of `op` and fails it if the test chose so.
+    fn call(&self, op: Op) -> Result<(), StoreError> {
+        *lock(&self.calls).entry(op).or_default() += 1;
+        let mut faults = lock(&self.faults);
+        match faults.get(&op) {
+            None => Ok(()),
+            Some(fault) => {
+                if *fault == Fault::Once {
+                    faults.remove(&op);
+                }
+                Err(StoreError::Database("disk I/O error".into()))
+            }
+        }
     }
+}
+
+/// A poisoned lock in a test double only means another test thread panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl Store for FaultStore {
+    async fn insert_context(
+        &self,
+        r: &ContextRecord,
+        max: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_context(r, max).await
+    }
+    async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
+        self.inner.load_context(id).await
+    }
+    async fn list_contexts(
+        &self,
+        owner: &str,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<ContextPage, StoreError> {
+        self.inner.list_contexts(owner, limit, after).await
+    }
+    async fn search_contexts(
+        &self,
+        owner: &str,
+        query: &SearchQuery,
+        limit: u32,
+    ) -> Result<ContextPage, StoreError> {
+        self.inner.search_contexts(owner, query, limit).await
+    }
+    async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError> {
+        self.inner.delete_context(owner, id).await
+    }
+    async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
+        self.call(Op::Save)?;
+        self.inner.save(batch).await?;
+        let mut saves = lock(&self.saves);
+        saves.0 += 1;
+        saves.1 = Some(batch.clone());
+        Ok(())
+    }
+    async fn enqueue(&self, id: Uuid, q: &QueuedRecord, max: usize) -> Result<bool, StoreError> {
+        self.call(Op::Enqueue)?;
+        self.inner.enqueue(id, q, max).await
+    }
+    async fn drop_queued(&self, id: Uuid, message: Uuid) -> Result<bool, StoreError> {
+        self.inner.drop_queued(id, message).await
+    }
+    async fn queued_messages(&self, id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
+        self.inner.queued_messages(id).await
+    }
+    async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.unfinished_contexts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        self.inner.stored_version(id).await
+    }
+    async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError> {
+        self.inner.reserve_versions(id, ceiling).await
+    }
+}
+
+/// A store that keeps nothing and accepts every write.
+#[derive(Debug)]
+struct NullStore;
+
+#[async_trait]
+impl Store for NullStore {
     async fn insert_context(&self, _: &ContextRecord, _: Option<u64>) -> Result<bool, StoreError> {
         Ok(true)
     }
@@ -65,14 +198,7 @@ impl Store for CountingStore {
     async fn delete_context(&self, _: &str, _id: Uuid) -> Result<bool, StoreError> {
         Ok(false)
     }
-    async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk unplugged".into()));
-        }
-        self.saved
-            .lock()
-            .map_err(|_| StoreError::Database("poisoned".into()))?
-            .push(batch.clone());
+    async fn save(&self, _: &SaveBatch) -> Result<(), StoreError> {
         Ok(())
     }
     async fn enqueue(&self, _: Uuid, _: &QueuedRecord, _: usize) -> Result<bool, StoreError> {

@@ -1,12 +1,17 @@
 //! Engine tests: real turns with the scripted model on a temporary SQLite file.
 
+use super::testing::{Fault, FaultStore, Op};
 use super::*;
-use crate::domain::SearchQuery;
+use crate::domain::NewMessage;
+use crate::fsm::State;
 use crate::llm::ScriptedModel;
-use crate::store::{MessageRecord, QueuedRecord, SaveBatch, SqlStore};
-use async_trait::async_trait;
+use crate::metrics::Metrics;
+use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch, SqlStore, Store};
+use crate::tools::ToolRegistry;
 use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
-use std::sync::atomic::AtomicBool;
+use chatsync_protocol::{ContentPart, ContextConfig, Role, SwitchBranchRequest};
+use std::time::Duration;
+use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -26,76 +31,9 @@ fn key(k: &str) -> crate::domain::ClientKey {
     crate::domain::ClientKey::parse("key", k.into()).expect("key")
 }
 
-/// SQLite with a switch that makes saves fail, to test rule 8.
-#[derive(Debug)]
-struct FlakyStore {
-    inner: SqlStore,
-    failing: AtomicBool,
-}
-
-#[async_trait]
-impl Store for FlakyStore {
-    async fn insert_context(
-        &self,
-        r: &ContextRecord,
-        max: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        self.inner.insert_context(r, max).await
-    }
-    async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
-        self.inner.load_context(id).await
-    }
-    async fn list_contexts(
-        &self,
-        owner: &str,
-        limit: u32,
-        after: Option<Cursor>,
-    ) -> Result<crate::store::ContextPage, StoreError> {
-        self.inner.list_contexts(owner, limit, after).await
-    }
-    async fn search_contexts(
-        &self,
-        owner: &str,
-        query: &SearchQuery,
-        limit: u32,
-    ) -> Result<crate::store::ContextPage, StoreError> {
-        self.inner.search_contexts(owner, query, limit).await
-    }
-    async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError> {
-        self.inner.delete_context(owner, id).await
-    }
-    async fn enqueue(&self, id: Uuid, q: &QueuedRecord, max: usize) -> Result<bool, StoreError> {
-        self.inner.enqueue(id, q, max).await
-    }
-    async fn drop_queued(&self, id: Uuid, message: Uuid) -> Result<bool, StoreError> {
-        self.inner.drop_queued(id, message).await
-    }
-    async fn queued_messages(&self, id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
-        self.inner.queued_messages(id).await
-    }
-    async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Database("disk I/O error".into()));
-        }
-        self.inner.save(batch).await
-    }
-    async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {
-        self.inner.unfinished_contexts().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        self.inner.stored_version(id).await
-    }
-    async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError> {
-        self.inner.reserve_versions(id, ceiling).await
-    }
-}
-
 struct Harness {
     _dir: tempfile::TempDir,
-    store: Arc<FlakyStore>,
+    store: Arc<FaultStore>,
     engine: Engine,
 }
 
@@ -103,10 +41,9 @@ async fn harness(settings: EngineSettings) -> Harness {
     crate::telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let store = Arc::new(FlakyStore {
-        inner: SqlStore::connect(&url).await.expect("store"),
-        failing: AtomicBool::new(false),
-    });
+    let store = Arc::new(FaultStore::over(
+        SqlStore::connect(&url).await.expect("store"),
+    ));
     let engine = engine_on(store.clone(), settings);
     Harness {
         _dir: dir,
@@ -115,7 +52,7 @@ async fn harness(settings: EngineSettings) -> Harness {
     }
 }
 
-fn engine_on(store: Arc<FlakyStore>, settings: EngineSettings) -> Engine {
+fn engine_on(store: Arc<FaultStore>, settings: EngineSettings) -> Engine {
     Engine::new(Deps {
         store,
         model: Arc::new(ScriptedModel::new(Duration::ZERO)),
@@ -140,6 +77,16 @@ impl Harness {
             .await
             .expect("create");
         s.record.id
+    }
+
+    /// A new context with a long turn running (the scripted model's `/slow`).
+    async fn busy(&self) -> Uuid {
+        let id = self.new_context().await;
+        self.engine
+            .send_message(id, msg("/slow 100"), Duration::ZERO)
+            .await
+            .expect("send");
+        id
     }
 
     async fn send(&self, id: Uuid, text: &str) -> TurnOutcome {
@@ -368,7 +315,7 @@ async fn transient_failures_retry_and_fatal_ones_fail_until_retried() {
 async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     let h = harness(fast()).await;
     let id = h.new_context().await;
-    h.store.failing.store(true, Ordering::SeqCst);
+    h.store.fail(Op::Save, Fault::Always);
     let err = h
         .engine
         .send_message(id, msg("lost?"), WAIT)
@@ -382,11 +329,31 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     assert_eq!(snapshot.record.state.name(), StateName::Failed);
     assert_eq!(h.stored(id).await.messages.len(), 0, "nothing acknowledged");
 
-    h.store.failing.store(false, Ordering::SeqCst);
+    h.store.heal(Op::Save);
     let out = h.engine.retry(id, WAIT).await.expect("retry");
     assert_eq!(out.snapshot.status(), Status::Idle);
     let stored = h.stored(id).await;
     assert_eq!(stored.messages.len(), 2, "the message is kept and answered");
+}
+
+/// A send to a busy chat is acknowledged only once its queued message is stored.
+#[tokio::test]
+async fn a_queued_send_whose_write_fails_is_refused_and_not_queued() {
+    let h = harness(fast()).await;
+    let id = h.busy().await;
+    h.store.fail(Op::Enqueue, Fault::Once);
+    let refused = h
+        .engine
+        .send_message(id, msg("later"), Duration::ZERO)
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::Action(ActionError::Store(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(h.store.calls(Op::Enqueue), 1);
+    let snapshot = h.engine.snapshot(id).await.expect("snapshot");
+    assert!(snapshot.queued.is_empty());
+    h.engine.delete("local", id).await.expect("delete");
 }
 
 #[tokio::test]
@@ -452,7 +419,7 @@ async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     })
     .await;
     let id = h.new_context().await;
-    h.store.failing.store(true, Ordering::SeqCst);
+    h.store.fail(Op::Save, Fault::Always);
     h.engine
         .send_message(id, msg("keep me"), WAIT)
         .await
@@ -471,7 +438,7 @@ async fn a_context_whose_save_failed_is_never_evicted_until_it_is_saved() {
     assert_eq!(h.stored(id).await.messages.len(), 0);
 
     // Once it is saved, it may go, and comes back whole.
-    h.store.failing.store(false, Ordering::SeqCst);
+    h.store.heal(Op::Save);
     h.engine.retry(id, WAIT).await.expect("retry");
     for _ in 0..2 {
         let other = h.new_context().await;
@@ -520,14 +487,14 @@ async fn versions_shown_before_a_failed_save_and_a_crash_are_never_reused() {
     let h = harness(fast()).await;
     let id = h.new_context().await;
     h.send(id, "stored").await;
-    h.store.failing.store(true, Ordering::SeqCst);
+    h.store.fail(Op::Save, Fault::Always);
     h.engine
         .send_message(id, msg("never stored"), WAIT)
         .await
         .expect_err("save fails");
     let seen = h.engine.snapshot(id).await.expect("snapshot");
     assert!(path_texts(&seen).contains(&"never stored".to_owned()));
-    h.store.failing.store(false, Ordering::SeqCst);
+    h.store.heal(Op::Save);
 
     let restarted = engine_on(h.store.clone(), fast());
     let reloaded = restarted.snapshot(id).await.expect("reload");
@@ -652,11 +619,7 @@ async fn idle_contexts_leave_memory_beyond_the_limit_and_reload() {
 #[tokio::test]
 async fn deleting_stops_a_running_turn_and_forgets_the_context() {
     let h = harness(fast()).await;
-    let id = h.new_context().await;
-    h.engine
-        .send_message(id, msg("/slow 100"), Duration::ZERO)
-        .await
-        .expect("send");
+    let id = h.busy().await;
     // Another user's delete finds nothing and removes nothing.
     assert!(matches!(
         h.engine.delete("mallory", id).await,

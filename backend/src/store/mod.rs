@@ -6,9 +6,12 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod coordination;
+mod dialect;
 mod postgres;
 mod sql;
 
+pub use coordination::{Coordination, SingleProcess};
 pub use sql::SqlStore;
 
 use crate::domain::SearchQuery;
@@ -187,18 +190,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How the processes that share this store coordinate: leases and change notices.
+    /// By default one process alone (`SingleProcess`); the lease and change methods below
+    /// ask it.
+    fn coordination(&self) -> &dyn Coordination {
+        &SingleProcess
+    }
     /// Whether several server processes share this store; then a turn runs only under a
     /// lease, and instances learn of each other's changes through `changes`.
     fn is_shared(&self) -> bool {
-        false
+        self.coordination().is_shared()
     }
     /// Takes or renews this process's lease on a context; `false` while another live
     /// process holds it. A store that is not shared always grants it.
-    async fn acquire_lease(&self, _id: Uuid, _ttl: Duration) -> Result<bool, StoreError> {
-        Ok(true)
+    async fn acquire_lease(&self, id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
+        self.coordination().take_lease(id, ttl).await
     }
-    async fn release_lease(&self, _id: Uuid) -> Result<(), StoreError> {
-        Ok(())
+    async fn release_lease(&self, id: Uuid) -> Result<(), StoreError> {
+        self.coordination().release_lease(id).await
     }
     /// The stored version of a context (`None`: it does not exist).
     async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
@@ -207,7 +216,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError>;
     /// Changes made by any process, for a shared store.
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
-        None
+        self.coordination().subscribe()
     }
     /// Stores a queued message unless `max` are queued already (`false`: the queue is full).
     /// It touches no context row, so any instance may queue while another runs the turn.
@@ -223,8 +232,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// by arrival.
     async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError>;
     /// Asks whichever process runs a context's turn to cancel it.
-    async fn request_cancel(&self, _id: Uuid) -> Result<(), StoreError> {
-        Ok(())
+    async fn request_cancel(&self, id: Uuid) -> Result<(), StoreError> {
+        self.coordination()
+            .notify(Change::CancelRequested(id))
+            .await
     }
 }
 

@@ -1,20 +1,105 @@
-//! Postgres-only pieces: the listener that carries changes between instances, and the
-//! throwaway databases the tests use.
+//! Postgres-only pieces: the coordination of instances (leases in a table, changes over
+//! `LISTEN`/`NOTIFY`), and the throwaway databases the tests use.
 
+use super::coordination::Coordination;
 use super::{Change, StoreError};
+use async_trait::async_trait;
 use sqlx::postgres::PgListener;
-use sqlx::Executor;
+use sqlx::{AnyConnection, AnyPool, Executor};
 use std::time::Duration;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
-/// Listens on `channel` and forwards every change; after a lost connection it reconnects
-/// and sends `Change::Resync`, since notifications sent meanwhile are gone.
-pub(super) async fn listen(
-    url: &str,
-    channel: &'static str,
-) -> Result<broadcast::Sender<Change>, StoreError> {
+/// The Postgres channel that carries `Change`s between instances.
+const CHANGES_CHANNEL: &str = "chatsync_changes";
+
+/// Several instances on one Postgres database.
+#[derive(Debug)]
+pub(super) struct PgCoordination {
+    pool: AnyPool,
+    /// This process's name in the leases table.
+    holder: String,
+    changes: broadcast::Sender<Change>,
+}
+
+impl PgCoordination {
+    /// Starts listening for the other instances' changes.
+    pub(super) async fn start(pool: AnyPool, url: &str) -> Result<Self, StoreError> {
+        Ok(PgCoordination {
+            pool,
+            holder: Uuid::new_v4().to_string(),
+            changes: listen(url).await?,
+        })
+    }
+}
+
+fn notify_query(change: Change) -> super::sql::AnyQuery<'static> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(change.encode())
+}
+
+#[async_trait]
+impl Coordination for PgCoordination {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn take_lease(&self, id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "INSERT INTO leases (context_id, owner, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (context_id) DO UPDATE \
+             SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE leases.owner = excluded.owner OR leases.expires_at < now()",
+        )
+        .bind(id.to_string())
+        .bind(&self.holder)
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE context_id = $1 AND owner = $2")
+            .bind(id.to_string())
+            .bind(&self.holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn notify(&self, change: Change) -> Result<(), StoreError> {
+        notify_query(change).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn notify_on_commit(
+        &self,
+        conn: &mut AnyConnection,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        // NOTIFY inside a transaction is delivered at its commit, and dropped on rollback.
+        notify_query(change).execute(conn).await?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn not_leased_elsewhere(&self) -> &'static str {
+        " AND NOT EXISTS (SELECT 1 FROM leases l \
+           WHERE l.context_id = contexts.id AND l.expires_at > now())"
+    }
+}
+
+/// Listens on the changes channel and forwards every change; after a lost connection it
+/// reconnects and sends `Change::Resync`, since notifications sent meanwhile are gone.
+async fn listen(url: &str) -> Result<broadcast::Sender<Change>, StoreError> {
     let mut listener = PgListener::connect(url).await?;
-    listener.listen(channel).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
     let (sender, _) = broadcast::channel(4096);
     let forward = sender.clone();
     tokio::spawn(async move {

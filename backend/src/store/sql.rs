@@ -1,8 +1,12 @@
 //! The SQL store, on SQLite (the embedded default: one file in WAL mode with
 //! `synchronous=FULL`) or Postgres (scale-out: several instances share it). Both run the
-//! same queries through sqlx's `Any` driver; what differs is set-up, and that only
-//! Postgres coordinates instances (leases and change notifications).
+//! same queries through sqlx's `Any` driver; what differs between the databases is asked
+//! of the `Dialect` (`dialect.rs`), and leases and change notices of the `Coordination`
+//! (`coordination.rs`: one process alone, or Postgres instances).
 
+use super::coordination::{Coordination, SingleProcess};
+use super::dialect::Dialect;
+use super::postgres::PgCoordination;
 use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, LoadedContext,
     MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
@@ -20,17 +24,7 @@ use sqlx::AnyPool;
 use sqlx::{Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The Postgres channel that carries `Change`s between instances.
-const CHANGES_CHANNEL: &str = "chatsync_changes";
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -38,10 +32,8 @@ pub struct SqlStore {
     /// Where every write goes: on SQLite one connection of its own (see `connect`), on
     /// Postgres the same pool.
     writer: AnyPool,
-    backend: Backend,
-    /// This process's name in the leases table.
-    lease_holder: String,
-    changes: Option<broadcast::Sender<Change>>,
+    dialect: Dialect,
+    coordination: Arc<dyn Coordination>,
     /// Counts rows that could not be decoded (`/metrics`).
     metrics: Arc<Metrics>,
 }
@@ -74,15 +66,6 @@ const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
 
-/// The file a `sqlite:` URL names, when it names one.
-fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then_some(path)
-}
-
 /// Fail fast while the database is down: requests answer 503 instead of hanging.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// SQLite's writers wait in line for the one writer connection, each for a commit: under
@@ -91,7 +74,7 @@ const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn open_pool(
     url: &str,
-    backend: Backend,
+    dialect: Dialect,
     size: u32,
     acquire_timeout: Duration,
 ) -> Result<AnyPool, StoreError> {
@@ -100,17 +83,8 @@ async fn open_pool(
         .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
-                        // Another process on the same file (a backup, the sqlite3 shell)
-                        // still waits instead of failing.
-                        "PRAGMA busy_timeout = 5000",
-                        "PRAGMA foreign_keys = ON",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
+                for statement in dialect.session_setup() {
+                    conn.execute(*statement).await?;
                 }
                 Ok(())
             })
@@ -125,63 +99,29 @@ impl SqlStore {
     /// missing, or `postgres://...`), then applies the embedded migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::Unavailable(format!(
-                "unsupported database URL {url:?}: expected sqlite://PATH or postgres://..."
-            )));
-        };
-        let mut url = url.to_owned();
-        if backend == Backend::Sqlite {
-            if let Some(dir) = sqlite_path(&url).and_then(|p| std::path::Path::new(p).parent()) {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
-            }
-            if !url.contains("mode=") {
-                url.push_str(if url.contains('?') {
-                    "&mode=rwc"
-                } else {
-                    "?mode=rwc"
-                });
-            }
-        }
-        // Readers on SQLite; everything on Postgres.
-        let size = match backend {
-            Backend::Sqlite => 4,
-            Backend::Postgres => 16,
-        };
-        let pool = open_pool(&url, backend, size, ACQUIRE_TIMEOUT).await?;
-        let migrated = match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
-        };
-        migrated.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        let changes = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(super::postgres::listen(&url, CHANGES_CHANNEL).await?),
+        let dialect = Dialect::of_url(url)?;
+        let url = dialect.prepare_url(url)?;
+        let pool = open_pool(&url, dialect, dialect.max_connections(), ACQUIRE_TIMEOUT).await?;
+        dialect.migrate(&pool).await?;
+        let coordination: Arc<dyn Coordination> = match dialect {
+            Dialect::Sqlite => Arc::new(SingleProcess),
+            Dialect::Postgres => Arc::new(PgCoordination::start(pool.clone(), &url).await?),
         };
         // SQLite admits one writer at a time, and its busy handler is no queue: under load
         // a waiting writer can miss every free moment until its timeout ("database is
         // locked"). So every write goes through one connection, whose pool queues callers
         // in order. A memory database is one per connection: it keeps the one pool.
-        let writer = match backend {
-            Backend::Sqlite if sqlite_path(&url).is_some() => {
-                open_pool(&url, backend, 1, WRITER_ACQUIRE_TIMEOUT).await?
+        let writer = match dialect {
+            Dialect::Sqlite if super::dialect::sqlite_path(&url).is_some() => {
+                open_pool(&url, dialect, 1, WRITER_ACQUIRE_TIMEOUT).await?
             }
             _ => pool.clone(),
         };
         Ok(SqlStore {
             pool,
             writer,
-            backend,
-            lease_holder: Uuid::new_v4().to_string(),
-            changes,
+            dialect,
+            coordination,
             metrics: Arc::new(Metrics::default()),
         })
     }
@@ -251,25 +191,9 @@ impl SqlStore {
         }
         Ok(Some(LoadedContext { record, messages }))
     }
-
-    /// Tells every instance (on Postgres) about a change.
-    async fn notify(&self, change: Change) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            notify_query(change).execute(&self.pool).await?;
-        }
-        Ok(())
-    }
 }
 
-fn notify_query(
-    change: Change,
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANGES_CHANNEL)
-        .bind(change.encode())
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds a context's title, config, state, version and message count, in
 /// `CONTEXT_COLUMNS` order (the insert and the save's update both write them).
@@ -536,11 +460,11 @@ impl Store for SqlStore {
             .bind(to_i64(record.version_ceiling))
             .bind(&record.owner)
             .bind(max_per_owner.map_or(i64::MAX, to_i64));
-        let inserted = if max_per_owner.is_some() && self.backend == Backend::Postgres {
+        let owner_lock = max_per_owner.and(self.dialect.owner_lock());
+        let inserted = if let Some(lock) = owner_lock {
             // Concurrent creates for one owner (on any instance) count one after another.
-            // SQLite runs one writing statement at a time anyway.
             let mut tx = self.writer.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
+            sqlx::query(lock)
                 .bind(&record.owner)
                 .execute(&mut *tx)
                 .await?;
@@ -611,27 +535,8 @@ impl Store for SqlStore {
         query: &SearchQuery,
         limit: u32,
     ) -> Result<ContextPage, StoreError> {
-        // One hit per matching title or message, scored so that lower is better (FTS5's
-        // bm25 is negative, better matches more so; Postgres' ts_rank is negated to agree).
-        // A title hit counts double: a chat named after the words is what was meant.
-        let (hits, expression) = match self.backend {
-            Backend::Sqlite => (
-                "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
-                   JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
-                 UNION ALL \
-                 SELECT m.context_id, f.rank FROM messages_fts f \
-                   JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1",
-                query.fts5(),
-            ),
-            Backend::Postgres => (
-                "SELECT id, -2 * ts_rank(search, to_tsquery('simple', $1)) AS score \
-                   FROM contexts WHERE search @@ to_tsquery('simple', $1) \
-                 UNION ALL \
-                 SELECT context_id, -ts_rank(search, to_tsquery('simple', $1)) \
-                   FROM messages WHERE search @@ to_tsquery('simple', $1)",
-                query.tsquery(),
-            ),
-        };
+        let hits = self.dialect.search_hits();
+        let expression = self.dialect.search_expression(query);
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "WITH hits AS ({hits}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
@@ -664,7 +569,7 @@ impl Store for SqlStore {
             .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
-            self.notify(Change::Deleted(id)).await?;
+            self.coordination.notify(Change::Deleted(id)).await?;
         }
         Ok(deleted)
     }
@@ -744,15 +649,11 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        if self.backend == Backend::Postgres {
-            // Delivered to every instance when (and only if) the transaction commits.
-            notify_query(Change::Updated {
-                id: c.id,
-                version: c.version,
-            })
-            .execute(&mut *tx)
-            .await?;
-        }
+        let saved = Change::Updated {
+            id: c.id,
+            version: c.version,
+        };
+        self.coordination.notify_on_commit(&mut tx, saved).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -786,11 +687,9 @@ impl Store for SqlStore {
         .execute(&self.writer)
         .await?;
         let stored = inserted.rows_affected() > 0;
-        if stored && self.backend == Backend::Postgres {
+        if stored {
             // The instance running the turn picks the message up when this arrives.
-            notify_query(Change::Queued(context_id))
-                .execute(&self.writer)
-                .await?;
+            self.coordination.notify(Change::Queued(context_id)).await?;
         }
         Ok(stored)
     }
@@ -823,14 +722,8 @@ impl Store for SqlStore {
             StateName::AwaitingToolApproval,
             StateName::Failed,
         ];
-        // On Postgres, a context another live instance is running is not unfinished.
-        let unleased = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => {
-                " AND NOT EXISTS (SELECT 1 FROM leases l \
-                   WHERE l.context_id = contexts.id AND l.expires_at > now())"
-            }
-        };
+        // A context another live instance is running is not unfinished.
+        let unleased = self.coordination.not_leased_elsewhere();
         // An idle context with a stored queue is unfinished too: its queued messages were
         // acknowledged, and the instance that queued them may not hold the lease.
         let ids: Vec<String> = sqlx::query_scalar(&format!(
@@ -853,38 +746,8 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    fn is_shared(&self) -> bool {
-        self.backend == Backend::Postgres
-    }
-
-    async fn acquire_lease(&self, id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
-        if self.backend == Backend::Sqlite {
-            return Ok(true);
-        }
-        let taken = sqlx::query(
-            "INSERT INTO leases (context_id, owner, expires_at) \
-             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
-             ON CONFLICT (context_id) DO UPDATE \
-             SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE leases.owner = excluded.owner OR leases.expires_at < now()",
-        )
-        .bind(id.to_string())
-        .bind(&self.lease_holder)
-        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-        .execute(&self.writer)
-        .await?;
-        Ok(taken.rows_affected() == 1)
-    }
-
-    async fn release_lease(&self, id: Uuid) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("DELETE FROM leases WHERE context_id = $1 AND owner = $2")
-                .bind(id.to_string())
-                .bind(&self.lease_holder)
-                .execute(&self.writer)
-                .await?;
-        }
-        Ok(())
+    fn coordination(&self) -> &dyn Coordination {
+        self.coordination.as_ref()
     }
 
     async fn stored_version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
@@ -906,14 +769,6 @@ impl Store for SqlStore {
         .execute(&self.writer)
         .await?;
         Ok(())
-    }
-
-    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
-        self.changes.as_ref().map(broadcast::Sender::subscribe)
-    }
-
-    async fn request_cancel(&self, id: Uuid) -> Result<(), StoreError> {
-        self.notify(Change::CancelRequested(id)).await
     }
 }
 
@@ -1183,14 +1038,6 @@ pub(crate) mod tests {
             .expect("pragma");
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL");
-    }
-
-    #[test]
-    fn sqlite_paths_come_out_of_urls() {
-        assert_eq!(sqlite_path("sqlite://./data/x.db"), Some("./data/x.db"));
-        assert_eq!(sqlite_path("sqlite:x.db?mode=rwc"), Some("x.db"));
-        assert_eq!(sqlite_path("sqlite::memory:"), None);
-        assert_eq!(sqlite_path("postgres://h/db"), None);
     }
 
     /// The suite on Postgres, when the test command provides one (`CHATSYNC_TEST_PG_URL`

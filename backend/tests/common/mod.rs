@@ -1,5 +1,7 @@
 //! Helpers shared by the backend's integration tests: one harness that builds the real
-//! application, so the tests exercise the same wiring `main` starts.
+//! application, so the tests exercise the same wiring `main` starts. A `TestApp` is called
+//! in-process (`call`, `get`, `post_json`); `serve` puts it on its real socket on
+//! 127.0.0.1 for tests of the connection itself. `eventually` is the one way to wait.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -11,11 +13,19 @@ use chatsync_protocol::{content_text, ChatState};
 use clap::Parser;
 use http_body_util::BodyExt;
 use serde_json::Value;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tower::ServiceExt;
+
+/// Between two looks at something a test waits for.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A route's whole answer; a body that is not JSON is kept as a string.
 #[allow(dead_code)] // Only the HTTP tests call routes.
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -25,7 +35,8 @@ pub struct Answer {
 /// The real application on port 0 with its own SQLite file, called in-process.
 pub struct TestApp {
     app: Application,
-    _dir: tempfile::TempDir,
+    db: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -44,7 +55,8 @@ impl TestApp {
 
     async fn build(flags: &[&str], model: Option<Arc<dyn Model>>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = format!("sqlite://{}/db.sqlite", dir.path().display());
+        let db = dir.path().join("db.sqlite");
+        let database_url = format!("sqlite://{}", db.display());
         let mut args = vec!["chatsync".to_owned()];
         for (flag, default) in [
             ("--database-url", database_url.as_str()),
@@ -62,7 +74,35 @@ impl TestApp {
             None => Application::build(config).await,
         }
         .expect("application");
-        TestApp { app, _dir: dir }
+        TestApp { app, db, dir }
+    }
+
+    /// The SQLite file of this application (unless the flags named another database).
+    #[allow(dead_code)] // Only some tests reach into the database.
+    pub fn db(&self) -> &Path {
+        &self.db
+    }
+
+    /// Serves the application on its socket (127.0.0.1, a free port) until the returned
+    /// server is stopped or dropped.
+    #[allow(dead_code)] // Only the tests of the connection itself need a socket.
+    pub fn serve(self) -> Served {
+        let addr = self.app.local_addr().expect("addr");
+        let engine = self.app.engine().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(self.app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Served {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            engine,
+            db: self.db,
+            stop: Some(stop),
+            running: Some(running),
+            _dir: self.dir,
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -72,6 +112,41 @@ impl TestApp {
     #[allow(dead_code)] // Only the HTTP tests call routes.
     pub fn router(&self) -> axum::Router {
         self.app.router()
+    }
+
+    /// `GET uri`, in-process.
+    #[allow(dead_code)] // Only the HTTP tests call routes.
+    pub async fn get(&self, uri: &str) -> Answer {
+        self.call(Method::GET, uri, &[], None).await
+    }
+
+    /// `POST uri` with a JSON body, in-process.
+    #[allow(dead_code)] // Only the HTTP tests call routes.
+    pub async fn post_json(&self, uri: &str, body: Value) -> Answer {
+        self.call(
+            Method::POST,
+            uri,
+            &[("content-type", "application/json")],
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// Everything the store holds for these owners (their contexts, each with its
+    /// messages), to prove a request changed nothing.
+    #[allow(dead_code)] // Only the tests of refused requests compare stores.
+    pub async fn dump(&self, owners: &[&str]) -> String {
+        let store = self.engine().store();
+        let mut out = String::new();
+        for owner in owners {
+            let page = store.list_contexts(owner, 200, None).await.expect("list");
+            out.push_str(&format!("{owner}: {page:?}\n"));
+            for c in &page.contexts {
+                let loaded = store.load_context(c.id).await.expect("load");
+                out.push_str(&format!("{loaded:?}\n"));
+            }
+        }
+        out
     }
 
     /// Calls one route in-process and reads the whole answer.
@@ -102,17 +177,110 @@ impl TestApp {
             .await
             .expect("body")
             .to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
         Answer {
             status,
             headers,
-            body,
+            body: json_or_text(&bytes),
         }
+    }
+}
+
+/// The application served on a real socket on 127.0.0.1 (`TestApp::serve`).
+#[allow(dead_code)] // Only the tests of the connection itself need a socket.
+pub struct Served {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub http: reqwest::Client,
+    engine: Arc<Engine>,
+    db: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)] // Only the tests of the connection itself need a socket.
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The SQLite file of this application.
+    pub fn db(&self) -> &Path {
+        &self.db
+    }
+
+    /// `GET path` over HTTP.
+    pub async fn get(&self, path: &str) -> Answer {
+        read(self.http.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// `POST path` with a JSON body over HTTP.
+    pub async fn post_json(&self, path: &str, body: Value) -> Answer {
+        let sent = self.http.post(self.url(path)).json(&body).send().await;
+        read(sent.expect("POST")).await
+    }
+
+    /// Creates a context with the defaults and answers its id.
+    pub async fn new_context(&self) -> String {
+        let created = self.post_json("/api/contexts", serde_json::json!({})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        created.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Stops serving (as at SIGTERM) and waits until every change is written.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.expect("task").expect("server");
+        }
+    }
+}
+
+/// Reads a whole HTTP answer; a body that is not JSON is kept as a string.
+async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    Answer {
+        status,
+        headers,
+        body: json_or_text(&bytes),
+    }
+}
+
+fn json_or_text(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
+    }
+}
+
+/// Looks every few milliseconds until `check` answers `Some`, and returns that; panics
+/// naming `what` if it has not by the time `within` has passed.
+#[allow(dead_code)] // Not every test file waits for something.
+pub async fn eventually<T, Fut>(within: Duration, what: &str, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 

@@ -62,7 +62,7 @@ impl Actor {
             let _ = reply.send(Err(e));
             return;
         }
-        self.reply_msg = None;
+        self.turn.forget_reply();
         let turn = self.start_turn();
         self.acknowledge_then_drive(Event::Regenerate, reply, turn)
             .await;

@@ -2,129 +2,44 @@
 //!
 //! The actor owns the `LiveContext`. It drives turns through the FSM, calls the autosave
 //! hook after every transition and publishes a snapshot after every change. While a turn
-//! waits on the model, a tool or a backoff timer it keeps reading its mailbox: `cancel`
-//! and `flush` act at once, every other command queues until the turn rests.
+//! waits on the model, a tool or a backoff timer it keeps reading its mailbox; what a
+//! request may do then is [`Request::during_turn`]'s to say.
 //!
-//! Layout: this file holds the mailbox loop, the commands and the transition/autosave
-//! step every part shares; `turn` drives a turn (model call, streaming, retries, cancel);
-//! `tools` handles approval and execution of tool calls; `branch` edits, regenerates and
-//! switches branches; `lease` is the shared-store lease.
+//! Layout: `mail.rs` what the mailbox carries (requests vs signals); this file the mailbox
+//! loop and the transition/autosave step every part shares; `turn.rs` a running turn
+//! (model call, streaming, retries, cancel) and its state; `publish.rs` showing the
+//! context to readers, and its memory footprint; `tools.rs` approval and execution of tool
+//! calls; `branch.rs` edits, regenerates and branch switches; `queue.rs` busy chats'
+//! queue; `lease.rs` the shared-store lease.
 
 mod branch;
 mod lease;
+mod mail;
+mod publish;
 mod queue;
 mod tools;
 mod turn;
 
+pub use mail::{Mail, Reply, Request, SendAck, Signal};
+pub use publish::Footprint;
+
 use super::autosave::Autosaver;
-use super::context::{new_message, LiveContext, Snapshot, Turns};
+use super::context::{new_message, LiveContext};
+use super::snapshot::{Snapshot, Turns, Written};
 use super::{ActionError, Deps};
-use crate::domain::{ClientKey, NewMessage};
+use crate::domain::{ClientKey, NewMessage, Title};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
-use chatsync_protocol::{ContentPart, Message, Role, SwitchBranchRequest};
+use chatsync_protocol::{ContentPart, Role};
 use lease::Lease;
+use mail::DuringTurn;
+use publish::Publisher;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
-use uuid::Uuid;
-
-pub type Reply<T> = oneshot::Sender<Result<T, ActionError>>;
-
-/// How a send was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendAck {
-    /// Its turn started (or, for a repeated send, the turn now running): wait for this one.
-    Turn(u64),
-    /// The context was busy: the message waits in the queue under this id.
-    Queued(Uuid),
-    /// Another instance runs the context: the message waits in the stored queue under this
-    /// id, and shows here once that instance takes it up.
-    QueuedElsewhere(Uuid),
-}
-
-#[derive(Debug)]
-pub enum Command {
-    /// Answers with the number of the turn to wait for.
-    Send {
-        message: NewMessage,
-        reply: Reply<SendAck>,
-    },
-    /// Drop a queued message before its turn.
-    CancelQueued {
-        message_id: Uuid,
-        reply: Reply<()>,
-    },
-    Approve {
-        tool_call_ids: Vec<String>,
-        reply: Reply<u64>,
-    },
-    Cancel {
-        reply: Reply<u64>,
-    },
-    Retry {
-        reply: Reply<u64>,
-    },
-    /// A new version of a user message on the path, as a sibling; its turn runs.
-    EditUserMessage {
-        message_id: Uuid,
-        message: NewMessage,
-        reply: Reply<u64>,
-    },
-    /// A new reply beside an assistant message on the path (default: the last one).
-    Regenerate {
-        message_id: Option<Uuid>,
-        reply: Reply<u64>,
-    },
-    /// Move the active leaf to the newest leaf under a message (or one of its siblings).
-    SwitchBranch {
-        target: SwitchBranchRequest,
-        reply: Reply<u64>,
-    },
-    /// Deprecated CRUD: store a message without running the FSM.
-    Append {
-        role: Role,
-        content: Vec<ContentPart>,
-        tool_call_id: Option<String>,
-        reply: Reply<Written>,
-    },
-    /// Deprecated CRUD: replace a message's content.
-    Edit {
-        message_id: Uuid,
-        content: Vec<ContentPart>,
-        reply: Reply<Written>,
-    },
-    /// Give the context a new title. Done at once, even while a turn runs: it touches the
-    /// context row only, never the turn.
-    Rename {
-        title: String,
-        reply: Reply<()>,
-    },
-    /// Write whatever is unsaved now.
-    Flush {
-        reply: oneshot::Sender<()>,
-    },
-    /// Another instance saved this context: catch up unless this actor is the writer.
-    Refresh,
-    /// An interrupted turn has no live runner: run it here if the lease can be had.
-    Resume,
-    /// A message was queued in the store (possibly by another instance).
-    QueueChanged,
-    /// Another instance asked to cancel the turn this actor runs.
-    RemoteCancel,
-    /// Leave memory: refuse queued commands (their senders retry on a fresh actor) and stop.
-    Retire,
-}
-
-/// A message written by the deprecated CRUD commands, and whether it is on disk yet.
-#[derive(Debug, Clone)]
-pub struct Written {
-    pub message: Arc<Message>,
-    pub saved: bool,
-}
+use tokio::sync::{mpsc, watch};
+use turn::Turn;
 
 /// Why a turn stopped before reaching a resting state by itself.
 #[derive(Debug)]
@@ -138,46 +53,22 @@ enum Halt {
 
 type Step = Result<(), Halt>;
 
+#[derive(Debug)]
 pub struct Actor {
     ctx: LiveContext,
-    rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Mail>,
     rx_closed: bool,
-    deferred: VecDeque<Command>,
-    snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Mail that arrived while it could not run yet (a turn ran, or the lease was awaited).
+    deferred: VecDeque<Mail>,
     deps: Arc<Deps>,
     autosave: Autosaver,
     turns: Turns,
-    /// Model calls made for the reply being produced (0 = first).
-    attempt: u32,
-    retry_after: Option<Duration>,
-    /// The assistant message being streamed, and its length so far in characters.
-    reply_msg: Option<usize>,
-    reply_chars: usize,
-    /// When the running turn must end (`--max-turn-ms`), and whether it did.
-    turn_deadline: tokio::time::Instant,
-    turn_expired: bool,
-    pending_cancel: Option<Reply<u64>>,
+    /// The running turn (or the last one).
+    turn: Turn,
     /// The context was deleted under us: stop.
     gone: bool,
     lease: Lease,
-    /// When the last snapshot was published, and when a held-back one is due.
-    last_publish: tokio::time::Instant,
-    publish_due: Option<tokio::time::Instant>,
-    /// What the engine reads to choose what to evict.
-    footprint: Arc<Footprint>,
-    /// The bytes last noted and the context's streamed bytes then: a publish during a turn
-    /// adds what streamed since, without walking the history.
-    footprint_noted: (u64, u64),
-}
-
-/// What an actor tells the engine about its context after each command.
-#[derive(Debug, Default)]
-pub struct Footprint {
-    /// Changes only in memory (a save failed): the engine never evicts such a context,
-    /// so nothing unsaved is dropped.
-    pub unsaved: AtomicBool,
-    /// About how many bytes its messages take (`--max-live-bytes`).
-    pub bytes: AtomicU64,
+    publisher: Publisher,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -187,21 +78,13 @@ const LEASE_POLL: Duration = Duration::from_millis(25);
 
 impl Actor {
     pub fn new(
-        ctx: LiveContext,
-        rx: mpsc::Receiver<Command>,
+        mut ctx: LiveContext,
+        rx: mpsc::Receiver<Mail>,
         deps: Arc<Deps>,
         footprint: Arc<Footprint>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
         let shared = deps.store.is_shared();
-        let mut ctx = ctx;
-        // The only writer, loading what the last run left: if that run may have shown
-        // versions it never stored (it crashed), the first state shown is above them. It
-        // names the stored content, as it would after another crash, so it is shown at
-        // once; the next publish stores a ceiling above it.
-        if !shared && ctx.skip_past_ceiling() {
-            ctx.publish();
-        }
-        let (snapshot, snapshot_rx) = watch::channel(Arc::new(ctx.snapshot(Turns::default())));
+        let (publisher, snapshot_rx) = Publisher::new(&mut ctx, shared, footprint);
         let autosave = Autosaver {
             store: deps.store.clone(),
             metrics: deps.metrics.clone(),
@@ -212,23 +95,13 @@ impl Actor {
             rx,
             rx_closed: false,
             deferred: VecDeque::new(),
-            snapshot,
             deps,
             autosave,
             turns: Turns::default(),
-            attempt: 0,
-            retry_after: None,
-            reply_msg: None,
-            reply_chars: 0,
-            turn_deadline: tokio::time::Instant::now(),
-            turn_expired: false,
-            pending_cancel: None,
+            turn: Turn::default(),
             gone: false,
             lease: Lease::new(shared),
-            last_publish: tokio::time::Instant::now(),
-            publish_due: None,
-            footprint,
-            footprint_noted: (0, 0),
+            publisher,
         };
         (actor, snapshot_rx)
     }
@@ -243,44 +116,27 @@ impl Actor {
         self.release_lease().await;
         self.note_footprint();
         while !self.gone {
-            let cmd = match self.deferred.pop_front() {
-                Some(cmd) => cmd,
+            let mail = match self.deferred.pop_front() {
+                Some(mail) => mail,
                 None => match self.rx.recv().await {
-                    Some(cmd) => cmd,
+                    Some(mail) => mail,
                     None => break,
                 },
             };
-            if let Command::Retire = cmd {
-                // Chosen because it was saved; written again should that have changed.
-                self.flush().await;
-                self.retire();
-                break;
+            match mail {
+                Mail::Signal(Signal::Retire) => {
+                    // Chosen because it was saved; written again should that have changed.
+                    self.flush().await;
+                    self.retire();
+                    break;
+                }
+                Mail::Signal(signal) => self.signal_at_rest(signal).await,
+                Mail::Request(request) => self.serve_at_rest(request).await,
             }
-            self.handle(cmd).await;
             self.drain_queue().await;
             self.release_lease().await;
             self.note_footprint();
         }
-    }
-
-    /// Tells the engine what it needs to choose what to evict (see [`Footprint`]).
-    fn note_footprint(&mut self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let f = &self.footprint;
-        f.unsaved.store(self.ctx.has_unsaved(), Relaxed);
-        let bytes = self.ctx.approx_bytes();
-        f.bytes.store(bytes, Relaxed);
-        self.footprint_noted = (bytes, self.ctx.streamed_bytes());
-    }
-
-    /// A running turn's reply counts as it grows (`--max-live-bytes`), not only once the
-    /// turn is over.
-    fn note_growth(&self) {
-        let (bytes, streamed) = self.footprint_noted;
-        let grown = self.ctx.streamed_bytes().saturating_sub(streamed);
-        self.footprint
-            .bytes
-            .store(bytes + grown, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn retire(&mut self) {
@@ -289,109 +145,38 @@ impl Actor {
             .deferred
             .drain(..)
             .chain(std::iter::from_fn(|| self.rx.try_recv().ok()));
-        for cmd in refused.collect::<Vec<_>>() {
-            refuse(cmd, ActionError::Retired);
+        for mail in refused.collect::<Vec<_>>() {
+            if let Mail::Request(request) = mail {
+                request.refuse(ActionError::Retired);
+            }
         }
     }
 
-    /// Shows the context as it is now to every reader, pending changes (a streamed chunk
-    /// not saved yet, a change outside a transition) under a new version. A version above
-    /// the stored ceiling is shown only once a higher ceiling is stored (so after a crash
-    /// the next writer starts above it); if that write fails, readers keep the last state
-    /// shown, and the next publish tries again.
-    async fn publish(&mut self) {
-        self.ctx.publish();
-        if self.ctx.needs_reservation() {
-            let ceiling = self.ctx.next_ceiling();
-            match self
-                .deps
-                .store
-                .reserve_versions(self.ctx.id(), ceiling)
-                .await
-            {
-                Ok(()) => self.ctx.reserved(ceiling),
-                Err(e) => {
-                    tracing::warn!(context_id = %self.ctx.id(), version = self.ctx.version(), error = %e, "not shown yet: reserving versions failed");
-                    return;
-                }
+    async fn signal_at_rest(&mut self, signal: Signal) {
+        match signal {
+            Signal::Refresh => {
+                let _ = self.catch_up().await;
             }
-        }
-        self.publish_due = None;
-        self.last_publish = tokio::time::Instant::now();
-        self.snapshot
-            .send_replace(Arc::new(self.ctx.snapshot(self.turns)));
-        self.note_growth();
-    }
-
-    /// Publishes a streamed chunk at most every `stream_publish`, so held readers wake in
-    /// small batches instead of once per token; a chunk held back is published when that
-    /// time comes (`serve_while`) or with the next state change, whichever is first.
-    async fn publish_soon(&mut self) {
-        let due = self.last_publish + self.deps.settings.stream_publish;
-        if tokio::time::Instant::now() >= due {
-            self.publish().await;
-        } else {
-            self.publish_due = Some(due);
+            Signal::Resume => self.resume().await,
+            Signal::QueueChanged => self.queue_changed().await,
+            Signal::RemoteCancel | Signal::Retire => {}
         }
     }
 
-    fn start_turn(&mut self) -> u64 {
-        self.turns.started += 1;
-        self.attempt = 0;
-        self.turn_deadline = tokio::time::Instant::now() + self.deps.settings.max_turn;
-        self.turn_expired = false;
-        self.turns.started
-    }
-
-    async fn handle(&mut self, cmd: Command) {
-        let mutating = matches!(
-            cmd,
-            Command::Send { .. }
-                | Command::Approve { .. }
-                | Command::Retry { .. }
-                | Command::EditUserMessage { .. }
-                | Command::Regenerate { .. }
-                | Command::SwitchBranch { .. }
-                | Command::Append { .. }
-                | Command::Edit { .. }
-                | Command::Rename { .. }
-        );
-        if mutating {
-            let may_write = match &cmd {
-                // A send need not wait for a turn running on another instance: it queues.
-                Command::Send { .. } => self.try_take_lease().await,
-                _ => self.take_lease().await.map(|()| true),
-            };
-            match may_write {
-                Ok(true) => {}
-                Ok(false) => {
-                    if let Command::Send { message, reply } = cmd {
-                        self.enqueue_elsewhere(message, reply).await;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    refuse(cmd, e);
-                    return;
-                }
+    /// Runs a request while no turn runs here (one may run on another instance).
+    async fn serve_at_rest(&mut self, request: Request) {
+        if request.abandoned() {
+            return;
+        }
+        if request.writes() {
+            if let Err(e) = self.take_lease().await {
+                request.refuse(e);
+                return;
             }
         }
-        match cmd {
-            Command::Send { message, reply } if !self.ctx.queued().is_empty() => {
-                // Earlier messages still wait: this one queues behind them.
-                self.enqueue_send(message, reply).await;
-            }
-            Command::Send { message, reply } => {
-                let Some(reply) = self.unless_repeated(&message, reply, SendAck::Turn) else {
-                    return;
-                };
-                if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
-                    let _ = reply.send(Err(e.into()));
-                    return;
-                }
-                self.run_user_message(message, reply, SendAck::Turn).await;
-            }
-            Command::Approve {
+        match request {
+            Request::Send { message, reply } => self.send(message, reply).await,
+            Request::Approve {
                 tool_call_ids,
                 reply,
             } => match self.decide_tool_calls(&tool_call_ids) {
@@ -403,7 +188,7 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Retry { reply } => {
+            Request::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
                     let _ = reply.send(Err(e.into()));
                     return;
@@ -411,22 +196,22 @@ impl Actor {
                 let turn = self.start_turn();
                 self.acknowledge_then_drive(Event::Retry, reply, turn).await;
             }
-            Command::Cancel { reply } => self.cancel_at_rest(reply).await,
-            Command::EditUserMessage {
+            Request::Cancel { reply } => self.cancel_at_rest(reply).await,
+            Request::EditUserMessage {
                 message_id,
                 message,
                 reply,
             } => self.edit_user_message(message_id, message, reply).await,
-            Command::Regenerate { message_id, reply } => {
+            Request::Regenerate { message_id, reply } => {
                 self.regenerate(message_id, reply).await;
             }
-            Command::SwitchBranch { target, reply } => {
+            Request::SwitchBranch { target, reply } => {
                 self.switch_branch(target, reply).await;
             }
-            Command::CancelQueued { message_id, reply } => {
+            Request::CancelQueued { message_id, reply } => {
                 self.cancel_queued(message_id, reply).await;
             }
-            Command::Append {
+            Request::Append {
                 role,
                 content,
                 tool_call_id,
@@ -437,7 +222,7 @@ impl Actor {
                 let i = self.ctx.push(message, None);
                 let _ = reply.send(Ok(self.save_kept(i).await));
             }
-            Command::Edit {
+            Request::Edit {
                 message_id,
                 content,
                 reply,
@@ -449,20 +234,65 @@ impl Actor {
                 self.ctx.message_mut(i).content = content;
                 let _ = reply.send(Ok(self.save_kept(i).await));
             }
-            Command::Rename { title, reply } => self.rename(title, reply).await,
-            Command::Flush { reply } => {
+            Request::Rename { title, reply } => self.rename(title, reply).await,
+            Request::Flush { reply } => {
                 self.flush().await;
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
             }
-            Command::Refresh => {
-                let _ = self.catch_up().await;
-            }
-            Command::Resume => {
-                self.resume().await;
-            }
-            Command::QueueChanged => self.queue_changed().await,
-            Command::RemoteCancel | Command::Retire => {}
         }
+    }
+
+    /// Runs a request that arrived during this actor's turn, as [`Request::during_turn`]
+    /// says. True when the turn must stop for it.
+    async fn serve_in_turn(&mut self, request: Request) -> bool {
+        if request.abandoned() {
+            return false;
+        }
+        match request.during_turn() {
+            DuringTurn::Enqueue(message, reply) => return self.enqueue_send(message, reply).await,
+            DuringTurn::Cancel(reply) => {
+                self.turn.cancel_with(reply);
+                return true;
+            }
+            DuringTurn::CancelQueued(message_id, reply) => {
+                self.cancel_queued(message_id, reply).await;
+            }
+            // The turn holds the lease, so the title can be written now.
+            DuringTurn::Rename(title, reply) => self.rename(title, reply).await,
+            DuringTurn::Flush(reply) => {
+                self.flush().await;
+                let _ = reply.send(Ok(()));
+            }
+            DuringTurn::AtRest(request) => self.deferred.push_back(Mail::Request(request)),
+        }
+        false
+    }
+
+    /// A send at rest: its turn starts, or (while earlier messages wait, or another
+    /// instance runs the context) it queues.
+    async fn send(&mut self, message: NewMessage, reply: Reply<SendAck>) {
+        // A send need not wait for a turn running on another instance: it queues.
+        match self.try_take_lease().await {
+            Ok(true) => {}
+            Ok(false) => return self.enqueue_elsewhere(message, reply).await,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        if !self.ctx.queued().is_empty() {
+            // Earlier messages still wait: this one queues behind them.
+            self.enqueue_send(message, reply).await;
+            return;
+        }
+        let Some(reply) = self.unless_repeated(&message, reply, SendAck::Turn) else {
+            return;
+        };
+        if let Err(e) = fsm::transition(self.ctx.state(), &Event::UserMessage) {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        self.run_user_message(message, reply, SendAck::Turn).await;
     }
 
     /// A send or edit repeated with the client id or key of an earlier one adds nothing:
@@ -519,7 +349,7 @@ impl Actor {
                     let _ = reply.send(Err(e));
                     return;
                 }
-                self.pending_cancel = Some(reply);
+                self.turn.cancel_with(reply);
                 self.cancel_turn().await;
             }
             _ => {
@@ -579,7 +409,7 @@ impl Actor {
                     .await?
                     .ok_or(ActionError::Gone)?;
                 self.ctx = LiveContext::from_loaded(loaded);
-                self.reply_msg = None;
+                self.turn.forget_reply();
                 self.publish().await;
                 Ok(())
             }
@@ -609,9 +439,9 @@ impl Actor {
         }
     }
 
-    /// Saves a change made outside a transition (deprecated CRUD).
+    /// Saves a change made outside a transition (deprecated CRUD, rename).
     async fn save_now(&mut self) -> Result<(), ActionError> {
-        let result = self.autosave.save(&mut self.ctx).await;
+        let result = self.save().await;
         self.publish().await;
         match result {
             Ok(_) => Ok(()),
@@ -619,8 +449,8 @@ impl Actor {
         }
     }
 
-    async fn rename(&mut self, title: String, reply: Reply<()>) {
-        self.ctx.set_title(title);
+    async fn rename(&mut self, title: Title, reply: Reply<()>) {
+        self.ctx.set_title(title.into_inner());
         let _ = reply.send(self.save_now().await);
     }
 
@@ -634,11 +464,10 @@ impl Actor {
         }
     }
 
+    /// Writes whatever is unsaved now. Errors are logged by the autosaver; the data stays
+    /// in memory for a retry.
     async fn flush(&mut self) {
-        if self.ctx.has_unsaved() || self.ctx.publish() {
-            // Errors are logged by the autosaver; the data stays in memory for a retry.
-            let _ = self.autosave.save(&mut self.ctx).await;
-        }
+        let _ = self.save().await;
     }
 
     /// Runs one FSM transition and the autosave hook.
@@ -655,8 +484,8 @@ impl Actor {
         match fsm::transition(self.ctx.state(), &event) {
             Ok(next) if passing => {
                 self.ctx.set_state(next);
-                self.autosave.after_passing_transition(&mut self.ctx);
                 self.publish().await;
+                self.autosave.after_passing_transition(&self.ctx);
                 Ok(())
             }
             Ok(next) => {
@@ -675,7 +504,10 @@ impl Actor {
     }
 
     async fn autosave(&mut self) -> Step {
-        let result = self.autosave.after_transition(&mut self.ctx).await;
+        let result = match self.autosave.without_write(&self.ctx) {
+            Some(outcome) => Ok(outcome),
+            None => self.save().await,
+        };
         let step = match result {
             Ok(_) => Ok(()),
             Err(StoreError::Gone(_)) => {
@@ -708,15 +540,15 @@ impl Actor {
         self.publish().await;
     }
 
-    /// Awaits `fut` during a turn while serving the mailbox: `cancel` interrupts, `flush`
-    /// runs at once, everything else waits for the turn to rest; the lease is renewed.
-    /// `None` means the turn must stop (cancelled, or the lease was lost).
+    /// Awaits `fut` during a turn while serving the mailbox as [`Request::during_turn`]
+    /// says; the lease is renewed. `None` means the turn must stop (cancelled, past
+    /// `--max-turn-ms`, or the lease was lost).
     async fn wait_for<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         self.serve_while(fut, true).await
     }
 
-    /// Awaits `fut` between turns (waiting for the lease): the mailbox is served the same
-    /// way, but a cancel waits its turn like any other command.
+    /// Awaits `fut` between turns (waiting for the lease): only a flush runs then, every
+    /// other request waits its turn.
     async fn wait_between_turns<F: Future>(&mut self, fut: F) -> F::Output {
         tokio::pin!(fut);
         loop {
@@ -733,41 +565,33 @@ impl Actor {
                 return Some(fut.await);
             }
             let renew_at = self.lease.renew_at(self.deps.settings.lease_ttl);
+            let publish_due = self.publisher.due();
             tokio::select! {
                 biased;
-                cmd = self.rx.recv() => match cmd {
+                mail = self.rx.recv() => match mail {
                     None => self.rx_closed = true,
-                    Some(Command::Send { message, reply }) if in_turn => {
-                        if self.enqueue_send(message, reply).await {
+                    Some(Mail::Request(request)) if in_turn => {
+                        if self.serve_in_turn(request).await {
                             return None;
                         }
                     }
-                    Some(Command::CancelQueued { message_id, reply }) if in_turn => {
-                        self.cancel_queued(message_id, reply).await;
-                    }
-                    Some(Command::Cancel { reply }) if in_turn => {
-                        self.pending_cancel = Some(reply);
-                        return None;
-                    }
-                    Some(Command::RemoteCancel) if in_turn => return None,
-                    // The turn holds the lease, so the title can be written now.
-                    Some(Command::Rename { title, reply }) if in_turn => self.rename(title, reply).await,
-                    Some(Command::Flush { reply }) => {
+                    Some(Mail::Request(Request::Flush { reply })) => {
                         self.flush().await;
-                        let _ = reply.send(());
+                        let _ = reply.send(Ok(()));
                     }
-                    Some(Command::Refresh) if self.lease.follows_others() => {
+                    Some(Mail::Signal(Signal::RemoteCancel)) if in_turn => return None,
+                    Some(Mail::Signal(Signal::Refresh)) if self.lease.follows_others() => {
                         let _ = self.catch_up().await;
                     }
-                    Some(Command::QueueChanged) => self.sync_queue().await,
-                    Some(Command::Refresh | Command::RemoteCancel | Command::Resume) => {}
+                    Some(Mail::Signal(Signal::QueueChanged)) => self.sync_queue().await,
+                    Some(Mail::Signal(Signal::Refresh | Signal::RemoteCancel | Signal::Resume)) => {}
                     Some(other) => self.deferred.push_back(other),
                 },
-                () = tokio::time::sleep_until(self.turn_deadline), if in_turn => {
-                    self.turn_expired = true;
+                () = tokio::time::sleep_until(self.turn.deadline()), if in_turn => {
+                    self.turn.expire();
                     return None;
                 }
-                () = sleep_until_some(self.publish_due), if self.publish_due.is_some() => {
+                () = sleep_until_some(publish_due), if publish_due.is_some() => {
                     self.publish().await;
                 }
                 () = sleep_until_some(renew_at), if renew_at.is_some() => {
@@ -779,39 +603,6 @@ impl Actor {
                 out = &mut fut => return Some(out),
             }
         }
-    }
-}
-
-fn refuse(cmd: Command, error: ActionError) {
-    match cmd {
-        Command::Send { reply, .. } => {
-            let _ = reply.send(Err(error));
-        }
-        Command::CancelQueued { reply, .. } => {
-            let _ = reply.send(Err(error));
-        }
-        Command::Approve { reply, .. }
-        | Command::Cancel { reply }
-        | Command::Retry { reply }
-        | Command::EditUserMessage { reply, .. }
-        | Command::Regenerate { reply, .. }
-        | Command::SwitchBranch { reply, .. } => {
-            let _ = reply.send(Err(error));
-        }
-        Command::Append { reply, .. } | Command::Edit { reply, .. } => {
-            let _ = reply.send(Err(error));
-        }
-        Command::Rename { reply, .. } => {
-            let _ = reply.send(Err(error));
-        }
-        Command::Flush { reply } => {
-            let _ = reply.send(());
-        }
-        Command::Refresh
-        | Command::Resume
-        | Command::RemoteCancel
-        | Command::QueueChanged
-        | Command::Retire => {}
     }
 }
 

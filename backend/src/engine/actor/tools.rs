@@ -117,10 +117,10 @@ impl Actor {
             c.status = status;
             c.result = result;
         }
-        self.ctx.publish();
+        self.stamp();
         if self.ctx.unsaved_versions() >= MAX_UNSAVED_VERSIONS {
             // Errors are logged; the next transition's save reports them to the turn.
-            let _ = self.autosave.save(&mut self.ctx).await;
+            let _ = self.save().await;
         }
         self.publish().await;
     }

@@ -1,14 +1,79 @@
-//! Driving a turn: the model call, streaming its reply, retries, cancel.
+//! Driving a turn: the model call, streaming its reply, retries, cancel; and the state of
+//! the running turn, which only this file changes.
 
 use super::lease::Lease;
-use super::{Actor, Halt, Step};
+use super::{Actor, Halt, Reply, Step};
 use crate::engine::context::new_message;
 use crate::fsm::{Event, State};
 use crate::llm::{ModelChunk, ModelError, ModelRequest};
 use chatsync_protocol::{ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
 use futures::StreamExt;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The running turn (between turns: what the last one left, reset when the next starts).
+#[derive(Debug)]
+pub(super) struct Turn {
+    /// Model calls made for the reply being produced (0 = first).
+    attempt: u32,
+    /// How long the model asked to wait before the next try.
+    retry_after: Option<Duration>,
+    /// The assistant message being streamed, and its length so far in characters.
+    reply_msg: Option<usize>,
+    reply_chars: usize,
+    /// When the turn must end (`--max-turn-ms`), and whether it did.
+    deadline: Instant,
+    expired: bool,
+    /// A cancel waiting for the turn to stop; answered once it rests.
+    pending_cancel: Option<Reply<u64>>,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Turn {
+            attempt: 0,
+            retry_after: None,
+            reply_msg: None,
+            reply_chars: 0,
+            deadline: Instant::now(),
+            expired: false,
+            pending_cancel: None,
+        }
+    }
+}
+
+impl Turn {
+    /// When the running turn must end.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The turn ran past `--max-turn-ms`: it stops as failed.
+    pub(super) fn expire(&mut self) {
+        self.expired = true;
+    }
+
+    /// A cancel asked for this turn to stop; `reply` is answered once it rests.
+    pub(super) fn cancel_with(&mut self, reply: Reply<u64>) {
+        self.pending_cancel = Some(reply);
+    }
+
+    /// The context was replaced (reloaded, or a branch left): no reply is being streamed.
+    pub(super) fn forget_reply(&mut self) {
+        self.reply_msg = None;
+    }
+}
 
 impl Actor {
+    /// Starts counting a new turn; returns its number.
+    pub(super) fn start_turn(&mut self) -> u64 {
+        self.turns.started += 1;
+        self.turn.attempt = 0;
+        self.turn.deadline = Instant::now() + self.deps.settings.max_turn;
+        self.turn.expired = false;
+        self.turns.started
+    }
+
     /// A context loaded in a non-resting state: its turn was interrupted (crash, kill).
     pub(super) async fn resume(&mut self) {
         // On a shared store, taking the lease catches up and starts above what the crashed
@@ -21,12 +86,12 @@ impl Actor {
         }
         tracing::info!(context_id = %self.ctx.id(), state = self.ctx.state().name().as_str(), "resuming an interrupted turn");
         self.start_turn();
-        self.reply_msg = self
+        self.turn.reply_msg = self
             .ctx
             .messages()
             .iter()
             .rposition(|m| m.role == Role::Assistant && m.status == MessageStatus::Streaming);
-        if *self.ctx.state() == State::ProcessingLlmResponse && self.reply_msg.is_none() {
+        if *self.ctx.state() == State::ProcessingLlmResponse && self.turn.reply_msg.is_none() {
             let _ = self
                 .apply(Event::Fail {
                     error: "cannot resume: the reply being processed was not saved".into(),
@@ -60,7 +125,7 @@ impl Actor {
                     self.step_back().await;
                     break;
                 }
-                Err(Halt::Cancelled) if self.turn_expired => {
+                Err(Halt::Cancelled) if self.turn.expired => {
                     let limit = self.deps.settings.max_turn.as_millis();
                     self.stop_turn(Event::Fail {
                         error: format!(
@@ -77,27 +142,27 @@ impl Actor {
     }
 
     pub(super) async fn stream_reply(&mut self) -> Step {
-        if let Some(i) = self.reply_msg {
+        if let Some(i) = self.turn.reply_msg {
             // A retry or a resume: the reply starts over in the same message.
             let m = self.ctx.message_mut(i);
             m.content = vec![ContentPart::text("")];
             m.tool_calls = None;
             m.status = MessageStatus::Streaming;
         }
-        self.reply_chars = 0;
+        self.turn.reply_chars = 0;
         let history = self
             .ctx
             .messages()
             .iter()
             .enumerate()
-            .filter(|(i, _)| Some(*i) != self.reply_msg)
+            .filter(|(i, _)| Some(*i) != self.turn.reply_msg)
             .map(|(_, m)| m.clone())
             .collect();
         let request = ModelRequest {
             model: self.ctx.model_id(),
             system_prompt: self.ctx.system_prompt(),
             messages: history,
-            attempt: self.attempt,
+            attempt: self.turn.attempt,
         };
         let model = self.deps.model.clone();
         let mut stream = match self.wait_for(model.stream(request)).await {
@@ -113,7 +178,7 @@ impl Actor {
                 Some(Some(Ok(chunk))) => {
                     self.append_chunk(chunk);
                     let limit = self.deps.settings.max_reply_chars;
-                    if self.reply_chars > limit {
+                    if self.turn.reply_chars > limit {
                         // Dropping the stream closes the upstream call.
                         return self
                             .model_failed(ModelError::Fatal(format!(
@@ -142,13 +207,13 @@ impl Actor {
     }
 
     pub(super) fn reply_index(&mut self) -> usize {
-        match self.reply_msg {
+        match self.turn.reply_msg {
             Some(i) => i,
             None => {
                 let mut m = new_message(Role::Assistant, vec![ContentPart::text("")], None);
                 m.status = MessageStatus::Streaming;
                 let i = self.ctx.push(m, None);
-                self.reply_msg = Some(i);
+                self.turn.reply_msg = Some(i);
                 i
             }
         }
@@ -158,7 +223,7 @@ impl Actor {
         let i = self.reply_index();
         match chunk {
             ModelChunk::Text(text) => {
-                self.reply_chars += text.chars().count();
+                self.turn.reply_chars += text.chars().count();
                 self.ctx.append_text(i, &text);
             }
             ModelChunk::ToolCall {
@@ -179,24 +244,24 @@ impl Actor {
     }
 
     pub(super) async fn model_failed(&mut self, error: ModelError) -> Step {
-        tracing::warn!(context_id = %self.ctx.id(), attempt = self.attempt, error = %error, "model call failed");
-        if let Some(i) = self.reply_msg {
+        tracing::warn!(context_id = %self.ctx.id(), attempt = self.turn.attempt, error = %error, "model call failed");
+        if let Some(i) = self.turn.reply_msg {
             self.ctx.message_mut(i).status = MessageStatus::Cancelled;
         }
         if let ModelError::Transient { retry_after, .. } = &error {
-            self.retry_after = *retry_after;
+            self.turn.retry_after = *retry_after;
         }
         let event = Event::ModelFailed {
             error: error.to_string(),
             transient: error.is_transient(),
-            retries: self.attempt,
+            retries: self.turn.attempt,
         };
-        self.attempt += 1;
+        self.turn.attempt += 1;
         self.apply(event).await
     }
 
     pub(super) async fn back_off(&mut self, retries: u32) -> Step {
-        let delay = self.retry_after.take().unwrap_or_else(|| {
+        let delay = self.turn.retry_after.take().unwrap_or_else(|| {
             self.deps.settings.retry_base * 2u32.saturating_pow(retries.saturating_sub(1))
         });
         match self.wait_for(tokio::time::sleep(delay)).await {
@@ -221,8 +286,8 @@ impl Actor {
                 all_auto = false;
             }
         }
-        self.reply_msg = None;
-        self.attempt = 0;
+        self.turn.reply_msg = None;
+        self.turn.attempt = 0;
         if !asks_for_tools {
             return self.apply(Event::ReplyComplete).await;
         }
@@ -246,7 +311,7 @@ impl Actor {
     /// the partial reply is kept and marked cancelled, and calls that did not run are
     /// closed.
     async fn stop_turn(&mut self, event: Event) {
-        if let Some(i) = self.reply_msg.take() {
+        if let Some(i) = self.turn.reply_msg.take() {
             self.ctx.message_mut(i).status = MessageStatus::Cancelled;
         }
         if let Some(i) = self.ctx.tool_call_message() {
@@ -273,9 +338,9 @@ impl Actor {
                 self.push_tool_result(call.id.clone(), "The tool call was cancelled.".into());
             }
         }
-        self.attempt = 0;
+        self.turn.attempt = 0;
         let result = self.apply(event).await;
-        if let Some(reply) = self.pending_cancel.take() {
+        if let Some(reply) = self.turn.pending_cancel.take() {
             let _ = reply.send(match result {
                 Ok(()) => Ok(self.turns.started),
                 Err(_) => Err(self.save_error()),

@@ -1,0 +1,51 @@
+//! What every feature module of the API shares: the state its handlers get and the names
+//! of the headers more than one of them reads. It imports no route module's handlers, so
+//! the feature modules depend on it, not on `api/mod.rs`, which only assembles them.
+
+use super::browser::AllowedHosts;
+use super::quota::TurnLimiter;
+use super::state::LivePolls;
+use crate::engine::Engine;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header that carries a request's id: echoed when the client sent a usable one,
+/// generated otherwise, answered on every response and quoted in error bodies.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The header a script's `POST` may carry instead of a JSON body type (`browser.rs`).
+pub const REQUESTED_WITH: &str = "x-requested-with";
+/// The header that makes a retried send a no-op (`actions.rs`).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub legacy_crud: bool,
+    /// How long an action waits for its turn to rest before answering 202.
+    pub wait_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Origin allowed to call the API from another site (`*` for any).
+    pub cors_allow_origin: Option<String>,
+    /// The built web app, served at `/`.
+    pub web_dir: Option<PathBuf>,
+    /// Requests handled at once; more are answered 503 with `Retry-After` at once.
+    pub max_in_flight: usize,
+    /// Longest silence while a request body is read (then 408).
+    pub body_read_timeout: Duration,
+    /// Model ids a context may name; empty: any.
+    pub allowed_models: Vec<String>,
+    /// Host names requests may carry (`--allowed-hosts`).
+    pub allowed_hosts: Arc<AllowedHosts>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// How callers are identified (see `crate::auth`).
+    pub auth: Arc<crate::auth::Authenticator>,
+    pub engine: Arc<Engine>,
+    pub config: Arc<ApiConfig>,
+    /// Held long polls: their bound, and the signal that answers them at shutdown.
+    pub polls: Arc<LivePolls>,
+    /// Each user's budget of turns a minute (`--turns-per-minute`); `None`: no limit.
+    pub turns: Option<Arc<TurnLimiter>>,
+}

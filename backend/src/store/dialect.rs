@@ -1,0 +1,199 @@
+//! Everything that differs between SQLite and Postgres, in one place: how a URL is opened,
+//! the session set-up and pool size, the migrations, the full-text search syntax and the
+//! lock that orders concurrent creates. The queries in `sql.rs` are the same on both and
+//! ask the dialect for the parts that are not. Leases and change notices are a different
+//! question (one process or several), answered by `coordination.rs`.
+
+use super::StoreError;
+use crate::domain::SearchQuery;
+use sqlx::AnyPool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The embedded default: one file in WAL mode with `synchronous=FULL`, one process.
+    Sqlite,
+    /// Scale-out: several instances share one database.
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect a database URL names.
+    pub fn of_url(url: &str) -> Result<Dialect, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unsupported database URL {url:?}: expected sqlite://PATH or postgres://..."
+            )))
+        }
+    }
+
+    /// The URL to connect with. A SQLite file is created when missing, with its folder.
+    pub fn prepare_url(self, url: &str) -> Result<String, StoreError> {
+        let mut url = url.to_owned();
+        if self == Dialect::Sqlite {
+            if let Some(dir) = sqlite_path(&url).and_then(|p| std::path::Path::new(p).parent()) {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+        }
+        Ok(url)
+    }
+
+    /// Connections in the pool: SQLite writes one at a time anyway.
+    pub fn max_connections(self) -> u32 {
+        match self {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 16,
+        }
+    }
+
+    /// Statements every new connection runs first.
+    pub fn session_setup(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => &[
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA busy_timeout = 5000",
+                "PRAGMA foreign_keys = ON",
+            ],
+            Dialect::Postgres => &[],
+        }
+    }
+
+    /// Applies the embedded migrations of this dialect.
+    pub async fn migrate(self, pool: &AnyPool) -> Result<(), StoreError> {
+        let migrated = match self {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        };
+        migrated.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// A statement that makes concurrent transactions for one owner (bound as `$1`) run one
+    /// after another, on any instance; `None` where writers are serialised anyway (SQLite
+    /// runs one writing statement at a time).
+    pub fn owner_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(hashtext($1))::text"),
+        }
+    }
+
+    /// A query giving `(id, score)`, one row per title or message matching the expression
+    /// bound as `$1`, scored so that lower is better (FTS5's bm25 is negative, better
+    /// matches more so; Postgres' ts_rank is negated to agree). A title hit counts double:
+    /// a chat named after the words is what was meant.
+    pub fn search_hits(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "SELECT c.id AS id, 2 * f.rank AS score FROM contexts_fts f \
+                   JOIN contexts c ON c.rowid = f.rowid WHERE contexts_fts MATCH $1 \
+                 UNION ALL \
+                 SELECT m.context_id, f.rank FROM messages_fts f \
+                   JOIN messages m ON m.rowid = f.rowid WHERE messages_fts MATCH $1"
+            }
+            Dialect::Postgres => {
+                "SELECT id, -2 * ts_rank(search, to_tsquery('simple', $1)) AS score \
+                   FROM contexts WHERE search @@ to_tsquery('simple', $1) \
+                 UNION ALL \
+                 SELECT context_id, -ts_rank(search, to_tsquery('simple', $1)) \
+                   FROM messages WHERE search @@ to_tsquery('simple', $1)"
+            }
+        }
+    }
+
+    /// The search expression `search_hits` takes: each word as a prefix, all of them
+    /// required. An FTS5 MATCH expression quotes each word; a `to_tsquery` text needs no
+    /// quotes, since the words hold only letters and digits.
+    pub fn search_expression(self, query: &SearchQuery) -> String {
+        let (term, and): (fn(&str) -> String, &str) = match self {
+            Dialect::Sqlite => (|w| format!("\"{w}\"*"), " "),
+            Dialect::Postgres => (|w| format!("{w}:*"), " & "),
+        };
+        query
+            .words()
+            .iter()
+            .map(|w| term(w))
+            .collect::<Vec<_>>()
+            .join(and)
+    }
+}
+
+/// The file a `sqlite:` URL names, when it names one.
+pub(super) fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sqlite_paths_come_out_of_urls() {
+        assert_eq!(sqlite_path("sqlite://./data/x.db"), Some("./data/x.db"));
+        assert_eq!(sqlite_path("sqlite:x.db?mode=rwc"), Some("x.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn urls_name_their_dialect() {
+        assert_eq!(Dialect::of_url("sqlite://x.db").ok(), Some(Dialect::Sqlite));
+        assert_eq!(
+            Dialect::of_url("postgres://h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(
+            Dialect::of_url("postgresql://h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        assert!(Dialect::of_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn search_keeps_words_and_drops_query_syntax() {
+        let q = SearchQuery::parse(r#"Rust "NEAR(async, tokio)" title:x OR-*"#).expect("words");
+        assert_eq!(
+            Dialect::Sqlite.search_expression(&q),
+            r#""rust"* "near"* "async"* "tokio"* "title"* "x"* "or"*"#
+        );
+        assert_eq!(
+            Dialect::Postgres.search_expression(&q),
+            "rust:* & near:* & async:* & tokio:* & title:* & x:* & or:*"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn search_expressions_hold_only_quoted_words(q in ".{0,200}") {
+            if let Ok(parsed) = SearchQuery::parse(&q) {
+                for term in Dialect::Sqlite.search_expression(&parsed).split(' ') {
+                    let word = term.strip_prefix('"').and_then(|t| t.strip_suffix("\"*"));
+                    prop_assert!(word.is_some_and(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric)), "{term}");
+                }
+                prop_assert!(Dialect::Postgres
+                    .search_expression(&parsed)
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || " &:*".contains(c)));
+            }
+        }
+    }
+}
