@@ -28,6 +28,8 @@ use tokio::net::{TcpListener, TcpSocket};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// What the router was built from, to build it again with fewer layers (benchmarks).
+    state: api::AppState,
     engine: Arc<Engine>,
     polls: Arc<api::LivePolls>,
     shutdown_grace: Duration,
@@ -139,7 +141,7 @@ impl Application {
             config.waiters_per_user(),
             metrics,
         ));
-        let router = api::router(api::AppState {
+        let state = api::AppState {
             auth,
             polls: polls.clone(),
             turns: budget("turns", config.turns_per_minute()),
@@ -166,8 +168,8 @@ impl Application {
                     ModelKind::Openai => config.openai_model.clone(),
                 },
             }),
-        })
-        .map_err(StartError::Config)?;
+        };
+        let router = api::router(state.clone()).map_err(StartError::Config)?;
         let listener = listen(config.addr).map_err(|source| StartError::Bind {
             addr: config.addr,
             source,
@@ -175,6 +177,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
+            state,
             engine,
             polls,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
@@ -198,6 +201,12 @@ impl Application {
     /// The application's routes, to call in-process (`tower::ServiceExt::oneshot`).
     pub fn router(&self) -> axum::Router {
         self.router.clone()
+    }
+
+    /// The routes with only the first `depth` layers of `api::layers::STACK`, to measure
+    /// what each layer costs (`poll-bench --layers`).
+    pub fn router_with_layers(&self, depth: usize) -> Result<axum::Router, String> {
+        api::router_with_layers(self.state.clone(), depth)
     }
 
     /// Serves until `shutdown` resolves, lets open requests finish (up to the grace

@@ -543,19 +543,18 @@ pub mod postgres {
         /// A fresh database for one test.
         pub fn database(&self, label: &str) -> String {
             let name = format!("e2e_{label}_{}", uuid::Uuid::new_v4().simple());
-            let status = Command::new(format!("{}/psql", self.bin))
-                .args([
-                    "-q",
-                    "-d",
-                    &self.server_url,
-                    "-c",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .status()
-                .expect("run psql");
-            assert!(status.success(), "creating database {name} failed");
+            self.psql(&self.server_url, &format!("CREATE DATABASE {name}"));
             let base = self.server_url.rsplit_once('/').map_or("", |(b, _)| b);
             format!("{base}/{name}")
+        }
+
+        /// Runs one SQL command on the database `url` names, as another process would.
+        pub fn psql(&self, url: &str, sql: &str) {
+            let status = Command::new(format!("{}/psql", self.bin))
+                .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+                .status()
+                .expect("run psql");
+            assert!(status.success(), "psql failed: {sql}");
         }
 
         /// Runs pg_ctl as the postgres user (Postgres refuses root).
@@ -596,15 +595,29 @@ pub mod postgres {
         label: &str,
         extra: &[&str],
     ) -> (tempfile::TempDir, TestServer, TestServer) {
+        let (dir, _url, a, b) = two_instances_on(pg, label, extra).await;
+        (dir, a, b)
+    }
+
+    /// [`two_instances_with`], also naming their database (for a test that writes to it
+    /// as another process would).
+    pub async fn two_instances_on(
+        pg: &TestPostgres,
+        label: &str,
+        extra: &[&str],
+    ) -> (tempfile::TempDir, String, TestServer, TestServer) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = pg.database(label);
-        let flags: Vec<&str> = ["--lease-ttl-ms", "2000"]
+        let flags: Vec<&str> = ["--lease-ttl-ms", LEASE_TTL_MS]
             .iter()
             .chain(extra)
             .copied()
             .collect();
         let a = TestServer::start_with_database(dir.path(), &url, &flags).await;
         let b = TestServer::start_with_database(dir.path(), &url, &flags).await;
-        (dir, a, b)
+        (dir, url, a, b)
     }
+
+    /// The lease the two-instance helpers give their servers, in milliseconds.
+    pub const LEASE_TTL_MS: &str = "2000";
 }

@@ -18,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -94,32 +95,33 @@ pub async fn known_hosts_only(
     req: Request,
     next: Next,
 ) -> Response {
+    // Borrowed, not copied: this runs on every request, the polling hot path included.
     let host = req
         .uri()
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| Cow::Borrowed(a.as_str()))
         .or_else(|| {
             req.headers()
                 .get(header::HOST)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
         });
-    match host {
-        Some(host) if !hosts.allows(&host) => {
-            let quoted: String = host_name(&host)
-                .chars()
-                .take(MAX_QUOTED_HOST_CHARS)
-                .collect();
-            ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "unknown_host",
-                format!(
-                    "This server does not answer for host {quoted:?}; if that is its public \
-                     name, start it with --allowed-hosts {quoted}"
-                ),
-            )
-            .into_response()
-        }
-        _ => next.run(req).await,
+    let refused = host.filter(|host| !hosts.allows(host)).map(|host| {
+        let quoted: String = host_name(&host)
+            .chars()
+            .take(MAX_QUOTED_HOST_CHARS)
+            .collect();
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown_host",
+            format!(
+                "This server does not answer for host {quoted:?}; if that is its public \
+                 name, start it with --allowed-hosts {quoted}"
+            ),
+        )
+    });
+    match refused {
+        Some(error) => error.into_response(),
+        None => next.run(req).await,
     }
 }
 

@@ -4,29 +4,21 @@
 use crate::auth::AuthError;
 use crate::engine::{ActionError, EngineError};
 use crate::store::StoreError;
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatsync_protocol::{ErrorBody, ErrorDetail};
 use std::fmt::Display;
+use std::future::Future;
 
 tokio::task_local! {
     /// The `x-request-id` of the request being answered, for error bodies.
     static REQUEST_ID: String;
 }
 
-/// Makes the request id (set or echoed by the request-id layer further out) known to
-/// every error answered while this request runs.
-pub async fn scope_request_id(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(super::shared::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    REQUEST_ID.scope(id, next.run(req)).await
+/// Runs a request's handling with its id (see `layers`) known to every error answered.
+pub(super) async fn scope_request_id<F: Future>(id: String, handling: F) -> F::Output {
+    REQUEST_ID.scope(id, handling).await
 }
 
 fn current_request_id() -> Option<String> {

@@ -156,13 +156,20 @@ fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
 
-/// Whether the client already holds this version: it named it in `since`, or (without
-/// `since`) in `If-None-Match`.
+/// Whether the client already holds this version: it named it (or a later one another
+/// instance showed it) in `since`, or (without `since`) in `If-None-Match`.
 fn holds_current(snapshot: &Snapshot, since: Option<u64>, headers: &HeaderMap) -> bool {
     match since {
-        Some(since) => since == snapshot.version(),
+        Some(since) => since >= snapshot.version(),
         None => matches_etag(headers, &etag(snapshot.version())),
     }
+}
+
+/// The version a held poll waits to pass: the client's, when it holds a later one than
+/// this instance knows (another instance showed it versions it had not stored yet).
+/// Reads are monotonic: nothing below it is ever answered.
+fn held_version(snapshot: &Snapshot, since: Option<u64>) -> u64 {
+    since.map_or(snapshot.version(), |since| since.max(snapshot.version()))
 }
 
 fn with_etag(mut response: Response, version: u64) -> Response {
@@ -177,8 +184,9 @@ fn not_modified(version: u64, metrics: &Metrics) -> Response {
     with_etag(StatusCode::NOT_MODIFIED.into_response(), version)
 }
 
-/// The plain answer: 304 when `If-None-Match` names the current version, else the state
-/// (only what changed after `since`, when given).
+/// The plain answer: 304 when `If-None-Match` names the current version or `since` is
+/// past it (the client saw a later version elsewhere: it must not step back), else the
+/// state (only what changed after `since`, when given).
 fn answer(
     snapshot: &Snapshot,
     since: Option<u64>,
@@ -186,6 +194,9 @@ fn answer(
     metrics: &Metrics,
 ) -> Response {
     let version = snapshot.version();
+    if since.is_some_and(|since| since > version) {
+        return not_modified(held_version(snapshot, since), metrics);
+    }
     if matches_etag(headers, &etag(version)) {
         return not_modified(version, metrics);
     }
@@ -226,7 +237,7 @@ async fn state(
     if !holds_current(&current, q.since, &headers) {
         return Ok(answer(&current, q.since, &headers, metrics));
     }
-    let held = current.version();
+    let held = held_version(&current, q.since);
     drop(current);
     let polls = &app.polls;
     let _slot = polls.hold(&user)?;
@@ -246,7 +257,7 @@ async fn state(
         Ok(Err(_)) => {
             let snapshot = app.engine.snapshot(id).await?;
             if holds_current(&snapshot, q.since, &headers) {
-                Ok(not_modified(snapshot.version(), metrics))
+                Ok(not_modified(held_version(&snapshot, q.since), metrics))
             } else {
                 Ok(answer(&snapshot, q.since, &headers, metrics))
             }

@@ -182,6 +182,30 @@ pub(crate) async fn run(store: &dyn Store) {
     store.insert_context(&running, None).await.expect("insert");
     let unfinished = store.unfinished_contexts().await.expect("unfinished");
     assert_eq!(unfinished, vec![running.id]);
+    // So are idle ones with queued messages (acknowledged sends nobody runs yet); a failed
+    // one keeps its queue until a retry. Another owner's, so the listing below is Alice's.
+    let waiting = ContextRecord {
+        owner: "dave".into(),
+        ..context(30)
+    };
+    let failed = ContextRecord {
+        owner: "dave".into(),
+        state: State::Failed {
+            error: "model down".into(),
+        },
+        ..context(31)
+    };
+    for c in [&waiting, &failed] {
+        store.insert_context(c, None).await.expect("insert");
+        let queued = super::QueuedRecord {
+            message: message(1, 1, "later").message,
+            idempotency_key: None,
+            ahead: false,
+        };
+        assert!(store.enqueue(c.id, &queued, 8).await.expect("enqueue"));
+    }
+    let unfinished = store.unfinished_contexts().await.expect("unfinished");
+    assert_eq!(unfinished, vec![running.id, waiting.id]);
 
     // Listing is newest first, paged by cursor, with the total.
     let mut more = Vec::new();
@@ -408,6 +432,40 @@ async fn search(store: &dyn Store) {
         .await
         .expect("delete"));
     assert_eq!(found(store, "giraffe").await, [older.id]);
+
+    // A reply is indexed once it is final: not at the saves while it streams.
+    let mut c = chat_with(store, 22, "chat g", &[]).await;
+    let reply_id = Uuid::new_v4();
+    for (version, text, status) in [
+        (3, "a wombat", MessageStatus::Streaming),
+        (4, "a wombat digs", MessageStatus::Streaming),
+        (5, "a wombat digs a burrow", MessageStatus::Complete),
+        (6, "a wombat digs a den", MessageStatus::Complete),
+    ] {
+        let mut m = message(0, version, text);
+        m.message = Arc::new(Message {
+            id: reply_id,
+            role: Role::Assistant,
+            client_message_id: None,
+            status,
+            ..(*m.message).clone()
+        });
+        c.version = version;
+        let batch = SaveBatch {
+            context: c.clone(),
+            messages: vec![m],
+            expected_version: version - 1,
+            dequeued: Vec::new(),
+        };
+        store.save(&batch).await.expect("save");
+        let burrow = found(store, "burrow").await;
+        let wombat = found(store, "wombat").await;
+        match version {
+            3 | 4 => assert!(wombat.is_empty(), "streaming: {wombat:?}"),
+            5 => assert_eq!((wombat, burrow), (vec![c.id], vec![c.id])),
+            _ => assert_eq!((wombat, burrow), (vec![c.id], vec![])),
+        }
+    }
 }
 
 /// Writes one context with a message straight into the tables (as the first schema had

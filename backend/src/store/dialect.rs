@@ -151,7 +151,7 @@ impl Dialect {
 }
 
 /// The file a `sqlite:` URL names, when it names one.
-fn sqlite_path(url: &str) -> Option<&str> {
+pub(super) fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

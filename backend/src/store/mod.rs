@@ -185,7 +185,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError>;
     /// Writes a batch in one transaction (see the module invariant).
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError>;
-    /// Contexts saved in a state that is not resting: their turn was interrupted.
+    /// Contexts with work nobody runs: saved in a state that is not resting (their turn
+    /// was interrupted), or idle with queued messages. On a shared store, only those whose
+    /// lease is free or expired.
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -29,6 +29,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Where every write goes: on SQLite one connection of its own (see `connect`), on
+    /// Postgres the same pool.
+    writer: AnyPool,
     dialect: Dialect,
     coordination: Arc<dyn Coordination>,
     /// Counts rows that could not be decoded (`/metrics`).
@@ -63,6 +66,34 @@ const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
 
+/// Fail fast while the database is down: requests answer 503 instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// SQLite's writers wait in line for the one writer connection, each for a commit: under
+/// a burst that line is long, but each place in it is short.
+const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn open_pool(
+    url: &str,
+    dialect: Dialect,
+    size: u32,
+    acquire_timeout: Duration,
+) -> Result<AnyPool, StoreError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                for statement in dialect.session_setup() {
+                    conn.execute(*statement).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
 impl SqlStore {
     pub(super) fn pool(&self) -> &AnyPool {
         &self.pool
@@ -74,27 +105,25 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)?;
         let url = dialect.prepare_url(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(dialect.max_connections())
-            // Fail fast while the database is down: requests answer 503 instead of hanging.
-            .acquire_timeout(Duration::from_secs(3))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    for statement in dialect.session_setup() {
-                        conn.execute(*statement).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        let pool = open_pool(&url, dialect, dialect.max_connections(), ACQUIRE_TIMEOUT).await?;
         dialect.migrate(&pool).await?;
         let coordination: Arc<dyn Coordination> = match dialect {
             Dialect::Sqlite => Arc::new(SingleProcess),
             Dialect::Postgres => Arc::new(PgCoordination::start(pool.clone(), &url).await?),
         };
+        // SQLite admits one writer at a time, and its busy handler is no queue: under load
+        // a waiting writer can miss every free moment until its timeout ("database is
+        // locked"). So every write goes through one connection, whose pool queues callers
+        // in order. A memory database is one per connection: it keeps the one pool.
+        let writer = match dialect {
+            Dialect::Sqlite if super::dialect::sqlite_path(&url).is_some() => {
+                open_pool(&url, dialect, 1, WRITER_ACQUIRE_TIMEOUT).await?
+            }
+            _ => pool.clone(),
+        };
         Ok(SqlStore {
             pool,
+            writer,
             dialect,
             coordination,
             metrics: Arc::new(Metrics::default()),
@@ -442,7 +471,7 @@ impl Store for SqlStore {
         let owner_lock = max_per_owner.and(self.dialect.owner_lock());
         let inserted = if let Some(lock) = owner_lock {
             // Concurrent creates for one owner (on any instance) count one after another.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             sqlx::query(lock)
                 .bind(&record.owner)
                 .execute(&mut *tx)
@@ -451,7 +480,7 @@ impl Store for SqlStore {
             tx.commit().await?;
             inserted
         } else {
-            insert.execute(&self.pool).await?
+            insert.execute(&self.writer).await?
         };
         Ok(inserted.rows_affected() > 0)
     }
@@ -546,7 +575,7 @@ impl Store for SqlStore {
         let done = sqlx::query("DELETE FROM contexts WHERE id = $1 AND owner = $2")
             .bind(id.to_string())
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let deleted = done.rows_affected() > 0;
         if deleted {
@@ -562,9 +591,9 @@ impl Store for SqlStore {
     ))]
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
         let c = &batch.context;
-        let mut tx = self.pool.begin().await?;
-        // The first statement writes, so the transaction takes the write lock at once and
-        // waits for it (busy timeout) instead of failing on a stale read snapshot.
+        let mut tx = self.writer.begin().await?;
+        // The first statement writes, so the transaction takes the write lock at once
+        // (SQLite's writes all go through one connection anyway, see `connect`).
         let update = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
@@ -647,7 +676,7 @@ impl Store for SqlStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let m = &queued.message;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if let Some(lock) = self.dialect.queue_lock() {
             // Two senders (on two instances) could both count the queue below its bound
             // and both insert: the lock makes them count one after the other.
@@ -690,7 +719,7 @@ impl Store for SqlStore {
         let deleted = sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
             .bind(message_id.to_string())
             .bind(context_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -715,8 +744,12 @@ impl Store for SqlStore {
         ];
         // A context another live instance is running is not unfinished.
         let unleased = self.coordination.not_leased_elsewhere();
+        // An idle context with a stored queue is unfinished too: its queued messages were
+        // acknowledged, and the instance that queued them may not hold the lease.
         let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM contexts WHERE state NOT IN ($1, $2, $3){unleased} ORDER BY updated_at"
+            "SELECT id FROM contexts WHERE (state NOT IN ($1, $2, $3) \
+             OR (state = $1 AND id IN (SELECT context_id FROM queued_messages))){unleased} \
+             ORDER BY updated_at"
         ))
         .bind(resting[0].as_str())
         .bind(resting[1].as_str())
@@ -753,7 +786,7 @@ impl Store for SqlStore {
         .bind(to_i64(ceiling))
         .bind(id.to_string())
         .bind(to_i64(ceiling))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

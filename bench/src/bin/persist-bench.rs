@@ -16,6 +16,16 @@
 //! ratio_<max>_vs_<min>=<r>
 //! ```
 //!
+//! Beside the turns, in the same loop, it times pairs of raw commits on another SQLite file
+//! opened the same way (one small row inserted per commit, through sqlx without the
+//! engine): a turn is two commits (the user message, the resting state), so two raw
+//! commits are the floor for this disk and runtime. After the ratio it prints
+//!
+//! ```text
+//! raw_two_commits median_ms=<x> p95_ms=<y>
+//! turn_vs_raw_<n>=<median turn at N=n / median raw pair>   (one per N)
+//! ```
+//!
 //! A save writes only what changed, so the ratio should stay near 1. The lines starting
 //! with `#` explain where the time goes, from the engine's metrics over the timed turns:
 //! saves written, autosaves skipped (clean context) and deferred (streaming) per turn, the
@@ -123,6 +133,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
         run_turn(&engine, warmup, format!("warm-up turn {i}")).await?;
     }
 
+    let mut raw = RawCommits::open().await?;
+    let mut raw_samples = Vec::with_capacity(usize::try_from(args.steps)?);
     let mut all = Vec::with_capacity(args.sizes.len());
     for &size in &args.sizes {
         all.push(Series {
@@ -141,6 +153,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
                 .push(run_turn(&engine, series.id, content).await?);
             series.cost.add_span(&before, &Counters::read(&metrics));
         }
+        raw_samples.push(raw.two_commits().await?);
     }
 
     let mut medians = Vec::with_capacity(all.len());
@@ -165,7 +178,67 @@ async fn run(args: Args) -> Result<(), BenchError> {
             hi_median.as_secs_f64() / lo_median.as_secs_f64()
         );
     }
+    raw_samples.sort_unstable();
+    let raw_median = percentile(&raw_samples, 0.5);
+    println!(
+        "raw_two_commits median_ms={:.3} p95_ms={:.3}",
+        millis(raw_median),
+        millis(percentile(&raw_samples, 0.95))
+    );
+    for (size, median) in medians {
+        println!(
+            "turn_vs_raw_{size}={:.2}",
+            median.as_secs_f64() / raw_median.as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// The floor a turn's persistence is measured against: plain commits on a SQLite file in
+/// WAL mode with `synchronous=FULL`, as the store opens its database.
+struct RawCommits {
+    _dir: tempfile::TempDir,
+    conn: sqlx::SqliteConnection,
+    next: i64,
+}
+
+impl RawCommits {
+    async fn open() -> Result<Self, BenchError> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+        use sqlx::{ConnectOptions, Executor};
+        let (dir, url) = temp_database()?;
+        let options: SqliteConnectOptions = url.parse()?;
+        let mut conn = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
+            .await?;
+        conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .await?;
+        Ok(RawCommits {
+            _dir: dir,
+            conn,
+            next: 0,
+        })
+    }
+
+    /// Two commits of one row each, timed together.
+    async fn two_commits(&mut self) -> Result<Duration, BenchError> {
+        use sqlx::Connection;
+        let started = Instant::now();
+        for _ in 0..2 {
+            self.next += 1;
+            let mut tx = self.conn.begin().await?;
+            sqlx::query("INSERT INTO rows (id, body) VALUES ($1, $2)")
+                .bind(self.next)
+                .bind("A row of about the size of a short chat message, committed alone.")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(started.elapsed())
+    }
 }
 
 async fn new_context(engine: &Engine) -> Result<Uuid, BenchError> {

@@ -26,12 +26,19 @@
 //! what the handler itself costs per request, timed in a loop on one task: the snapshot
 //! lookup every poll makes, and for a 200 also building and serializing the body.
 //!
+//! `--layers` adds `#` lines with the cost of the middleware stack, one layer at a time:
+//! the same 304 poll sent in-process (`tower::ServiceExt::oneshot`, no HTTP, one task) to
+//! the application's router built with the first k layers of `api::layers::STACK`, for
+//! every k, beside the bare route; each line gives the time per request and what that
+//! layer added to the one inside it.
+//!
 //! `--waiters N` measures long polls instead: see `waiters.rs`.
 
 mod waiters;
 
 use axum::routing::get;
 use axum::Router;
+use chatsync::api::layers::STACK;
 use chatsync::config::Config;
 use chatsync::engine::Engine;
 use chatsync::metrics::Metrics;
@@ -69,6 +76,10 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     connections: u64,
+
+    /// Also time the middleware stack a layer at a time, in-process (see above).
+    #[arg(long)]
+    layers: bool,
 
     /// Measure long polls instead: this many held at once (e.g. 10000), the server in a
     /// child process so its memory is its own.
@@ -121,6 +132,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
     ])?;
     let app = Application::build(config).await?;
     let app_addr = app.local_addr()?;
+    let mut layered = Vec::new();
+    if args.layers {
+        for depth in 0..=STACK.len() {
+            layered.push(app.router_with_layers(depth)?);
+        }
+    }
     let engine = app.engine().clone();
     let (stop_app, app_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -199,6 +216,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         );
     }
     println!("{}", handler_costs(&engine, id).await?);
+    if !layered.is_empty() {
+        layer_costs(layered, &path, &etag).await?;
+    }
     let metrics = engine.metrics();
     println!(
         "# server counted polls={} not_modified={}",
@@ -233,6 +253,63 @@ async fn handler_costs(engine: &Engine, id: Uuid) -> Result<String, BenchError> 
         lookup.as_secs_f64() * 1e6,
         body.as_secs_f64() * 1e6
     ))
+}
+
+/// The `#` lines of `--layers`: a 304 poll in-process through the router with 0, 1, ...
+/// layers, and the bare route for scale.
+async fn layer_costs(routers: Vec<Router>, path: &str, etag: &str) -> Result<(), BenchError> {
+    let bare = Router::new().route("/", get(|| async { "ok" }));
+    let bare_cost = oneshot_cost(bare, "/", None, 200).await?;
+    println!(
+        "# in-process: bare route {:.3} us per request",
+        bare_cost.as_secs_f64() * 1e6
+    );
+    let mut inner = None;
+    for (depth, router) in routers.into_iter().enumerate() {
+        let cost = oneshot_cost(router, path, Some(etag), 304).await?;
+        let name = match depth.checked_sub(1) {
+            Some(i) => STACK[i].name(),
+            None => "routes, auth and handler",
+        };
+        let added = inner.map_or(cost, |inner: Duration| cost.saturating_sub(inner));
+        println!(
+            "# in-process: layers={depth} +{name} us_per_request={:.3} added_us={:.3}",
+            cost.as_secs_f64() * 1e6,
+            added.as_secs_f64() * 1e6
+        );
+        inner = Some(cost);
+    }
+    Ok(())
+}
+
+/// Mean time of one request through `router`, called in-process on this task.
+async fn oneshot_cost(
+    router: Router,
+    path: &str,
+    if_none_match: Option<&str>,
+    expect: u16,
+) -> Result<Duration, BenchError> {
+    use tower::ServiceExt;
+    const WARMUP_CALLS: u32 = 2_000;
+    const CALLS: u32 = 50_000;
+    let mut started = Instant::now();
+    for call in 0..WARMUP_CALLS + CALLS {
+        if call == WARMUP_CALLS {
+            started = Instant::now();
+        }
+        let mut request = axum::http::Request::get(path).header("host", "127.0.0.1");
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(axum::body::Body::empty())?)
+            .await?;
+        if response.status() != expect {
+            return Err(format!("{path} answered {} in-process", response.status()).into());
+        }
+    }
+    Ok(started.elapsed() / CALLS)
 }
 
 /// One GET with keep-alive (the HTTP/1.1 default) and an optional `If-None-Match`.

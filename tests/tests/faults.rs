@@ -1,0 +1,194 @@
+//! Under load and faults: an acknowledged message runs after its lease owner dies, a
+//! client's reads never step back when the instance it followed dies, and SQLite's writers
+//! wait their turn under a burst instead of failing a send.
+//!
+//! The Postgres tests need the throwaway cluster of the test command (see `postgres.rs`).
+
+use chatsync_e2e::postgres::{two_instances_on, two_instances_with, TestPostgres, LEASE_TTL_MS};
+use chatsync_e2e::{
+    header, last_reply, poll_until, text, with_role, Send, TestServer, DEFAULT_TIMEOUT,
+};
+use chatsync_protocol::{ChatState, Role, Status};
+use reqwest::StatusCode;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn lease_ttl() -> Duration {
+    Duration::from_millis(LEASE_TTL_MS.parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn a_message_queued_under_a_dead_instances_lease_runs_once_the_lease_expires() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, url, a_server, _b_server) = two_instances_on(&pg, "orphanq", &[]).await;
+    let a = a_server.api();
+    let ctx = a.create_context().await;
+    // An instance took the lease to run a send and died before it wrote anything: its
+    // lease row stays until it expires.
+    pg.psql(
+        &url,
+        &format!(
+            "INSERT INTO leases (context_id, owner, expires_at) VALUES \
+             ('{}', 'a-dead-instance', now() + interval '{LEASE_TTL_MS} milliseconds')",
+            ctx.id
+        ),
+    );
+    let died = Instant::now();
+    // The client retries on A (as a load balancer would): queued for the lease holder.
+    let acked = a
+        .send_message_raw(
+            ctx.id,
+            "are you there?",
+            Send {
+                no_wait: true,
+                client_message_id: Some("only-once"),
+                ..Send::default()
+            },
+        )
+        .await;
+    assert_eq!(acked.status(), StatusCode::ACCEPTED);
+    // No other traffic: reads of A run nothing themselves (its actor is live already).
+    let bound = lease_ttl() + Duration::from_secs(2);
+    let answered = poll_until(
+        "the queued message has run",
+        bound.saturating_sub(died.elapsed()),
+        || a.state(ctx.id),
+        |s: &ChatState| s.status == Status::Idle && !with_role(s, Role::Assistant).is_empty(),
+    )
+    .await;
+    assert!(
+        died.elapsed() <= bound,
+        "ran {:?} after the owner died",
+        died.elapsed()
+    );
+    let users = with_role(&answered, Role::User);
+    assert_eq!(users.len(), 1, "stored once: {answered:#?}");
+    assert_eq!(text(users[0]), "are you there?");
+    assert!(text(last_reply(&answered)).contains("are you there?"));
+    assert!(answered.queued.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_never_sees_versions_go_back_when_the_streaming_instance_dies() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    // Streamed chunks are stored rarely, so A (which learns of B's saves) stays well
+    // behind the versions B shows its clients.
+    let (_dir, a_server, mut b_server) =
+        two_instances_with(&pg, "monotonic", &["--stream-flush-ms", "60000"]).await;
+    let (a, b) = (a_server.api(), b_server.api());
+    let ctx = a.create_context().await;
+    b.send_message_no_wait(ctx.id, "/slow 30").await;
+    b.wait_for_streaming(ctx.id).await;
+    let known_to_a = a.state(ctx.id).await.version;
+    let seen = b
+        .wait_for_state(ctx.id, "B shows versions A has not seen", |s| {
+            s.status == Status::Running && s.version > known_to_a + 3
+        })
+        .await
+        .version;
+    b_server.kill9().await;
+
+    // The client moves to A holding `seen`. A plain poll never answers below it.
+    let since = format!("?since={seen}");
+    let plain = a.state_raw(ctx.id, &since, None).await;
+    if plain.status() == StatusCode::OK {
+        let state: ChatState = plain.json().await.expect("a state");
+        assert!(
+            state.version >= seen,
+            "stepped back to {} from {seen}",
+            state.version
+        );
+    } else {
+        assert_eq!(plain.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&plain, "etag"), Some(format!("\"{seen}\"")));
+    }
+    // A long poll is held until A knows more: it takes the turn over once B's lease
+    // expires, above every version B may have shown.
+    let mut held = seen;
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    let rested = loop {
+        assert!(Instant::now() < deadline, "the turn did not rest on A");
+        let response = a
+            .state_raw(ctx.id, &format!("?since={held}&wait_ms=10000"), None)
+            .await;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+        let state: ChatState = response.json().await.expect("a state");
+        assert!(
+            state.version > held,
+            "a long poll from {held} answered {}",
+            state.version
+        );
+        held = state.version;
+        if state.status == Status::Idle {
+            break state;
+        }
+    };
+    assert!(rested.version > seen);
+    let full = a.state(ctx.id).await;
+    assert!(text(last_reply(&full)).contains("chunk 30"), "{full:#?}");
+}
+
+#[tokio::test]
+async fn hundreds_of_chats_saving_at_once_on_sqlite_never_fail_a_send() {
+    const CHATS: usize = 120;
+    const SENDS: usize = 8;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path(), &[]).await;
+    let api = server.api();
+    let mut ids = Vec::new();
+    for _ in 0..CHATS {
+        ids.push(api.create_context().await.id);
+    }
+    // Every chat at once, each sending one message after another (waiting for its turn).
+    let failures = futures::future::join_all(ids.iter().map(|&id| {
+        let api = api.clone();
+        async move {
+            let mut failures = Vec::new();
+            for n in 0..SENDS {
+                let key = format!("{id}-{n}");
+                let opts = Send {
+                    client_message_id: Some(&key),
+                    ..Send::default()
+                };
+                let response = api
+                    .send_message_raw(id, &format!("message {n}"), opts)
+                    .await;
+                if response.status() != StatusCode::OK {
+                    let status = response.status();
+                    failures.push(format!(
+                        "{status}: {}",
+                        response.text().await.unwrap_or_default()
+                    ));
+                }
+            }
+            failures
+        }
+    }))
+    .await;
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "{} sends failed: {failures:#?}",
+        failures.len()
+    );
+    for id in ids {
+        let state = api.state(id).await;
+        assert_eq!(state.status, Status::Idle);
+        let sent: Vec<String> = with_role(&state, Role::User)
+            .iter()
+            .map(|m| text(m))
+            .collect();
+        let expected: Vec<String> = (0..SENDS).map(|n| format!("message {n}")).collect();
+        assert_eq!(sent, expected, "each message stored exactly once, in order");
+        assert_eq!(with_role(&state, Role::Assistant).len(), SENDS);
+        let distinct: BTreeSet<_> = state.messages.iter().map(|m| m.id).collect();
+        assert_eq!(distinct.len(), 2 * SENDS);
+    }
+}
