@@ -27,16 +27,16 @@ pub fn routes() -> Router<AppState> {
 #[tracing::instrument(skip_all)]
 /// `--allowed-models`: a context may name only a listed model, when there is a list.
 fn allowed_model(app: &AppState, id: ModelId) -> Result<String, ApiError> {
-    let allowed = &app.config.allowed_models;
+    let models = &app.config.models;
     let id = id.into_inner();
-    if allowed.is_empty() || allowed.contains(&id) {
+    if models.allows(&id) {
         return Ok(id);
     }
     Err(ApiError::bad_request(
         "invalid_model_id",
         format!(
             "Model {id:?} is not offered here; choose one of: {}",
-            allowed.join(", ")
+            models.offered().join(", ")
         ),
     ))
 }

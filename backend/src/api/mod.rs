@@ -11,6 +11,7 @@ mod extract;
 mod identity;
 mod legacy;
 mod me;
+mod models;
 mod ops;
 mod quota;
 mod shared;
@@ -56,6 +57,7 @@ pub fn router(app: AppState) -> Result<Router, String> {
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
+        .merge(models::routes())
         .route_layer(middleware::from_fn(browser::script_posts_only))
         .route_layer(middleware::from_fn_with_state(
             app.auth.clone(),

@@ -1,11 +1,13 @@
 //! The model behind a turn: a trait, and the providers that implement it.
 
+mod catalog;
 mod openai;
 mod scripted;
 mod sse;
 
+pub use catalog::ModelCatalog;
 pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
-pub use scripted::ScriptedModel;
+pub use scripted::{ScriptedModel, SCRIPTED_MODEL_ID};
 
 use async_trait::async_trait;
 use chatsync_protocol::Message;
