@@ -311,7 +311,7 @@ async fn by_activity(store: &dyn Store) {
     }
     let theirs = bobs(200);
     store.insert_context(&theirs, None).await.expect("insert");
-    mine.sort_by(|a, b| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+    mine.sort_by_key(|r| std::cmp::Reverse((r.updated_at, r.id)));
     let mut seen = Vec::new();
     let mut after = None;
     loop {
