@@ -4,6 +4,7 @@ mod catalog;
 mod openai;
 mod scripted;
 mod sse;
+pub mod title;
 
 pub use catalog::ModelCatalog;
 pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
@@ -63,4 +64,10 @@ pub type ModelStream = BoxStream<'static, Result<ModelChunk, ModelError>>;
 pub trait Model: Send + Sync + std::fmt::Debug + 'static {
     /// Starts a reply. An error here means no chunk was produced.
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+
+    /// Whether a chat is named by this model after its first turn (see [`title`]); the
+    /// scripted model does not, so its chats keep the title their client gave.
+    fn names_chats(&self) -> bool {
+        false
+    }
 }
