@@ -4,9 +4,7 @@
 
 use super::{Model, ModelChunk, ModelRequest};
 use crate::domain::Title;
-use chatsync_protocol::{ContentPart, Message, MessageStatus, Role};
 use futures::StreamExt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What the model is told to do; a fake model in the tests recognises the request by it.
@@ -50,29 +48,10 @@ fn quote(text: &str) -> String {
     text.chars().take(MAX_QUOTED_CHARS).collect()
 }
 
-/// The request for a title of the chat that began with `user` and `reply`.
-pub fn title_request(model: Option<String>, user: &str, reply: &str) -> ModelRequest {
-    let text = format!("User: {}\n\nAssistant: {}", quote(user), quote(reply));
-    let message = Message {
-        id: uuid::Uuid::new_v4(),
-        client_message_id: None,
-        role: Role::User,
-        content: vec![ContentPart::text(text)],
-        tool_calls: None,
-        tool_call_id: None,
-        status: MessageStatus::Complete,
-        created_at: crate::store::now(),
-        version: 0,
-        parent_id: None,
-        sibling_index: 0,
-        sibling_count: 1,
-    };
-    ModelRequest {
-        model,
-        system_prompt: Some(TITLE_INSTRUCTION.into()),
-        messages: vec![Arc::new(message)],
-        attempt: 0,
-    }
+/// What the model reads to name the chat that began with `user` and `reply` (sent as one
+/// user message, with [`TITLE_INSTRUCTION`] as the system prompt).
+pub fn title_prompt(user: &str, reply: &str) -> String {
+    format!("User: {}\n\nAssistant: {}", quote(user), quote(reply))
 }
 
 /// Asks `model` for a title; `None` when it fails, is slow, or answers nothing usable.

@@ -3,9 +3,12 @@
 //! if the title is still the placeholder it was when the model was asked.
 
 use super::{Actor, Mail, Request};
+use crate::engine::context::new_message;
 use crate::fsm::State;
-use crate::llm::title::{ask_title, is_placeholder, title_request};
-use chatsync_protocol::{content_text, MessageStatus, Role};
+use crate::llm::title::{ask_title, is_placeholder, title_prompt, TITLE_INSTRUCTION};
+use crate::llm::ModelRequest;
+use chatsync_protocol::{content_text, ContentPart, MessageStatus, Role};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 impl Actor {
@@ -31,7 +34,17 @@ impl Actor {
         if !is_placeholder(&placeholder, &user) {
             return;
         }
-        let request = title_request(self.ctx.model_id(), &user, &reply);
+        let prompt = title_prompt(&user, &reply);
+        let request = ModelRequest {
+            model: self.ctx.model_id(),
+            system_prompt: Some(TITLE_INSTRUCTION.into()),
+            messages: vec![Arc::new(new_message(
+                Role::User,
+                vec![ContentPart::text(prompt)],
+                None,
+            ))],
+            attempt: 0,
+        };
         let model = self.deps.model.clone();
         let mailbox = self.mailbox.clone();
         let id = self.ctx.id();
