@@ -264,6 +264,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The models a chat may name and the one it gets without `model_id`: the scripted
+    /// model answers as `scripted`, an OpenAI-compatible one as `--openai-model`.
+    pub fn models(&self) -> crate::llm::ModelCatalog {
+        let default = match self.model {
+            ModelKind::Scripted => crate::llm::SCRIPTED_MODEL_ID,
+            ModelKind::Openai => self.openai_model.as_str(),
+        };
+        crate::llm::ModelCatalog::new(&self.allowed_models, default)
+    }
+
     /// `--max-contexts-per-user` as it applies: the default only where there are users.
     pub fn contexts_per_user(&self) -> Option<u64> {
         self.max_contexts_per_user

@@ -156,12 +156,7 @@ impl Application {
                 web_dir: config.web_dir.clone(),
                 max_in_flight: usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
                 body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
-                allowed_models: config
-                    .allowed_models
-                    .iter()
-                    .map(|m| m.trim().to_owned())
-                    .filter(|m| !m.is_empty())
-                    .collect(),
+                models: Arc::new(config.models()),
                 allowed_hosts: Arc::new(api::AllowedHosts::from_flag(&config.allowed_hosts)),
                 server_model: match config.model {
                     ModelKind::Scripted => "scripted".to_owned(),

@@ -498,6 +498,79 @@ impl TestApp {
     }
 }
 
+/// The ids of a page of `GET /api/contexts`, and its next cursor.
+fn page_ids(page: &Answer) -> (Vec<String>, Option<String>) {
+    let ids = page.body["contexts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    (ids, page.body["next_cursor"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn order_updated_pages_by_the_latest_activity() {
+    let app = spawn_app(false).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.new_context().await);
+    }
+    // The oldest two chats get a turn, the oldest last: the latest activity first is
+    // ids[0], ids[1], then the rest newest first.
+    for id in [&ids[1], &ids[0]] {
+        let a = app
+            .post_json(
+                &format!("/api/contexts/{id}/actions/send_message"),
+                json!({"content": "hello"}),
+            )
+            .await;
+        assert!(a.status.is_success(), "{}", a.body);
+    }
+    let first = app.get("/api/contexts?order=updated&limit=2").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["total"], 5);
+    let (mut listed, mut cursor) = page_ids(&first);
+    while let Some(c) = cursor {
+        let page = app
+            .get(&format!("/api/contexts?order=updated&limit=2&cursor={c}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let (more, next) = page_ids(&page);
+        listed.extend(more);
+        cursor = next;
+    }
+    let expected = [&ids[0], &ids[1], &ids[4], &ids[3], &ids[2]].map(String::clone);
+    assert_eq!(listed, expected);
+    // The default stays creation order; a cursor pages only the order it came from.
+    let (created, created_cursor) = page_ids(&app.get("/api/contexts?limit=2").await);
+    assert_eq!(created, [ids[4].clone(), ids[3].clone()]);
+    let (_, updated_cursor) = page_ids(&first);
+    for (uri, code) in [
+        (
+            format!(
+                "/api/contexts?order=updated&cursor={}",
+                created_cursor.expect("more")
+            ),
+            "invalid_cursor",
+        ),
+        (
+            format!("/api/contexts?cursor={}", updated_cursor.expect("more")),
+            "invalid_cursor",
+        ),
+        ("/api/contexts?order=title".into(), "invalid_query"),
+        (
+            "/api/contexts?q=hello&order=updated".into(),
+            "invalid_query",
+        ),
+    ] {
+        let a = app.get(&uri).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(error_code(&a), code, "{uri}");
+    }
+}
+
 #[tokio::test]
 async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
     let app = spawn_app(false).await;
@@ -823,6 +896,7 @@ async fn openapi_documents_every_route() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/api/openapi.json", "get"),
+        ("/api/models", "get"),
         ("/docs/MIGRATION_GUIDE.md", "get"),
         ("/v1/models", "get"),
         ("/v1/models/{id}", "get"),

@@ -806,3 +806,38 @@ async fn a_jwks_url_that_cannot_be_fetched_stops_the_start() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn the_models_route_lists_what_a_chat_may_name() {
+    let listed = TestApp::spawn(&["--allowed-models", "gpt-4o-mini, small"]).await;
+    let (status, _, body) = call(&listed, Method::GET, "/api/models", &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"models": ["gpt-4o-mini", "small"], "default": "scripted"})
+    );
+    let open = TestApp::spawn(&[]).await;
+    let (_, _, body) = call(&open, Method::GET, "/api/models", &[], None).await;
+    assert_eq!(body, json!({"models": ["scripted"], "default": "scripted"}));
+    let served = TestApp::spawn(&[
+        "--model",
+        "openai",
+        "--openai-model",
+        "local-llm",
+        "--openai-base-url",
+        "http://127.0.0.1:9/v1",
+    ])
+    .await;
+    let (_, _, body) = call(&served, Method::GET, "/api/models", &[], None).await;
+    assert_eq!(
+        body,
+        json!({"models": ["local-llm"], "default": "local-llm"})
+    );
+    let jwt = TestApp::spawn(&["--auth", "jwt", "--jwt-secret", SECRET]).await;
+    let (status, _, _) = call(&jwt, Method::GET, "/api/models", &[], None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the same sign-in as the rest of /api"
+    );
+}

@@ -351,12 +351,9 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   const { server, context, page, screenshot, assertLocalOnly } = await setup(
     t,
     browser,
-    { args: ["--allowed-models", "alpha,beta"] },
+    // The server's GET /api/models offers this list, with its own model as the default.
+    { args: ["--allowed-models", "scripted,beta"] },
     { viewport: WIDE, acceptDownloads: true },
-  );
-  // The list a server with several models offers (the route is the backend's to add).
-  await page.route("**/api/models", (route) =>
-    route.fulfill({ status: 200, contentType: "application/json", body: '{"models":["alpha","beta"],"default":"alpha"}' }),
   );
   const elsewhere = [];
   context.on("request", (r) => r.url().includes("elsewhere.invalid") && elsewhere.push(r.url()));
@@ -368,7 +365,7 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   assert.equal(await composer.inputValue(), "/markdown");
   assert.equal(await activeTestId(page), "composer-input");
   const picker = byTestId(page, "model-select");
-  assert.equal(await picker.inputValue(), "alpha");
+  assert.equal(await picker.inputValue(), "scripted");
   await picker.selectOption("beta");
   await composer.press("Enter");
   await waitForStatus(page, "idle");

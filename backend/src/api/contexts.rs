@@ -5,7 +5,7 @@ use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::shared::AppState;
 use crate::auth::User;
 use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
-use crate::store::Cursor;
+use crate::store::{Cursor, ListOrder};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -27,16 +27,16 @@ pub fn routes() -> Router<AppState> {
 #[tracing::instrument(skip_all)]
 /// `--allowed-models`: a context may name only a listed model, when there is a list.
 fn allowed_model(app: &AppState, id: ModelId) -> Result<String, ApiError> {
-    let allowed = &app.config.allowed_models;
+    let models = &app.config.models;
     let id = id.into_inner();
-    if allowed.is_empty() || allowed.contains(&id) {
+    if models.allows(&id) {
         return Ok(id);
     }
     Err(ApiError::bad_request(
         "invalid_model_id",
         format!(
             "Model {id:?} is not offered here; choose one of: {}",
-            allowed.join(", ")
+            models.offered().join(", ")
         ),
     ))
 }
@@ -96,6 +96,24 @@ struct ListQuery {
     cursor: Option<String>,
     /// Words to search for; the answer is then ranked by relevance and has no cursor.
     q: Option<String>,
+    /// `created` (the default) or `updated`: newest creation or newest activity first.
+    order: Option<Order>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Order {
+    Created,
+    Updated,
+}
+
+impl From<Order> for ListOrder {
+    fn from(order: Order) -> Self {
+        match order {
+            Order::Created => ListOrder::Created,
+            Order::Updated => ListOrder::Updated,
+        }
+    }
 }
 
 async fn list(
@@ -114,10 +132,10 @@ async fn list(
         if let Some(searches) = &app.searches {
             searches.take(user.as_str())?;
         }
-        if q.cursor.is_some() {
+        if q.cursor.is_some() || q.order.is_some() {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                "a search (q) answers the best matches at once and takes no cursor",
+                "a search (q) answers the best matches at once and takes no cursor or order",
             ));
         }
         let query =
@@ -129,15 +147,23 @@ async fn list(
             next_cursor: None,
         }));
     }
+    let order = q.order.map_or_else(ListOrder::default, ListOrder::from);
     let after = q
         .cursor
         .map(|c| {
-            Cursor::decode(&c).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", format!("Invalid cursor {c:?}"))
-            })
+            Cursor::decode(&c)
+                .filter(|cursor| cursor.order == order)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        format!(
+                            "Invalid cursor {c:?} (a cursor pages only the order it came from)"
+                        ),
+                    )
+                })
         })
         .transpose()?;
-    let (contexts, total, next) = app.engine.list(user.as_str(), limit, after).await?;
+    let (contexts, total, next) = app.engine.list(user.as_str(), limit, order, after).await?;
     Ok(Json(ListContextsResponse {
         contexts,
         total,

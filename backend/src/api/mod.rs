@@ -14,6 +14,7 @@ pub(crate) mod identity;
 pub mod layers;
 mod legacy;
 mod me;
+mod models;
 mod ops;
 pub(crate) mod quota;
 mod rate;
@@ -53,6 +54,7 @@ pub fn router_with_layers(app: AppState, depth: usize) -> Result<Router, String>
         .merge(state::routes())
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
+        .merge(models::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             rate::limit_writes,

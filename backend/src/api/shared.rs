@@ -32,8 +32,8 @@ pub struct ApiConfig {
     pub max_in_flight: usize,
     /// Longest silence while a request body is read (then 408).
     pub body_read_timeout: Duration,
-    /// Model ids a context may name; empty: any.
-    pub allowed_models: Vec<String>,
+    /// The models a context may name, and the default (`--allowed-models`, `--model`).
+    pub models: Arc<crate::llm::ModelCatalog>,
     /// Host names requests may carry (`--allowed-hosts`).
     pub allowed_hosts: Arc<AllowedHosts>,
     /// The model id the server answers with when a chat names none (`/v1/models`).

@@ -198,6 +198,7 @@ impl Engine {
     pub async fn rename(&self, id: Uuid, title: Title) -> Result<Arc<Snapshot>, EngineError> {
         let make = |reply| Request::Rename {
             title: title.clone(),
+            unless_changed_from: None,
             reply,
         };
         let ((), rx) = self.request(id, make).await?;

@@ -5,7 +5,7 @@
 use super::registry::Handle;
 use super::{summary, Engine, EngineError, Snapshot};
 use crate::domain::SearchQuery;
-use crate::store::{ContextRecord, Cursor};
+use crate::store::{ContextRecord, Cursor, ListOrder};
 use chatsync_protocol::ContextSummary;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -52,14 +52,16 @@ impl Engine {
         &self,
         owner: &str,
         limit: u32,
+        order: ListOrder,
         after: Option<Cursor>,
     ) -> Result<(Vec<ContextSummary>, u64, Option<Cursor>), EngineError> {
-        let page = self.deps.store.list_contexts(owner, limit, after).await?;
+        let page = self
+            .deps
+            .store
+            .list_contexts(owner, limit, order, after)
+            .await?;
         let next = match page.contexts.last() {
-            Some(last) if page.contexts.len() == limit as usize => Some(Cursor {
-                created_at: last.created_at,
-                id: last.id,
-            }),
+            Some(last) if page.contexts.len() == limit as usize => Some(Cursor::after(order, last)),
             _ => None,
         };
         Ok((self.summaries(&page.contexts), page.total, next))

@@ -55,7 +55,10 @@ impl Engine {
         let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
-            title: title.map_or_else(|| "New chat".into(), Title::into_inner),
+            title: title.map_or_else(
+                || crate::llm::title::DEFAULT_TITLE.into(),
+                Title::into_inner,
+            ),
             config,
             state: State::Idle,
             version: 1,
@@ -218,7 +221,12 @@ impl Engine {
         let ctx = LiveContext::from_loaded(loaded);
         let footprint = Arc::new(Footprint::default());
         footprint.bytes.store(ctx.approx_bytes(), Ordering::Relaxed);
-        let (actor, snapshot) = Actor::new(ctx, rx, self.deps.clone(), footprint.clone());
+        let (actor, snapshot) = Actor::new(
+            ctx,
+            (tx.downgrade(), rx),
+            self.deps.clone(),
+            footprint.clone(),
+        );
         let task = tokio::spawn(actor.run());
         let mut live = self.live();
         live.tick += 1;

@@ -5,7 +5,8 @@ use super::context::LiveContext;
 use crate::domain::SearchQuery;
 use crate::fsm::State;
 use crate::store::{
-    ContextPage, ContextRecord, Cursor, LoadedContext, QueuedRecord, SaveBatch, Store, StoreError,
+    ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch, Store,
+    StoreError,
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};
@@ -114,9 +115,10 @@ impl Store for FaultStore {
         &self,
         owner: &str,
         limit: u32,
+        order: ListOrder,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError> {
-        self.inner.list_contexts(owner, limit, after).await
+        self.inner.list_contexts(owner, limit, order, after).await
     }
     async fn search_contexts(
         &self,
@@ -177,6 +179,7 @@ impl Store for NullStore {
         &self,
         _: &str,
         _: u32,
+        _: ListOrder,
         _: Option<Cursor>,
     ) -> Result<ContextPage, StoreError> {
         Ok(ContextPage {

@@ -528,7 +528,7 @@ async fn concurrent_creates_never_pass_the_chat_quota() {
     assert_eq!(created, 3);
     let page = h
         .store
-        .list_contexts("carol", 100, None)
+        .list_contexts("carol", 100, crate::store::ListOrder::Created, None)
         .await
         .expect("list");
     assert_eq!(page.total, 3);

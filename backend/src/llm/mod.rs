@@ -1,11 +1,14 @@
 //! The model behind a turn: a trait, and the providers that implement it.
 
+mod catalog;
 mod openai;
 mod scripted;
 mod sse;
+pub mod title;
 
+pub use catalog::ModelCatalog;
 pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
-pub use scripted::ScriptedModel;
+pub use scripted::{ScriptedModel, SCRIPTED_MODEL_ID};
 
 use async_trait::async_trait;
 use chatsync_protocol::Message;
@@ -61,4 +64,10 @@ pub type ModelStream = BoxStream<'static, Result<ModelChunk, ModelError>>;
 pub trait Model: Send + Sync + std::fmt::Debug + 'static {
     /// Starts a reply. An error here means no chunk was produced.
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+
+    /// Whether a chat is named by this model after its first turn (see [`title`]); the
+    /// scripted model does not, so its chats keep the title their client gave.
+    fn names_chats(&self) -> bool {
+        false
+    }
 }

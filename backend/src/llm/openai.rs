@@ -193,6 +193,10 @@ impl OpenAiModel {
 
 #[async_trait]
 impl Model for OpenAiModel {
+    fn names_chats(&self) -> bool {
+        true
+    }
+
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
         let response = self.open(&request).await.map_err(|e| self.scrub(e))?;
         let key = self.api_key.clone();

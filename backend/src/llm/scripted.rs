@@ -13,6 +13,9 @@ use std::time::Duration;
 const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(100);
 const MAX_SLOW_CHUNKS: u32 = 1000;
 
+/// The id the scripted model goes by (`GET /api/models`).
+pub const SCRIPTED_MODEL_ID: &str = "scripted";
+
 #[derive(Debug, Clone)]
 pub struct ScriptedModel {
     chunk_delay: Duration,

@@ -1,6 +1,8 @@
 //! One behavioural suite that every `Store` implementation must pass.
 
-use super::{ContextRecord, Cursor, LoadedContext, MessageRecord, SaveBatch, Store, StoreError};
+use super::{
+    ContextRecord, Cursor, ListOrder, LoadedContext, MessageRecord, SaveBatch, Store, StoreError,
+};
 use crate::domain::SearchQuery;
 use crate::fsm::State;
 use chatsync_protocol::{
@@ -234,7 +236,10 @@ pub(crate) async fn run(store: &dyn Store) {
         .await
         .expect("refused"));
     assert_eq!(store.load_context(limited[2].id).await.expect("load"), None);
-    let page = store.list_contexts("carol", 10, None).await.expect("list");
+    let page = store
+        .list_contexts("carol", 10, ListOrder::Created, None)
+        .await
+        .expect("list");
     assert_eq!(page.total, 2);
     for r in &limited[..2] {
         assert!(store.delete_context("carol", r.id).await.expect("delete"));
@@ -260,22 +265,25 @@ pub(crate) async fn run(store: &dyn Store) {
     // Another user's newest context is in no page and no count of alice's.
     let theirs = bobs(9);
     store.insert_context(&theirs, None).await.expect("insert");
-    let page = store.list_contexts("alice", 4, None).await.expect("list");
+    let page = store
+        .list_contexts("alice", 4, ListOrder::Created, None)
+        .await
+        .expect("list");
     assert_eq!(page.total, 6);
     let ids: Vec<_> = page.contexts.iter().map(|r| r.id).collect();
     assert_eq!(ids, [more[3].id, more[2].id, more[1].id, more[0].id]);
     let last = page.contexts.last().expect("page");
-    let next = Cursor {
-        created_at: last.created_at,
-        id: last.id,
-    };
+    let next = Cursor::after(ListOrder::Created, last);
     let page2 = store
-        .list_contexts("alice", 4, Some(next))
+        .list_contexts("alice", 4, ListOrder::Created, Some(next))
         .await
         .expect("list");
     let ids: Vec<_> = page2.contexts.iter().map(|r| r.id).collect();
     assert_eq!(ids, [running.id, c.id]);
-    let page = store.list_contexts("bob", 4, None).await.expect("list");
+    let page = store
+        .list_contexts("bob", 4, ListOrder::Created, None)
+        .await
+        .expect("list");
     let ids: Vec<_> = page.contexts.iter().map(|r| r.id).collect();
     assert_eq!((ids, page.total), (vec![theirs.id], 1));
 
@@ -308,6 +316,50 @@ pub(crate) async fn run(store: &dyn Store) {
     ));
 
     search(store).await;
+    by_activity(store).await;
+}
+
+/// `ListOrder::Updated` pages by the latest activity: equal times by id, no context twice
+/// or missed across pages, another owner's in none.
+async fn by_activity(store: &dyn Store) {
+    let mut mine: Vec<ContextRecord> = (40..47)
+        .map(|n| ContextRecord {
+            owner: "erin".into(),
+            // Created in one order, active in the other, two pairs at the same moment.
+            updated_at: context(100 - n / 2).created_at,
+            ..context(n)
+        })
+        .collect();
+    for r in &mine {
+        store.insert_context(r, None).await.expect("insert");
+    }
+    let theirs = bobs(200);
+    store.insert_context(&theirs, None).await.expect("insert");
+    mine.sort_by_key(|r| std::cmp::Reverse((r.updated_at, r.id)));
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_contexts("erin", 3, ListOrder::Updated, after)
+            .await
+            .expect("list");
+        assert_eq!(page.total, 7);
+        seen.extend(page.contexts.iter().map(|r| r.id));
+        match page.contexts.last() {
+            Some(last) if page.contexts.len() == 3 => {
+                after = Some(Cursor::after(ListOrder::Updated, last));
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, mine.iter().map(|r| r.id).collect::<Vec<_>>());
+    for r in &mine {
+        store.delete_context("erin", r.id).await.expect("delete");
+    }
+    store
+        .delete_context("bob", theirs.id)
+        .await
+        .expect("delete");
 }
 
 /// Stores a context with these messages as one save, updated `n` seconds after the epoch

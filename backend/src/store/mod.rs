@@ -101,28 +101,76 @@ pub struct ContextPage {
     pub total: u64,
 }
 
-/// Position in the newest-first list of contexts: the last context of the previous page.
+/// The order of an owner's list of contexts, newest first either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// By `created_at`.
+    #[default]
+    Created,
+    /// By `updated_at`: the latest activity first.
+    Updated,
+}
+
+impl ListOrder {
+    /// The column the list is ordered by.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            ListOrder::Created => "created_at",
+            ListOrder::Updated => "updated_at",
+        }
+    }
+}
+
+/// Position in a newest-first list of contexts: the last context of the previous page
+/// (its time in the list's order, then its id, so equal times page without gaps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_at: DateTime<Utc>,
+    pub order: ListOrder,
+    pub at: DateTime<Utc>,
     pub id: Uuid,
 }
 
+/// What starts the token of a cursor in `updated` order (creation order has none, as
+/// before there were orders).
+const UPDATED_PREFIX: &str = "u";
+
 impl Cursor {
+    /// The cursor after `record` in `order`.
+    pub fn after(order: ListOrder, record: &ContextRecord) -> Cursor {
+        let at = match order {
+            ListOrder::Created => record.created_at,
+            ListOrder::Updated => record.updated_at,
+        };
+        Cursor {
+            order,
+            at,
+            id: record.id,
+        }
+    }
+
     /// An opaque, URL-safe token.
     pub fn encode(&self) -> String {
+        let prefix = match self.order {
+            ListOrder::Created => "",
+            ListOrder::Updated => UPDATED_PREFIX,
+        };
         format!(
-            "{}_{}",
-            self.created_at.timestamp_micros(),
+            "{prefix}{}_{}",
+            self.at.timestamp_micros(),
             self.id.simple()
         )
     }
 
     pub fn decode(token: &str) -> Option<Cursor> {
+        let (order, token) = match token.strip_prefix(UPDATED_PREFIX) {
+            Some(rest) => (ListOrder::Updated, rest),
+            None => (ListOrder::Created, token),
+        };
         let (micros, id) = token.split_once('_')?;
-        let created_at = Utc.timestamp_micros(micros.parse().ok()?).single()?;
+        let at = Utc.timestamp_micros(micros.parse().ok()?).single()?;
         Some(Cursor {
-            created_at,
+            order,
+            at,
             id: Uuid::try_parse(id).ok()?,
         })
     }
@@ -166,11 +214,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = since;
         self.load_context(id).await
     }
-    /// An owner's contexts, newest first; `after` is the last context of the previous page.
+    /// An owner's contexts, newest first in `order`; `after` is the last context of the
+    /// previous page (in the same order).
     async fn list_contexts(
         &self,
         owner: &str,
         limit: u32,
+        order: ListOrder,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError>;
     /// An owner's contexts whose title or message text matches, best match first, then the
@@ -319,9 +369,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn cursor_round_trips(micros in 0i64..4_000_000_000_000_000, id in any::<u128>()) {
-            let created_at = Utc.timestamp_micros(micros).single().expect("in range");
-            let cursor = Cursor { created_at, id: Uuid::from_u128(id) };
+        fn cursor_round_trips(
+            micros in 0i64..4_000_000_000_000_000,
+            id in any::<u128>(),
+            updated in any::<bool>(),
+        ) {
+            let at = Utc.timestamp_micros(micros).single().expect("in range");
+            let order = if updated { ListOrder::Updated } else { ListOrder::Created };
+            let cursor = Cursor { order, at, id: Uuid::from_u128(id) };
             prop_assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         }
 
@@ -362,6 +417,8 @@ mod tests {
             "12",
             "12_nothex",
             "x_00000000000000000000000000000000",
+            "u",
+            "uu12_00000000000000000000000000000000",
         ] {
             assert_eq!(Cursor::decode(token), None, "{token}");
         }

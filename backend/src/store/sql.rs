@@ -8,7 +8,7 @@ use super::coordination::{Coordination, SingleProcess};
 use super::dialect::Dialect;
 use super::postgres::PgCoordination;
 use super::{
-    format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, LoadedContext,
+    format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext,
     MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
 };
 use crate::domain::SearchQuery;
@@ -502,17 +502,19 @@ impl Store for SqlStore {
         &self,
         owner: &str,
         limit: u32,
+        order: ListOrder,
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError> {
+        let by = order.column();
         let rows = match after {
             Some(c) => {
                 sqlx::query(&format!(
                     "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE owner = $1 \
-                     AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                     AND ({by} < $2 OR ({by} = $2 AND id < $3)) \
+                     ORDER BY {by} DESC, id DESC LIMIT $4"
                 ))
                 .bind(owner)
-                .bind(format_time(&c.created_at))
+                .bind(format_time(&c.at))
                 .bind(c.id.to_string())
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
@@ -521,7 +523,7 @@ impl Store for SqlStore {
             None => {
                 sqlx::query(&format!(
                     "SELECT {CONTEXT_COLUMNS} FROM contexts WHERE owner = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                     ORDER BY {by} DESC, id DESC LIMIT $2"
                 ))
                 .bind(owner)
                 .bind(i64::from(limit))

@@ -140,7 +140,10 @@ impl TestApp {
         let store = self.engine().store();
         let mut out = String::new();
         for owner in owners {
-            let page = store.list_contexts(owner, 200, None).await.expect("list");
+            let page = store
+                .list_contexts(owner, 200, Default::default(), None)
+                .await
+                .expect("list");
             out.push_str(&format!("{owner}: {page:?}\n"));
             for c in &page.contexts {
                 let loaded = store.load_context(c.id).await.expect("load");

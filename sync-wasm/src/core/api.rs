@@ -218,6 +218,9 @@ impl Api {
         if let Some(words) = &options.query {
             query.push(format!("q={}", encode(words)));
         }
+        if let Some(order) = options.order {
+            query.push(format!("order={}", order.as_str()));
+        }
         let mut url = format!("{}/contexts", self.base);
         if !query.is_empty() {
             url = format!("{url}?{}", query.join("&"));
@@ -330,6 +333,7 @@ pub fn retry_after_ms(header: &str) -> Option<u32> {
 pub(crate) mod tests {
     use super::*;
     use crate::core::error::ErrorKind;
+    use crate::core::view::ListOrder;
 
     /// An answer's body as text, read with `serde_json` the way the browser reads JSON.
     pub struct Json<'a>(pub &'a str);
@@ -405,10 +409,11 @@ pub(crate) mod tests {
             limit: Some(5),
             cursor: Some("a&b=c".into()),
             query: None,
+            order: Some(ListOrder::Updated),
         };
         assert_eq!(
             api.list_contexts(&page).url,
-            "/api/contexts?limit=5&cursor=a%26b%3Dc"
+            "/api/contexts?limit=5&cursor=a%26b%3Dc&order=updated"
         );
         let search = ListOptions {
             query: Some("rust &q=x".into()),

@@ -195,6 +195,26 @@ pub struct ListOptions {
     /// Search words: the answer is the best matches, without a cursor.
     #[serde(default)]
     pub query: Option<String>,
+    /// `created` (the server's default) or `updated`: the latest activity first.
+    #[serde(default)]
+    pub order: Option<ListOrder>,
+}
+
+/// The order of the list of contexts (`GET /api/contexts?order=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListOrder {
+    Created,
+    Updated,
+}
+
+impl ListOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListOrder::Created => "created",
+            ListOrder::Updated => "updated",
+        }
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -107,4 +107,6 @@ export interface ListContextsOptions {
   cursor?: string | null;
   /** Search words: the best matches, ranked, without a next cursor. */
   query?: string | null;
+  /** Newest created first (the default), or the latest activity first; not with `query`. */
+  order?: "created" | "updated" | null;
 }

@@ -23,9 +23,8 @@ const SEARCH_LIMIT = 50;
 const CHANNEL = "chatsync-contexts";
 
 /**
- * The list follows use: the chat with the latest activity first. The server pages in
- * creation order, so this orders the pages loaded so far (all of them for up to `MAX_PAGE`
- * chats once scrolled).
+ * The list follows use: the chat with the latest activity first. The server pages in that
+ * order (`order: "updated"`); a chat active again since its page was read moves up here.
  */
 const byActivity = (list: ContextSummary[]) =>
   [...list].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt) || (a.id < b.id ? 1 : -1));
@@ -77,7 +76,7 @@ export function useContexts(
     if (!sync) return;
     const request: Promise<ContextList> = searching
       ? sync.listContexts({ query, limit: SEARCH_LIMIT })
-      : sync.listContexts({ limit: Math.min(MAX_PAGE, Math.max(PAGE_SIZE, shown.current)) });
+      : sync.listContexts({ limit: Math.min(MAX_PAGE, Math.max(PAGE_SIZE, shown.current)), order: "updated" });
     request
       .then(
         (list) => {
@@ -97,7 +96,7 @@ export function useContexts(
     if (!sync || !cursor || searching || loading.current) return;
     loading.current = true;
     sync
-      .listContexts({ limit: PAGE_SIZE, cursor })
+      .listContexts({ limit: PAGE_SIZE, cursor, order: "updated" })
       .then(
         (page) => {
           setContexts((list) => {

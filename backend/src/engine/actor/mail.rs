@@ -89,9 +89,11 @@ pub enum Request {
         content: Vec<ContentPart>,
         reply: Reply<Written>,
     },
-    /// Give the context a new title.
+    /// Give the context a new title; with `unless_changed_from`, only if its title is still
+    /// that one (a title the model proposes never replaces one a person chose meanwhile).
     Rename {
         title: Title,
+        unless_changed_from: Option<String>,
         reply: Reply<()>,
     },
     /// Write whatever is unsaved now.
@@ -125,7 +127,7 @@ pub(super) enum DuringTurn {
     /// Runs now: it touches the queue only.
     CancelQueued(Uuid, Reply<()>),
     /// Runs now: it touches the context row only, never the turn.
-    Rename(Title, Reply<()>),
+    Rename(Title, Option<String>, Reply<()>),
     /// Runs now: it writes what the turn showed.
     Flush(Reply<()>),
     /// Needs a resting context: answered at once with this error, and dropped.
@@ -164,7 +166,11 @@ impl Request {
             Request::CancelQueued { message_id, reply } => {
                 DuringTurn::CancelQueued(message_id, reply)
             }
-            Request::Rename { title, reply } => DuringTurn::Rename(title, reply),
+            Request::Rename {
+                title,
+                unless_changed_from,
+                reply,
+            } => DuringTurn::Rename(title, unless_changed_from, reply),
             Request::Flush { reply } => DuringTurn::Flush(reply),
             legacy @ (Request::Append { .. } | Request::Edit { .. }) => {
                 DuringTurn::Refused(legacy, ActionError::TurnRunning)

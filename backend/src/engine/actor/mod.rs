@@ -18,6 +18,7 @@
 mod branch;
 mod lease;
 mod mail;
+mod naming;
 mod publish;
 mod queue;
 mod tools;
@@ -59,6 +60,8 @@ type Step = Result<(), Halt>;
 pub struct Actor {
     ctx: LiveContext,
     rx: mpsc::Receiver<Mail>,
+    /// This actor's own mailbox, for work it finishes later (a title the model names).
+    mailbox: mpsc::WeakSender<Mail>,
     rx_closed: bool,
     /// The engine evicted this context during a turn: it leaves once the turn rests.
     retire_requested: bool,
@@ -81,7 +84,7 @@ const LEASE_POLL: Duration = Duration::from_millis(25);
 impl Actor {
     pub fn new(
         mut ctx: LiveContext,
-        rx: mpsc::Receiver<Mail>,
+        (mailbox, rx): (mpsc::WeakSender<Mail>, mpsc::Receiver<Mail>),
         deps: Arc<Deps>,
         footprint: Arc<Footprint>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
@@ -95,6 +98,7 @@ impl Actor {
         let actor = Actor {
             ctx,
             rx,
+            mailbox,
             rx_closed: false,
             retire_requested: false,
             deps,
@@ -245,7 +249,11 @@ impl Actor {
                 self.ctx.message_mut(i).content = content;
                 let _ = reply.send(Ok(self.save_kept(i).await));
             }
-            Request::Rename { title, reply } => self.rename(title, reply).await,
+            Request::Rename {
+                title,
+                unless_changed_from,
+                reply,
+            } => self.rename(title, unless_changed_from, reply).await,
             Request::Flush { reply } => {
                 self.flush().await;
                 let _ = reply.send(Ok(()));
@@ -269,7 +277,9 @@ impl Actor {
                 self.cancel_queued(message_id, reply).await;
             }
             // The turn holds the lease, so the title can be written now.
-            DuringTurn::Rename(title, reply) => self.rename(title, reply).await,
+            DuringTurn::Rename(title, expected, reply) => {
+                self.rename(title, expected, reply).await;
+            }
             DuringTurn::Flush(reply) => {
                 self.flush().await;
                 let _ = reply.send(Ok(()));
@@ -460,7 +470,11 @@ impl Actor {
         }
     }
 
-    async fn rename(&mut self, title: Title, reply: Reply<()>) {
+    async fn rename(&mut self, title: Title, expected: Option<String>, reply: Reply<()>) {
+        if expected.is_some_and(|e| e != self.ctx.title()) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
         self.ctx.set_title(title.into_inner());
         let _ = reply.send(self.save_now().await);
     }
@@ -549,6 +563,7 @@ impl Actor {
     async fn settle(&mut self) {
         self.turns.settled = self.turns.started;
         self.publish().await;
+        self.name_after_first_turn();
     }
 
     /// Awaits `fut` during a turn while serving the mailbox as [`Request::during_turn`]

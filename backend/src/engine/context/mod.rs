@@ -210,6 +210,10 @@ impl LiveContext {
         }
     }
 
+    pub fn title(&self) -> &str {
+        &self.record.title
+    }
+
     pub fn set_title(&mut self, title: String) {
         if self.record.title != title {
             self.record.title = title;
