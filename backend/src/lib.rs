@@ -158,10 +158,6 @@ impl Application {
                 body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
                 models: Arc::new(config.models()),
                 allowed_hosts: Arc::new(api::AllowedHosts::from_flag(&config.allowed_hosts)),
-                server_model: match config.model {
-                    ModelKind::Scripted => "scripted".to_owned(),
-                    ModelKind::Openai => config.openai_model.clone(),
-                },
             }),
         };
         let router = api::router(state.clone()).map_err(StartError::Config)?;

@@ -36,8 +36,6 @@ pub struct ApiConfig {
     pub models: Arc<crate::llm::ModelCatalog>,
     /// Host names requests may carry (`--allowed-hosts`).
     pub allowed_hosts: Arc<AllowedHosts>,
-    /// The model id the server answers with when a chat names none (`/v1/models`).
-    pub server_model: String,
 }
 
 #[derive(Debug, Clone)]

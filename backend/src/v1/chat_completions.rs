@@ -236,7 +236,8 @@ async fn create(
     let key = idempotency_key(&headers)?;
     let (system, messages) = parse_messages(&req.messages)?;
     check_tools(req.tools.as_deref().unwrap_or_default())?;
-    let model = choose_model(&app, req.model)?.unwrap_or_else(|| app.config.server_model.clone());
+    let model = choose_model(&app, req.model)?
+        .unwrap_or_else(|| app.config.models.default_model().to_owned());
     let include_usage = req
         .stream_options
         .as_ref()

@@ -85,13 +85,13 @@ fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>,
     let model = ModelId::parse(model)
         .map_err(|e| invalid(e.0))?
         .into_inner();
-    let allowed = &app.config.allowed_models;
-    if !allowed.is_empty() && !allowed.contains(&model) {
+    let models = &app.config.models;
+    if !models.allows(&model) {
         return Err(ApiError::bad_request(
             "model_not_found",
             format!(
                 "The model {model:?} is not offered here; choose one of: {}",
-                allowed.join(", ")
+                models.offered().join(", ")
             ),
         ));
     }

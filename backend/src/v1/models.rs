@@ -14,21 +14,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{id}", get(show))
 }
 
-/// The ids a chat may name.
-pub fn offered(app: &AppState) -> Vec<String> {
-    if app.config.allowed_models.is_empty() {
-        vec![app.config.server_model.clone()]
-    } else {
-        app.config.allowed_models.clone()
-    }
-}
-
 fn model(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": "chatsync"})
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = offered(&app).iter().map(|m| model(m)).collect();
+    let data: Vec<Value> = app
+        .config
+        .models
+        .offered()
+        .iter()
+        .map(|m| model(m))
+        .collect();
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -36,7 +33,7 @@ async fn show(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if offered(&app).contains(&id) {
+    if app.config.models.offered().contains(&id) {
         Ok(Json(model(&id)))
     } else {
         Err(not_found("model", &id))

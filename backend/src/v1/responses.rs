@@ -306,7 +306,7 @@ async fn create(
     let spec = Spec {
         model: model
             .or(snapshot_model)
-            .unwrap_or_else(|| app.config.server_model.clone()),
+            .unwrap_or_else(|| app.config.models.default_model().to_owned()),
         instructions: instructions.map(SystemPrompt::into_inner),
         tools,
         tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
