@@ -175,11 +175,29 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     [errors, chats],
   );
 
+  // What a send needs once the client exists; `whenReady` resolves at that point.
+  // Read through a ref: the composer may hold a send made in an earlier render.
+  const latest = useRef({ sync, actions, chats, setContextId });
+  latest.current = { sync, actions, chats, setContextId };
+  const readyWaiters = useRef<(() => void)[]>([]);
+  useEffect(() => {
+    if (sync) for (const resolve of readyWaiters.current.splice(0)) resolve();
+  }, [sync]);
+  const whenReady = useCallback(
+    () =>
+      latest.current.sync ? Promise.resolve() : new Promise<void>((resolve) => readyWaiters.current.push(resolve)),
+    [],
+  );
+
   // A new chat exists on the server only from its first message on, so no empty chats
   // pile up; that message then runs through the FSM like any other. If the chat cannot be
   // created, the message was never shown, so the composer gets its text back.
   const send = useCallback(
     async (text: string) => {
+      // Typed before the client exists (just after the app mounts, or a sign-in): wait
+      // for it rather than lose the message; then act through this render's successors.
+      await whenReady();
+      const { actions, chats, setContextId } = latest.current;
       if (!selectedId) {
         try {
           const modelId = models ? (model ?? models.default) : null;
@@ -206,7 +224,7 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
         return false;
       }
     },
-    [errors, selectedId, chats, select, setContextId, actions, models, model],
+    [errors, selectedId, select, whenReady, models, model],
   );
 
   // A search result for the open chat can show where it matched: its messages are here.
@@ -277,6 +295,7 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
       />
       <ChatPanel
         view={view}
+        chatId={selectedId}
         title={title}
         user={draftUser}
         actions={actions}

@@ -39,6 +39,8 @@ test("Sign out clears the user's offline queue", { timeout: 90_000 }, async (t) 
 
   await context.setOffline(false);
   await signIn(page, token("alice"));
+  // The chat shows again once the new session's client has loaded it.
+  await messages(page, "user").filter({ hasText: "hello from alice" }).waitFor();
   await turn(page, "back again");
   assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "back again"], "the forgotten send never went");
   assertLocalOnly();

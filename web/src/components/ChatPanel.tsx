@@ -16,6 +16,8 @@ import { useScrolledIntoView } from "../hooks/useScrolledIntoView";
 
 interface Props {
   view: ChatView;
+  /** The chat the user opened (known from the URL before its view has loaded). */
+  chatId: string | null;
   title: string | null;
   /** Whose drafts the composer keeps. */
   user: string;
@@ -56,7 +58,7 @@ function FailedTurn({ error, onRetry }: { error: string | null; onRetry(): void 
   );
 }
 
-export function ChatPanel({ view, title, user, actions, onSend, error, onDismissError, run, onOpenDrawer, onNewChat, models, model, onModel, modelInUse }: Props) {
+export function ChatPanel({ view, chatId, title, user, actions, onSend, error, onDismissError, run, onOpenDrawer, onNewChat, models, model, onModel, modelInUse }: Props) {
   // Counts this tab's sends and retries: each brings the list down to the message. A
   // message pending in another tab shows here too, and must not move a reader who scrolled up.
   const [sends, setSends] = useState(0);
@@ -67,7 +69,8 @@ export function ChatPanel({ view, title, user, actions, onSend, error, onDismiss
     },
     [onSend],
   );
-  const [draft, setDraft] = useDraft(user, view.contextId);
+  // Keyed by the chat opened, not the loaded view: text typed while the chat loads is its draft.
+  const [draft, setDraft] = useDraft(user, chatId);
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
   const deleted = view.sync === "deleted";
