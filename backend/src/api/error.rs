@@ -12,6 +12,12 @@ use axum::Json;
 use chatsync_protocol::{ErrorBody, ErrorDetail};
 use std::fmt::Display;
 
+/// The header that carries a request's id: echoed when the client sent a usable one,
+/// generated otherwise, answered on every response and quoted in error bodies. Defined
+/// here, with the error bodies that quote it, so that this module imports nothing from
+/// the rest of the API.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 tokio::task_local! {
     /// The `x-request-id` of the request being answered, for error bodies.
     static REQUEST_ID: String;
@@ -22,7 +28,7 @@ tokio::task_local! {
 pub async fn scope_request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
-        .get(super::shared::REQUEST_ID_HEADER)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
