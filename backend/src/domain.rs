@@ -2,6 +2,7 @@
 //! it is known to be valid.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest message content accepted, in characters (the body limit applies too).
 pub const MAX_CONTENT_CHARS: usize = 100_000;
@@ -13,6 +14,8 @@ pub const MAX_SYSTEM_PROMPT_CHARS: usize = 20_000;
 pub const MAX_MODEL_ID_CHARS: usize = 200;
 /// Longest `mode` accepted, in characters.
 pub const MAX_MODE_CHARS: usize = 64;
+/// Longest user id accepted, in bytes (the sync module's `userId` has the same bound).
+pub const MAX_OWNER_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -136,6 +139,40 @@ impl Title {
     }
 }
 
+/// Who a context belongs to: an authenticated user's id (a token's `sub`, the proxy's
+/// header, or `local`), 1 to [`MAX_OWNER_BYTES`] bytes without control characters.
+/// Cheap to clone: every request carries one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner(Arc<str>);
+
+impl Owner {
+    /// The one user of `--auth none`.
+    pub const LOCAL: &str = "local";
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty() || raw.len() > MAX_OWNER_BYTES {
+            return Err(ParseError(format!(
+                "a user id must have 1 to {MAX_OWNER_BYTES} bytes"
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(ParseError(
+                "a user id must not contain control characters".into(),
+            ));
+        }
+        Ok(Owner(raw.into()))
+    }
+
+    /// [`Owner::LOCAL`].
+    pub fn local() -> Self {
+        Owner(Self::LOCAL.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A search as the user typed it, reduced to the words the full-text indexes know: runs
 /// of letters and digits, lower-cased. Everything else (quotes, operators such as `NEAR(`
 /// or `OR`'s punctuation, column filters) is a separator, so no input reaches either
@@ -200,6 +237,10 @@ impl ModelId {
         name("model_id", value, MAX_MODEL_ID_CHARS).map(ModelId)
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -243,6 +284,29 @@ impl SystemPrompt {
     }
 }
 
+/// A new context as its creator asked for it, parsed: what `Engine::create_context`
+/// takes. Every part may be left out: the title is then "New chat", and the model, mode
+/// and system prompt are the provider's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewContext {
+    pub title: Option<Title>,
+    pub model_id: Option<ModelId>,
+    pub mode: Option<Mode>,
+    pub system_prompt: Option<SystemPrompt>,
+}
+
+impl NewContext {
+    /// The title, and the configuration as it is stored and answered.
+    pub fn into_parts(self) -> (Option<Title>, chatsync_protocol::ContextConfig) {
+        let config = chatsync_protocol::ContextConfig {
+            model_id: self.model_id.map(ModelId::into_inner),
+            mode: self.mode.map(Mode::into_inner),
+            system_prompt: self.system_prompt.map(SystemPrompt::into_inner),
+        };
+        (self.title, config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +334,49 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_bounded_in_bytes_and_printable() {
+        assert_eq!(
+            Owner::parse("alice").map(|o| o.as_str().to_owned()),
+            Ok("alice".into())
+        );
+        assert_eq!(Owner::local().as_str(), "local");
+        assert!(Owner::parse(&"a".repeat(MAX_OWNER_BYTES)).is_ok());
+        assert!(Owner::parse(&"a".repeat(MAX_OWNER_BYTES + 1)).is_err());
+        // Bytes, not characters: 128 two-byte characters fit, 129 do not.
+        assert!(Owner::parse(&"é".repeat(MAX_OWNER_BYTES / 2)).is_ok());
+        assert!(Owner::parse(&"é".repeat(MAX_OWNER_BYTES / 2 + 1)).is_err());
+        for bad in ["", "a\nb", "\u{7f}", "tab\there"] {
+            assert!(Owner::parse(bad).is_err(), "{bad:?}");
+        }
+        // What a token's `sub` or a proxy's header may hold today stays accepted.
+        for ok in [
+            "user@example.com",
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            " padded ",
+            "名前",
+        ] {
+            assert!(Owner::parse(ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_context_keeps_what_was_asked_for() {
+        let new = NewContext {
+            title: Some(Title::parse(" Plans ").expect("title")),
+            model_id: Some(ModelId::parse("gpt-4o".into()).expect("model")),
+            mode: None,
+            system_prompt: Some(SystemPrompt::parse("Be brief.".into()).expect("prompt")),
+        };
+        let (title, config) = new.into_parts();
+        assert_eq!(title.map(Title::into_inner), Some("Plans".into()));
+        assert_eq!(config.model_id.as_deref(), Some("gpt-4o"));
+        assert_eq!(config.mode, None);
+        assert_eq!(config.system_prompt.as_deref(), Some("Be brief."));
+        let (title, config) = NewContext::default().into_parts();
+        assert_eq!((title, config), (None, Default::default()));
+    }
+
+    #[test]
     fn keys_are_bounded_and_printable() {
         assert!(ClientKey::parse("key", "".into()).is_err());
         assert!(ClientKey::parse("key", "a b".into()).is_err());
@@ -292,6 +399,26 @@ mod tests {
         #[test]
         fn keys_round_trip(s in "[A-Za-z0-9_:.-]{1,128}") {
             prop_assert_eq!(ClientKey::parse("k", s.clone()).map(ClientKey::into_inner), Ok(s));
+        }
+
+        #[test]
+        fn owners_round_trip(s in "[^\\p{Cc}]{1,64}") {
+            prop_assume!(s.len() <= MAX_OWNER_BYTES);
+            let owner = Owner::parse(&s).expect("printable");
+            prop_assert_eq!(owner.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn owners_with_a_control_character_are_refused(
+            a in "[a-z]{0,10}", bad in "\\p{Cc}", b in "[a-z]{0,10}"
+        ) {
+            let id = format!("{a}{bad}{b}");
+            prop_assert!(Owner::parse(&id).is_err());
+        }
+
+        #[test]
+        fn owners_longer_than_256_bytes_are_refused(s in "[a-zé]{129,300}") {
+            prop_assert_eq!(Owner::parse(&s).is_ok(), s.len() <= MAX_OWNER_BYTES);
         }
 
         #[test]

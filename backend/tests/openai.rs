@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync::domain::NewMessage;
-use chatsync_protocol::{content_text, ChatState, ContextConfig, MessageStatus, Role, Status};
+use chatsync::domain::{NewContext, NewMessage, Owner, SystemPrompt};
+use chatsync_protocol::{content_text, ChatState, MessageStatus, Role, Status};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -261,14 +261,14 @@ async fn chat(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -
 
 impl Chat {
     async fn context(&self, system_prompt: Option<&str>) -> Uuid {
-        let config = ContextConfig {
-            system_prompt: system_prompt.map(str::to_owned),
-            ..ContextConfig::default()
+        let new = NewContext {
+            system_prompt: system_prompt.map(|p| SystemPrompt::parse(p.into()).expect("prompt")),
+            ..NewContext::default()
         };
         let s = self
             .app
             .engine()
-            .create_context("local", None, config)
+            .create_context(&Owner::local(), new)
             .await
             .expect("create");
         s.record.id

@@ -5,10 +5,10 @@ mod common;
 use common::{last_text, TestApp};
 
 use async_trait::async_trait;
-use chatsync::domain::NewMessage;
+use chatsync::domain::{NewContext, NewMessage, Owner};
 use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream};
 use chatsync::tools::{ToolRegistry, ToolSettings, NOT_IN_WORKSPACE, READ_FILE_MAX_BYTES};
-use chatsync_protocol::{content_text, ChatState, ContextConfig, Role, Status, ToolCallStatus};
+use chatsync_protocol::{content_text, ChatState, Role, Status, ToolCallStatus};
 use futures::StreamExt;
 use serde_json::json;
 use std::path::Path;
@@ -226,7 +226,7 @@ impl Chat {
     async fn send(&self, text: &str) -> (Uuid, ChatState) {
         let engine = self.app.engine();
         let id = engine
-            .create_context("local", None, ContextConfig::default())
+            .create_context(&Owner::local(), NewContext::default())
             .await
             .expect("create")
             .record
@@ -351,7 +351,7 @@ async fn only_the_gated_call_waits_and_a_denial_does_not_stop_the_approved_one()
     .await;
     let engine = app.engine();
     let id = engine
-        .create_context("local", None, ContextConfig::default())
+        .create_context(&Owner::local(), NewContext::default())
         .await
         .expect("create")
         .record

@@ -13,13 +13,13 @@
 
 use super::error::ApiError;
 use super::extract::has_json_type;
+use super::hosts::{host_name, AllowedHosts};
 use super::shared::REQUESTED_WITH;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Longest host name quoted back in an error.
@@ -41,52 +41,6 @@ pub async fn script_posts_only(req: Request, next: Next) -> Response {
 
 fn sent_by_script(req: &Request) -> bool {
     has_json_type(req.headers()) || req.headers().contains_key(REQUESTED_WITH)
-}
-
-/// The host names requests may carry (`--allowed-hosts`).
-#[derive(Debug, Clone)]
-pub enum AllowedHosts {
-    /// Every host (`--allowed-hosts '*'`).
-    Any,
-    /// `localhost`, IP addresses (DNS rebinding needs a name) and these names.
-    Names(Vec<String>),
-}
-
-impl AllowedHosts {
-    pub fn from_flag(names: &[String]) -> Self {
-        if names.iter().any(|n| n.trim() == "*") {
-            return AllowedHosts::Any;
-        }
-        AllowedHosts::Names(
-            names
-                .iter()
-                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
-                .filter(|n| !n.is_empty())
-                .collect(),
-        )
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        let AllowedHosts::Names(names) = self else {
-            return true;
-        };
-        let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
-        name == "localhost"
-            || name.ends_with(".localhost")
-            || name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
-            || names.contains(&name)
-    }
-}
-
-/// The name part of a `Host` value: without the port, brackets kept on IPv6.
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.split_once(':') {
-        Some((name, port)) if !port.contains(':') => name,
-        _ => host,
-    }
 }
 
 /// Refuses a request whose `Host` is not one this server answers for.
@@ -122,47 +76,5 @@ pub async fn known_hosts_only(
     match refused {
         Some(error) => error.into_response(),
         None => next.run(req).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn localhost_and_addresses_pass_other_names_only_when_listed() {
-        let hosts = AllowedHosts::from_flag(&["Chat.Example.com".into()]);
-        for ok in [
-            "localhost:8080",
-            "LOCALHOST",
-            "app.localhost:3000",
-            "127.0.0.1:8080",
-            "10.0.0.7",
-            "[::1]:8080",
-            "chat.example.com",
-            "chat.example.com.:443",
-        ] {
-            assert!(hosts.allows(ok), "{ok}");
-        }
-        for refused in [
-            "evil.example:8080",
-            "example.com",
-            "chat.example.com.evil.example",
-            "127.0.0.1.nip.io",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!hosts.allows(refused), "{refused}");
-        }
-        assert!(AllowedHosts::from_flag(&["*".into()]).allows("evil.example"));
-    }
-
-    #[test]
-    fn the_port_is_not_part_of_the_name() {
-        assert_eq!(host_name("a.example:80"), "a.example");
-        assert_eq!(host_name("[::1]:80"), "[::1]");
-        assert_eq!(host_name("[::1]"), "[::1]");
-        assert_eq!(host_name("::1"), "::1");
-        assert_eq!(host_name("a.example"), "a.example");
     }
 }

@@ -4,14 +4,14 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ContextId};
 use super::shared::AppState;
 use crate::auth::User;
-use crate::domain::{Mode, ModelId, ParseError, SearchQuery, SystemPrompt, Title};
+use crate::domain::{Mode, ModelId, NewContext, ParseError, SearchQuery, SystemPrompt, Title};
 use crate::store::{Cursor, ListOrder};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chatsync_protocol::{
-    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse, RenameContextRequest,
+    ContextSummary, CreateContextRequest, ListContextsResponse, RenameContextRequest,
 };
 use serde::Deserialize;
 
@@ -26,12 +26,12 @@ pub fn routes() -> Router<AppState> {
 
 #[tracing::instrument(skip_all)]
 /// `--allowed-models`: a context may name only a listed model, when there is a list.
-fn allowed_model(app: &AppState, id: ModelId) -> Result<String, ApiError> {
+fn allowed_model(app: &AppState, id: ModelId) -> Result<ModelId, ApiError> {
     let models = &app.config.models;
-    let id = id.into_inner();
-    if models.allows(&id) {
+    if models.allows(id.as_str()) {
         return Ok(id);
     }
+    let id = id.as_str();
     Err(ApiError::bad_request(
         "invalid_model_id",
         format!(
@@ -56,7 +56,8 @@ async fn create(
         ));
     }
     let invalid = |code| move |e: ParseError| ApiError::bad_request(code, e.0);
-    let config = ContextConfig {
+    let new = NewContext {
+        title,
         model_id: req
             .model_id
             .map(ModelId::parse)
@@ -68,19 +69,14 @@ async fn create(
             .mode
             .map(Mode::parse)
             .transpose()
-            .map_err(invalid("invalid_mode"))?
-            .map(Mode::into_inner),
+            .map_err(invalid("invalid_mode"))?,
         system_prompt: req
             .system_prompt
             .map(SystemPrompt::parse)
             .transpose()
-            .map_err(invalid("invalid_system_prompt"))?
-            .map(SystemPrompt::into_inner),
+            .map_err(invalid("invalid_system_prompt"))?,
     };
-    let snapshot = app
-        .engine
-        .create_context(user.as_str(), title, config)
-        .await?;
+    let snapshot = app.engine.create_context(user.owner(), new).await?;
     tracing::info!(context_id = %snapshot.record.id, "context created");
     Ok((StatusCode::CREATED, Json(snapshot.summary())))
 }
@@ -140,7 +136,7 @@ async fn list(
         }
         let query =
             SearchQuery::parse(&words).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
-        let (contexts, total) = app.engine.search(user.as_str(), &query, limit).await?;
+        let (contexts, total) = app.engine.search(user.owner(), &query, limit).await?;
         return Ok(Json(ListContextsResponse {
             contexts,
             total,
@@ -163,7 +159,7 @@ async fn list(
                 })
         })
         .transpose()?;
-    let (contexts, total, next) = app.engine.list(user.as_str(), limit, order, after).await?;
+    let (contexts, total, next) = app.engine.list(user.owner(), limit, order, after).await?;
     Ok(Json(ListContextsResponse {
         contexts,
         total,
@@ -195,7 +191,7 @@ async fn remove(
     user: User,
     ContextId(id): ContextId,
 ) -> Result<StatusCode, ApiError> {
-    app.engine.delete(user.as_str(), id).await?;
+    app.engine.delete(user.owner(), id).await?;
     tracing::info!(context_id = %id, "context deleted");
     Ok(StatusCode::NO_CONTENT)
 }

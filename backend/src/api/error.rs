@@ -11,6 +11,12 @@ use chatsync_protocol::{ErrorBody, ErrorDetail};
 use std::fmt::Display;
 use std::future::Future;
 
+/// The header that carries a request's id: echoed when the client sent a usable one,
+/// generated otherwise, answered on every response and quoted in error bodies. Defined
+/// here, with the error bodies that quote it, so that this module imports nothing from
+/// the rest of the API.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 tokio::task_local! {
     /// The `x-request-id` of the request being answered, for error bodies.
     static REQUEST_ID: String;

@@ -166,7 +166,7 @@ fn path_error(e: PathRejection) -> ApiError {
 /// Passes a context id on only if the authenticated caller owns that context.
 async fn owned(parts: &mut Parts, app: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
     let user = User::from_request_parts(parts, app).await?;
-    app.engine.check_owner(id, user.as_str()).await?;
+    app.engine.check_owner(id, user.owner()).await?;
     Ok(id)
 }
 

@@ -1,18 +1,18 @@
 //! What every feature module of the API shares: the state its handlers get and the names
-//! of the headers more than one of them reads. It imports no route module's handlers, so
-//! the feature modules depend on it, not on `api/mod.rs`, which only assembles them.
+//! of the headers more than one of them reads. The feature modules depend on it, not on
+//! `api/mod.rs`, which only assembles them. It imports no feature module: the state it
+//! holds is defined in modules of its own (`hosts.rs`, `limiter.rs`, `polls.rs`) that
+//! import only `error.rs`, which imports nothing from the API, so no import leads from
+//! here back to a route.
 
-use super::browser::AllowedHosts;
-use super::quota::TurnLimiter;
-use super::state::LivePolls;
+use super::hosts::AllowedHosts;
+use super::limiter::TurnLimiter;
+use super::polls::LivePolls;
 use crate::engine::Engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The header that carries a request's id: echoed when the client sent a usable one,
-/// generated otherwise, answered on every response and quoted in error bodies.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The header a script's `POST` may carry instead of a JSON body type (`browser.rs`).
 pub const REQUESTED_WITH: &str = "x-requested-with";
 /// The header that makes a retried send a no-op (`actions.rs`).

@@ -13,9 +13,9 @@ pub mod token;
 pub use jwt::{JwtKey, JwtSettings, JwtVerifier};
 pub use proxy::{ProxyAuth, LOOPBACK as DEFAULT_TRUSTED_PROXIES};
 
+use crate::domain::Owner;
 use axum::http::{header, HeaderMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Why a request has no user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,25 +30,24 @@ fn unauthenticated(message: impl Into<String>) -> AuthError {
     AuthError::Unauthenticated(message.into())
 }
 
-/// Longest user id accepted, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 256;
-
-/// The one user of `--auth none`.
-pub const LOCAL_USER: &str = "local";
-
-/// An authenticated caller: a non-empty id of bounded length without control characters.
+/// An authenticated caller, known by the id its contexts are owned under (an [`Owner`]:
+/// 1 to 256 bytes without control characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct User(Arc<str>);
+pub struct User(Owner);
 
 impl User {
+    /// A user whose credentials named this id; `None` when it is no valid [`Owner`].
     pub fn parse(raw: &str) -> Option<User> {
-        let ok =
-            !raw.is_empty() && raw.len() <= MAX_USER_ID_BYTES && !raw.chars().any(char::is_control);
-        ok.then(|| User(raw.into()))
+        Owner::parse(raw).ok().map(User)
+    }
+
+    /// The id the engine scopes this user's contexts by.
+    pub fn owner(&self) -> &Owner {
+        &self.0
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
@@ -72,7 +71,7 @@ impl Authenticator {
         peer: Option<SocketAddr>,
     ) -> Result<User, AuthError> {
         match self {
-            Authenticator::None => Ok(User(LOCAL_USER.into())),
+            Authenticator::None => Ok(User(Owner::local())),
             Authenticator::Jwt(verifier) => {
                 let token = headers
                     .get(header::AUTHORIZATION)
@@ -90,13 +89,37 @@ impl Authenticator {
 mod tests {
     use super::*;
 
+    use crate::domain::MAX_OWNER_BYTES;
+
     #[test]
     fn user_ids_are_bounded_and_printable() {
         assert!(User::parse("alice").is_some());
-        assert!(User::parse(&"a".repeat(MAX_USER_ID_BYTES)).is_some());
+        assert!(User::parse(&"a".repeat(MAX_OWNER_BYTES)).is_some());
         for bad in ["", "a\nb", "\u{7f}"] {
             assert!(User::parse(bad).is_none(), "{bad:?}");
         }
-        assert!(User::parse(&"a".repeat(MAX_USER_ID_BYTES + 1)).is_none());
+        assert!(User::parse(&"a".repeat(MAX_OWNER_BYTES + 1)).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_proxy_header_names_the_owner() {
+        let proxy = ProxyAuth::new("x-user", &["127.0.0.0/8".into()]).expect("proxy");
+        let auth = Authenticator::Proxy(proxy);
+        let peer = Some(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let mut headers = HeaderMap::new();
+        assert!(
+            auth.authenticate(&headers, peer).await.is_err(),
+            "no header"
+        );
+        headers.insert("x-user", "carol@example.com".parse().expect("value"));
+        let user = auth.authenticate(&headers, peer).await.expect("user");
+        assert_eq!(
+            user.owner(),
+            &Owner::parse("carol@example.com").expect("owner")
+        );
+        let local = Authenticator::None
+            .authenticate(&HeaderMap::new(), None)
+            .await;
+        assert_eq!(local.expect("local").owner(), &Owner::local());
     }
 }

@@ -4,7 +4,7 @@
 
 use super::registry::Handle;
 use super::{summary, Engine, EngineError, Snapshot};
-use crate::domain::SearchQuery;
+use crate::domain::{Owner, SearchQuery};
 use crate::store::{ContextRecord, Cursor, ListOrder};
 use chatsync_protocol::ContextSummary;
 use std::sync::Arc;
@@ -35,8 +35,8 @@ impl Engine {
     /// Answers `NotFound` unless the context exists and belongs to `owner`: another user's
     /// context is indistinguishable from an unknown one. A context not in memory is loaded
     /// (the request that asked is about to use it).
-    pub async fn check_owner(&self, id: Uuid, owner: &str) -> Result<(), EngineError> {
-        let owned = |h: &Handle| h.snapshot.borrow().record.owner == owner;
+    pub async fn check_owner(&self, id: Uuid, owner: &Owner) -> Result<(), EngineError> {
+        let owned = |h: &Handle| h.snapshot.borrow().record.owner == owner.as_str();
         let ok = match self.with_live(id, owned) {
             Some(ok) => ok,
             None => owned(&self.handle(id).await?),
@@ -50,15 +50,14 @@ impl Engine {
 
     pub async fn list(
         &self,
-        owner: &str,
+        owner: &Owner,
         limit: u32,
         order: ListOrder,
         after: Option<Cursor>,
     ) -> Result<(Vec<ContextSummary>, u64, Option<Cursor>), EngineError> {
-        let page = self
-            .deps
-            .store
-            .list_contexts(owner, limit, order, after)
+        let store = &self.deps.store;
+        let page = store
+            .list_contexts(owner.as_str(), limit, order, after)
             .await?;
         let next = match page.contexts.last() {
             Some(last) if page.contexts.len() == limit as usize => Some(Cursor::after(order, last)),
@@ -70,11 +69,12 @@ impl Engine {
     /// Contexts matching a search, best first; live contexts show their latest summary.
     pub async fn search(
         &self,
-        owner: &str,
+        owner: &Owner,
         query: &SearchQuery,
         limit: u32,
     ) -> Result<(Vec<ContextSummary>, u64), EngineError> {
-        let page = self.deps.store.search_contexts(owner, query, limit).await?;
+        let store = &self.deps.store;
+        let page = store.search_contexts(owner.as_str(), query, limit).await?;
         Ok((self.summaries(&page.contexts), page.total))
     }
 

@@ -8,10 +8,9 @@
 use super::actor::{Actor, Footprint, Mail, Request, Signal};
 use super::context::LiveContext;
 use super::{Engine, EngineError, Snapshot};
-use crate::domain::Title;
+use crate::domain::{NewContext, Owner, Title};
 use crate::fsm::State;
 use crate::store::{Change, ContextRecord, LoadedContext};
-use chatsync_protocol::ContextConfig;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -46,12 +45,13 @@ impl Engine {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Creates `owner`'s context as `new` asks, unless it would pass their quota.
     pub async fn create_context(
         &self,
-        owner: &str,
-        title: Option<Title>,
-        config: ContextConfig,
+        owner: &Owner,
+        new: NewContext,
     ) -> Result<Arc<Snapshot>, EngineError> {
+        let (title, config) = new.into_parts();
         let now = crate::store::now();
         let record = ContextRecord {
             id: Uuid::new_v4(),
@@ -66,7 +66,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             active_leaf: None,
-            owner: owner.into(),
+            owner: owner.as_str().into(),
             version_ceiling: 1,
         };
         let max = self.deps.settings.max_contexts_per_user;
@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// Deletes an owner's context: its running turn stops and later requests answer 404.
-    pub async fn delete(&self, owner: &str, id: Uuid) -> Result<(), EngineError> {
+    pub async fn delete(&self, owner: &Owner, id: Uuid) -> Result<(), EngineError> {
         self.check_owner(id, owner).await?;
         let _loading = self.loading.lock().await;
         let (task, retiring) = {
@@ -97,7 +97,7 @@ impl Engine {
             task.abort();
             let _ = task.await;
         }
-        if self.deps.store.delete_context(owner, id).await? {
+        if self.deps.store.delete_context(owner.as_str(), id).await? {
             Ok(())
         } else {
             Err(EngineError::NotFound(id))

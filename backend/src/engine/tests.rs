@@ -2,14 +2,14 @@
 
 use super::testing::{Fault, FaultStore, Op};
 use super::*;
-use crate::domain::NewMessage;
+use crate::domain::{NewContext, NewMessage, Owner};
 use crate::fsm::State;
 use crate::llm::ScriptedModel;
 use crate::metrics::Metrics;
 use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch, SqlStore, Store};
 use crate::tools::ToolRegistry;
 use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
-use chatsync_protocol::{ContentPart, ContextConfig, Role, SwitchBranchRequest};
+use chatsync_protocol::{ContentPart, Role, SwitchBranchRequest};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -29,6 +29,10 @@ fn msg(text: &str) -> NewMessage {
 
 fn key(k: &str) -> crate::domain::ClientKey {
     crate::domain::ClientKey::parse("key", k.into()).expect("key")
+}
+
+fn owner(id: &str) -> Owner {
+    Owner::parse(id).expect("owner")
 }
 
 struct Harness {
@@ -73,7 +77,7 @@ impl Harness {
     async fn new_context(&self) -> Uuid {
         let s = self
             .engine
-            .create_context("local", None, ContextConfig::default())
+            .create_context(&Owner::local(), NewContext::default())
             .await
             .expect("create");
         s.record.id
@@ -353,7 +357,7 @@ async fn a_queued_send_whose_write_fails_is_refused_and_not_queued() {
     assert_eq!(h.store.calls(Op::Enqueue), 1);
     let snapshot = h.engine.snapshot(id).await.expect("snapshot");
     assert!(snapshot.queued.is_empty());
-    h.engine.delete("local", id).await.expect("delete");
+    h.engine.delete(&Owner::local(), id).await.expect("delete");
 }
 
 /// No action waits behind a running turn: one that needs a resting chat is refused at once
@@ -408,7 +412,7 @@ async fn actions_that_need_a_resting_chat_are_refused_at_once_during_a_turn() {
         .send_message(id, msg("later"), Duration::ZERO)
         .await;
     assert!(!queued.expect("queued").snapshot.queued.is_empty());
-    h.engine.delete("local", id).await.expect("delete");
+    h.engine.delete(&Owner::local(), id).await.expect("delete");
 }
 
 #[tokio::test]
@@ -463,7 +467,7 @@ async fn a_streaming_reply_counts_toward_the_byte_budget_as_it_grows() {
     h.new_context().await;
     let grown = live_bytes() - before;
     assert!(grown >= 40, "counted {grown} bytes more");
-    h.engine.delete("local", id).await.expect("delete");
+    h.engine.delete(&Owner::local(), id).await.expect("delete");
 }
 
 #[tokio::test]
@@ -513,10 +517,8 @@ async fn concurrent_creates_never_pass_the_chat_quota() {
         ..fast()
     })
     .await;
-    let creates = (0..12).map(|_| {
-        h.engine
-            .create_context("carol", None, ContextConfig::default())
-    });
+    let carol = owner("carol");
+    let creates = (0..12).map(|_| h.engine.create_context(&carol, NewContext::default()));
     let mut created = 0;
     for result in futures::future::join_all(creates).await {
         match result {
@@ -677,18 +679,18 @@ async fn deleting_stops_a_running_turn_and_forgets_the_context() {
     let id = h.busy().await;
     // Another user's delete finds nothing and removes nothing.
     assert!(matches!(
-        h.engine.delete("mallory", id).await,
+        h.engine.delete(&owner("mallory"), id).await,
         Err(EngineError::NotFound(_))
     ));
     assert!(h.store.load_context(id).await.expect("load").is_some());
-    h.engine.delete("local", id).await.expect("delete");
+    h.engine.delete(&Owner::local(), id).await.expect("delete");
     assert!(matches!(
         h.engine.snapshot(id).await,
         Err(EngineError::NotFound(_))
     ));
     assert!(h.store.load_context(id).await.expect("load").is_none());
     assert!(matches!(
-        h.engine.delete("local", id).await,
+        h.engine.delete(&Owner::local(), id).await,
         Err(EngineError::NotFound(_))
     ));
 }

@@ -12,7 +12,7 @@ use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, NewMessage};
+use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
 use crate::engine::new_message;
 use crate::llm::{ModelChunk, ModelRequest};
 use crate::store::ResponseRow;
@@ -22,9 +22,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chatsync_protocol::{
-    content_text, ContentPart, ContextConfig, Message, Role, ToolCall, ToolCallStatus,
-};
+use chatsync_protocol::{content_text, ContentPart, Message, Role, ToolCall, ToolCallStatus};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -482,14 +480,19 @@ async fn stored_run(
         },
         input: vec![json!({"type": "message", "role": "user", "content": text})],
     };
-    let config = ContextConfig {
-        model_id: Some(run.model),
-        system_prompt: run.system,
-        ..ContextConfig::default()
+    let new = NewContext {
+        title: chat_title(&text),
+        model_id: Some(ModelId::parse(run.model).map_err(|e| invalid(e.0))?),
+        system_prompt: run
+            .system
+            .map(SystemPrompt::parse)
+            .transpose()
+            .map_err(|e| invalid(e.0))?,
+        ..NewContext::default()
     };
     let context = app
         .engine
-        .create_context(owner, chat_title(&text), config)
+        .create_context(user.owner(), new)
         .await?
         .record
         .id;
@@ -504,7 +507,7 @@ async fn stored_run(
     };
     if !tables(&store)?.insert_response(&row).await? {
         // The same key raced this request: answer the completion that won.
-        let _ = app.engine.delete(owner, context).await;
+        let _ = app.engine.delete(user.owner(), context).await;
         let key = run.key.as_deref().unwrap_or_default();
         let won = tables(&store)?
             .response_by_key(owner, key)

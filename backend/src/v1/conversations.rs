@@ -7,11 +7,11 @@ use crate::api::extract::ApiJson;
 use crate::api::extract::ApiQuery;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::MessageContent;
+use crate::domain::{MessageContent, NewContext};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chatsync_protocol::{ContentPart, ContextConfig, Role};
+use chatsync_protocol::{ContentPart, Role};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -147,7 +147,7 @@ async fn create(
     let messages = parse_items(req.items.as_deref().unwrap_or_default())?;
     let snapshot = app
         .engine
-        .create_context(user.as_str(), None, ContextConfig::default())
+        .create_context(user.owner(), NewContext::default())
         .await?;
     let id = snapshot.record.id;
     let store = app.engine.store().clone();
@@ -167,7 +167,7 @@ async fn show(
     user: User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let context = owned_conversation(&app, user.as_str(), &id).await?;
+    let context = owned_conversation(&app, user.owner(), &id).await?;
     let snapshot = app.engine.snapshot(context).await?;
     let metadata = metadata_of(&app, context).await?;
     Ok(Json(conversation(
@@ -188,7 +188,7 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let context = owned_conversation(&app, user.as_str(), &id).await?;
+    let context = owned_conversation(&app, user.owner(), &id).await?;
     let metadata = parse_metadata(req.metadata)?;
     let store = app.engine.store().clone();
     tables(&store)?
@@ -207,8 +207,8 @@ async fn remove(
     user: User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let context = owned_conversation(&app, user.as_str(), &id).await?;
-    app.engine.delete(user.as_str(), context).await?;
+    let context = owned_conversation(&app, user.owner(), &id).await?;
+    app.engine.delete(user.owner(), context).await?;
     Ok(Json(
         json!({"id": id, "object": "conversation.deleted", "deleted": true}),
     ))
@@ -220,7 +220,7 @@ async fn list_items(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let context = owned_conversation(&app, user.as_str(), &id).await?;
+    let context = owned_conversation(&app, user.owner(), &id).await?;
     let (order, limit) = q.parse().map_err(invalid)?;
     let snapshot = app.engine.snapshot(context).await?;
     let items: Vec<Value> = snapshot
@@ -244,7 +244,7 @@ async fn add_items(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AddItemsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let context = owned_conversation(&app, user.as_str(), &id).await?;
+    let context = owned_conversation(&app, user.owner(), &id).await?;
     let messages = parse_items(&req.items)?;
     let added = append(&app, context, messages).await?;
     Ok(Json(json!({

@@ -4,7 +4,7 @@
 use super::events::{derive, Derived, Outcome, Spec, Stored};
 use super::tables;
 use crate::api::error::ApiError;
-use crate::api::state::Held;
+use crate::api::polls::Held;
 use crate::api::AppState;
 use crate::auth::User;
 use crate::engine::Snapshot;

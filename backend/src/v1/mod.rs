@@ -19,7 +19,7 @@ mod responses;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::domain::{ModelId, Title};
+use crate::domain::{ModelId, Owner, Title};
 use crate::engine::EngineError;
 use crate::store::{ResponseStore, Store};
 use axum::extract::Request;
@@ -69,7 +69,7 @@ fn not_found(what: &str, id: &str) -> ApiError {
 }
 
 /// The context behind a conversation id, if it is the user's.
-async fn owned_conversation(app: &AppState, owner: &str, id: &str) -> Result<Uuid, ApiError> {
+async fn owned_conversation(app: &AppState, owner: &Owner, id: &str) -> Result<Uuid, ApiError> {
     let context = ids::parse(ids::CONVERSATION, id).ok_or_else(|| not_found("conversation", id))?;
     match app.engine.check_owner(context, owner).await {
         Ok(()) => Ok(context),

@@ -13,7 +13,7 @@ use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, NewMessage, SystemPrompt};
+use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
 use crate::engine::{ActionError, EngineError};
 use crate::store::ResponseRow;
 use axum::extract::{Path, State};
@@ -22,7 +22,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chatsync_protocol::ContextConfig;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -263,7 +262,7 @@ async fn create(
             .as_str()
             .or_else(|| conversation["id"].as_str())
             .ok_or_else(|| invalid("conversation must be an id or {\"id\": ...}"))?;
-        (owned_conversation(&app, owner, conv).await?, false)
+        (owned_conversation(&app, user.owner(), conv).await?, false)
     } else if let Some(previous) = &previous {
         let row = tables(&store)?
             .response(owner, previous)
@@ -276,15 +275,17 @@ async fn create(
                 "tool outputs and approvals need the conversation or previous_response_id they answer",
             ));
         };
-        let config = ContextConfig {
-            model_id: model.clone(),
-            system_prompt: instructions.clone().map(SystemPrompt::into_inner),
-            ..ContextConfig::default()
+        let new = NewContext {
+            title: chat_title(text),
+            model_id: model
+                .clone()
+                .map(ModelId::parse)
+                .transpose()
+                .map_err(|e| invalid(e.0))?,
+            system_prompt: instructions.clone(),
+            ..NewContext::default()
         };
-        let snapshot = app
-            .engine
-            .create_context(owner, chat_title(text), config)
-            .await?;
+        let snapshot = app.engine.create_context(user.owner(), new).await?;
         (snapshot.record.id, true)
     };
     let anchor = match action.first_call() {
@@ -333,7 +334,7 @@ async fn create(
     if !tables(&store)?.insert_response(&row).await? {
         // The same key raced this request: answer the response that won, add nothing.
         if created {
-            let _ = app.engine.delete(owner, context).await;
+            let _ = app.engine.delete(user.owner(), context).await;
         }
         let won = match &key {
             Some(key) => tables(&store)?.response_by_key(owner, key).await?,
@@ -346,7 +347,7 @@ async fn create(
         // Bad input (an unknown call, a chat in the wrong state) leaves nothing behind.
         let _ = tables(&store)?.delete_response(owner, &id).await;
         if created {
-            let _ = app.engine.delete(owner, context).await;
+            let _ = app.engine.delete(user.owner(), context).await;
         }
         return Err(e);
     }

@@ -33,13 +33,14 @@
 //! context's snapshot (the engine publishes one after every autosave call, so
 //! `publishes_per_turn` = saves + skipped + deferred + 1) with its estimated share.
 
+use chatsync::domain::{NewContext, Owner};
 use chatsync::engine::{Deps, Engine, EngineSettings, Snapshot};
 use chatsync::llm::ScriptedModel;
 use chatsync::metrics::Metrics;
 use chatsync::store;
 use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
-use chatsync_protocol::{ContentPart, ContextConfig, Role};
+use chatsync_protocol::{ContentPart, Role};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -243,7 +244,7 @@ impl RawCommits {
 
 async fn new_context(engine: &Engine) -> Result<Uuid, BenchError> {
     let snapshot = engine
-        .create_context("local", None, ContextConfig::default())
+        .create_context(&Owner::local(), NewContext::default())
         .await?;
     Ok(snapshot.record.id)
 }

@@ -20,13 +20,13 @@
 //! part of the turn that does grow with the reply.
 
 use async_trait::async_trait;
+use chatsync::domain::{NewContext, Owner};
 use chatsync::engine::{Deps, Engine, EngineSettings};
 use chatsync::llm::{Model, ModelChunk, ModelError, ModelRequest, ModelStream};
 use chatsync::metrics::Metrics;
 use chatsync::store;
 use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
-use chatsync_protocol::ContextConfig;
 use clap::Parser;
 use futures::StreamExt;
 use std::process::ExitCode;
@@ -91,7 +91,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             },
         });
         let id = engine
-            .create_context("local", None, ContextConfig::default())
+            .create_context(&Owner::local(), NewContext::default())
             .await?
             .record
             .id;

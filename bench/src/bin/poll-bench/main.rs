@@ -40,11 +40,11 @@ use axum::routing::get;
 use axum::Router;
 use chatsync::api::layers::STACK;
 use chatsync::config::Config;
+use chatsync::domain::{NewContext, Owner};
 use chatsync::engine::Engine;
 use chatsync::metrics::Metrics;
 use chatsync::Application;
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
-use chatsync_protocol::ContextConfig;
 use clap::Parser;
 use std::io;
 use std::net::SocketAddr;
@@ -145,7 +145,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }));
 
     let id = engine
-        .create_context("local", None, ContextConfig::default())
+        .create_context(&Owner::local(), NewContext::default())
         .await?
         .record
         .id;
