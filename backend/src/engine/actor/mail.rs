@@ -157,9 +157,11 @@ macro_rules! with_reply {
 
 impl Request {
     /// What this request does during a running turn (the context is in `state`): the one
-    /// place that says so. An action that needs a resting chat is refused as not fitting
-    /// the state; a deprecated CRUD write, which has no state to speak of, as busy.
+    /// place that says so, with [`Request::refusal_during_turn`].
     pub(super) fn during_turn(self, state: StateName) -> DuringTurn {
+        if let Some(error) = self.refusal_during_turn(state) {
+            return DuringTurn::Refused(self, error);
+        }
         match self {
             Request::Send { message, reply } => DuringTurn::Enqueue(message, reply),
             Request::Cancel { reply } => DuringTurn::Cancel(reply),
@@ -172,10 +174,29 @@ impl Request {
                 reply,
             } => DuringTurn::Rename(title, unless_changed_from, reply),
             Request::Flush { reply } => DuringTurn::Flush(reply),
-            legacy @ (Request::Append { .. } | Request::Edit { .. }) => {
-                DuringTurn::Refused(legacy, ActionError::TurnRunning)
-            }
+            // Refused above.
             other => DuringTurn::Refused(other, ActionError::InvalidState(state)),
+        }
+    }
+
+    /// The answer this request gets at once while a turn runs (here or on another
+    /// instance), or `None` when it runs during one. An action that needs a resting chat
+    /// is refused as not fitting the state; a deprecated CRUD write, which has no state to
+    /// speak of, as busy.
+    pub(super) fn refusal_during_turn(&self, state: StateName) -> Option<ActionError> {
+        match self {
+            Request::Send { .. }
+            | Request::Cancel { .. }
+            | Request::CancelQueued { .. }
+            | Request::Rename { .. }
+            | Request::Flush { .. } => None,
+            Request::Append { .. } | Request::Edit { .. } => Some(ActionError::TurnRunning),
+            Request::Approve { .. }
+            | Request::SubmitToolOutputs { .. }
+            | Request::Retry { .. }
+            | Request::EditUserMessage { .. }
+            | Request::Regenerate { .. }
+            | Request::SwitchBranch { .. } => Some(ActionError::InvalidState(state)),
         }
     }
 

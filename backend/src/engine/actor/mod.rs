@@ -173,7 +173,7 @@ impl Actor {
             return;
         }
         if request.writes() {
-            if let Err(e) = self.take_lease().await {
+            if let Err(e) = self.take_lease_for(&request).await {
                 request.refuse(e);
                 return;
             }
