@@ -89,9 +89,17 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     const timer = setTimeout(() => setSearched(query), SEARCH_PAUSE_MS);
     return () => clearTimeout(timer);
   }, [query]);
-  // The list follows the open chat's turns, and drops a chat another tab deleted.
+  // The list follows the open chat's turns, and drops a chat another tab deleted. A new
+  // version while the chat rests (no reply streaming) is a change the list may show: the
+  // title the model gave after the first turn, a rename elsewhere.
   const showAppError = useCallback((message: string) => errors.show(message, APP), [errors.show]);
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}:${resumed}`, searched, showAppError);
+  const restingVersion = view.status === "running" ? "" : view.version;
+  const chats = useContexts(
+    sync,
+    `${view.contextId}:${view.status}:${restingVersion}:${view.sync === "deleted"}:${resumed}`,
+    searched,
+    showAppError,
+  );
   const narrow = useMediaQuery("(max-width: 640px)");
   const [theme, setTheme] = useTheme();
   const models = useModels();
