@@ -169,8 +169,9 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
         )}
         {waiting > 0 && (
           <div className="notice notice-waiting" data-testid="offline-notice" role="status">
-            {waiting === 1 ? "1 message is" : `${waiting} messages are`} waiting to send. They go out by themselves,
-            in order, as soon as the server can be reached.
+            {waiting === 1
+              ? "1 message is waiting to send. It goes out by itself as soon as the server can be reached."
+              : `${waiting} messages are waiting to send. They go out by themselves, in order, as soon as the server can be reached.`}
           </div>
         )}
         {error && (
