@@ -400,6 +400,11 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   assert.equal(summary.config.model_id, "beta", "the chat was created with the picked model");
   await byTestId(page, "model-in-use").filter({ hasText: "beta" }).waitFor();
   assert.equal(await picker.count(), 0, "the model is chosen when a chat starts");
+  // On a phone the model goes under the title, which keeps its room.
+  await page.setViewportSize(PHONE);
+  const [head, model] = [await page.locator("h1").boundingBox(), await byTestId(page, "model-in-use").boundingBox()];
+  assert.ok(head.width >= 120 && model.y >= head.y + head.height - 1, `the title has room, the model under it: ${JSON.stringify({ head, model })}`);
+  await page.setViewportSize(WIDE);
 
   // Code blocks name their language; no syntax tree node leaks into the markup.
   assert.equal(await byTestId(page, "code-lang").first().innerText(), "js");

@@ -106,13 +106,16 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
             ☰
           </button>
         )}
-        <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
-        <div className="chat-head-tools">
+        {/* The model goes with the title: beside it, or under it on a phone, never taking its room. */}
+        <div className="chat-head-title">
+          <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
           {modelInUse && (
             <span className="muted model-in-use" data-testid="model-in-use">
               {modelInUse}
             </span>
           )}
+        </div>
+        <div className="chat-head-tools">
           <SyncStatus view={view} />
           {!deleted && history.length > 0 && <ExportMenu title={title ?? "Chat"} view={view} />}
         </div>
