@@ -123,6 +123,11 @@ test("offline sends wait and go out; drafts and errors stay with their chat; Esc
   assert.equal(await panelStatus(page), "running", "and did not stop the reply");
   await search.press("Escape");
   assert.equal(await activeTestId(page), "composer-input", "a second Escape leaves the search for the message box");
+  // In the chat list Escape is not the chat's: the reply runs on.
+  await chatItem(page, first).locator('[data-testid="chat-item-open"]').focus();
+  await page.keyboard.press("Escape");
+  assert.equal(await panelStatus(page), "running", "Escape in the chat list did not stop the reply");
+  await composer.focus();
   await page.keyboard.press("Escape");
   await page.locator('[data-testid="message"][data-role="assistant"][data-status="cancelled"]').waitFor();
   await waitForStatus(page, "idle");
