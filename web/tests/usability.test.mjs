@@ -349,6 +349,7 @@ test("phone (390 px, touch): 44 px targets, a drawer with a close button, New ch
     return needed > el.clientHeight + 1 ? `${needed} > ${el.clientHeight}` : null;
   });
   assert.equal(clipped, null, "the placeholder shows whole");
+  await screenshot(page, "-approval");
   await byTestId(page, "tool-approve").click();
   await waitForStatus(page, "idle");
   assert.equal(await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth), false, "nothing scrolls sideways");
