@@ -118,17 +118,18 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
   // typing: someone typing in the new chat stays there, and a chat used last that is gone
   // gives what was typed in it to the chat opened instead.
   const autoOpened = useRef(chatInUrl());
-  const draftAtStart = useRef(readDraft(draftUser, selectedId));
+  // Read once (a lazy initial state): the drafts are parsed from storage, not on every render.
+  const [draftAtStart] = useState(() => readDraft(draftUser, selectedId));
   useEffect(() => {
     if (autoOpened.current || !chats.loaded || searched !== "") return;
     autoOpened.current = true;
     if (selectedId !== null && chats.contexts.some((c) => c.id === selectedId)) return;
-    const typed = readDraft(draftUser, selectedId) !== draftAtStart.current;
+    const typed = readDraft(draftUser, selectedId) !== draftAtStart;
     if (typed && selectedId === null) return;
     const reopen = chats.contexts[0]?.id ?? null;
     if (typed) moveDraft(draftUser, selectedId, reopen);
     select(reopen);
-  }, [chats.loaded, chats.contexts, draftUser, select, searched, selectedId]);
+  }, [chats.loaded, chats.contexts, draftUser, draftAtStart, select, searched, selectedId]);
   useEffect(() => {
     if (selectedId !== null) writeLastChat(draftUser, selectedId);
   }, [draftUser, selectedId]);
