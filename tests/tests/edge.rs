@@ -211,10 +211,13 @@ async fn get_healthz(stream: &mut TcpStream) {
 const HEAD_MS: u64 = 500;
 const IDLE_MS: u64 = 2000;
 
-async fn start_with_head_and_idle_timeouts(dir: &std::path::Path) -> TestServer {
+/// A server with those timeouts and a connection to it that has had one answer; the
+/// folder holds the server's database.
+async fn kept_alive_after_one_answer() -> (tempfile::TempDir, TestServer, TcpStream) {
+    let dir = tempfile::tempdir().expect("temp dir");
     let (head, idle) = (HEAD_MS.to_string(), IDLE_MS.to_string());
-    TestServer::start(
-        dir,
+    let server = TestServer::start(
+        dir.path(),
         &[
             "--header-read-timeout-ms",
             &head,
@@ -222,15 +225,15 @@ async fn start_with_head_and_idle_timeouts(dir: &std::path::Path) -> TestServer 
             &idle,
         ],
     )
-    .await
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    get_healthz(&mut stream).await;
+    (dir, server, stream)
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_header_timeout_until_the_idle_timeout() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = start_with_head_and_idle_timeouts(dir.path()).await;
-    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
-    get_healthz(&mut stream).await;
+    let (_dir, server, mut stream) = kept_alive_after_one_answer().await;
     let answered = Instant::now();
     let after = closed_after(&mut stream, answered, DEADLINE)
         .await
@@ -248,10 +251,7 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout_until_the_idl
 
 #[tokio::test]
 async fn a_slow_head_on_a_kept_alive_connection_is_cut_at_the_header_timeout() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = start_with_head_and_idle_timeouts(dir.path()).await;
-    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
-    get_healthz(&mut stream).await;
+    let (_dir, server, mut stream) = kept_alive_after_one_answer().await;
     // Idle for longer than the header timeout: that alone closes nothing.
     tokio::time::sleep(Duration::from_millis(HEAD_MS + 300)).await;
     // Then a request head, one byte every 100 ms, never finished.
