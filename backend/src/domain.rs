@@ -89,6 +89,8 @@ pub struct NewMessage {
     pub idempotency_key: Option<ClientKey>,
     /// What to do when a turn is running.
     pub if_busy: chatsync_protocol::IfBusy,
+    /// What the message's turn is given besides it (none through `/api`).
+    pub turn: TurnOptions,
 }
 
 impl NewMessage {
@@ -105,7 +107,59 @@ impl NewMessage {
             client_message_id: None,
             idempotency_key: None,
             if_busy: chatsync_protocol::IfBusy::Enqueue,
+            turn: TurnOptions::default(),
         })
+    }
+}
+
+/// What a turn is given besides its message, by the request that starts or continues it:
+/// the OpenAI API's function tools (run by the client) and `instructions` (for this turn
+/// only, never carried over). Stored with the context while its turn runs or rests (and
+/// with a queued message), so a restart resumes the turn with them. `/api` gives none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TurnOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_tools: Vec<ClientTool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
+/// A tool the client declared and runs itself: the model's call to it waits for the
+/// client's output (`AwaitingToolOutput`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientTool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its arguments' JSON Schema, as declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+impl TurnOptions {
+    /// Whether a call to `name` is the client's to answer.
+    pub fn declares(&self, name: &str) -> bool {
+        self.client_tools.iter().any(|t| t.name == name)
+    }
+
+    /// As stored: `None` for no options (the column stays empty).
+    pub fn encode(&self) -> Option<String> {
+        (*self != TurnOptions::default()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// From the stored column.
+    pub fn decode(stored: Option<&str>) -> Result<TurnOptions, serde_json::Error> {
+        stored.map_or(Ok(TurnOptions::default()), serde_json::from_str)
+    }
+
+    /// The system prompt a turn's model call gets: the context's, then this turn's
+    /// instructions.
+    pub fn system_prompt(&self, context: Option<String>) -> Option<String> {
+        match (context, &self.instructions) {
+            (Some(c), Some(i)) => Some(format!("{c}\n\n{i}")),
+            (c, None) => c,
+            (None, Some(i)) => Some(i.clone()),
+        }
     }
 }
 

@@ -302,6 +302,22 @@ async fn a_function_call_ends_the_response_and_its_output_continues_the_turn() {
         .cloned()
         .expect("a function call");
     assert_eq!(call["arguments"], "{\"q\":1}");
+    // The chat rests waiting for the client's output: `/api` clients see it so, with the
+    // call, and nothing a person could approve.
+    let chats = alice.get(&app, "/api/contexts").await;
+    let chat = chats.body["contexts"][0]["id"].as_str().expect("chat").to_owned();
+    let state = alice.get(&app, &format!("/api/contexts/{chat}/state")).await;
+    assert_eq!(state.body["state"], "AwaitingToolOutput", "{}", state.body);
+    assert_eq!(state.body["status"], "awaiting_tool_output");
+    assert_eq!(state.body["pending_tool_calls"][0]["id"], call["call_id"]);
+    let approve = alice
+        .post(
+            &app,
+            &format!("/api/contexts/{chat}/actions/approve_tools"),
+            json!({"tool_call_ids": [call["call_id"]]}),
+        )
+        .await;
+    assert_eq!(approve.status, StatusCode::BAD_REQUEST, "{}", approve.body);
     let output =
         json!([{"type": "function_call_output", "call_id": call["call_id"], "output": "found it"}]);
     let second = alice

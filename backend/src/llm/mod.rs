@@ -10,6 +10,7 @@ pub use catalog::ModelCatalog;
 pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
 pub use scripted::{ScriptedModel, SCRIPTED_MODEL_ID};
 
+use crate::domain::ClientTool;
 use async_trait::async_trait;
 use chatsync_protocol::Message;
 use futures::stream::BoxStream;
@@ -22,6 +23,9 @@ pub struct ModelRequest {
     /// The model the context asked for (`model_id`); `None`: the provider's default.
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    /// Tools the client declared and runs itself, offered to the model beside the
+    /// server's; a call to one waits for the client's output.
+    pub client_tools: Vec<ClientTool>,
     pub messages: Vec<Arc<Message>>,
     /// 0 for the first call of a reply, then 1, 2, ... for its retries.
     pub attempt: u32,

@@ -208,6 +208,7 @@ mod tests {
         plan(&ModelRequest {
             model: None,
             system_prompt: None,
+            client_tools: vec![],
             messages: vec![msg(Role::User, text)],
             attempt,
         })
@@ -326,6 +327,7 @@ mod tests {
         let p = plan(&ModelRequest {
             model: None,
             system_prompt: None,
+            client_tools: vec![],
             messages: vec![
                 msg(Role::User, "/tool calculator {}"),
                 Arc::new(assistant),

@@ -6,13 +6,15 @@ use super::conversations::item_text;
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response as StoredResponse};
 use super::items::arguments_text;
-use super::{chat_title, choose_model, idempotency_key, invalid, tables};
+use super::{chat_title, choose_model, client_tools, idempotency_key, invalid, tables};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
+use crate::domain::{
+    ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt, TurnOptions,
+};
 use crate::engine::new_message;
 use crate::llm::{ModelChunk, ModelRequest};
 use crate::store::ResponseRow;
@@ -278,6 +280,7 @@ async fn create(
     let request = ModelRequest {
         model: Some(model.clone()),
         system_prompt: system,
+        client_tools: vec![],
         messages,
         attempt: 0,
     };
@@ -528,6 +531,10 @@ async fn stored_run(
                 client_message_id: Some(client_message_id),
                 idempotency_key: None,
                 if_busy: Default::default(),
+                turn: TurnOptions {
+                    client_tools: client_tools(&spec.tools),
+                    instructions: None,
+                },
             },
             Duration::ZERO,
         )

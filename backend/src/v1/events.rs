@@ -408,7 +408,10 @@ pub fn derive(stored: &Stored<'_>, auto_approved: &dyn Fn(&str) -> bool) -> Deri
         })
     } else {
         match &stored.state {
-            Some((StateName::Idle | StateName::AwaitingToolApproval, _)) => Some(reply_outcome()),
+            Some((
+                StateName::Idle | StateName::AwaitingToolApproval | StateName::AwaitingToolOutput,
+                _,
+            )) => Some(reply_outcome()),
             Some((StateName::Failed, error)) => Some(Outcome::new(
                 "failed",
                 Some(error.clone().unwrap_or_else(|| "The turn failed".into())),
@@ -528,9 +531,10 @@ mod tests {
         [user(), Arc::new(m)]
     }
 
-    /// Derives while the turn waits for the client, records the end, derives again.
-    fn waiting(spec: &Spec, messages: &[Arc<Message>]) -> Derived {
-        let state = Some(StateName::AwaitingToolApproval);
+    /// Derives while the turn waits for the client (in `state`), records the end, derives
+    /// again.
+    fn waiting(spec: &Spec, messages: &[Arc<Message>], state: StateName) -> Derived {
+        let state = Some(state);
         let first = run(spec, messages, state, None);
         let outcome = first.unrecorded.expect("ended");
         assert_eq!(outcome, Outcome::new("completed", None));
@@ -658,6 +662,7 @@ mod tests {
         let d = waiting(
             &spec,
             &calling("I will use the lookup tool.", "call_1", "lookup"),
+            StateName::AwaitingToolOutput,
         );
         let output = &d.response["output"];
         assert_eq!(output[1]["type"], "function_call");
@@ -670,7 +675,11 @@ mod tests {
 
     #[test]
     fn a_server_tool_waiting_for_approval_is_an_mcp_approval_request() {
-        let d = waiting(&spec(vec![], false), &calling("", "call_2", "write_file"));
+        let d = waiting(
+            &spec(vec![], false),
+            &calling("", "call_2", "write_file"),
+            StateName::AwaitingToolApproval,
+        );
         let item = &d.response["output"][0];
         assert_eq!(item["type"], "mcp_approval_request");
         assert_eq!(item["id"], "mcpr_call_2");

@@ -19,7 +19,7 @@ mod responses;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::domain::{ModelId, Owner, Title};
+use crate::domain::{ClientTool, ModelId, Owner, Title};
 use crate::engine::EngineError;
 use crate::store::{ResponseStore, Store};
 use axum::extract::Request;
@@ -96,6 +96,22 @@ fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>,
         ));
     }
     Ok(Some(model))
+}
+
+/// The function tools among the tools a request declared (OpenAI's Responses format:
+/// `{"type": "function", "name", "description"?, "parameters"?}`): the client runs them.
+fn client_tools(declared: &[serde_json::Value]) -> Vec<ClientTool> {
+    declared
+        .iter()
+        .filter(|t| t["type"] == "function")
+        .filter_map(|t| {
+            Some(ClientTool {
+                name: t["name"].as_str()?.to_owned(),
+                description: t["description"].as_str().map(str::to_owned),
+                parameters: t.get("parameters").filter(|p| !p.is_null()).cloned(),
+            })
+        })
+        .collect()
 }
 
 /// Characters of the first message that name a chat the API created.

@@ -6,14 +6,17 @@ use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
 use super::{
-    chat_title, choose_model, idempotency_key, ids, invalid, not_found, owned_conversation, tables,
+    chat_title, choose_model, client_tools, idempotency_key, ids, invalid, not_found,
+    owned_conversation, tables,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
+use crate::domain::{
+    ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt, TurnOptions,
+};
 use crate::engine::{ActionError, EngineError};
 use crate::store::ResponseRow;
 use axum::extract::{Path, State};
@@ -66,8 +69,9 @@ enum Action {
     Send(String),
     /// Answers to the server's tool calls awaiting approval: (call id, approve).
     Approve(Vec<(String, bool)>),
-    /// The client's outputs for calls of its function tools: (call id, output).
-    ToolOutputs(Vec<(String, String)>),
+    /// The client's outputs for calls of its function tools: (call id, output); with its
+    /// answers to server calls of the same reply that await approval.
+    ToolOutputs(Vec<(String, String)>, Vec<(String, bool)>),
 }
 
 impl Action {
@@ -76,7 +80,7 @@ impl Action {
         match self {
             Action::Send(_) => None,
             Action::Approve(a) => a.first().map(|(c, _)| c.as_str()),
-            Action::ToolOutputs(o) => o.first().map(|(c, _)| c.as_str()),
+            Action::ToolOutputs(o, _) => o.first().map(|(c, _)| c.as_str()),
         }
     }
 }
@@ -165,10 +169,10 @@ fn parse_input(input: &Value, response_id: &str) -> Result<(Action, Vec<Value>),
             Ok((Action::Send(text), listed))
         }
         (true, false, true) => Ok((Action::Approve(approvals), listed)),
-        (true, true, false) => Ok((Action::ToolOutputs(outputs), listed)),
+        (true, _, false) => Ok((Action::ToolOutputs(outputs, approvals), listed)),
         _ => Err(invalid(
-            "send one kind of input: user messages, function_call_output items or \
-             mcp_approval_response items",
+            "send user messages, or answers to the calls that wait \
+             (function_call_output and mcp_approval_response items), not both",
         )),
     }
 }
@@ -275,6 +279,8 @@ async fn create(
                 "tool outputs and approvals need the conversation or previous_response_id they answer",
             ));
         };
+        // Instructions belong to one response, never to the chat (OpenAI carries them
+        // over to no later response).
         let new = NewContext {
             title: chat_title(text),
             model_id: model
@@ -282,7 +288,6 @@ async fn create(
                 .map(ModelId::parse)
                 .transpose()
                 .map_err(|e| invalid(e.0))?,
-            system_prompt: instructions.clone(),
             ..NewContext::default()
         };
         let snapshot = app.engine.create_context(user.owner(), new).await?;
@@ -304,11 +309,15 @@ async fn create(
         .config
         .model_id
         .clone();
+    let turn = TurnOptions {
+        client_tools: client_tools(&tools),
+        instructions: instructions.map(SystemPrompt::into_inner),
+    };
     let spec = Spec {
         model: model
             .or(snapshot_model)
             .unwrap_or_else(|| app.config.models.default_model().to_owned()),
-        instructions: instructions.map(SystemPrompt::into_inner),
+        instructions: turn.instructions.clone(),
         tools,
         tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
         parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
@@ -343,7 +352,7 @@ async fn create(
         let won = won.ok_or_else(|| ApiError::internal("internal", &"response id collision"))?;
         return answer(app, &user, Response::parse(won)?, stream).await;
     }
-    if let Err(e) = start(&app, context, &id, &action).await {
+    if let Err(e) = start(&app, context, &id, action, turn).await {
         // Bad input (an unknown call, a chat in the wrong state) leaves nothing behind.
         let _ = tables(&store)?.delete_response(owner, &id).await;
         if created {
@@ -354,26 +363,42 @@ async fn create(
     answer(app, &user, Response { row, spec }, stream).await
 }
 
-/// Sends the action to the engine: it is acknowledged once durable; the turn runs on.
-async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Result<(), ApiError> {
+/// Sends the action to the engine: it is acknowledged once durable; the turn runs on
+/// with `turn` (the request's function tools and instructions).
+async fn start(
+    app: &AppState,
+    context: Uuid,
+    id: &str,
+    action: Action,
+    turn: TurnOptions,
+) -> Result<(), ApiError> {
+    let approved_of = |approvals: &[(String, bool)]| -> Vec<String> {
+        approvals
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(call, _)| call.clone())
+            .collect()
+    };
     match action {
         Action::Send(text) => {
             let message = NewMessage {
-                content: MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?,
+                content: MessageContent::parse(text).map_err(|e| invalid(e.0))?,
                 client_message_id: Some(
                     ClientKey::parse("response id", id.to_owned()).map_err(|e| invalid(e.0))?,
                 ),
                 idempotency_key: None,
                 if_busy: Default::default(),
+                turn,
             };
             app.engine
                 .send_message(context, message, Duration::ZERO)
                 .await?;
         }
-        Action::ToolOutputs(outputs) => {
+        Action::ToolOutputs(outputs, approvals) => {
+            let approved = approved_of(&approvals);
             let done = app
                 .engine
-                .submit_tool_outputs(context, outputs.clone(), Duration::ZERO)
+                .submit_tool_outputs(context, outputs, approved, turn, Duration::ZERO)
                 .await;
             answered(
                 done,
@@ -381,11 +406,7 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
             )?;
         }
         Action::Approve(approvals) => {
-            let approved: Vec<String> = approvals
-                .iter()
-                .filter(|(_, ok)| *ok)
-                .map(|(call, _)| call.clone())
-                .collect();
+            let approved = approved_of(&approvals);
             let done = app
                 .engine
                 .approve_tools(context, approved, Duration::ZERO)
@@ -400,7 +421,9 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
 fn answered<T>(done: Result<T, EngineError>, nothing_waits: &str) -> Result<(), ApiError> {
     match done {
         Ok(_) => Ok(()),
-        Err(EngineError::Action(ActionError::NoPendingApprovals)) => Err(invalid(nothing_waits)),
+        Err(EngineError::Action(
+            ActionError::NoPendingApprovals | ActionError::NoPendingToolOutputs,
+        )) => Err(invalid(nothing_waits)),
         Err(e) => Err(e.into()),
     }
 }

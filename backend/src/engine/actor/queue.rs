@@ -99,6 +99,7 @@ impl Actor {
             message: Arc::new(queued),
             idempotency_key,
             ahead: message.if_busy == IfBusy::Interrupt,
+            turn: message.turn,
         };
         if !self.deps.store.enqueue(self.ctx.id(), &record, max).await? {
             return Err(ActionError::QueueFull(max));

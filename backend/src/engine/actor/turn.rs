@@ -117,7 +117,10 @@ impl Actor {
                 State::ExecutingTools => self.execute_tools().await,
                 State::ProcessingToolResults => self.pass(Event::ToolResultsRecorded).await,
                 State::TransientFailure { retries, .. } => self.back_off(retries).await,
-                State::Idle | State::AwaitingToolApproval | State::Failed { .. } => Ok(()),
+                State::Idle
+                | State::AwaitingToolApproval
+                | State::AwaitingToolOutput
+                | State::Failed { .. } => Ok(()),
             };
             match step {
                 Ok(()) => {}
@@ -161,6 +164,7 @@ impl Actor {
         let request = ModelRequest {
             model: self.ctx.model_id(),
             system_prompt: self.ctx.system_prompt(),
+            client_tools: self.ctx.turn_options().client_tools.clone(),
             messages: history,
             attempt: self.turn.attempt,
         };
@@ -272,15 +276,20 @@ impl Actor {
 
     pub(super) async fn finish_reply(&mut self) -> Step {
         let i = self.reply_index();
+        let client = self.ctx.turn_options().clone();
         let m = self.ctx.message_mut(i);
         m.status = MessageStatus::Complete;
         let asks_for_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
         // Calls of auto-approved tools are approved before the state is saved, so a
-        // restart finds them approved and the person is asked only about the rest.
+        // restart finds them approved and the person is asked only about the rest. A
+        // call to a tool the client declared waits for the client's output instead.
         let tools = &self.deps.tools;
-        let mut all_auto = true;
+        let (mut all_auto, mut for_client) = (true, false);
         for call in m.tool_calls.iter_mut().flatten() {
-            if tools.is_auto_approved(&call.name) {
+            if client.declares(&call.name) {
+                for_client = true;
+                all_auto = false;
+            } else if tools.is_auto_approved(&call.name) {
                 call.status = ToolCallStatus::Approved;
             } else {
                 all_auto = false;
@@ -290,6 +299,11 @@ impl Actor {
         self.turn.attempt = 0;
         if !asks_for_tools {
             return self.apply(Event::ReplyComplete).await;
+        }
+        if for_client {
+            // Server calls of the same reply that need approval are answered with the
+            // client's outputs (the OpenAI API sends both in one request).
+            return self.apply(Event::ToolOutputsRequested).await;
         }
         // The turn still passes AwaitingToolApproval, so the FSM stays the one place
         // that says how a turn moves.
