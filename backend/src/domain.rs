@@ -431,6 +431,49 @@ mod tests {
     }
 
     #[test]
+    fn turn_options_store_as_nothing_when_empty_and_round_trip_otherwise() {
+        let none = TurnOptions::default();
+        assert_eq!(none.encode(), None);
+        assert_eq!(TurnOptions::decode(None).ok(), Some(none));
+        let some = TurnOptions {
+            client_tools: vec![ClientTool {
+                name: "lookup".into(),
+                description: None,
+                parameters: Some(serde_json::json!({"type": "object"})),
+            }],
+            instructions: Some("Answer in French.".into()),
+        };
+        let stored = some.encode();
+        assert_eq!(
+            TurnOptions::decode(stored.as_deref()).ok(),
+            Some(some.clone())
+        );
+        assert!(some.declares("lookup") && !some.declares("calculator"));
+        assert!(TurnOptions::decode(Some("{not json")).is_err());
+    }
+
+    #[test]
+    fn a_turns_instructions_follow_the_chats_system_prompt() {
+        let turn = |i: Option<&str>| TurnOptions {
+            instructions: i.map(str::to_owned),
+            ..TurnOptions::default()
+        };
+        let chat = || Some("Be brief.".to_owned());
+        assert_eq!(
+            turn(Some("Answer in French."))
+                .system_prompt(chat())
+                .as_deref(),
+            Some("Be brief.\n\nAnswer in French.")
+        );
+        assert_eq!(turn(None).system_prompt(chat()), chat());
+        assert_eq!(
+            turn(Some("Only this.")).system_prompt(None).as_deref(),
+            Some("Only this.")
+        );
+        assert_eq!(turn(None).system_prompt(None), None);
+    }
+
+    #[test]
     fn keys_are_bounded_and_printable() {
         assert!(ClientKey::parse("key", "".into()).is_err());
         assert!(ClientKey::parse("key", "a b".into()).is_err());

@@ -305,8 +305,13 @@ async fn a_function_call_ends_the_response_and_its_output_continues_the_turn() {
     // The chat rests waiting for the client's output: `/api` clients see it so, with the
     // call, and nothing a person could approve.
     let chats = alice.get(&app, "/api/contexts").await;
-    let chat = chats.body["contexts"][0]["id"].as_str().expect("chat").to_owned();
-    let state = alice.get(&app, &format!("/api/contexts/{chat}/state")).await;
+    let chat = chats.body["contexts"][0]["id"]
+        .as_str()
+        .expect("chat")
+        .to_owned();
+    let state = alice
+        .get(&app, &format!("/api/contexts/{chat}/state"))
+        .await;
     assert_eq!(state.body["state"], "AwaitingToolOutput", "{}", state.body);
     assert_eq!(state.body["status"], "awaiting_tool_output");
     assert_eq!(state.body["pending_tool_calls"][0]["id"], call["call_id"]);
@@ -441,4 +446,33 @@ async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
         )
         .await;
     assert_openai_error(&refused, StatusCode::BAD_REQUEST, "invalid_request_error");
+}
+
+/// `instructions` belong to one response: the chat keeps no system prompt from them, and
+/// the next response in the same conversation has none unless it gives its own.
+#[tokio::test]
+async fn instructions_apply_to_their_response_only() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let first = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "hello there", "instructions": "Answer in French."}),
+        )
+        .await;
+    assert_eq!(first.body["status"], "completed", "{}", first.body);
+    assert_eq!(first.body["instructions"], "Answer in French.");
+    let chats = alice.get(&app, "/api/contexts").await;
+    let chat = &chats.body["contexts"][0];
+    assert_eq!(chat["config"]["system_prompt"], Value::Null, "{chat}");
+    let second = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "and again", "previous_response_id": first.body["id"]}),
+        )
+        .await;
+    assert_eq!(second.body["status"], "completed", "{}", second.body);
+    assert_eq!(second.body["instructions"], Value::Null);
 }

@@ -408,14 +408,11 @@ pub fn derive(stored: &Stored<'_>, auto_approved: &dyn Fn(&str) -> bool) -> Deri
         })
     } else {
         match &stored.state {
-            Some((
-                StateName::Idle | StateName::AwaitingToolApproval | StateName::AwaitingToolOutput,
-                _,
-            )) => Some(reply_outcome()),
             Some((StateName::Failed, error)) => Some(Outcome::new(
                 "failed",
                 Some(error.clone().unwrap_or_else(|| "The turn failed".into())),
             )),
+            Some((state, _)) if state.is_resting() => Some(reply_outcome()),
             _ => None,
         }
     };
