@@ -476,3 +476,71 @@ async fn instructions_apply_to_their_response_only() {
     assert_eq!(second.body["status"], "completed", "{}", second.body);
     assert_eq!(second.body["instructions"], Value::Null);
 }
+
+/// `store: false` runs the model on the input alone and keeps nothing: the answer (whole or
+/// streamed, as a stored one's) and then a 404 for its id, no chat, no response row.
+#[tokio::test]
+async fn a_response_with_store_false_answers_and_keeps_nothing() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let plain = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "nothing to keep here", "store": false, "instructions": "Be brief."}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
+    assert_eq!(plain.body["status"], "completed", "{}", plain.body);
+    assert_eq!(plain.body["store"], false);
+    assert_eq!(plain.body["instructions"], "Be brief.");
+    let text = plain.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("nothing to keep here"), "{text}");
+    let id = plain.body["id"].as_str().expect("id");
+    let later = alice.get(&app, &format!("/v1/responses/{id}")).await;
+    assert_openai_error(&later, StatusCode::NOT_FOUND, "invalid_request_error");
+
+    let streamed = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "/tool lookup {\"q\": 2}", "store": false, "stream": true,
+                "tools": [{"type": "function", "name": "lookup"}]}),
+        )
+        .await;
+    let all = events(&streamed.body);
+    assert_eq!(all[0]["type"], "response.created");
+    let last = all.last().expect("events");
+    assert_eq!(last["type"], "response.completed", "{all:?}");
+    assert_eq!(last["response"]["output"][1]["type"], "function_call");
+    for (n, e) in all.iter().enumerate() {
+        assert_eq!(e["sequence_number"], n);
+    }
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(chats.body["total"], 0, "{}", chats.body);
+
+    // What needs something kept is refused, and stores nothing either.
+    for refused in [
+        json!({"input": "x", "store": false, "background": true}),
+        json!({"input": "x", "store": false, "previous_response_id": "resp_1"}),
+        json!({"input": [{"type": "function_call_output", "call_id": "c", "output": "o"}],
+            "store": false}),
+    ] {
+        let answer = alice.post(&app, "/v1/responses", refused).await;
+        assert_openai_error(&answer, StatusCode::BAD_REQUEST, "invalid_request_error");
+    }
+    let body = json!({"input": "x", "store": false}).to_string();
+    let headers = [
+        ("authorization", alice.auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "k1"),
+    ];
+    let keyed = app
+        .call(Method::POST, "/v1/responses", &headers, Some(&body))
+        .await;
+    assert_openai_error(&keyed, StatusCode::BAD_REQUEST, "invalid_request_error");
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(chats.body["total"], 0, "{}", chats.body);
+}

@@ -3,6 +3,7 @@
 //! kept as a chat instead, and its turn runs through the engine like any other.
 
 use super::conversations::item_text;
+use super::direct::DirectRun;
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response as StoredResponse};
 use super::items::arguments_text;
@@ -39,8 +40,6 @@ pub fn routes() -> Router<AppState> {
 
 /// Messages one request may carry.
 const MAX_MESSAGES: usize = 1000;
-/// How long a run that stores nothing may take (it has no turn, so no `--max-turn-ms`).
-const MAX_RUN: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Deserialize)]
 struct CreateRequest {
@@ -284,42 +283,11 @@ async fn create(
         messages,
         attempt: 0,
     };
-    let max_chars = app.engine.settings().max_reply_chars;
-    let engine = app.engine.clone();
-    let opened = tokio::time::timeout(MAX_RUN, engine.model().stream(request)).await;
-    let stream = match opened {
-        Err(_) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "The model did not answer in time",
-            ))
-        }
-        Ok(Err(e)) => return Err(model_error(&e)),
-        Ok(Ok(stream)) => stream,
-    };
-    let deadline = tokio::time::Instant::now() + MAX_RUN;
+    let mut run = DirectRun::open(&app, request).await?;
     if req.stream != Some(true) {
         let mut reply = Reply::default();
-        let mut stream = stream;
-        loop {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Err(_) => {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::GATEWAY_TIMEOUT,
-                        "timeout",
-                        "The model did not finish in time",
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(model_error(&e)),
-                Ok(Some(Ok(c))) => add(&mut reply, c),
-            }
-            if reply.text.len() > max_chars {
-                return Err(invalid(format!(
-                    "The reply passed {max_chars} characters and was stopped"
-                )));
-            }
+        while let Some(next) = run.next().await {
+            add(&mut reply, next?);
         }
         let usage = usage(prompt_chars, &reply);
         return Ok(Json(completion(&id, created, &model, &reply, usage)).into_response());
@@ -332,71 +300,72 @@ async fn create(
         json!({"role": "assistant", "content": ""}),
         None,
     );
-    struct Run {
-        stream: crate::llm::ModelStream,
+    struct Streamed {
+        run: DirectRun,
         reply: Reply,
         pending: std::collections::VecDeque<Value>,
         done: bool,
     }
-    let run = Run {
-        stream,
+    let streamed = Streamed {
+        run,
         reply: Reply::default(),
         pending: [first].into(),
         done: false,
     };
     let (cid, cmodel) = (id.clone(), model.clone());
-    let events = futures::stream::unfold(run, move |mut run| {
+    let events = futures::stream::unfold(streamed, move |mut s| {
         let (id, model) = (cid.clone(), cmodel.clone());
         async move {
             loop {
-                if let Some(v) = run.pending.pop_front() {
-                    return Some((data(&v), run));
+                if let Some(v) = s.pending.pop_front() {
+                    return Some((data(&v), s));
                 }
-                if run.done {
+                if s.done {
                     return None;
                 }
-                let next = tokio::time::timeout_at(deadline, run.stream.next()).await;
-                match next {
-                    Ok(Some(Ok(c))) => {
+                match s.run.next().await {
+                    Some(Ok(c)) => {
                         let delta = match &c {
                             ModelChunk::Text(t) => json!({"content": t}),
-                            ModelChunk::ToolCall { id: call, name, arguments } => {
-                                json!({"tool_calls": [{"index": run.reply.calls.len(), "id": call,
+                            ModelChunk::ToolCall {
+                                id: call,
+                                name,
+                                arguments,
+                            } => {
+                                json!({"tool_calls": [{"index": s.reply.calls.len(), "id": call,
                                     "type": "function", "function": {"name": name,
                                     "arguments": arguments_text(arguments)}}]})
                             }
                         };
-                        add(&mut run.reply, c);
-                        run.pending.push_back(chunk(&id, created, &model, delta, None));
-                        if run.reply.text.len() > max_chars {
-                            run.pending.push_back(json!({"error": {"message": "The reply passed the length limit and was stopped", "type": "server_error", "param": null, "code": "reply_too_long"}}));
-                            run.done = true;
-                        }
+                        add(&mut s.reply, c);
+                        s.pending
+                            .push_back(chunk(&id, created, &model, delta, None));
                     }
-                    Ok(None) => {
-                        let reason = finish_reason(&run.reply);
-                        run.pending.push_back(chunk(&id, created, &model, json!({}), Some(reason)));
+                    None => {
+                        let reason = finish_reason(&s.reply);
+                        s.pending
+                            .push_back(chunk(&id, created, &model, json!({}), Some(reason)));
                         if include_usage {
                             let mut last = chunk(&id, created, &model, json!({}), None);
                             last["choices"] = json!([]);
-                            last["usage"] = usage(prompt_chars, &run.reply);
-                            run.pending.push_back(last);
+                            last["usage"] = usage(prompt_chars, &s.reply);
+                            s.pending.push_back(last);
                         }
-                        run.done = true;
+                        s.done = true;
                     }
-                    Ok(Some(Err(e))) => {
-                        run.pending.push_back(json!({"error": {"message": e.to_string(), "type": "server_error", "param": null, "code": "model_error"}}));
-                        run.done = true;
-                    }
-                    Err(_) => {
-                        run.pending.push_back(json!({"error": {"message": "The model did not finish in time", "type": "server_error", "param": null, "code": "timeout"}}));
-                        run.done = true;
+                    Some(Err(stop)) => {
+                        s.pending
+                            .push_back(json!({"error": {"message": stop.message(),
+                            "type": "server_error", "param": null, "code": stop.code()}}));
+                        s.done = true;
                     }
                 }
             }
         }
     })
-    .chain(futures::stream::once(async { Ok(Event::default().data("[DONE]")) }));
+    .chain(futures::stream::once(async {
+        Ok(Event::default().data("[DONE]"))
+    }));
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -413,15 +382,6 @@ fn add(reply: &mut Reply, chunk: ModelChunk) {
             reply.calls.push((id, name, arguments_text(&arguments)));
         }
     }
-}
-
-fn model_error(e: &crate::llm::ModelError) -> ApiError {
-    tracing::warn!(error = %e, "model call failed");
-    ApiError::new(
-        axum::http::StatusCode::BAD_GATEWAY,
-        "model_error",
-        format!("The model failed: {e}"),
-    )
 }
 
 /// What a completion of `store: true` keeps.

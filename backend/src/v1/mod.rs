@@ -9,6 +9,7 @@
 
 mod chat_completions;
 mod conversations;
+mod direct;
 pub mod error;
 pub mod events;
 mod follow;
@@ -16,6 +17,7 @@ mod ids;
 mod items;
 mod models;
 mod responses;
+mod unstored;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;

@@ -5,6 +5,7 @@ use super::conversations::{item_text, parse_metadata};
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
+use super::unstored;
 use super::{
     chat_title, choose_model, client_tools, idempotency_key, ids, invalid, not_found,
     owned_conversation, tables,
@@ -234,17 +235,30 @@ async fn create(
     let store = app.engine.store().clone();
     let stream = req.stream.unwrap_or(false);
     let key = idempotency_key(&headers)?;
+    let stored = req.store != Some(false);
+    if !stored {
+        // Nothing is kept: nothing to answer a retry with, nothing to continue or poll.
+        let refused = if key.is_some() {
+            Some("an Idempotency-Key")
+        } else if req.background == Some(true) {
+            Some("background: true")
+        } else if req.conversation.is_some() || req.previous_response_id.is_some() {
+            Some("a conversation or previous_response_id")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            return Err(invalid(format!(
+                "store: false runs the input alone and keeps nothing; it takes no {what}"
+            )));
+        }
+    }
     if let Some(key) = &key {
         if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
             return answer(app, &user, Response::parse(row)?, stream).await;
         }
     }
     // Everything the request says is checked before anything is stored.
-    if req.store == Some(false) {
-        return Err(invalid(
-            "store: false is not supported by /v1/responses here; use /v1/chat/completions",
-        ));
-    }
     if req.conversation.is_some() && req.previous_response_id.is_some() {
         return Err(invalid(
             "give conversation or previous_response_id, not both",
@@ -260,6 +274,34 @@ async fn create(
         .map(|i| SystemPrompt::parse(i).map_err(|e| invalid(e.0)))
         .transpose()?;
     let background = req.background.unwrap_or(false);
+    // What the response was asked, as it answers it; a stored one's chat and start are
+    // filled in below.
+    let mut spec = Spec {
+        model: model
+            .clone()
+            .unwrap_or_else(|| app.config.models.default_model().to_owned()),
+        instructions: instructions.map(SystemPrompt::into_inner),
+        tools,
+        tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
+        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
+        metadata,
+        background,
+        store: stored,
+        previous_response_id: None,
+        conversation: None,
+        anchor: Anchor::Message {
+            client_id: id.clone(),
+        },
+        input,
+    };
+    if !stored {
+        let Action::Send(text) = action else {
+            return Err(invalid(
+                "store: false runs the input alone; tool outputs and approvals answer a stored response",
+            ));
+        };
+        return unstored::answer(&app, id, spec, text, stream).await;
+    }
     let (conversation, previous) = (req.conversation, req.previous_response_id);
     let (context, created) = if let Some(conversation) = &conversation {
         let conv = conversation
@@ -293,43 +335,24 @@ async fn create(
         let snapshot = app.engine.create_context(user.owner(), new).await?;
         (snapshot.record.id, true)
     };
-    let anchor = match action.first_call() {
-        None => Anchor::Message {
-            client_id: id.clone(),
-        },
-        Some(call) => Anchor::After {
+    if let Some(call) = action.first_call() {
+        spec.anchor = Anchor::After {
             message_id: message_with_call(&app, context, call).await?,
-        },
-    };
-    let snapshot_model = app
-        .engine
-        .snapshot(context)
-        .await?
-        .record
-        .config
-        .model_id
-        .clone();
+        };
+    }
+    if model.is_none() {
+        let snapshot = app.engine.snapshot(context).await?;
+        if let Some(chat_model) = &snapshot.record.config.model_id {
+            spec.model.clone_from(chat_model);
+        }
+    }
+    spec.previous_response_id = previous;
+    spec.conversation = conversation
+        .is_some()
+        .then(|| ids::make(ids::CONVERSATION, context));
     let turn = TurnOptions {
-        client_tools: client_tools(&tools),
-        instructions: instructions.map(SystemPrompt::into_inner),
-    };
-    let spec = Spec {
-        model: model
-            .or(snapshot_model)
-            .unwrap_or_else(|| app.config.models.default_model().to_owned()),
-        instructions: turn.instructions.clone(),
-        tools,
-        tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
-        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
-        metadata,
-        background,
-        store: true,
-        previous_response_id: previous,
-        conversation: conversation
-            .is_some()
-            .then(|| ids::make(ids::CONVERSATION, context)),
-        anchor,
-        input,
+        client_tools: client_tools(&spec.tools),
+        instructions: spec.instructions.clone(),
     };
     let row = ResponseRow {
         id: id.clone(),
