@@ -446,6 +446,47 @@ async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
         )
         .await;
     assert_openai_error(&refused, StatusCode::BAD_REQUEST, "invalid_request_error");
+
+    // Streamed, a stored completion's reply comes in pieces as the turn stores it (a
+    // retry under the same key replays the same pieces), then the finish, the usage and
+    // [DONE].
+    let long = "a reply long enough to stream in more than one piece of text";
+    let body = json!({"messages": [{"role": "user", "content": long}], "store": true,
+        "stream": true, "stream_options": {"include_usage": true}})
+    .to_string();
+    let headers = [
+        ("authorization", alice.auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "chat-2"),
+    ];
+    let streamed = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    let text = streamed.body.as_str().expect("a stream");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("JSON chunk"))
+        .collect();
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(pieces.len() > 2, "{pieces:?}");
+    assert!(
+        pieces.concat().contains("a reply long enough"),
+        "{pieces:?}"
+    );
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    assert!(chunks.last().expect("usage")["usage"]["total_tokens"].as_u64() > Some(0));
+    let replayed = app
+        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        .await;
+    assert_eq!(replayed.body, streamed.body, "the same pieces again");
 }
 
 /// `instructions` belong to one response: the chat keeps no system prompt from them, and
