@@ -7,18 +7,18 @@ use super::direct::DirectRun;
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response as StoredResponse, STREAM_LIMIT};
 use super::items::arguments_text;
-use super::{chat_title, choose_model, client_tools, idempotency_key, invalid, tables};
+use super::{
+    choose_model, client_tools, earlier_response, idempotency_key, invalid, model_name, new_chat,
+    record_response, Recorded,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{
-    ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt, TurnOptions,
-};
+use crate::domain::{ClientKey, MessageContent, ModelId, NewMessage, SystemPrompt, TurnOptions};
 use crate::engine::new_message;
 use crate::llm::{ModelChunk, ModelRequest};
-use crate::store::ResponseRow;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -235,8 +235,8 @@ async fn create(
     let key = idempotency_key(&headers)?;
     let (system, messages) = parse_messages(&req.messages)?;
     check_tools(req.tools.as_deref().unwrap_or_default())?;
-    let model = choose_model(&app, req.model)?
-        .unwrap_or_else(|| app.config.models.default_model().to_owned());
+    let model_id = choose_model(&app, req.model)?;
+    let model = model_name(&app, model_id.as_ref());
     let include_usage = req
         .stream_options
         .as_ref()
@@ -257,7 +257,7 @@ async fn create(
         let tools = req.tools.unwrap_or_default();
         let run = StoredRun {
             id,
-            created,
+            model_id,
             model: model.clone(),
             system,
             key,
@@ -466,7 +466,8 @@ fn add(reply: &mut Reply, chunk: ModelChunk) {
 /// What a completion of `store: true` keeps.
 struct StoredRun {
     id: String,
-    created: i64,
+    /// The model asked for (the chat's), and the one that answers.
+    model_id: Option<ModelId>,
     model: String,
     system: Option<String>,
     key: Option<String>,
@@ -484,12 +485,8 @@ async fn stored_run(
     run: StoredRun,
     messages: &[Arc<Message>],
 ) -> Result<StoredResponse, ApiError> {
-    let owner = user.as_str();
-    let store = app.engine.store().clone();
-    if let Some(key) = &run.key {
-        if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return StoredResponse::parse(row);
-        }
+    if let Some(earlier) = earlier_response(app, user, run.key.as_deref()).await? {
+        return Ok(earlier);
     }
     let (last, earlier) = messages
         .split_last()
@@ -523,41 +520,17 @@ async fn stored_run(
         },
         input: vec![json!({"type": "message", "role": "user", "content": text})],
     };
-    let new = NewContext {
-        title: chat_title(&text),
-        model_id: Some(ModelId::parse(run.model).map_err(|e| invalid(e.0))?),
-        system_prompt: run
-            .system
-            .map(SystemPrompt::parse)
-            .transpose()
-            .map_err(|e| invalid(e.0))?,
-        ..NewContext::default()
+    let system_prompt = run
+        .system
+        .map(SystemPrompt::parse)
+        .transpose()
+        .map_err(|e| invalid(e.0))?;
+    let context = new_chat(app, user, &text, run.model_id, system_prompt).await?;
+    let response = match record_response(app, user, (run.id, context, run.key), spec, true).await? {
+        Recorded::New(response) => response,
+        // The same key raced this request: the completion that won.
+        Recorded::Earlier(won) => return Ok(won),
     };
-    let context = app
-        .engine
-        .create_context(user.owner(), new)
-        .await?
-        .record
-        .id;
-    let row = ResponseRow {
-        id: run.id,
-        owner: owner.to_owned(),
-        context_id: context,
-        idempotency_key: run.key.clone(),
-        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
-        outcome: None,
-        created_at: run.created,
-    };
-    if !tables(&store)?.insert_response(&row).await? {
-        // The same key raced this request: answer the completion that won.
-        let _ = app.engine.delete(user.owner(), context).await;
-        let key = run.key.as_deref().unwrap_or_default();
-        let won = tables(&store)?
-            .response_by_key(owner, key)
-            .await?
-            .ok_or_else(|| ApiError::internal("internal", &"completion id collision"))?;
-        return StoredResponse::parse(won);
-    }
     for m in earlier {
         app.engine
             .append_message(context, m.role, m.content.clone(), m.tool_call_id.clone())
@@ -572,14 +545,14 @@ async fn stored_run(
                 idempotency_key: None,
                 if_busy: Default::default(),
                 turn: TurnOptions {
-                    client_tools: client_tools(&spec.tools),
+                    client_tools: client_tools(&response.spec.tools),
                     instructions: None,
                 },
             },
             Duration::ZERO,
         )
         .await?;
-    StoredResponse::parse(row)
+    Ok(response)
 }
 
 /// The reply of a stored completion, once its turn ended (or the wait ran out).

@@ -7,19 +7,16 @@ use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
 use super::unstored;
 use super::{
-    chat_title, choose_model, client_tools, idempotency_key, ids, invalid, not_found,
-    owned_conversation, tables,
+    choose_model, client_tools, earlier_response, idempotency_key, ids, invalid, model_name,
+    new_chat, not_found, owned_conversation, record_response, tables, Recorded,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{
-    ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt, TurnOptions,
-};
+use crate::domain::{ClientKey, MessageContent, NewMessage, SystemPrompt, TurnOptions};
 use crate::engine::{ActionError, EngineError};
-use crate::store::ResponseRow;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -253,10 +250,8 @@ async fn create(
             )));
         }
     }
-    if let Some(key) = &key {
-        if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return answer(app, &user, Response::parse(row)?, stream).await;
-        }
+    if let Some(earlier) = earlier_response(&app, &user, key.as_deref()).await? {
+        return answer(app, &user, earlier, stream).await;
     }
     // Everything the request says is checked before anything is stored.
     if req.conversation.is_some() && req.previous_response_id.is_some() {
@@ -277,9 +272,7 @@ async fn create(
     // What the response was asked, as it answers it; a stored one's chat and start are
     // filled in below.
     let mut spec = Spec {
-        model: model
-            .clone()
-            .unwrap_or_else(|| app.config.models.default_model().to_owned()),
+        model: model_name(&app, model.as_ref()),
         instructions: instructions.map(SystemPrompt::into_inner),
         tools,
         tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
@@ -323,17 +316,8 @@ async fn create(
         };
         // Instructions belong to one response, never to the chat (OpenAI carries them
         // over to no later response).
-        let new = NewContext {
-            title: chat_title(text),
-            model_id: model
-                .clone()
-                .map(ModelId::parse)
-                .transpose()
-                .map_err(|e| invalid(e.0))?,
-            ..NewContext::default()
-        };
-        let snapshot = app.engine.create_context(user.owner(), new).await?;
-        (snapshot.record.id, true)
+        let chat = new_chat(&app, &user, text, model.clone(), None).await?;
+        (chat, true)
     };
     if let Some(call) = action.first_call() {
         spec.anchor = Anchor::After {
@@ -354,27 +338,12 @@ async fn create(
         client_tools: client_tools(&spec.tools),
         instructions: spec.instructions.clone(),
     };
-    let row = ResponseRow {
-        id: id.clone(),
-        owner: owner.to_owned(),
-        context_id: context,
-        idempotency_key: key.clone(),
-        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
-        outcome: None,
-        created_at: chrono::Utc::now().timestamp(),
-    };
-    if !tables(&store)?.insert_response(&row).await? {
-        // The same key raced this request: answer the response that won, add nothing.
-        if created {
-            let _ = app.engine.delete(user.owner(), context).await;
-        }
-        let won = match &key {
-            Some(key) => tables(&store)?.response_by_key(owner, key).await?,
-            None => None,
+    let response =
+        match record_response(&app, &user, (id.clone(), context, key), spec, created).await? {
+            Recorded::New(response) => response,
+            // The same key raced this request: the response that won, nothing added.
+            Recorded::Earlier(won) => return answer(app, &user, won, stream).await,
         };
-        let won = won.ok_or_else(|| ApiError::internal("internal", &"response id collision"))?;
-        return answer(app, &user, Response::parse(won)?, stream).await;
-    }
     if let Err(e) = start(&app, context, &id, action, turn).await {
         // Bad input (an unknown call, a chat in the wrong state) leaves nothing behind.
         let _ = tables(&store)?.delete_response(owner, &id).await;
@@ -383,7 +352,7 @@ async fn create(
         }
         return Err(e);
     }
-    answer(app, &user, Response { row, spec }, stream).await
+    answer(app, &user, response, stream).await
 }
 
 /// Sends the action to the engine: it is acknowledged once durable; the turn runs on
