@@ -91,6 +91,9 @@ pub struct NewMessage {
     pub if_busy: chatsync_protocol::IfBusy,
     /// What the message's turn is given besides it (none through `/api`).
     pub turn: TurnOptions,
+    /// User messages sent with it in one request, each stored as its own message before
+    /// it, in order, in the same save (the OpenAI API's input lists); only at rest.
+    pub preceding: Vec<MessageContent>,
 }
 
 impl NewMessage {
@@ -108,6 +111,7 @@ impl NewMessage {
             idempotency_key: None,
             if_busy: chatsync_protocol::IfBusy::Enqueue,
             turn: TurnOptions::default(),
+            preceding: Vec::new(),
         })
     }
 }

@@ -585,3 +585,60 @@ async fn a_response_with_store_false_answers_and_keeps_nothing() {
     let chats = alice.get(&app, "/api/contexts").await;
     assert_eq!(chats.body["total"], 0, "{}", chats.body);
 }
+
+/// Several user messages in one request are stored each as its own message, in order;
+/// the reply follows the last.
+#[tokio::test]
+async fn several_input_messages_are_stored_one_by_one() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let conv = alice.post(&app, "/v1/conversations", json!({})).await;
+    let id = conv.body["id"].as_str().expect("id").to_owned();
+    let input = json!([
+        {"type": "message", "role": "user", "content": "first thought"},
+        {"role": "user", "content": [{"type": "input_text", "text": "second thought"}]},
+    ]);
+    let answer = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": input, "conversation": id}),
+        )
+        .await;
+    assert_eq!(answer.body["status"], "completed", "{}", answer.body);
+    let text = answer.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("second thought"), "{text}");
+    let items = alice
+        .get(&app, &format!("/v1/conversations/{id}/items?order=asc"))
+        .await;
+    let said: Vec<(String, String)> = items.body["data"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["role"].as_str().unwrap_or_default().to_owned(),
+                i["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said[0], ("user".into(), "first thought".into()));
+    assert_eq!(said[1], ("user".into(), "second thought".into()));
+    assert_eq!(said[2].0, "assistant");
+    let listed = alice
+        .get(
+            &app,
+            &format!(
+                "/v1/responses/{}/input_items",
+                answer.body["id"].as_str().unwrap_or("")
+            ),
+        )
+        .await;
+    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(2));
+}

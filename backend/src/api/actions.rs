@@ -116,6 +116,7 @@ async fn send_message(
                 idempotency_key,
                 if_busy: req.if_busy.unwrap_or_default(),
                 turn: Default::default(),
+                preceding: Vec::new(),
             },
             q.limit(&app),
         )
@@ -178,6 +179,7 @@ async fn edit_message(
         // Edits run only at rest, so nothing is running to queue behind.
         if_busy: Default::default(),
         turn: Default::default(),
+        preceding: Vec::new(),
     };
     let outcome = app
         .engine

@@ -2,7 +2,7 @@
 
 use super::testing::{Fault, FaultStore, Op};
 use super::*;
-use crate::domain::{ClientTool, NewContext, NewMessage, Owner, TurnOptions};
+use crate::domain::{ClientTool, MessageContent, NewContext, NewMessage, Owner, TurnOptions};
 use crate::fsm::State;
 use crate::llm::ScriptedModel;
 use crate::metrics::Metrics;
@@ -1037,4 +1037,39 @@ async fn cancelling_a_turn_that_waits_for_a_clients_output_closes_the_call() {
     assert_eq!(calls[0].status, ToolCallStatus::Denied);
     assert_eq!(s.messages()[2].role, Role::Tool);
     assert_eq!(h.stored(id).await.record.state, State::Idle);
+}
+
+/// User messages sent together are stored one by one before the last, in its turn's
+/// save; while a turn runs they are refused at once (the queue holds one message per
+/// turn), and nothing is stored.
+#[tokio::test]
+async fn messages_sent_together_are_stored_one_by_one_at_rest_only() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let mut together = msg("and the question");
+    together.preceding = vec![MessageContent::parse("some context".into()).expect("content")];
+    let out = h
+        .engine
+        .send_message(id, together.clone(), WAIT)
+        .await
+        .expect("send");
+    let said: Vec<(Role, String)> = out
+        .snapshot
+        .messages()
+        .iter()
+        .map(|m| (m.role, content_text(&m.content)))
+        .collect();
+    assert_eq!(said[0], (Role::User, "some context".to_owned()));
+    assert_eq!(said[1], (Role::User, "and the question".to_owned()));
+    assert_eq!(said[2].0, Role::Assistant);
+    assert_eq!(h.stored(id).await.messages.len(), 3);
+
+    let busy = h.busy().await;
+    let refused = h.engine.send_message(busy, together, WAIT).await;
+    assert!(matches!(
+        refused,
+        Err(EngineError::Action(ActionError::TurnRunning))
+    ));
+    let snapshot = h.engine.snapshot(busy).await.expect("snapshot");
+    assert!(snapshot.queued.is_empty());
 }

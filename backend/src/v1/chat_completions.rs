@@ -548,6 +548,7 @@ async fn stored_run(
                     client_tools: client_tools(&response.spec.tools),
                     instructions: None,
                 },
+                preceding: Vec::new(),
             },
             Duration::ZERO,
         )

@@ -63,8 +63,9 @@ struct CreateRequest {
 /// What the input asks the turn to do.
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
-    /// A user message.
-    Send(String),
+    /// User messages (at least one), each stored as its own message; the last one's turn
+    /// runs.
+    Send(Vec<String>),
     /// Answers to the server's tool calls awaiting approval: (call id, approve).
     Approve(Vec<(String, bool)>),
     /// The client's outputs for calls of its function tools: (call id, output); with its
@@ -99,7 +100,7 @@ fn parse_input(input: &Value, response_id: &str) -> Result<(Action, Vec<Value>),
     let items = match input {
         Value::String(text) => {
             item_text(input)?;
-            return Ok((Action::Send(text.clone()), vec![user_item(text, 0)]));
+            return Ok((Action::Send(vec![text.clone()]), vec![user_item(text, 0)]));
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_INPUT_ITEMS => items,
         _ => {
@@ -162,9 +163,10 @@ fn parse_input(input: &Value, response_id: &str) -> Result<(Action, Vec<Value>),
     }
     match (texts.is_empty(), approvals.is_empty(), outputs.is_empty()) {
         (false, true, true) => {
-            let text = texts.join("\n\n");
-            MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?;
-            Ok((Action::Send(text), listed))
+            for text in &texts {
+                MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?;
+            }
+            Ok((Action::Send(texts), listed))
         }
         (true, false, true) => Ok((Action::Approve(approvals), listed)),
         (true, _, false) => Ok((Action::ToolOutputs(outputs, approvals), listed)),
@@ -288,12 +290,12 @@ async fn create(
         input,
     };
     if !stored {
-        let Action::Send(text) = action else {
+        let Action::Send(texts) = action else {
             return Err(invalid(
                 "store: false runs the input alone; tool outputs and approvals answer a stored response",
             ));
         };
-        return unstored::answer(&app, id, spec, text, stream).await;
+        return unstored::answer(&app, id, spec, texts, stream).await;
     }
     let (conversation, previous) = (req.conversation, req.previous_response_id);
     let (context, created) = if let Some(conversation) = &conversation {
@@ -309,14 +311,15 @@ async fn create(
             .ok_or_else(|| not_found("response", previous))?;
         (row.context_id, false)
     } else {
-        let Action::Send(text) = &action else {
+        let Action::Send(texts) = &action else {
             return Err(invalid(
                 "tool outputs and approvals need the conversation or previous_response_id they answer",
             ));
         };
         // Instructions belong to one response, never to the chat (OpenAI carries them
         // over to no later response).
-        let chat = new_chat(&app, &user, text, model.clone(), None).await?;
+        let first = texts.first().map_or("", String::as_str);
+        let chat = new_chat(&app, &user, first, model.clone(), None).await?;
         (chat, true)
     };
     if let Some(call) = action.first_call() {
@@ -372,9 +375,14 @@ async fn start(
             .collect()
     };
     match action {
-        Action::Send(text) => {
+        Action::Send(mut texts) => {
+            let parse = |t: String| MessageContent::parse(t).map_err(|e| invalid(e.0));
+            let last = texts
+                .pop()
+                .ok_or_else(|| invalid("input holds no message"))?;
             let message = NewMessage {
-                content: MessageContent::parse(text).map_err(|e| invalid(e.0))?,
+                content: parse(last)?,
+                preceding: texts.into_iter().map(parse).collect::<Result<_, _>>()?,
                 client_message_id: Some(
                     ClientKey::parse("response id", id.to_owned()).map_err(|e| invalid(e.0))?,
                 ),

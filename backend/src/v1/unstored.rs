@@ -33,7 +33,8 @@ struct Unstored {
     id: String,
     created_at: i64,
     spec: Spec,
-    user: Arc<Message>,
+    /// The input's user messages; the last one carries the response id.
+    users: Vec<Arc<Message>>,
     reply: Message,
     /// How the run ended, once it did.
     end: Option<(StateName, Option<String>)>,
@@ -82,7 +83,8 @@ impl Unstored {
 
     /// The events and object as far as the run went; once it ended, with its end.
     fn derive(&self) -> Derived {
-        let messages = [self.user.clone(), Arc::new(self.reply.clone())];
+        let mut messages = self.users.clone();
+        messages.push(Arc::new(self.reply.clone()));
         // Nothing runs the server's tools here: a call to one shows as a request for
         // approval that no later request can answer (nothing is stored to continue).
         let none_auto = |_: &str| false;
@@ -108,15 +110,27 @@ pub(super) async fn answer(
     app: &AppState,
     id: String,
     spec: Spec,
-    text: String,
+    texts: Vec<String>,
     stream: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let user = new_message(Role::User, vec![ContentPart::text(text)], Some(id.clone()));
+    let last = texts.len().saturating_sub(1);
+    let users: Vec<Arc<Message>> = texts
+        .into_iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let client_id = (n == last).then(|| id.clone());
+            Arc::new(new_message(
+                Role::User,
+                vec![ContentPart::text(text)],
+                client_id,
+            ))
+        })
+        .collect();
     let request = ModelRequest {
         model: Some(spec.model.clone()),
         system_prompt: spec.instructions.clone(),
         client_tools: client_tools(&spec.tools),
-        messages: vec![Arc::new(user.clone())],
+        messages: users.clone(),
         attempt: 0,
     };
     let run = DirectRun::open(app, request).await?;
@@ -126,7 +140,7 @@ pub(super) async fn answer(
         id,
         created_at: chrono::Utc::now().timestamp(),
         spec,
-        user: Arc::new(user),
+        users,
         reply,
         end: None,
         run,

@@ -344,6 +344,10 @@ impl Actor {
         ack: fn(u64) -> T,
     ) {
         self.ctx.set_turn_options(message.turn);
+        for earlier in message.preceding {
+            let content = vec![ContentPart::text(earlier.into_inner())];
+            self.ctx.push(new_message(Role::User, content, None), None);
+        }
         self.ctx.push(
             new_message(
                 Role::User,
