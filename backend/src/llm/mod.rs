@@ -74,4 +74,12 @@ pub trait Model: Send + Sync + std::fmt::Debug + 'static {
     fn names_chats(&self) -> bool {
         false
     }
+
+    /// Whether asking again for the same reply gives the very same text (the scripted
+    /// model). When not, a reply retried or resumed after some of it was stored keeps that
+    /// part as its own (cancelled) message and the new one streams into a new message, so
+    /// what a reader was shown is never rewritten.
+    fn replays_exactly(&self) -> bool {
+        false
+    }
 }

@@ -644,6 +644,29 @@ mod tests {
         }
     }
 
+    /// A model that says something else when asked again: its partial reply stays a
+    /// message of its own (cancelled), and the new reply follows it, so everything derived
+    /// while the partial streamed is still the start of the list.
+    #[test]
+    fn a_partial_reply_kept_apart_leaves_what_was_shown_unchanged() {
+        let spec = spec(vec![], false);
+        let partial_text = "The first attempt said this much";
+        let mut partial = reply(partial_text, MessageStatus::Streaming);
+        let shown = run(&spec, &[user(), Arc::new(partial.clone())], None, None);
+        partial.status = MessageStatus::Cancelled;
+        let retried = reply("Another reply entirely.", MessageStatus::Complete);
+        let messages = [user(), Arc::new(partial), Arc::new(retried)];
+        let ended = run(&spec, &messages, Some(StateName::Idle), None);
+        let outcome = ended.unrecorded.expect("ended");
+        let done = run(&spec, &messages, Some(StateName::Idle), Some(&outcome));
+        assert_eq!(&done.events[..shown.events.len()], &shown.events[..]);
+        let output = done.response["output"].as_array().expect("output");
+        assert_eq!(output.len(), 2);
+        assert_eq!(output[0]["status"], "incomplete");
+        assert_eq!(output[1]["content"][0]["text"], "Another reply entirely.");
+        assert_eq!(done.response["status"], "completed");
+    }
+
     #[test]
     fn a_queued_background_response_shows_only_its_creation() {
         let spec = spec(vec![], true);

@@ -6,7 +6,7 @@ use super::{Actor, Halt, Reply, Step};
 use crate::engine::context::new_message;
 use crate::fsm::{Event, State};
 use crate::llm::{ModelChunk, ModelError, ModelRequest};
-use chatsync_protocol::{ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
+use chatsync_protocol::{content_text, ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -146,17 +146,33 @@ impl Actor {
 
     pub(super) async fn stream_reply(&mut self) -> Step {
         if let Some(i) = self.turn.reply_msg {
-            // A retry or a resume: the reply starts over in the same message.
-            let m = self.ctx.message_mut(i);
-            m.content = vec![ContentPart::text("")];
-            m.tool_calls = None;
-            m.status = MessageStatus::Streaming;
+            // A retry or a resume. A model that says the same again starts over in the
+            // same message; another one's partial reply, once anything of it was shown,
+            // stays as it is (cancelled), and the new reply gets a message of its own.
+            let m = &self.ctx.messages()[i];
+            let shown = !content_text(&m.content).is_empty() || m.tool_calls.is_some();
+            if shown && !self.deps.model.replays_exactly() {
+                self.ctx.message_mut(i).status = MessageStatus::Cancelled;
+                self.turn.reply_msg = None;
+            } else {
+                let m = self.ctx.message_mut(i);
+                m.content = vec![ContentPart::text("")];
+                m.tool_calls = None;
+                m.status = MessageStatus::Streaming;
+            }
         }
         self.turn.reply_chars = 0;
-        let history = self
-            .ctx
-            .messages()
+        // The model reads the path without the reply being made, nor the partial replies
+        // this turn abandoned (cancelled, at the end of the path).
+        let messages = self.ctx.messages();
+        let abandoned = messages
             .iter()
+            .rev()
+            .take_while(|m| m.role == Role::Assistant && m.status == MessageStatus::Cancelled)
+            .count();
+        let history = messages
+            .iter()
+            .take(messages.len() - abandoned)
             .enumerate()
             .filter(|(i, _)| Some(*i) != self.turn.reply_msg)
             .map(|(_, m)| m.clone())
