@@ -3,6 +3,7 @@
 //! a turn runs is decided in one place, [`Request::during_turn`]: it runs at once or is
 //! refused at once; nothing waits behind the turn but a send, in the stored queue.
 
+use super::naming::TitleAsked;
 use crate::domain::{NewMessage, Title, TurnOptions};
 use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
@@ -93,11 +94,12 @@ pub enum Request {
         content: Vec<ContentPart>,
         reply: Reply<Written>,
     },
-    /// Give the context a new title; with `unless_changed_from`, only if its title is still
-    /// that one (a title the model proposes never replaces one a person chose meanwhile).
+    /// Give the context a new title; with `unless_renamed_since`, only if nothing changed
+    /// the title since then (a title the model proposes never replaces one a person chose
+    /// meanwhile, even the same words).
     Rename {
         title: Title,
-        unless_changed_from: Option<String>,
+        unless_renamed_since: Option<TitleAsked>,
         reply: Reply<()>,
     },
     /// Write whatever is unsaved now.
@@ -131,7 +133,7 @@ pub(super) enum DuringTurn {
     /// Runs now: it touches the queue only.
     CancelQueued(Uuid, Reply<()>),
     /// Runs now: it touches the context row only, never the turn.
-    Rename(Title, Option<String>, Reply<()>),
+    Rename(Title, Option<TitleAsked>, Reply<()>),
     /// Runs now: it writes what the turn showed.
     Flush(Reply<()>),
     /// Needs a resting context: answered at once with this error, and dropped.
@@ -172,9 +174,9 @@ impl Request {
             }
             Request::Rename {
                 title,
-                unless_changed_from,
+                unless_renamed_since,
                 reply,
-            } => DuringTurn::Rename(title, unless_changed_from, reply),
+            } => DuringTurn::Rename(title, unless_renamed_since, reply),
             Request::Flush { reply } => DuringTurn::Flush(reply),
             legacy @ (Request::Append { .. } | Request::Edit { .. }) => {
                 DuringTurn::Refused(legacy, ActionError::TurnRunning)
