@@ -36,6 +36,17 @@ impl User {
         self.call(app, Method::POST, uri, Some(body)).await
     }
 
+    /// A POST with an `Idempotency-Key`.
+    async fn post_keyed(&self, app: &TestApp, uri: &str, key: &str, body: &Value) -> Answer {
+        let headers = [
+            ("authorization", self.auth.as_str()),
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        let body = body.to_string();
+        app.call(Method::POST, uri, &headers, Some(&body)).await
+    }
+
     async fn get(&self, app: &TestApp, uri: &str) -> Answer {
         self.call(app, Method::GET, uri, None).await
     }
@@ -52,6 +63,17 @@ fn events(body: &Value) -> Vec<Value> {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).expect("JSON event"))
+        .collect()
+}
+
+/// The chunks of a streamed chat completion, which must end with `[DONE]`.
+fn completion_chunks(body: &Value) -> Vec<Value> {
+    let text = body.as_str().expect("a stream");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("JSON chunk"))
         .collect()
 }
 
@@ -373,14 +395,7 @@ async fn chat_completions_answer_and_stream_without_storing() {
                 "tools": [{"type": "function", "function": {"name": "f"}}]}),
         )
         .await;
-    let text = streamed.body.as_str().expect("stream");
-    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).expect("chunk"))
-        .collect();
+    let chunks = completion_chunks(&streamed.body);
     assert!(chunks
         .iter()
         .any(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "f"));
@@ -452,24 +467,11 @@ async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
     // [DONE].
     let long = "a reply long enough to stream in more than one piece of text";
     let body = json!({"messages": [{"role": "user", "content": long}], "store": true,
-        "stream": true, "stream_options": {"include_usage": true}})
-    .to_string();
-    let headers = [
-        ("authorization", alice.auth.as_str()),
-        ("content-type", "application/json"),
-        ("idempotency-key", "chat-2"),
-    ];
-    let streamed = app
-        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+        "stream": true, "stream_options": {"include_usage": true}});
+    let streamed = alice
+        .post_keyed(&app, "/v1/chat/completions", "chat-2", &body)
         .await;
-    let text = streamed.body.as_str().expect("a stream");
-    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).expect("JSON chunk"))
-        .collect();
+    let chunks = completion_chunks(&streamed.body);
     let pieces: Vec<&str> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
@@ -483,8 +485,8 @@ async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
     let finish = &chunks[chunks.len() - 2];
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     assert!(chunks.last().expect("usage")["usage"]["total_tokens"].as_u64() > Some(0));
-    let replayed = app
-        .call(Method::POST, "/v1/chat/completions", &headers, Some(&body))
+    let replayed = alice
+        .post_keyed(&app, "/v1/chat/completions", "chat-2", &body)
         .await;
     assert_eq!(replayed.body, streamed.body, "the same pieces again");
 }
@@ -572,14 +574,13 @@ async fn a_response_with_store_false_answers_and_keeps_nothing() {
         let answer = alice.post(&app, "/v1/responses", refused).await;
         assert_openai_error(&answer, StatusCode::BAD_REQUEST, "invalid_request_error");
     }
-    let body = json!({"input": "x", "store": false}).to_string();
-    let headers = [
-        ("authorization", alice.auth.as_str()),
-        ("content-type", "application/json"),
-        ("idempotency-key", "k1"),
-    ];
-    let keyed = app
-        .call(Method::POST, "/v1/responses", &headers, Some(&body))
+    let keyed = alice
+        .post_keyed(
+            &app,
+            "/v1/responses",
+            "k1",
+            &json!({"input": "x", "store": false}),
+        )
         .await;
     assert_openai_error(&keyed, StatusCode::BAD_REQUEST, "invalid_request_error");
     let chats = alice.get(&app, "/api/contexts").await;
