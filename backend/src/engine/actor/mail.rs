@@ -4,7 +4,7 @@
 //! refused at once; nothing waits behind the turn but a send, in the stored queue.
 
 use super::naming::TitleAsked;
-use crate::domain::{NewMessage, Title};
+use crate::domain::{NewMessage, Title, TurnOptions};
 use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
 use chatsync_protocol::StateName;
@@ -50,9 +50,13 @@ pub enum Request {
         reply: Reply<u64>,
     },
     /// The client's results for calls of tools it runs itself (the OpenAI API's function
-    /// tools): (call id, output) for every call that waits.
+    /// tools): (call id, output) for every call that waits; with the server calls of the
+    /// same reply it approves (the others that wait for approval are denied), and the
+    /// options the turn goes on with.
     SubmitToolOutputs {
         outputs: Vec<(String, String)>,
+        approved: Vec<String>,
+        turn: TurnOptions,
         reply: Reply<u64>,
     },
     Cancel {

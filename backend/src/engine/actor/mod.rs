@@ -196,17 +196,20 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Request::SubmitToolOutputs { outputs, reply } => {
-                match self.record_tool_outputs(&outputs) {
-                    Ok(event) => {
-                        let turn = self.start_turn();
-                        self.acknowledge_then_drive(event, reply, turn).await;
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
+            Request::SubmitToolOutputs {
+                outputs,
+                approved,
+                turn,
+                reply,
+            } => match self.record_tool_outputs(&outputs, &approved, turn) {
+                Ok(event) => {
+                    let turn = self.start_turn();
+                    self.acknowledge_then_drive(event, reply, turn).await;
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
                     let _ = reply.send(Err(e.into()));
@@ -344,6 +347,11 @@ impl Actor {
         reply: Reply<T>,
         ack: fn(u64) -> T,
     ) {
+        self.ctx.set_turn_options(message.turn);
+        for earlier in message.preceding {
+            let content = vec![ContentPart::text(earlier.into_inner())];
+            self.ctx.push(new_message(Role::User, content, None), None);
+        }
         self.ctx.push(
             new_message(
                 Role::User,
@@ -368,8 +376,8 @@ impl Actor {
             State::Idle | State::Failed { .. } => {
                 let _ = reply.send(Err(ActionError::NothingToCancel));
             }
-            State::AwaitingToolApproval => {
-                // The turn rests waiting for a person: deny what waits.
+            State::AwaitingToolApproval | State::AwaitingToolOutput => {
+                // The turn rests waiting for a person or the client: close what waits.
                 if let Err(e) = self.take_lease().await {
                     let _ = reply.send(Err(e));
                     return;

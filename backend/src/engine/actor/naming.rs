@@ -71,6 +71,7 @@ impl Actor {
         let request = ModelRequest {
             model: self.ctx.model_id(),
             system_prompt: Some(TITLE_INSTRUCTION.into()),
+            client_tools: vec![],
             messages: vec![Arc::new(new_message(
                 Role::User,
                 vec![ContentPart::text(prompt)],
