@@ -396,8 +396,8 @@ async fn found_by(store: &dyn Store, owner: &str, q: &str) -> Vec<Uuid> {
         .search_contexts(owner, &query, 50)
         .await
         .expect("search");
-    assert_eq!(page.total, page.contexts.len() as u64, "{q}: total");
-    page.contexts.iter().map(|r| r.id).collect()
+    assert_eq!(page.total, page.hits.len() as u64, "{q}: total");
+    page.hits.iter().map(|h| h.context.id).collect()
 }
 
 /// Full-text search: titles and message text, kept current by saves, ranked by relevance

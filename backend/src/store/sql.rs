@@ -9,7 +9,7 @@ use super::dialect::Dialect;
 use super::postgres::PgCoordination;
 use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext,
-    MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
+    MessageRecord, QueuedRecord, SaveBatch, SearchHit, SearchPage, Store, StoreError,
 };
 use crate::domain::SearchQuery;
 use crate::fsm::State;
@@ -253,6 +253,21 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         active_leaf: optional_uuid(row, "active_leaf")?,
         owner: row.try_get("owner")?,
         version_ceiling: to_u64(row.try_get("version_ceiling")?),
+    })
+}
+
+/// A row of a search: the context's columns, and the message that matched best
+/// (`matched_id`, `matched_content`) when one did. A message whose content does not
+/// decode is left out (the title stands in), as it is shown unreadable elsewhere.
+fn search_hit(row: &AnyRow) -> Result<SearchHit, StoreError> {
+    let content: Option<String> = row.try_get("matched_content")?;
+    let parts = content.and_then(|c| serde_json::from_str::<Vec<ContentPart>>(&c).ok());
+    let message = optional_uuid(row, "matched_id")?
+        .zip(parts)
+        .map(|(id, parts)| (id, chatsync_protocol::content_text(&parts)));
+    Ok(SearchHit {
+        context: context_from_row(row)?,
+        message,
     })
 }
 
@@ -544,13 +559,22 @@ impl Store for SqlStore {
         owner: &str,
         query: &SearchQuery,
         limit: u32,
-    ) -> Result<ContextPage, StoreError> {
+    ) -> Result<SearchPage, StoreError> {
         let hits = |owner| self.dialect.search_hits(owner);
         let expression = self.dialect.search_expression(query);
         let mut tx = self.pool.begin().await?;
+        // Ranked by the best hit (a title's included); the snippet comes from the best
+        // message hit.
         let rows = sqlx::query(&format!(
-            "WITH hits AS ({}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
-             SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) WHERE owner = $3 \
+            "WITH hits AS ({}), \
+             best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id), \
+             shown AS (SELECT id, message_id FROM (SELECT id, message_id, \
+                 ROW_NUMBER() OVER (PARTITION BY id ORDER BY score, message_id) AS n \
+                 FROM hits WHERE message_id IS NOT NULL) ranked WHERE n = 1) \
+             SELECT {CONTEXT_COLUMNS}, shown.message_id AS matched_id, \
+                 (SELECT content FROM messages WHERE messages.id = shown.message_id) \
+                 AS matched_content \
+             FROM contexts JOIN best USING (id) LEFT JOIN shown USING (id) WHERE owner = $3 \
              ORDER BY best.score, updated_at DESC, id DESC LIMIT $2",
             hits("$3")
         ))
@@ -569,7 +593,10 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        context_page(&rows, to_u64(total))
+        Ok(SearchPage {
+            hits: rows.iter().map(search_hit).collect::<Result<_, _>>()?,
+            total: to_u64(total),
+        })
     }
 
     #[tracing::instrument(skip(self))]
@@ -835,7 +862,7 @@ pub(crate) mod tests {
                 .search_contexts("local", &query, 10)
                 .await
                 .expect("search");
-            let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
+            let ids: Vec<_> = page.hits.iter().map(|h| h.context.id).collect();
             assert_eq!(ids, [old], "{q}");
         }
     }
