@@ -69,7 +69,9 @@ fn matched_words(text: &[char], words: &[String]) -> Vec<(usize, usize)> {
 /// The part of `text` to show: from a word start at most `BEFORE_MATCH` characters before
 /// `first`, at most `SNIPPET_CHARS` long, ending at a word end where one is in reach.
 fn window(text: &[char], first: usize) -> (usize, usize) {
-    let word_inside = |i: usize| i > 0 && i < text.len() && text[i - 1].is_alphanumeric() && text[i].is_alphanumeric();
+    let word_inside = |i: usize| {
+        i > 0 && i < text.len() && text[i - 1].is_alphanumeric() && text[i].is_alphanumeric()
+    };
     let mut start = first.saturating_sub(BEFORE_MATCH);
     while start < first && (word_inside(start) || text[start] == ' ') {
         start += 1;
@@ -112,15 +114,29 @@ mod tests {
     fn shown(parts: &[SnippetPart]) -> String {
         parts
             .iter()
-            .map(|p| if p.matched { format!("[{}]", p.text) } else { p.text.clone() })
+            .map(|p| {
+                if p.matched {
+                    format!("[{}]", p.text)
+                } else {
+                    p.text.clone()
+                }
+            })
             .collect()
     }
 
     #[test]
     fn matched_words_are_marked_as_prefixes_in_any_case() {
-        let parts = snippet("Zebras and a zebu\n\nnear the  river", &words(&["zeb", "river"]));
+        let parts = snippet(
+            "Zebras and a zebu\n\nnear the  river",
+            &words(&["zeb", "river"]),
+        );
         assert_eq!(shown(&parts), "[Zebras] and a [zebu] near the [river]");
-        assert!(!snippet("a mazeb", &words(&["zeb"])).iter().any(|p| p.matched), "only word starts");
+        assert!(
+            !snippet("a mazeb", &words(&["zeb"]))
+                .iter()
+                .any(|p| p.matched),
+            "only word starts"
+        );
     }
 
     #[test]
@@ -133,7 +149,10 @@ mod tests {
         assert!(text.ends_with("tail…"), "{text}");
         let at = text.find("[needle]").expect("the match is shown");
         assert!(at <= BEFORE_MATCH + CUT.len() + 1, "{text}");
-        let body = text.trim_start_matches(CUT).trim_end_matches(CUT).replace(['[', ']'], "");
+        let body = text
+            .trim_start_matches(CUT)
+            .trim_end_matches(CUT)
+            .replace(['[', ']'], "");
         assert!(body.chars().count() <= SNIPPET_CHARS, "{text}");
     }
 

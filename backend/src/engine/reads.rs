@@ -5,8 +5,8 @@
 use super::registry::Handle;
 use super::{summary, Engine, EngineError, Snapshot};
 use crate::domain::{Owner, SearchQuery};
-use crate::store::{ContextRecord, Cursor, ListOrder};
 use crate::snippet::snippet;
+use crate::store::{ContextRecord, Cursor, ListOrder};
 use chatsync_protocol::{ContextSummary, Snippet};
 use std::sync::Arc;
 use tokio::sync::watch;

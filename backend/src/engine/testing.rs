@@ -5,9 +5,8 @@ use super::context::LiveContext;
 use crate::domain::SearchQuery;
 use crate::fsm::State;
 use crate::store::{
-    ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch, SearchPage,
-    Store,
-    StoreError,
+    ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch,
+    SearchPage, Store, StoreError,
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};

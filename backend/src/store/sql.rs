@@ -867,6 +867,65 @@ pub(crate) mod tests {
         }
     }
 
+    /// Another user's 120 messages and a title match `a`, the owner's one message and no
+    /// title: the plan of the owner's search for `a`, one line per row, as `explain` (the
+    /// dialect's EXPLAIN) words it.
+    async fn plan_of_a_crowded_search(store: &SqlStore, explain: &str) -> Vec<String> {
+        let many: Vec<String> = (0..120).map(|n| format!("apple {n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        conformance::chat_of(store, "mallory", 1, "Apples", &many).await;
+        conformance::chat_of(store, "dave", 2, "chat", &["an apricot"]).await;
+        search_plan(store, explain).await
+    }
+
+    /// The plan of dave's search for `a`, which finds his one chat about apricots.
+    async fn search_plan(store: &SqlStore, explain: &str) -> Vec<String> {
+        let query = crate::domain::SearchQuery::parse("a").expect("words");
+        let found = store
+            .search_contexts("dave", &query, 10)
+            .await
+            .expect("search");
+        assert_eq!(found.hits.len(), 1, "{found:?}");
+        let mut tx = store.pool.begin().await.expect("begin");
+        if store.dialect == Dialect::Postgres {
+            // A test's tables are small enough for a sequential scan to be cheapest; without
+            // it the planner chooses among the indexes, as it does at sizes where they matter.
+            tx.execute("SET LOCAL enable_seqscan = off")
+                .await
+                .expect("set");
+        }
+        let rows = sqlx::query(&format!("{explain} {}", store.dialect.search_hits("$2")))
+            .bind(store.dialect.search_expression(&query))
+            .bind("dave")
+            .fetch_all(&mut *tx)
+            .await
+            .expect("explain");
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(r.len() - 1).expect("plan text"))
+            .collect()
+    }
+
+    /// FTS5 is asked for the owner's rowid range: the constraint is taken by the index
+    /// (`>` and `<` in its plan), not checked on the rows it yields, so another user's
+    /// entries are never read, however many match.
+    #[tokio::test]
+    async fn sqlite_search_reads_only_the_owners_index_entries() {
+        let (_dir, store) = temp_store().await;
+        let plan = plan_of_a_crowded_search(&store, "EXPLAIN QUERY PLAN").await;
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.contains("VIRTUAL TABLE"))
+            .collect();
+        assert_eq!(scans.len(), 2, "{plan:#?}");
+        for scan in scans {
+            let index = scan.rsplit(':').next().expect("index string");
+            assert!(
+                index.contains('M') && index.contains('<') && index.contains('>'),
+                "{plan:#?}"
+            );
+        }
+    }
+
     /// Saves one assistant message calling a tool with these arguments, then reads the
     /// context back from the store (as after eviction or a restart).
     async fn save_and_reload(
@@ -1087,6 +1146,50 @@ pub(crate) mod tests {
             .expect("pragma");
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    /// The owner's search visits the owner's matching rows only: no step of the plan reads
+    /// (or filters out) another user's 120 matching messages, nor, once the owner has many
+    /// messages that do not match, those (the owner-tagged index finds the matching ones).
+    #[tokio::test]
+    async fn postgres_search_visits_only_the_owners_rows() {
+        let Some(url) = crate::store::postgres::test_database("search_plan").await else {
+            return;
+        };
+        let store = SqlStore::connect(&url).await.expect("connect");
+        let explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)";
+        let visits_few = |plan: &[String]| {
+            for line in plan
+                .iter()
+                .filter(|l| l.contains("rows=") || l.contains("Removed"))
+            {
+                let rows = line
+                    .split("rows=")
+                    .nth(1)
+                    .or_else(|| line.split(": ").nth(1));
+                let n: u64 = rows
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse().ok())
+                    .expect("a count");
+                assert!(n < 10, "{line}\n{}", plan.join("\n"));
+            }
+        };
+        visits_few(&plan_of_a_crowded_search(&store, explain).await);
+
+        let own: Vec<String> = (0..300).map(|n| format!("zebra {n}")).collect();
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        conformance::chat_of(&store, "dave", 3, "chat", &own).await;
+        sqlx::query("ANALYZE")
+            .execute(&store.pool)
+            .await
+            .expect("analyze");
+        let plan = search_plan(&store, explain).await;
+        visits_few(&plan);
+        assert!(
+            plan.iter().any(|l| l.contains("messages_owned_search")),
+            "{}",
+            plan.join("\n")
+        );
     }
 
     /// The suite on Postgres, when the test command provides one (`CHATSYNC_TEST_PG_URL`
