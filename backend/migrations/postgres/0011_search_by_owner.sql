@@ -47,6 +47,20 @@ BEGIN
 END
 $$;
 
+-- Chats moved to another user (`UPDATE contexts SET owner = ...`, as the guide does when a
+-- single-user server gets users) take their messages' tagged words along (the title's
+-- index follows by itself: it is computed from the row).
+CREATE FUNCTION messages_follow_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE messages SET owned_search = tag_words(NEW.owner, search)
+        WHERE context_id = NEW.id AND search IS NOT NULL;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contexts_owner_search AFTER UPDATE OF owner ON contexts
+    FOR EACH ROW WHEN (OLD.owner IS DISTINCT FROM NEW.owner)
+    EXECUTE FUNCTION messages_follow_owner();
+
 -- The messages already stored (the trigger fires on content and status only).
 UPDATE messages m SET owned_search = tag_words(c.owner, m.search)
     FROM contexts c WHERE c.id = m.context_id AND m.search IS NOT NULL;

@@ -31,8 +31,7 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(
     prefix = '1 2 3'
 );
 
--- Titles: indexed when a context is created and again when its title changes. An owner
--- never changes.
+-- Titles: indexed when a context is created and again when its title changes.
 CREATE TRIGGER contexts_fts_insert AFTER INSERT ON contexts BEGIN
     SELECT RAISE(ABORT, 'search index: context rowid beyond 2^36') WHERE new.rowid >= 68719476736;
     INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
@@ -41,6 +40,7 @@ CREATE TRIGGER contexts_fts_insert AFTER INSERT ON contexts BEGIN
 END;
 CREATE TRIGGER contexts_fts_update AFTER UPDATE OF title ON contexts
 WHEN old.title IS NOT new.title BEGIN
+    INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
     DELETE FROM contexts_fts
         WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid;
     INSERT INTO contexts_fts (rowid, title) VALUES (
@@ -54,6 +54,27 @@ CREATE TRIGGER contexts_fts_delete BEFORE DELETE ON contexts BEGIN
     DELETE FROM messages_fts WHERE rowid IN (
         SELECT ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | m.rowid
         FROM messages m WHERE m.context_id = old.id AND m.status != 'streaming');
+END;
+
+-- Chats moved to another user (`UPDATE contexts SET owner = ...`, as the guide does when a
+-- single-user server gets users) take their entries along, into the new owner's range.
+-- The title moves here unless the same statement changed it (contexts_fts_update did).
+CREATE TRIGGER contexts_fts_owner AFTER UPDATE OF owner ON contexts
+WHEN old.owner IS NOT new.owner BEGIN
+    INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
+    DELETE FROM contexts_fts
+        WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid
+        AND old.title IS new.title;
+    INSERT INTO contexts_fts (rowid, title)
+        SELECT ((SELECT id FROM search_owners WHERE owner = new.owner) << 36) | new.rowid, new.title
+        WHERE old.title IS new.title;
+    DELETE FROM messages_fts WHERE rowid IN (
+        SELECT ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | m.rowid
+        FROM messages m WHERE m.context_id = new.id AND m.status != 'streaming');
+    INSERT INTO messages_fts (rowid, body)
+        SELECT ((SELECT id FROM search_owners WHERE owner = new.owner) << 36) | m.rowid,
+            (SELECT group_concat(json_extract(value, '$.text'), ' ') FROM json_each(m.content))
+        FROM messages m WHERE m.context_id = new.id AND m.status != 'streaming';
 END;
 
 -- Messages: indexed once final, as migration 0009 made it (a streaming reply is not

@@ -865,6 +865,30 @@ pub(crate) mod tests {
             let ids: Vec<_> = page.hits.iter().map(|h| h.context.id).collect();
             assert_eq!(ids, [old], "{q}");
         }
+        moved_chats_are_found_by_their_new_owner(&store, "local", "walrus").await;
+    }
+
+    /// The guide's move of a single user's chats to their user (`UPDATE contexts SET owner`)
+    /// takes their index entries along: the new owner finds them, the old one no longer.
+    async fn moved_chats_are_found_by_their_new_owner(store: &SqlStore, from: &str, q: &str) {
+        let query = crate::domain::SearchQuery::parse(q).expect("words");
+        let found = |owner: &'static str| {
+            let query = query.clone();
+            async move {
+                let page = store.search_contexts(owner, &query, 10).await.expect("search");
+                page.hits.iter().map(|h| h.context.id).collect::<Vec<_>>()
+            }
+        };
+        let before = store.search_contexts(from, &query, 10).await.expect("search");
+        assert_eq!(before.hits.len(), 1, "{q}");
+        sqlx::query("UPDATE contexts SET owner = 'erin' WHERE owner = $1")
+            .bind(from)
+            .execute(&store.pool)
+            .await
+            .expect("move");
+        assert_eq!(found("erin").await, [before.hits[0].context.id]);
+        let left = store.search_contexts(from, &query, 10).await.expect("search");
+        assert!(left.hits.is_empty(), "{left:?}");
     }
 
     /// Another user's 120 messages and a title match `a`, the owner's one message and no
