@@ -237,6 +237,10 @@ test("search and paging: the search box finds chats by title and text; the list 
   const foreign = matchOf(other);
   assert.match(await foreign.innerText(), /do walruses <img src="x" data-injected="1"> sleep/);
   assert.equal(await page.locator('[data-injected], [data-testid="chat-list"] img').count(), 0, "no markup from a snippet");
+  await assertAccessible(page, "search results with snippets");
+  // The list below is about the chats before this one.
+  const removed = await fetch(`${server.baseUrl}/api/contexts/${other}`, { method: "DELETE" });
+  assert.equal(removed.status, 204);
   await byTestId(page, "chat-search").fill("PENGU");
   await items.filter({ hasText: "Penguin facts" }).waitFor();
   assert.equal(await items.count(), 1);
