@@ -177,7 +177,7 @@ mod tests {
         /// matched part starts with a query word.
         #[test]
         fn parts_are_bounded_pieces_of_the_text(text in ".{0,600}", word in "[a-z0-9]{1,3}") {
-            let parts = snippet(&text, &[word.clone()]);
+            let parts = snippet(&text, std::slice::from_ref(&word));
             let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
             let shown: String = parts.iter().map(|p| p.text.as_str()).collect();
             let inner = shown.strip_prefix(CUT).unwrap_or(&shown);

@@ -5,8 +5,9 @@
 -- one owner's rowid range, so every doclist it reads is entered at that owner's first
 -- entry and left after their last. Prefix indexes for one to three characters make a
 -- short prefix one doclist (read in that range) instead of a merge of every term with
--- that prefix over all users. Bounds: 2^27 owners and 2^36 rows per table; past them a
--- write fails with a message saying so.
+-- that prefix over all users (a longer prefix still gathers its terms' entries of every
+-- user before the range applies; such terms are far fewer). Bounds: 2^27 owners and 2^36
+-- rows per table; past them a write fails with a message saying so.
 CREATE TABLE search_owners (
     id    INTEGER PRIMARY KEY CHECK (id < 134217728),
     owner TEXT NOT NULL UNIQUE
@@ -35,12 +36,16 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(
 CREATE TRIGGER contexts_fts_insert AFTER INSERT ON contexts BEGIN
     SELECT RAISE(ABORT, 'search index: context rowid beyond 2^36') WHERE new.rowid >= 68719476736;
     INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
+    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
+        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
     INSERT INTO contexts_fts (rowid, title) VALUES (
         ((SELECT id FROM search_owners WHERE owner = new.owner) << 36) | new.rowid, new.title);
 END;
 CREATE TRIGGER contexts_fts_update AFTER UPDATE OF title ON contexts
 WHEN old.title IS NOT new.title BEGIN
     INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
+    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
+        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
     DELETE FROM contexts_fts
         WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid;
     INSERT INTO contexts_fts (rowid, title) VALUES (
@@ -62,6 +67,8 @@ END;
 CREATE TRIGGER contexts_fts_owner AFTER UPDATE OF owner ON contexts
 WHEN old.owner IS NOT new.owner BEGIN
     INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
+    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
+        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
     DELETE FROM contexts_fts
         WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid
         AND old.title IS new.title;

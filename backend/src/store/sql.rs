@@ -872,23 +872,24 @@ pub(crate) mod tests {
     /// takes their index entries along: the new owner finds them, the old one no longer.
     async fn moved_chats_are_found_by_their_new_owner(store: &SqlStore, from: &str, q: &str) {
         let query = crate::domain::SearchQuery::parse(q).expect("words");
-        let found = |owner: &'static str| {
+        let found = |owner: &str| {
+            let owner = owner.to_owned();
             let query = query.clone();
             async move {
-                let page = store.search_contexts(owner, &query, 10).await.expect("search");
+                let page = store.search_contexts(&owner, &query, 10).await;
+                let page = page.expect("search");
                 page.hits.iter().map(|h| h.context.id).collect::<Vec<_>>()
             }
         };
-        let before = store.search_contexts(from, &query, 10).await.expect("search");
-        assert_eq!(before.hits.len(), 1, "{q}");
+        let before = found(from).await;
+        assert_eq!(before.len(), 1, "{q}");
         sqlx::query("UPDATE contexts SET owner = 'erin' WHERE owner = $1")
             .bind(from)
             .execute(&store.pool)
             .await
             .expect("move");
-        assert_eq!(found("erin").await, [before.hits[0].context.id]);
-        let left = store.search_contexts(from, &query, 10).await.expect("search");
-        assert!(left.hits.is_empty(), "{left:?}");
+        assert_eq!(found("erin").await, before);
+        assert!(found(from).await.is_empty());
     }
 
     /// Another user's 120 messages and a title match `a`, the owner's one message and no
