@@ -32,20 +32,27 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(
     prefix = '1 2 3'
 );
 
--- Titles: indexed when a context is created and again when its title changes.
-CREATE TRIGGER contexts_fts_insert AFTER INSERT ON contexts BEGIN
-    SELECT RAISE(ABORT, 'search index: context rowid beyond 2^36') WHERE new.rowid >= 68719476736;
+-- An owner gets their number before a row of theirs is indexed (BEFORE triggers run ahead
+-- of the AFTER triggers that index).
+CREATE TRIGGER contexts_search_owner BEFORE INSERT ON contexts BEGIN
     INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
     SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
         WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
+END;
+CREATE TRIGGER contexts_search_new_owner BEFORE UPDATE OF owner ON contexts BEGIN
+    INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
+    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
+        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
+END;
+
+-- Titles: indexed when a context is created and again when its title changes.
+CREATE TRIGGER contexts_fts_insert AFTER INSERT ON contexts BEGIN
+    SELECT RAISE(ABORT, 'search index: context rowid beyond 2^36') WHERE new.rowid >= 68719476736;
     INSERT INTO contexts_fts (rowid, title) VALUES (
         ((SELECT id FROM search_owners WHERE owner = new.owner) << 36) | new.rowid, new.title);
 END;
 CREATE TRIGGER contexts_fts_update AFTER UPDATE OF title ON contexts
 WHEN old.title IS NOT new.title BEGIN
-    INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
-    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
-        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
     DELETE FROM contexts_fts
         WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid;
     INSERT INTO contexts_fts (rowid, title) VALUES (
@@ -66,9 +73,6 @@ END;
 -- The title moves here unless the same statement changed it (contexts_fts_update did).
 CREATE TRIGGER contexts_fts_owner AFTER UPDATE OF owner ON contexts
 WHEN old.owner IS NOT new.owner BEGIN
-    INSERT OR IGNORE INTO search_owners (owner) VALUES (new.owner);
-    SELECT RAISE(ABORT, 'search index: more than 2^27 owners')
-        WHERE NOT EXISTS (SELECT 1 FROM search_owners WHERE owner = new.owner);
     DELETE FROM contexts_fts
         WHERE rowid = ((SELECT id FROM search_owners WHERE owner = old.owner) << 36) | old.rowid
         AND old.title IS new.title;
