@@ -939,7 +939,7 @@ pub(crate) mod tests {
         let plan = plan_of_a_crowded_search(&store, "EXPLAIN QUERY PLAN").await;
         let scans: Vec<&String> = plan
             .iter()
-            .filter(|l| l.contains("VIRTUAL TABLE"))
+            .filter(|l| l.starts_with("SCAN f VIRTUAL TABLE"))
             .collect();
         assert_eq!(scans.len(), 2, "{plan:#?}");
         for scan in scans {
