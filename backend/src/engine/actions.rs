@@ -198,7 +198,7 @@ impl Engine {
     pub async fn rename(&self, id: Uuid, title: Title) -> Result<Arc<Snapshot>, EngineError> {
         let make = |reply| Request::Rename {
             title: title.clone(),
-            unless_changed_from: None,
+            unless_renamed_since: None,
             reply,
         };
         let ((), rx) = self.request(id, make).await?;

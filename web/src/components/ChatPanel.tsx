@@ -106,13 +106,16 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
             ☰
           </button>
         )}
-        <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
-        <div className="chat-head-tools">
+        {/* The model goes with the title: beside it, or under it on a phone, never taking its room. */}
+        <div className="chat-head-title">
+          <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
           {modelInUse && (
             <span className="muted model-in-use" data-testid="model-in-use">
               {modelInUse}
             </span>
           )}
+        </div>
+        <div className="chat-head-tools">
           <SyncStatus view={view} />
           {!deleted && history.length > 0 && <ExportMenu title={title ?? "Chat"} view={view} />}
         </div>
@@ -169,8 +172,9 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
         )}
         {waiting > 0 && (
           <div className="notice notice-waiting" data-testid="offline-notice" role="status">
-            {waiting === 1 ? "1 message is" : `${waiting} messages are`} waiting to send. They go out by themselves,
-            in order, as soon as the server can be reached.
+            {waiting === 1
+              ? "1 message is waiting to send. It goes out by itself as soon as the server can be reached."
+              : `${waiting} messages are waiting to send. They go out by themselves, in order, as soon as the server can be reached.`}
           </div>
         )}
         {error && (
