@@ -12,6 +12,7 @@ pub mod fsm;
 pub mod llm;
 pub mod metrics;
 mod serve;
+pub mod snippet;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

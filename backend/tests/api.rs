@@ -632,6 +632,37 @@ async fn rename_bumps_the_version_and_search_finds_titles_and_messages() {
     assert_eq!(app.search("Pengu").await, [other.as_str()]);
     assert!(app.search("walrus").await.is_empty());
 
+    // Each result says where it matched: plain-text parts, the matched words marked; a
+    // message that matched names itself, a title that matched has no message id.
+    let found = app.get("/api/contexts?q=pengu").await;
+    let snippet = &found.body["contexts"][0]["snippet"];
+    assert_eq!(
+        snippet["parts"],
+        json!([
+            {"text": "what about ", "matched": false},
+            {"text": "penguins", "matched": true}
+        ]),
+        "{snippet}"
+    );
+    let state = app.get(&format!("/api/contexts/{other}/state")).await;
+    assert_eq!(snippet["message_id"], state.body["messages"][0]["id"]);
+    let found = app.get("/api/contexts?q=plans").await;
+    let snippet = &found.body["contexts"][0]["snippet"];
+    assert_eq!(snippet["message_id"], Value::Null);
+    assert_eq!(
+        snippet["parts"],
+        json!([
+            {"text": "Holiday ", "matched": false},
+            {"text": "plans", "matched": true}
+        ])
+    );
+    assert!(
+        app.get("/api/contexts").await.body["contexts"][0]
+            .get("snippet")
+            .is_none(),
+        "a plain list carries no snippet"
+    );
+
     // Query syntax is only words; input without words, too long, or with a cursor is a 400.
     for q in ["NEAR(holiday", "holiday%22%20OR", "title%3Aholiday*"] {
         assert!(app.search(q).await.len() <= 1, "{q}");

@@ -318,6 +318,27 @@ pub struct ContextSummary {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub config: ContextConfig,
+    /// In a search's answer only: where the chat matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<Snippet>,
+}
+
+/// Where a search matched a chat: a short excerpt of the message that matched best (or of
+/// the title, when only the title did), cut into parts with the matched words marked. It
+/// is plain text: a client shows the parts in order and highlights those `matched`,
+/// nothing in them is markup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snippet {
+    /// The message the excerpt is from; null when it is the title.
+    pub message_id: Option<Uuid>,
+    pub parts: Vec<SnippetPart>,
+}
+
+/// A piece of a snippet: a matched word, or the text between (`…` marks a cut).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnippetPart {
+    pub text: String,
+    pub matched: bool,
 }
 
 /// Body of `POST /api/contexts`. Every field is optional and may be null.

@@ -341,6 +341,7 @@ fn sample_summary(version: u64) -> ContextSummary {
             mode: None,
             system_prompt: Some("be brief".into()),
         },
+        snippet: None,
     }
 }
 

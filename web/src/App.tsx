@@ -8,7 +8,7 @@ import { readJsonPref, writePref } from "./prefs";
 import { useMediaQuery } from "./hooks/useMediaQuery";
 import { useShortcuts } from "./hooks/useShortcuts";
 import { chatInUrl, useSelectedContext } from "./hooks/useSelectedContext";
-import { Sidebar, chatTitle, snippetOf } from "./components/Sidebar";
+import { Sidebar, chatTitle } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
 import { ShortcutSheet } from "./components/ShortcutSheet";
 import { UndoToast } from "./components/UndoToast";
@@ -246,13 +246,6 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     [errors, selectedId, select, whenReady, models, model],
   );
 
-  // A search result for the open chat can show where it matched: its messages are here.
-  const matchIn = useCallback(
-    (id: string) =>
-      id === view.contextId ? snippetOf(view.messages.filter((m) => m.role !== "system").map((m) => m.text), searched) : null,
-    [view.contextId, view.messages, searched],
-  );
-
   const running = view.status === "running";
   const [helpOpen, setHelpOpen] = useState(false);
   useShortcuts(
@@ -310,7 +303,6 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
         onSignOut={onSignOut}
         theme={theme}
         onTheme={setTheme}
-        matchIn={matchIn}
       />
       <ChatPanel
         view={view}

@@ -219,6 +219,28 @@ test("search and paging: the search box finds chats by title and text; the list 
   await byTestId(page, "chat-search").fill("walrus");
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="chat-item"]').length === 1);
   assert.match(await items.first().innerText(), /tell me about walruses/);
+  // Every result shows where it matched, not only the open chat: the server's snippet, the
+  // match highlighted, and text that looks like markup stays text.
+  const other = await createChat(server, "Sea mammals");
+  const sent = await fetch(`${server.baseUrl}/api/contexts/${other}/actions/send_message`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ content: 'do walruses <img src="x" data-injected="1"> sleep' }),
+  });
+  assert.equal(sent.status, 200, await sent.text());
+  await byTestId(page, "chat-search").fill("walruses");
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="chat-item"]').length === 2);
+  const matchOf = (id) => byTestId(page.locator(`[data-testid="chat-item"][data-context-id="${id}"]`), "chat-item-match");
+  for (const id of [other, currentContextId(page)]) {
+    assert.equal(await matchOf(id).locator("mark").first().innerText(), "walruses", id);
+  }
+  const foreign = matchOf(other);
+  assert.match(await foreign.innerText(), /do walruses <img src="x" data-injected="1"> sleep/);
+  assert.equal(await page.locator('[data-injected], [data-testid="chat-list"] img').count(), 0, "no markup from a snippet");
+  await assertAccessible(page, "search results with snippets");
+  // The list below is about the chats before this one.
+  const removed = await fetch(`${server.baseUrl}/api/contexts/${other}`, { method: "DELETE" });
+  assert.equal(removed.status, 204);
   await byTestId(page, "chat-search").fill("PENGU");
   await items.filter({ hasText: "Penguin facts" }).waitFor();
   assert.equal(await items.count(), 1);

@@ -440,7 +440,7 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   const search = byTestId(page, "chat-search");
   await search.fill("markdown");
   await page.locator('[data-testid="chat-item"] mark').filter({ hasText: "markdown" }).waitFor();
-  // The open chat's messages are here: its result shows the words around the match.
+  // A result shows the words around the match in its messages.
   await search.fill("chunk");
   const match = byTestId(chatItem(page, id), "chat-item-match");
   await match.locator("mark").first().waitFor();

@@ -5,8 +5,9 @@
 use super::registry::Handle;
 use super::{summary, Engine, EngineError, Snapshot};
 use crate::domain::{Owner, SearchQuery};
+use crate::snippet::snippet;
 use crate::store::{ContextRecord, Cursor, ListOrder};
-use chatsync_protocol::ContextSummary;
+use chatsync_protocol::{ContextSummary, Snippet};
 use std::sync::Arc;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -66,7 +67,8 @@ impl Engine {
         Ok((self.summaries(&page.contexts), page.total, next))
     }
 
-    /// Contexts matching a search, best first; live contexts show their latest summary.
+    /// Contexts matching a search, best first, each with the snippet of where it matched
+    /// (its best message, else its title); live contexts show their latest summary.
     pub async fn search(
         &self,
         owner: &Owner,
@@ -75,7 +77,24 @@ impl Engine {
     ) -> Result<(Vec<ContextSummary>, u64), EngineError> {
         let store = &self.deps.store;
         let page = store.search_contexts(owner.as_str(), query, limit).await?;
-        Ok((self.summaries(&page.contexts), page.total))
+        let records: Vec<ContextRecord> = page.hits.iter().map(|h| h.context.clone()).collect();
+        let found = self
+            .summaries(&records)
+            .into_iter()
+            .zip(&page.hits)
+            .map(|(summary, hit)| {
+                let (message_id, text) = match &hit.message {
+                    Some((id, text)) => (Some(*id), text.as_str()),
+                    None => (None, hit.context.title.as_str()),
+                };
+                let parts = snippet(text, query.words());
+                ContextSummary {
+                    snippet: Some(Snippet { message_id, parts }),
+                    ..summary
+                }
+            })
+            .collect();
+        Ok((found, page.total))
     }
 
     /// Live contexts may be ahead of the store (a stream between flushes).

@@ -181,6 +181,7 @@ pub fn summary(record: &ContextRecord) -> ContextSummary {
         created_at: record.created_at,
         updated_at: record.updated_at,
         config: record.config.clone(),
+        snippet: None,
     }
 }
 

@@ -5,8 +5,8 @@ use super::context::LiveContext;
 use crate::domain::SearchQuery;
 use crate::fsm::State;
 use crate::store::{
-    ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch, Store,
-    StoreError,
+    ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch,
+    SearchPage, Store, StoreError,
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};
@@ -125,7 +125,7 @@ impl Store for FaultStore {
         owner: &str,
         query: &SearchQuery,
         limit: u32,
-    ) -> Result<ContextPage, StoreError> {
+    ) -> Result<SearchPage, StoreError> {
         self.inner.search_contexts(owner, query, limit).await
     }
     async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError> {
@@ -192,9 +192,9 @@ impl Store for NullStore {
         _: &str,
         _: &SearchQuery,
         _: u32,
-    ) -> Result<ContextPage, StoreError> {
-        Ok(ContextPage {
-            contexts: vec![],
+    ) -> Result<SearchPage, StoreError> {
+        Ok(SearchPage {
+            hits: vec![],
             total: 0,
         })
     }

@@ -349,7 +349,65 @@ pub(crate) async fn run(store: &dyn Store) {
     ));
 
     search(store).await;
+    search_stays_with_the_owner(store).await;
     by_activity(store).await;
+}
+
+/// A search finds the owner's chats only, however many of another user's match, and says
+/// which message matched best.
+async fn search_stays_with_the_owner(store: &dyn Store) {
+    let many: Vec<String> = (0..40)
+        .map(|n| format!("apple {n} and an aardvark"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let mut theirs = Vec::new();
+    for n in 0..3 {
+        theirs.push(chat_of(store, "mallory", 60 + n, "Aardvark facts", &many).await);
+    }
+    let almond = chat_with(store, 70, "chat h", &["nothing here", "an almond tree"]).await;
+    let named = chat_with(store, 71, "Antelope sightings", &[]).await;
+    let mine = [named.id, almond.id];
+    for q in ["a", "AN", "aardvark almond antelope apple"] {
+        let hits = found(store, q).await;
+        assert!(
+            hits.iter().all(|id| !theirs.iter().any(|t| t.id == *id)),
+            "{q}: {hits:?}"
+        );
+    }
+    let hits = found(store, "a").await;
+    assert!(mine.iter().all(|id| hits.contains(id)), "{hits:?}");
+    let hits = found_by(store, "mallory", "aardvark").await;
+    assert_eq!(hits.len(), theirs.len(), "{hits:?}");
+
+    let query = SearchQuery::parse("almond").expect("words");
+    let page = store
+        .search_contexts("alice", &query, 10)
+        .await
+        .expect("search");
+    assert_eq!(page.hits.len(), 1);
+    let loaded = load(store, almond.id).await;
+    assert_eq!(
+        page.hits[0].message,
+        Some((loaded.messages[1].message.id, "an almond tree".to_owned())),
+        "the message that matched"
+    );
+    let query = SearchQuery::parse("antelope").expect("words");
+    let page = store
+        .search_contexts("alice", &query, 10)
+        .await
+        .expect("search");
+    assert_eq!(page.hits[0].message, None, "only the title matched");
+
+    for c in &theirs {
+        store.delete_context("mallory", c.id).await.expect("delete");
+    }
+    for id in mine {
+        store.delete_context("alice", id).await.expect("delete");
+    }
+    assert!(
+        found_by(store, "mallory", "aardvark").await.is_empty(),
+        "deleted with their chats"
+    );
 }
 
 /// `ListOrder::Updated` pages by the latest activity: equal times by id, no context twice
@@ -398,7 +456,19 @@ async fn by_activity(store: &dyn Store) {
 /// Stores a context with these messages as one save, updated `n` seconds after the epoch
 /// the other contexts of the suite use.
 async fn chat_with(store: &dyn Store, n: i64, title: &str, texts: &[&str]) -> ContextRecord {
+    chat_of(store, "alice", n, title, texts).await
+}
+
+/// `chat_with` for another owner.
+pub(crate) async fn chat_of(
+    store: &dyn Store,
+    owner: &str,
+    n: i64,
+    title: &str,
+    texts: &[&str],
+) -> ContextRecord {
     let mut c = context(n);
+    c.owner = owner.into();
     c.title = title.into();
     store.insert_context(&c, None).await.expect("insert");
     c.version = 2;
@@ -429,8 +499,8 @@ async fn found_by(store: &dyn Store, owner: &str, q: &str) -> Vec<Uuid> {
         .search_contexts(owner, &query, 50)
         .await
         .expect("search");
-    assert_eq!(page.total, page.contexts.len() as u64, "{q}: total");
-    page.contexts.iter().map(|r| r.id).collect()
+    assert_eq!(page.total, page.hits.len() as u64, "{q}: total");
+    page.hits.iter().map(|h| h.context.id).collect()
 }
 
 /// Full-text search: titles and message text, kept current by saves, ranked by relevance

@@ -105,6 +105,21 @@ pub struct ContextPage {
     pub total: u64,
 }
 
+/// The contexts a search found, best first, and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    pub total: u64,
+}
+
+/// A context a search found, with where it matched best among its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub context: ContextRecord,
+    /// The id and text of the message that matched best; none when only the title did.
+    pub message: Option<(Uuid, String)>,
+}
+
 /// The order of an owner's list of contexts, newest first either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ListOrder {
@@ -228,13 +243,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError>;
     /// An owner's contexts whose title or message text matches, best match first, then the
-    /// most recently updated; at most `limit`. `total` counts every matching context.
+    /// most recently updated; at most `limit`. `total` counts every matching context. The
+    /// index is read inside the owner's entries only: other users' matches add no work.
     async fn search_contexts(
         &self,
         owner: &str,
         query: &SearchQuery,
         limit: u32,
-    ) -> Result<ContextPage, StoreError>;
+    ) -> Result<SearchPage, StoreError>;
     /// Removes an owner's context and its messages; `false` when they have none by that id.
     async fn delete_context(&self, owner: &str, id: Uuid) -> Result<bool, StoreError>;
     /// Writes a batch in one transaction (see the module invariant).

@@ -9,7 +9,7 @@ use super::dialect::Dialect;
 use super::postgres::PgCoordination;
 use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext,
-    MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
+    MessageRecord, QueuedRecord, SaveBatch, SearchHit, SearchPage, Store, StoreError,
 };
 use crate::domain::{SearchQuery, TurnOptions};
 use crate::fsm::State;
@@ -261,6 +261,21 @@ fn turn_options(row: &AnyRow) -> Result<TurnOptions, StoreError> {
     let stored: Option<String> = row.try_get("turn_options")?;
     TurnOptions::decode(stored.as_deref())
         .map_err(|e| StoreError::Corrupt(format!("unreadable turn options: {e}")))
+}
+
+/// A row of a search: the context's columns, and the message that matched best
+/// (`matched_id`, `matched_content`) when one did. A message whose content does not
+/// decode is left out (the title stands in), as it is shown unreadable elsewhere.
+fn search_hit(row: &AnyRow) -> Result<SearchHit, StoreError> {
+    let content: Option<String> = row.try_get("matched_content")?;
+    let parts = content.and_then(|c| serde_json::from_str::<Vec<ContentPart>>(&c).ok());
+    let message = optional_uuid(row, "matched_id")?
+        .zip(parts)
+        .map(|(id, parts)| (id, chatsync_protocol::content_text(&parts)));
+    Ok(SearchHit {
+        context: context_from_row(row)?,
+        message,
+    })
 }
 
 fn context_page(rows: &[AnyRow], total: u64) -> Result<ContextPage, StoreError> {
@@ -553,13 +568,22 @@ impl Store for SqlStore {
         owner: &str,
         query: &SearchQuery,
         limit: u32,
-    ) -> Result<ContextPage, StoreError> {
+    ) -> Result<SearchPage, StoreError> {
         let hits = |owner| self.dialect.search_hits(owner);
         let expression = self.dialect.search_expression(query);
         let mut tx = self.pool.begin().await?;
+        // Ranked by the best hit (a title's included); the snippet comes from the best
+        // message hit.
         let rows = sqlx::query(&format!(
-            "WITH hits AS ({}), best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id) \
-             SELECT {CONTEXT_COLUMNS} FROM contexts JOIN best USING (id) WHERE owner = $3 \
+            "WITH hits AS ({}), \
+             best AS (SELECT id, MIN(score) AS score FROM hits GROUP BY id), \
+             shown AS (SELECT id, message_id FROM (SELECT id, message_id, \
+                 ROW_NUMBER() OVER (PARTITION BY id ORDER BY score, message_id) AS n \
+                 FROM hits WHERE message_id IS NOT NULL) ranked WHERE n = 1) \
+             SELECT {CONTEXT_COLUMNS}, shown.message_id AS matched_id, \
+                 (SELECT content FROM messages WHERE messages.id = shown.message_id) \
+                 AS matched_content \
+             FROM contexts JOIN best USING (id) LEFT JOIN shown USING (id) WHERE owner = $3 \
              ORDER BY best.score, updated_at DESC, id DESC LIMIT $2",
             hits("$3")
         ))
@@ -578,7 +602,10 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        context_page(&rows, to_u64(total))
+        Ok(SearchPage {
+            hits: rows.iter().map(search_hit).collect::<Result<_, _>>()?,
+            total: to_u64(total),
+        })
     }
 
     #[tracing::instrument(skip(self))]
@@ -848,8 +875,92 @@ pub(crate) mod tests {
                 .search_contexts("local", &query, 10)
                 .await
                 .expect("search");
-            let ids: Vec<_> = page.contexts.iter().map(|c| c.id).collect();
+            let ids: Vec<_> = page.hits.iter().map(|h| h.context.id).collect();
             assert_eq!(ids, [old], "{q}");
+        }
+        moved_chats_are_found_by_their_new_owner(&store, "local", "walrus").await;
+    }
+
+    /// The guide's move of a single user's chats to their user (`UPDATE contexts SET owner`)
+    /// takes their index entries along: the new owner finds them, the old one no longer.
+    async fn moved_chats_are_found_by_their_new_owner(store: &SqlStore, from: &str, q: &str) {
+        let query = crate::domain::SearchQuery::parse(q).expect("words");
+        let found = |owner: &str| {
+            let owner = owner.to_owned();
+            let query = query.clone();
+            async move {
+                let page = store.search_contexts(&owner, &query, 10).await;
+                let page = page.expect("search");
+                page.hits.iter().map(|h| h.context.id).collect::<Vec<_>>()
+            }
+        };
+        let before = found(from).await;
+        assert_eq!(before.len(), 1, "{q}");
+        sqlx::query("UPDATE contexts SET owner = 'erin' WHERE owner = $1")
+            .bind(from)
+            .execute(&store.pool)
+            .await
+            .expect("move");
+        assert_eq!(found("erin").await, before);
+        assert!(found(from).await.is_empty());
+    }
+
+    /// Another user's 120 messages and a title match `a`, the owner's one message and no
+    /// title: the plan of the owner's search for `a`, one line per row, as `explain` (the
+    /// dialect's EXPLAIN) words it.
+    async fn plan_of_a_crowded_search(store: &SqlStore, explain: &str) -> Vec<String> {
+        let many: Vec<String> = (0..120).map(|n| format!("apple {n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        conformance::chat_of(store, "mallory", 1, "Apples", &many).await;
+        conformance::chat_of(store, "dave", 2, "chat", &["an apricot"]).await;
+        search_plan(store, explain).await
+    }
+
+    /// The plan of dave's search for `a`, which finds his one chat about apricots.
+    async fn search_plan(store: &SqlStore, explain: &str) -> Vec<String> {
+        let query = crate::domain::SearchQuery::parse("a").expect("words");
+        let found = store
+            .search_contexts("dave", &query, 10)
+            .await
+            .expect("search");
+        assert_eq!(found.hits.len(), 1, "{found:?}");
+        let mut tx = store.pool.begin().await.expect("begin");
+        if store.dialect == Dialect::Postgres {
+            // A test's tables are small enough for a sequential scan to be cheapest; without
+            // it the planner chooses among the indexes, as it does at sizes where they matter.
+            tx.execute("SET LOCAL enable_seqscan = off")
+                .await
+                .expect("set");
+        }
+        let rows = sqlx::query(&format!("{explain} {}", store.dialect.search_hits("$2")))
+            .bind(store.dialect.search_expression(&query))
+            .bind("dave")
+            .fetch_all(&mut *tx)
+            .await
+            .expect("explain");
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(r.len() - 1).expect("plan text"))
+            .collect()
+    }
+
+    /// FTS5 is asked for the owner's rowid range: the constraint is taken by the index
+    /// (`>` and `<` in its plan), not checked on the rows it yields, so another user's
+    /// entries are never read, however many match.
+    #[tokio::test]
+    async fn sqlite_search_reads_only_the_owners_index_entries() {
+        let (_dir, store) = temp_store().await;
+        let plan = plan_of_a_crowded_search(&store, "EXPLAIN QUERY PLAN").await;
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN f VIRTUAL TABLE"))
+            .collect();
+        assert_eq!(scans.len(), 2, "{plan:#?}");
+        for scan in scans {
+            let index = scan.rsplit(':').next().expect("index string");
+            assert!(
+                index.contains('M') && index.contains('<') && index.contains('>'),
+                "{plan:#?}"
+            );
         }
     }
 
@@ -1101,6 +1212,50 @@ pub(crate) mod tests {
             .expect("pragma");
         assert_eq!(mode, "wal");
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    /// The owner's search visits the owner's matching rows only: no step of the plan reads
+    /// (or filters out) another user's 120 matching messages, nor, once the owner has many
+    /// messages that do not match, those (the owner-tagged index finds the matching ones).
+    #[tokio::test]
+    async fn postgres_search_visits_only_the_owners_rows() {
+        let Some(url) = crate::store::postgres::test_database("search_plan").await else {
+            return;
+        };
+        let store = SqlStore::connect(&url).await.expect("connect");
+        let explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)";
+        let visits_few = |plan: &[String]| {
+            for line in plan
+                .iter()
+                .filter(|l| l.contains("rows=") || l.contains("Removed"))
+            {
+                let rows = line
+                    .split("rows=")
+                    .nth(1)
+                    .or_else(|| line.split(": ").nth(1));
+                let n: u64 = rows
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse().ok())
+                    .expect("a count");
+                assert!(n < 10, "{line}\n{}", plan.join("\n"));
+            }
+        };
+        visits_few(&plan_of_a_crowded_search(&store, explain).await);
+
+        let own: Vec<String> = (0..300).map(|n| format!("zebra {n}")).collect();
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        conformance::chat_of(&store, "dave", 3, "chat", &own).await;
+        sqlx::query("ANALYZE")
+            .execute(&store.pool)
+            .await
+            .expect("analyze");
+        let plan = search_plan(&store, explain).await;
+        visits_few(&plan);
+        assert!(
+            plan.iter().any(|l| l.contains("messages_owned_search")),
+            "{}",
+            plan.join("\n")
+        );
     }
 
     /// The suite on Postgres, when the test command provides one (`CHATSYNC_TEST_PG_URL`

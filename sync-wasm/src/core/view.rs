@@ -4,8 +4,8 @@
 //! field name here must match it.
 
 use chatsync_protocol::{
-    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse, Role, StateName,
-    Status, Timestamp, ToolCall,
+    ContextConfig, ContextSummary, CreateContextRequest, ListContextsResponse, Role, SnippetPart,
+    StateName, Status, Timestamp, ToolCall,
 };
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,15 @@ pub struct ContextSummaryView {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub config: ContextConfigView,
+    /// In a search's answer: where the chat matched (plain text parts, matches marked).
+    pub snippet: Option<SnippetView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnippetView {
+    pub message_id: Option<String>,
+    pub parts: Vec<SnippetPart>,
 }
 
 impl From<ContextSummary> for ContextSummaryView {
@@ -136,6 +145,10 @@ impl From<ContextSummary> for ContextSummaryView {
                 mode,
                 system_prompt,
             },
+            snippet: c.snippet.map(|s| SnippetView {
+                message_id: s.message_id.map(|id| id.to_string()),
+                parts: s.parts,
+            }),
         }
     }
 }

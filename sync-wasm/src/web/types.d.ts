@@ -95,6 +95,22 @@ export interface ContextSummary {
   createdAt: string;
   updatedAt: string;
   config: ContextConfig;
+  /** In a search's answer: where the chat matched; null in a plain list. */
+  snippet: Snippet | null;
+}
+/**
+ * Where a search matched a chat: a short excerpt of the message that matched best (or of
+ * the title) as plain-text parts, the matched words `matched`. Nothing in it is markup:
+ * show the parts as text and highlight the matched ones.
+ */
+export interface Snippet {
+  /** The message the excerpt is from; null when it is the title. */
+  messageId: string | null;
+  parts: SnippetPart[];
+}
+export interface SnippetPart {
+  text: string;
+  matched: boolean;
 }
 export interface ContextList {
   contexts: ContextSummary[];

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState, type KeyboardEvent } from "react";
-import type { ContextSummary } from "@chatsync/sync-wasm";
+import type { ContextSummary, Snippet } from "@chatsync/sync-wasm";
 import { searchable, type Contexts } from "../hooks/useContexts";
 import type { Theme } from "../hooks/useTheme";
 import { useFocusTrap } from "../hooks/useFocusTrap";
@@ -24,16 +24,11 @@ interface Props {
   onSignOut: (() => void) | null;
   theme: Theme;
   onTheme(theme: Theme): void;
-  /** The words around a search's match in a chat whose messages the page holds, else null. */
-  matchIn(chatId: string): string | null;
 }
 
 export const chatTitle = (c: ContextSummary) => c.title.trim() || "New chat";
 
-/**
- * A search result's title with the words that match marked; when none of them is in the
- * title, the match was in the chat's messages (the server answers no snippet of those).
- */
+/** A search result's title with the words that match marked. */
 function Matched({ title, query }: { title: string; query: string }) {
   const words = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
   if (words.length === 0) return <>{title}</>;
@@ -43,34 +38,12 @@ function Matched({ title, query }: { title: string; query: string }) {
   return <>{parts.map((part, i) => (hit(part) ? <mark key={i}>{part}</mark> : part))}</>;
 }
 
-const wordsOf = (text: string) => text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
-const titleMatches = (title: string, query: string) => {
-  const titleWords = wordsOf(title);
-  return wordsOf(query).some((w) => titleWords.some((t) => t.startsWith(w)));
-};
-
-const SNIPPET_BEFORE = 30;
-const SNIPPET_AFTER = 70;
-
 /**
- * Where a search matched in messages the page holds (the open chat's): the words around
- * the first match. The server's search answers chats, not where in them it matched.
+ * Where a search matched, as the server cut it: plain-text parts, the matched words
+ * highlighted. The parts are text children, never markup.
  */
-export function snippetOf(texts: string[], query: string): string | null {
-  const words = wordsOf(query);
-  if (words.length === 0) return null;
-  for (const text of texts) {
-    const found = words
-      // A word is letters and digits only: nothing in it needs escaping.
-      .map((w) => text.search(new RegExp(`(?<![\\p{L}\\p{N}])${w}`, "iu")))
-      .filter((at) => at >= 0);
-    if (found.length === 0) continue;
-    const at = Math.min(...found);
-    const start = Math.max(0, at - SNIPPET_BEFORE);
-    const end = Math.min(text.length, at + SNIPPET_AFTER);
-    return `${start > 0 ? "…" : ""}${text.slice(start, end).replace(/\s+/g, " ").trim()}${end < text.length ? "…" : ""}`;
-  }
-  return null;
+function SnippetText({ snippet }: { snippet: Snippet }) {
+  return <>{snippet.parts.map((part, i) => (part.matched ? <mark key={i}>{part.text}</mark> : part.text))}</>;
 }
 
 const MAX_TITLE = 200;
@@ -103,7 +76,7 @@ function RenameInput({ chat, onDone }: { chat: ContextSummary; onDone(title: str
 }
 
 export function Sidebar(props: Props) {
-  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut, theme, onTheme, matchIn } = props;
+  const { chats, selectedId, query, onQuery, onSelect, onNew, onDelete, onRename, drawer, open, onClose, user, onSignOut, theme, onTheme } = props;
   const [confirming, setConfirming] = useState<ContextSummary | null>(null);
   const hidden = drawer && !open;
   const [editing, setEditing] = useState<string | null>(null);
@@ -225,9 +198,9 @@ export function Sidebar(props: Props) {
                     <span className="chat-item-title">
                       <Matched title={chatTitle(c)} query={query} />
                     </span>
-                    {searchable(query) && !titleMatches(chatTitle(c), query) && (
+                    {searchable(query) && c.snippet?.messageId && (
                       <span className="chat-item-match" data-testid="chat-item-match">
-                        {matchIn(c.id) ? <Matched title={matchIn(c.id)!} query={query} /> : "Found in its messages"}
+                        <SnippetText snippet={c.snippet} />
                       </span>
                     )}
                     <span className="chat-item-meta">
