@@ -588,6 +588,16 @@ pub mod postgres {
             assert!(status.success(), "psql failed: {sql}");
         }
 
+        /// The first column of one SQL query's rows on the database `url` names, as text.
+        pub fn query(&self, url: &str, sql: &str) -> String {
+            let output = Command::new(format!("{}/psql", self.bin))
+                .args(["-qtA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+                .output()
+                .expect("run psql");
+            assert!(output.status.success(), "psql failed: {sql}");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        }
+
         /// Runs pg_ctl as the postgres user (Postgres refuses root).
         fn pg_ctl(&self, args: &str) {
             let cmd = format!("{}/pg_ctl -D '{}/data' -w {args}", self.bin, self.dir);

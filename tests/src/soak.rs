@@ -115,7 +115,14 @@ pub struct Report {
     /// Chats that could not be read at the end.
     pub unreadable: usize,
     pub versions_back: u64,
+    /// What is wrong with the first few chats that failed a check, in words.
+    pub details: Vec<String>,
+    /// The servers' logs, kept when a check failed.
+    pub logs: Option<std::path::PathBuf>,
 }
+
+/// Chats described in `Report::details` at most.
+const DETAILS: usize = 10;
 
 impl Report {
     /// Turns whose reply the user saw during the load phase.
@@ -155,6 +162,17 @@ impl Report {
                     .try_fold(Duration::ZERO, |longest, took| Some(longest.max(took?)))
             })
             .collect()
+    }
+
+    /// Chats found wrong, counted once per check they fail.
+    fn problems(&self) -> usize {
+        self.lost
+            + self.duplicated
+            + self.unknown
+            + self.unanswered
+            + self.not_at_rest
+            + self.disagreeing
+            + self.unreadable
     }
 
     /// The end checks that failed, in words; empty when the soak passed.
@@ -364,6 +382,13 @@ pub async fn run(config: &Config, store: Store<'_>) -> Result<Report, String> {
     check(&shared, &chats, &mut report).await;
     shared.cluster.note_memory(false).await;
     report.memory = lock(&shared.cluster.memory).clone();
+    if !report.failures().is_empty() {
+        let shared =
+            Arc::into_inner(shared).ok_or_else(|| "a user task outlived the soak".to_owned())?;
+        // Stopped first, so the logs are whole.
+        drop(shared.cluster.servers);
+        report.logs = Some(shared.cluster.dir.keep());
+    }
     Ok(report)
 }
 
@@ -609,10 +634,13 @@ async fn check(shared: &Shared, chats: &[(Uuid, Vec<Turn>)], report: &mut Report
         match result {
             Settled::Unreadable => report.unreadable += 1,
             Settled::Read { states, turns } => {
-                if states.windows(2).any(|w| w[0] != w[1]) {
-                    report.disagreeing += 1;
-                }
+                let before = report.problems();
+                let disagree = states.windows(2).any(|w| w[0] != w[1]);
+                report.disagreeing += usize::from(disagree);
                 count_problems(&states[0], &turns, report);
+                if report.problems() > before && report.details.len() < DETAILS {
+                    report.details.push(describe(&states));
+                }
             }
         }
     }
@@ -697,4 +725,32 @@ fn count_problems(state: &ChatState, turns: &[Turn], report: &mut Report) {
         }
         report.duplicated += copies.saturating_sub(1);
     }
+}
+
+/// A chat that failed a check as each instance shows it.
+fn describe(states: &[ChatState]) -> String {
+    let shown: Vec<String> = states
+        .iter()
+        .enumerate()
+        .map(|(slot, s)| {
+            let last: Vec<String> = s
+                .messages
+                .iter()
+                .rev()
+                .take(2)
+                .map(|m| format!("{:?} {:?} v{}", m.role, m.status, m.version))
+                .collect();
+            format!(
+                "instance {slot}: v{} {:?} {:?} error={:?} queued={} messages={} last=[{}]",
+                s.version,
+                s.status,
+                s.state,
+                s.error,
+                s.queued.len(),
+                s.messages.len(),
+                last.join(", ")
+            )
+        })
+        .collect();
+    format!("chat {}: {}", states[0].context_id, shown.join("; "))
 }

@@ -122,6 +122,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let report = soak::run(&config, store).await?;
     print_report(&report, &args);
     println!("load_average_end={}", load_average());
+    for detail in &report.details {
+        println!("failed {detail}");
+    }
+    if let Some(logs) = &report.logs {
+        println!("logs={}", logs.display());
+    }
     match report.failures() {
         failures if failures.is_empty() => {
             println!("checks=ok");
