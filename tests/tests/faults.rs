@@ -140,7 +140,7 @@ async fn a_retried_send_queued_by_an_instance_behind_the_writer_never_runs_twice
     let Some(pg) = TestPostgres::from_env() else {
         return;
     };
-    let (_dir, url, a_server, _b_server) = two_instances_on(&pg, "repeat", &[]).await;
+    let (_dir, url, a_server, b_server) = two_instances_on(&pg, "repeat", &[]).await;
     let a = a_server.api();
     let ctx = a.create_context().await;
     let sent = Send {
@@ -174,7 +174,16 @@ async fn a_retried_send_queued_by_an_instance_behind_the_writer_never_runs_twice
         |n| n == "0",
     )
     .await;
-    let rested = a.wait_for_status(ctx.id, Status::Idle).await;
+    // Whichever instance took it, both come to show the same resting state (dropping it
+    // is saved, so the other one hears of it).
+    let b = b_server.api();
+    let (rested, _) = poll_until(
+        "both instances show the same resting state",
+        DEFAULT_TIMEOUT,
+        || async { (a.state(ctx.id).await, b.state(ctx.id).await) },
+        |(on_a, on_b)| on_a == on_b && on_a.status == Status::Idle,
+    )
+    .await;
     let users = with_role(&rested, Role::User);
     assert_eq!(users.len(), 1, "the repeat never ran: {rested:#?}");
     assert!(rested.queued.is_empty());

@@ -168,7 +168,11 @@ impl Actor {
             Ok(_) => {
                 tracing::info!(context_id = %self.ctx.id(), message_id = %id, "dropped a queued repeat of a sent message");
                 self.ctx.remove_queued(id);
-                self.publish().await;
+                // Saved, not only shown: the chat may rest now, with no later save to
+                // bring this version to the other instances.
+                if let Err(e) = self.save_now().await {
+                    tracing::warn!(context_id = %self.ctx.id(), error = %e, "saving after dropping a queued repeat failed");
+                }
                 Ok(true)
             }
             Err(e) => {
