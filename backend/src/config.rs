@@ -106,8 +106,8 @@ pub struct Config {
     pub max_in_flight: u64,
 
     /// How long a client may take to send a request's head, in milliseconds, counted from
-    /// the connection's start (whatever it sent) and, on HTTP/1, from the end of the
-    /// previous response; a connection that is slower is closed.
+    /// the connection's start (whatever it sent) and, for later HTTP/1 requests, from the
+    /// head's first byte; a connection that is slower is closed.
     #[arg(long, env = "CHATSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,

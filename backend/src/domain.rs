@@ -89,6 +89,11 @@ pub struct NewMessage {
     pub idempotency_key: Option<ClientKey>,
     /// What to do when a turn is running.
     pub if_busy: chatsync_protocol::IfBusy,
+    /// What the message's turn is given besides it (none through `/api`).
+    pub turn: TurnOptions,
+    /// User messages sent with it in one request, each stored as its own message before
+    /// it, in order, in the same save (the OpenAI API's input lists); only at rest.
+    pub preceding: Vec<MessageContent>,
 }
 
 impl NewMessage {
@@ -105,7 +110,60 @@ impl NewMessage {
             client_message_id: None,
             idempotency_key: None,
             if_busy: chatsync_protocol::IfBusy::Enqueue,
+            turn: TurnOptions::default(),
+            preceding: Vec::new(),
         })
+    }
+}
+
+/// What a turn is given besides its message, by the request that starts or continues it:
+/// the OpenAI API's function tools (run by the client) and `instructions` (for this turn
+/// only, never carried over). Stored with the context while its turn runs or rests (and
+/// with a queued message), so a restart resumes the turn with them. `/api` gives none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TurnOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_tools: Vec<ClientTool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
+/// A tool the client declared and runs itself: the model's call to it waits for the
+/// client's output (`AwaitingToolOutput`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientTool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its arguments' JSON Schema, as declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+impl TurnOptions {
+    /// Whether a call to `name` is the client's to answer.
+    pub fn declares(&self, name: &str) -> bool {
+        self.client_tools.iter().any(|t| t.name == name)
+    }
+
+    /// As stored: `None` for no options (the column stays empty).
+    pub fn encode(&self) -> Option<String> {
+        (*self != TurnOptions::default()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// From the stored column.
+    pub fn decode(stored: Option<&str>) -> Result<TurnOptions, serde_json::Error> {
+        stored.map_or(Ok(TurnOptions::default()), serde_json::from_str)
+    }
+
+    /// The system prompt a turn's model call gets: the context's, then this turn's
+    /// instructions.
+    pub fn system_prompt(&self, context: Option<String>) -> Option<String> {
+        match (context, &self.instructions) {
+            (Some(c), Some(i)) => Some(format!("{c}\n\n{i}")),
+            (c, None) => c,
+            (None, Some(i)) => Some(i.clone()),
+        }
     }
 }
 
@@ -374,6 +432,49 @@ mod tests {
         assert_eq!(config.system_prompt.as_deref(), Some("Be brief."));
         let (title, config) = NewContext::default().into_parts();
         assert_eq!((title, config), (None, Default::default()));
+    }
+
+    #[test]
+    fn turn_options_store_as_nothing_when_empty_and_round_trip_otherwise() {
+        let none = TurnOptions::default();
+        assert_eq!(none.encode(), None);
+        assert_eq!(TurnOptions::decode(None).ok(), Some(none));
+        let some = TurnOptions {
+            client_tools: vec![ClientTool {
+                name: "lookup".into(),
+                description: None,
+                parameters: Some(serde_json::json!({"type": "object"})),
+            }],
+            instructions: Some("Answer in French.".into()),
+        };
+        let stored = some.encode();
+        assert_eq!(
+            TurnOptions::decode(stored.as_deref()).ok(),
+            Some(some.clone())
+        );
+        assert!(some.declares("lookup") && !some.declares("calculator"));
+        assert!(TurnOptions::decode(Some("{not json")).is_err());
+    }
+
+    #[test]
+    fn a_turns_instructions_follow_the_chats_system_prompt() {
+        let turn = |i: Option<&str>| TurnOptions {
+            instructions: i.map(str::to_owned),
+            ..TurnOptions::default()
+        };
+        let chat = || Some("Be brief.".to_owned());
+        assert_eq!(
+            turn(Some("Answer in French."))
+                .system_prompt(chat())
+                .as_deref(),
+            Some("Be brief.\n\nAnswer in French.")
+        );
+        assert_eq!(turn(None).system_prompt(chat()), chat());
+        assert_eq!(
+            turn(Some("Only this.")).system_prompt(None).as_deref(),
+            Some("Only this.")
+        );
+        assert_eq!(turn(None).system_prompt(None), None);
     }
 
     #[test]

@@ -17,11 +17,18 @@ pub enum State {
     StreamingLlmResponse,
     ProcessingLlmResponse,
     AwaitingToolApproval,
+    /// Rests until the client sends the output of the calls to its own tools.
+    AwaitingToolOutput,
     ExecutingTools,
     ProcessingToolResults,
     GeneratingResponse,
-    TransientFailure { error: String, retries: u32 },
-    Failed { error: String },
+    TransientFailure {
+        error: String,
+        retries: u32,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +47,12 @@ pub enum Event {
     ReplyComplete,
     /// The reply asks for tool calls that wait for a person.
     ToolCallsRequested,
-    /// At least one pending call was approved.
+    /// The reply calls tools the client runs: their output comes from the client.
+    ToolOutputsRequested,
+    /// The client's outputs are recorded and no server call of the reply is left to run.
+    ToolOutputsReceived,
+    /// At least one pending call was approved (or, with the client's outputs, a server
+    /// call of the same reply is approved and left to run).
     ToolsApproved,
     /// Every pending call was denied.
     ToolsDenied,
@@ -75,6 +87,7 @@ impl State {
             State::StreamingLlmResponse => StateName::StreamingLlmResponse,
             State::ProcessingLlmResponse => StateName::ProcessingLlmResponse,
             State::AwaitingToolApproval => StateName::AwaitingToolApproval,
+            State::AwaitingToolOutput => StateName::AwaitingToolOutput,
             State::ExecutingTools => StateName::ExecutingTools,
             State::ProcessingToolResults => StateName::ProcessingToolResults,
             State::GeneratingResponse => StateName::GeneratingResponse,
@@ -104,6 +117,7 @@ impl State {
             StateName::StreamingLlmResponse => State::StreamingLlmResponse,
             StateName::ProcessingLlmResponse => State::ProcessingLlmResponse,
             StateName::AwaitingToolApproval => State::AwaitingToolApproval,
+            StateName::AwaitingToolOutput => State::AwaitingToolOutput,
             StateName::ExecutingTools => State::ExecutingTools,
             StateName::ProcessingToolResults => State::ProcessingToolResults,
             StateName::GeneratingResponse => State::GeneratingResponse,
@@ -135,6 +149,8 @@ impl Event {
             Event::StreamEnded => "StreamEnded",
             Event::ReplyComplete => "ReplyComplete",
             Event::ToolCallsRequested => "ToolCallsRequested",
+            Event::ToolOutputsRequested => "ToolOutputsRequested",
+            Event::ToolOutputsReceived => "ToolOutputsReceived",
             Event::ToolsApproved => "ToolsApproved",
             Event::ToolsDenied => "ToolsDenied",
             Event::ToolsFinished => "ToolsFinished",
@@ -183,7 +199,11 @@ pub fn transition(state: &State, event: &Event) -> Result<State, InvalidTransiti
         (S::StreamingLlmResponse, Event::StreamEnded) => S::ProcessingLlmResponse,
         (S::ProcessingLlmResponse, Event::ReplyComplete) => S::Idle,
         (S::ProcessingLlmResponse, Event::ToolCallsRequested) => S::AwaitingToolApproval,
-        (S::AwaitingToolApproval, Event::ToolsApproved) => S::ExecutingTools,
+        (S::ProcessingLlmResponse, Event::ToolOutputsRequested) => S::AwaitingToolOutput,
+        (S::AwaitingToolApproval | S::AwaitingToolOutput, Event::ToolsApproved) => {
+            S::ExecutingTools
+        }
+        (S::AwaitingToolOutput, Event::ToolOutputsReceived) => S::ProcessingToolResults,
         (S::AwaitingToolApproval, Event::ToolsDenied) => S::GeneratingResponse,
         (S::ExecutingTools, Event::ToolsFinished) => S::ProcessingToolResults,
         (S::ProcessingToolResults, Event::ToolResultsRecorded) => S::GeneratingResponse,
@@ -236,6 +256,7 @@ mod tests {
             State::StreamingLlmResponse,
             State::ProcessingLlmResponse,
             State::AwaitingToolApproval,
+            State::AwaitingToolOutput,
             State::ExecutingTools,
             State::ProcessingToolResults,
             State::GeneratingResponse,
@@ -256,6 +277,8 @@ mod tests {
             Event::StreamEnded,
             Event::ReplyComplete,
             Event::ToolCallsRequested,
+            Event::ToolOutputsRequested,
+            Event::ToolOutputsReceived,
             Event::ToolsApproved,
             Event::ToolsDenied,
             Event::ToolsFinished,
@@ -310,6 +333,17 @@ mod tests {
                 N::AwaitingToolApproval,
             ),
             (N::AwaitingToolApproval, "ToolsApproved", N::ExecutingTools),
+            (
+                N::ProcessingLlmResponse,
+                "ToolOutputsRequested",
+                N::AwaitingToolOutput,
+            ),
+            (
+                N::AwaitingToolOutput,
+                "ToolOutputsReceived",
+                N::ProcessingToolResults,
+            ),
+            (N::AwaitingToolOutput, "ToolsApproved", N::ExecutingTools),
             (
                 N::AwaitingToolApproval,
                 "ToolsDenied",
@@ -371,7 +405,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 11 * 17);
+        assert_eq!(checked, 12 * 19);
     }
 
     #[test]
@@ -420,6 +454,53 @@ mod tests {
             assert_eq!(rebuilt, Some(s));
         }
         assert_eq!(State::from_parts(StateName::Failed, None, 0), None);
+    }
+
+    /// A client tool's call rests the turn until the client's output; the output (with
+    /// any approved server call of the same reply left to run) continues it; a cancel or a
+    /// failure ends it; a new message, a regenerate or a branch switch does not fit.
+    #[test]
+    fn a_client_tool_call_rests_until_its_output_continues_the_turn() {
+        let waiting = transition(&State::ProcessingLlmResponse, &Event::ToolOutputsRequested);
+        assert_eq!(waiting, Ok(State::AwaitingToolOutput));
+        assert!(State::AwaitingToolOutput.is_resting());
+        let s = State::AwaitingToolOutput;
+        assert_eq!(
+            transition(&s, &Event::ToolOutputsReceived),
+            Ok(State::ProcessingToolResults)
+        );
+        assert_eq!(
+            transition(&State::ProcessingToolResults, &Event::ToolResultsRecorded),
+            Ok(State::GeneratingResponse)
+        );
+        assert_eq!(
+            transition(&s, &Event::ToolsApproved),
+            Ok(State::ExecutingTools)
+        );
+        assert_eq!(transition(&s, &Event::Cancel), Ok(State::Idle));
+        assert_eq!(
+            transition(
+                &s,
+                &Event::Fail {
+                    error: "disk".into()
+                }
+            ),
+            Ok(State::Failed {
+                error: "disk".into()
+            })
+        );
+        for refused in [
+            Event::UserMessage,
+            Event::Regenerate,
+            Event::SwitchBranch,
+            Event::ToolsDenied,
+            Event::Retry,
+        ] {
+            assert!(transition(&s, &refused).is_err(), "{}", refused.name());
+        }
+        // The client's output answers only a turn that waits for it.
+        assert!(transition(&State::AwaitingToolApproval, &Event::ToolOutputsReceived).is_err());
+        assert!(transition(&State::Idle, &Event::ToolOutputsReceived).is_err());
     }
 
     #[test]

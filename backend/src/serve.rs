@@ -8,7 +8,8 @@
 //! - A connection that has not sent a whole request head within `header_read_timeout`
 //!   after it was accepted is closed, whatever it sent: nothing, or part of an HTTP/2
 //!   preface (hyper's own header timeout only starts once HTTP/1 is recognised). Later
-//!   HTTP/1 request heads get the same bound from hyper itself.
+//!   HTTP/1 request heads get the same bound from hyper itself, counted from their first
+//!   byte (see [`HeadTimer`]).
 //! - A connection with no request in flight for `idle_timeout` is closed gracefully.
 //! - A write that makes no progress for `write_timeout` fails, which drops the response
 //!   and the connection: a client that stops reading cannot hold a response forever.
@@ -62,7 +63,6 @@ pub async fn serve(
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .http2()
         .timer(TokioTimer::new())
@@ -99,6 +99,8 @@ pub async fn serve(
         let stopping = stopping.clone();
         tokio::spawn(async move {
             let activity = Arc::new(Activity::new());
+            let mut builder = Builder::clone(&builder);
+            builder.http1().timer(HeadTimer(activity.clone()));
             let service = {
                 let activity = activity.clone();
                 hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -113,7 +115,7 @@ pub async fn serve(
                     }
                 })
             };
-            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+            let io = TokioIo::new(Socket::new(stream, activity.clone(), limits.write_timeout));
             let connection = builder.serve_connection_with_upgrades(io, service);
             watch_connection(
                 connection,
@@ -151,6 +153,8 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Requests begun so far.
     requests: AtomicU64,
+    /// Reads that brought bytes so far.
+    reads: AtomicU64,
     /// When the last request ended, in milliseconds after `accepted`.
     last_end_ms: AtomicU64,
     /// Wakes the watchdog when a request ends, to count the idle time from then.
@@ -163,6 +167,7 @@ impl Activity {
             accepted: Instant::now(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
             ended: Notify::new(),
         }
@@ -281,18 +286,73 @@ async fn watch_connection<C, E>(
     }
 }
 
-/// A socket whose writes fail once one has made no progress for `timeout`.
-struct WriteDeadline {
+/// hyper's HTTP/1 timer, which hyper uses only for the header read timeout (hyper 1.x
+/// arms it when it starts waiting for a request head, also while a kept-alive connection
+/// waits for its next request). Its sleeps count from the first byte read after they
+/// were armed: waiting for a next request is the idle timeout's business, while a head
+/// that has begun must still be whole within the header read timeout.
+#[derive(Debug, Clone)]
+struct HeadTimer(Arc<Activity>);
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadDeadline {
+            activity: self.0.clone(),
+            reads_when_armed: self.0.reads.load(Ordering::SeqCst),
+            duration,
+            sleep: None,
+        })
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep(deadline.saturating_duration_since(std::time::Instant::now()))
+    }
+}
+
+/// A [`HeadTimer`] sleep: pending until a read brings bytes, then `duration` from there.
+/// It needs no waker of its own until then: hyper polls it after each read that left the
+/// head incomplete, and a read that brings bytes wakes the connection's task.
+struct HeadDeadline {
+    activity: Arc<Activity>,
+    reads_when_armed: u64,
+    duration: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Future for HeadDeadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.sleep.is_none() {
+            if this.activity.reads.load(Ordering::SeqCst) == this.reads_when_armed {
+                return Poll::Pending;
+            }
+            this.sleep = Some(Box::pin(tokio::time::sleep(this.duration)));
+        }
+        this.sleep
+            .as_mut()
+            .map_or(Poll::Pending, |sleep| sleep.as_mut().poll(cx))
+    }
+}
+
+impl hyper::rt::Sleep for HeadDeadline {}
+
+/// A socket that counts the reads that bring bytes (for [`HeadTimer`]) and whose writes
+/// fail once one has made no progress for `timeout`.
+struct Socket {
     stream: TcpStream,
+    activity: Arc<Activity>,
     timeout: Duration,
     /// Armed while a write is pending.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl WriteDeadline {
-    fn new(stream: TcpStream, timeout: Duration) -> Self {
-        WriteDeadline {
+impl Socket {
+    fn new(stream: TcpStream, activity: Arc<Activity>, timeout: Duration) -> Self {
+        Socket {
             stream,
+            activity,
             timeout,
             stalled: None,
         }
@@ -321,17 +381,23 @@ impl WriteDeadline {
     }
 }
 
-impl AsyncRead for WriteDeadline {
+impl AsyncRead for Socket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.reads.fetch_add(1, Ordering::SeqCst);
+        }
+        poll
     }
 }
 
-impl AsyncWrite for WriteDeadline {
+impl AsyncWrite for Socket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -414,5 +480,22 @@ mod tests {
             Verdict::LookAgain(ended + l.idle_timeout)
         );
         assert_eq!(a.check(ended + l.idle_timeout, &l), Verdict::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_timer_counts_from_the_first_byte_of_a_head() {
+        use hyper::rt::Timer;
+        let activity = Arc::new(Activity::new());
+        let mut head = HeadTimer(activity.clone()).sleep(Duration::from_secs(1));
+        // A kept-alive connection waiting for its next request: no header deadline.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(futures::poll!(head.as_mut()).is_pending());
+        // The first bytes of a head arrive: the whole head is due a second later.
+        activity.reads.fetch_add(1, Ordering::SeqCst);
+        assert!(futures::poll!(head.as_mut()).is_pending());
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(futures::poll!(head.as_mut()).is_pending());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(futures::poll!(head.as_mut()).is_ready());
     }
 }

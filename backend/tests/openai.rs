@@ -540,7 +540,7 @@ async fn a_refused_key_fails_at_once_with_the_servers_message_and_never_the_key(
 }
 
 #[tokio::test]
-async fn a_cut_or_unfinished_stream_is_retried_and_the_partial_text_replaced() {
+async fn a_cut_or_unfinished_stream_is_retried_and_the_partial_text_kept_apart() {
     let c = chat(|n, _| {
         let partial = || vec![text_delta("partial ").to_string()];
         match n {
@@ -563,12 +563,31 @@ async fn a_cut_or_unfinished_stream_is_retried_and_the_partial_text_replaced() {
     assert_eq!(state.status, Status::Idle);
     assert_eq!(last_text(&state), "complete reply");
     assert_eq!(c.server.request_count(), 3);
-    let assistants = state
+    // A real model may say something else when asked again: what it said before stays as
+    // it was shown (cancelled), so a reader's events are never rewritten; the retries do
+    // not show the abandoned parts to the model.
+    let assistants: Vec<(String, MessageStatus)> = state
         .messages
         .iter()
         .filter(|m| m.role == Role::Assistant)
-        .count();
-    assert_eq!(assistants, 1, "retries reuse the reply's message");
+        .map(|m| (content_text(&m.content), m.status))
+        .collect();
+    let (last, partials) = assistants.split_last().expect("a reply");
+    assert_eq!(
+        last,
+        &("complete reply".to_owned(), MessageStatus::Complete)
+    );
+    assert!(!partials.is_empty(), "{assistants:?}");
+    assert!(
+        partials
+            .iter()
+            .all(|p| *p == ("partial ".to_owned(), MessageStatus::Cancelled)),
+        "{assistants:?}"
+    );
+    for (request, _, _) in c.server.requests() {
+        let sent = request["messages"].as_array().cloned().unwrap_or_default();
+        assert!(sent.iter().all(|m| m["role"] != "assistant"), "{request}");
+    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -42,6 +43,58 @@ impl Model for Namer {
     }
 }
 
+/// Names chats like [`Namer`], but holds each title answer until the test lets it go, and
+/// says when a title is asked for and when its answer has been read.
+#[derive(Debug)]
+struct HeldNamer {
+    asked: Notify,
+    release: Semaphore,
+    read: Arc<Notify>,
+}
+
+impl Default for HeldNamer {
+    fn default() -> Self {
+        Self {
+            asked: Notify::new(),
+            release: Semaphore::new(0),
+            read: Arc::default(),
+        }
+    }
+}
+
+/// Tells `HeldNamer::read` when the stream it is part of is dropped (read to its end).
+struct OnDrop(Arc<Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+#[async_trait]
+impl Model for HeldNamer {
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
+        if request.system_prompt.as_deref() != Some(TITLE_INSTRUCTION) {
+            let reply = vec![Ok(ModelChunk::Text("Here is a plan for Rome.".into()))];
+            return Ok(futures::stream::iter(reply).boxed());
+        }
+        self.asked.notify_one();
+        self.release.acquire().await.expect("open").forget();
+        let read = OnDrop(self.read.clone());
+        let answer = vec![Ok(ModelChunk::Text("Trip to Rome".into()))];
+        Ok(futures::stream::iter(answer)
+            .map(move |chunk| {
+                let _ = &read;
+                chunk
+            })
+            .boxed())
+    }
+
+    fn names_chats(&self) -> bool {
+        true
+    }
+}
+
 async fn chat(app: &TestApp, title: Option<&str>) -> String {
     let a = app
         .post_json("/api/contexts", json!({ "title": title }))
@@ -60,6 +113,18 @@ async fn send(app: &TestApp, id: &str, text: &str) {
     assert!(a.status.is_success(), "{}", a.body);
 }
 
+async fn rename(app: &TestApp, id: &str, title: &str) {
+    let a = app
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/api/contexts/{id}"),
+            &[("content-type", "application/json")],
+            Some(&json!({ "title": title }).to_string()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
 async fn title(app: &TestApp, id: &str) -> String {
     let a = app.get(&format!("/api/contexts/{id}")).await;
     a.body["title"].as_str().expect("title").to_owned()
@@ -74,16 +139,12 @@ async fn the_model_names_a_chat_after_its_first_turn_unless_a_person_named_it() 
     let named = chat(&app, Some("Holiday ideas")).await;
     send(&app, &named, "Plan a trip to Rome").await;
     let renamed = chat(&app, None).await;
-    let a = app
-        .call(
-            axum::http::Method::PATCH,
-            &format!("/api/contexts/{renamed}"),
-            &[("content-type", "application/json")],
-            Some(&json!({"title": "Mine"}).to_string()),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    rename(&app, &renamed, "Mine").await;
     send(&app, &renamed, "Plan a trip to Rome").await;
+    // Even a rename to what looks like a placeholder (the first words) is a person's.
+    let confirmed = chat(&app, None).await;
+    rename(&app, &confirmed, "Plan a trip to Rome").await;
+    send(&app, &confirmed, "Plan a trip to Rome").await;
 
     // The web app's first words, and the server's default: replaced once the turn rests.
     let first_words = chat(&app, Some("Plan a trip to Rome")).await;
@@ -98,6 +159,7 @@ async fn the_model_names_a_chat_after_its_first_turn_unless_a_person_named_it() 
     }
     assert_eq!(title(&app, &named).await, "Holiday ideas");
     assert_eq!(title(&app, &renamed).await, "Mine");
+    assert_eq!(title(&app, &confirmed).await, "Plan a trip to Rome");
     assert_eq!(
         namer.asked.load(Ordering::SeqCst),
         2,
@@ -118,4 +180,37 @@ async fn the_scripted_model_keeps_the_first_words() {
     let state = app.get(&format!("/api/contexts/{id}/state")).await;
     assert_eq!(state.body["status"], "idle", "{}", state.body);
     assert_eq!(title(&app, &id).await, "hello there");
+}
+
+#[tokio::test]
+async fn a_rename_made_while_the_model_names_the_chat_stays() {
+    let namer = Arc::new(HeldNamer::default());
+    let app = TestApp::spawn_with_model(&[], namer.clone()).await;
+    let within = |what: &'static str, waited| async move {
+        tokio::time::timeout(WAIT, waited)
+            .await
+            .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"));
+    };
+    // Another name; the first words kept on purpose (Enter in the rename box); a name and
+    // then the first words again. Each is the user's choice, made after the model was asked.
+    let renames: [&[&str]; 3] = [
+        &["Rome in May"],
+        &["Plan a trip to Rome"],
+        &["Rome in May", "Plan a trip to Rome"],
+    ];
+    for names in renames {
+        let id = chat(&app, Some("Plan a trip to Rome")).await;
+        send(&app, &id, "Plan a trip to Rome").await;
+        within("the title asked for", namer.asked.notified()).await;
+        for name in names {
+            rename(&app, &id, name).await;
+        }
+        namer.release.add_permits(1);
+        within("the title answered", namer.read.notified()).await;
+        // The model's title went into the chat's mailbox as its answer was read; a send
+        // through the same mailbox is served after it.
+        send(&app, &id, "And Florence?").await;
+        let kept = names.last().expect("a name");
+        assert_eq!(&title(&app, &id).await, kept, "renamed to {names:?}");
+    }
 }

@@ -36,6 +36,17 @@ impl User {
         self.call(app, Method::POST, uri, Some(body)).await
     }
 
+    /// A POST with an `Idempotency-Key`.
+    async fn post_keyed(&self, app: &TestApp, uri: &str, key: &str, body: &Value) -> Answer {
+        let headers = [
+            ("authorization", self.auth.as_str()),
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        let body = body.to_string();
+        app.call(Method::POST, uri, &headers, Some(&body)).await
+    }
+
     async fn get(&self, app: &TestApp, uri: &str) -> Answer {
         self.call(app, Method::GET, uri, None).await
     }
@@ -52,6 +63,17 @@ fn events(body: &Value) -> Vec<Value> {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).expect("JSON event"))
+        .collect()
+}
+
+/// The chunks of a streamed chat completion, which must end with `[DONE]`.
+fn completion_chunks(body: &Value) -> Vec<Value> {
+    let text = body.as_str().expect("a stream");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("JSON chunk"))
         .collect()
 }
 
@@ -302,6 +324,27 @@ async fn a_function_call_ends_the_response_and_its_output_continues_the_turn() {
         .cloned()
         .expect("a function call");
     assert_eq!(call["arguments"], "{\"q\":1}");
+    // The chat rests waiting for the client's output: `/api` clients see it so, with the
+    // call, and nothing a person could approve.
+    let chats = alice.get(&app, "/api/contexts").await;
+    let chat = chats.body["contexts"][0]["id"]
+        .as_str()
+        .expect("chat")
+        .to_owned();
+    let state = alice
+        .get(&app, &format!("/api/contexts/{chat}/state"))
+        .await;
+    assert_eq!(state.body["state"], "AwaitingToolOutput", "{}", state.body);
+    assert_eq!(state.body["status"], "awaiting_tool_output");
+    assert_eq!(state.body["pending_tool_calls"][0]["id"], call["call_id"]);
+    let approve = alice
+        .post(
+            &app,
+            &format!("/api/contexts/{chat}/actions/approve_tools"),
+            json!({"tool_call_ids": [call["call_id"]]}),
+        )
+        .await;
+    assert_eq!(approve.status, StatusCode::BAD_REQUEST, "{}", approve.body);
     let output =
         json!([{"type": "function_call_output", "call_id": call["call_id"], "output": "found it"}]);
     let second = alice
@@ -352,14 +395,7 @@ async fn chat_completions_answer_and_stream_without_storing() {
                 "tools": [{"type": "function", "function": {"name": "f"}}]}),
         )
         .await;
-    let text = streamed.body.as_str().expect("stream");
-    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).expect("chunk"))
-        .collect();
+    let chunks = completion_chunks(&streamed.body);
     assert!(chunks
         .iter()
         .any(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "f"));
@@ -425,4 +461,185 @@ async fn a_stored_chat_completion_answers_a_retry_with_the_same_completion() {
         )
         .await;
     assert_openai_error(&refused, StatusCode::BAD_REQUEST, "invalid_request_error");
+
+    // Streamed, a stored completion's reply comes in pieces as the turn stores it (a
+    // retry under the same key replays the same pieces), then the finish, the usage and
+    // [DONE].
+    let long = "a reply long enough to stream in more than one piece of text";
+    let body = json!({"messages": [{"role": "user", "content": long}], "store": true,
+        "stream": true, "stream_options": {"include_usage": true}});
+    let streamed = alice
+        .post_keyed(&app, "/v1/chat/completions", "chat-2", &body)
+        .await;
+    let chunks = completion_chunks(&streamed.body);
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(pieces.len() > 2, "{pieces:?}");
+    assert!(
+        pieces.concat().contains("a reply long enough"),
+        "{pieces:?}"
+    );
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    assert!(chunks.last().expect("usage")["usage"]["total_tokens"].as_u64() > Some(0));
+    let replayed = alice
+        .post_keyed(&app, "/v1/chat/completions", "chat-2", &body)
+        .await;
+    assert_eq!(replayed.body, streamed.body, "the same pieces again");
+}
+
+/// `instructions` belong to one response: the chat keeps no system prompt from them, and
+/// the next response in the same conversation has none unless it gives its own.
+#[tokio::test]
+async fn instructions_apply_to_their_response_only() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let first = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "hello there", "instructions": "Answer in French."}),
+        )
+        .await;
+    assert_eq!(first.body["status"], "completed", "{}", first.body);
+    assert_eq!(first.body["instructions"], "Answer in French.");
+    let chats = alice.get(&app, "/api/contexts").await;
+    let chat = &chats.body["contexts"][0];
+    assert_eq!(chat["config"]["system_prompt"], Value::Null, "{chat}");
+    let second = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "and again", "previous_response_id": first.body["id"]}),
+        )
+        .await;
+    assert_eq!(second.body["status"], "completed", "{}", second.body);
+    assert_eq!(second.body["instructions"], Value::Null);
+}
+
+/// `store: false` runs the model on the input alone and keeps nothing: the answer (whole or
+/// streamed, as a stored one's) and then a 404 for its id, no chat, no response row.
+#[tokio::test]
+async fn a_response_with_store_false_answers_and_keeps_nothing() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let plain = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "nothing to keep here", "store": false, "instructions": "Be brief."}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
+    assert_eq!(plain.body["status"], "completed", "{}", plain.body);
+    assert_eq!(plain.body["store"], false);
+    assert_eq!(plain.body["instructions"], "Be brief.");
+    let text = plain.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("nothing to keep here"), "{text}");
+    let id = plain.body["id"].as_str().expect("id");
+    let later = alice.get(&app, &format!("/v1/responses/{id}")).await;
+    assert_openai_error(&later, StatusCode::NOT_FOUND, "invalid_request_error");
+
+    let streamed = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": "/tool lookup {\"q\": 2}", "store": false, "stream": true,
+                "tools": [{"type": "function", "name": "lookup"}]}),
+        )
+        .await;
+    let all = events(&streamed.body);
+    assert_eq!(all[0]["type"], "response.created");
+    let last = all.last().expect("events");
+    assert_eq!(last["type"], "response.completed", "{all:?}");
+    assert_eq!(last["response"]["output"][1]["type"], "function_call");
+    for (n, e) in all.iter().enumerate() {
+        assert_eq!(e["sequence_number"], n);
+    }
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(chats.body["total"], 0, "{}", chats.body);
+
+    // What needs something kept is refused, and stores nothing either.
+    for refused in [
+        json!({"input": "x", "store": false, "background": true}),
+        json!({"input": "x", "store": false, "previous_response_id": "resp_1"}),
+        json!({"input": [{"type": "function_call_output", "call_id": "c", "output": "o"}],
+            "store": false}),
+    ] {
+        let answer = alice.post(&app, "/v1/responses", refused).await;
+        assert_openai_error(&answer, StatusCode::BAD_REQUEST, "invalid_request_error");
+    }
+    let keyed = alice
+        .post_keyed(
+            &app,
+            "/v1/responses",
+            "k1",
+            &json!({"input": "x", "store": false}),
+        )
+        .await;
+    assert_openai_error(&keyed, StatusCode::BAD_REQUEST, "invalid_request_error");
+    let chats = alice.get(&app, "/api/contexts").await;
+    assert_eq!(chats.body["total"], 0, "{}", chats.body);
+}
+
+/// Several user messages in one request are stored each as its own message, in order;
+/// the reply follows the last.
+#[tokio::test]
+async fn several_input_messages_are_stored_one_by_one() {
+    let app = spawn().await;
+    let alice = User::new("alice");
+    let conv = alice.post(&app, "/v1/conversations", json!({})).await;
+    let id = conv.body["id"].as_str().expect("id").to_owned();
+    let input = json!([
+        {"type": "message", "role": "user", "content": "first thought"},
+        {"role": "user", "content": [{"type": "input_text", "text": "second thought"}]},
+    ]);
+    let answer = alice
+        .post(
+            &app,
+            "/v1/responses",
+            json!({"input": input, "conversation": id}),
+        )
+        .await;
+    assert_eq!(answer.body["status"], "completed", "{}", answer.body);
+    let text = answer.body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("second thought"), "{text}");
+    let items = alice
+        .get(&app, &format!("/v1/conversations/{id}/items?order=asc"))
+        .await;
+    let said: Vec<(String, String)> = items.body["data"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["role"].as_str().unwrap_or_default().to_owned(),
+                i["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said[0], ("user".into(), "first thought".into()));
+    assert_eq!(said[1], ("user".into(), "second thought".into()));
+    assert_eq!(said[2].0, "assistant");
+    let listed = alice
+        .get(
+            &app,
+            &format!(
+                "/v1/responses/{}/input_items",
+                answer.body["id"].as_str().unwrap_or("")
+            ),
+        )
+        .await;
+    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(2));
 }

@@ -30,6 +30,9 @@ pub enum StateName {
     #[serde(rename = "ProcessingLLMResponse")]
     ProcessingLlmResponse,
     AwaitingToolApproval,
+    /// A call to a tool the client declared (the OpenAI API's function tools) waits for
+    /// the client's output.
+    AwaitingToolOutput,
     ExecutingTools,
     ProcessingToolResults,
     GeneratingResponse,
@@ -39,13 +42,14 @@ pub enum StateName {
 
 impl StateName {
     /// Every state, in the order a turn usually visits them.
-    pub const ALL: [StateName; 11] = [
+    pub const ALL: [StateName; 12] = [
         StateName::Idle,
         StateName::ProcessingUserMessage,
         StateName::AwaitingLlmResponse,
         StateName::StreamingLlmResponse,
         StateName::ProcessingLlmResponse,
         StateName::AwaitingToolApproval,
+        StateName::AwaitingToolOutput,
         StateName::ExecutingTools,
         StateName::ProcessingToolResults,
         StateName::GeneratingResponse,
@@ -62,6 +66,7 @@ impl StateName {
             StateName::StreamingLlmResponse => "StreamingLLMResponse",
             StateName::ProcessingLlmResponse => "ProcessingLLMResponse",
             StateName::AwaitingToolApproval => "AwaitingToolApproval",
+            StateName::AwaitingToolOutput => "AwaitingToolOutput",
             StateName::ExecutingTools => "ExecutingTools",
             StateName::ProcessingToolResults => "ProcessingToolResults",
             StateName::GeneratingResponse => "GeneratingResponse",
@@ -75,11 +80,15 @@ impl StateName {
         StateName::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
-    /// Resting states are where a turn waits for a person; they are always durable.
+    /// Resting states are where a turn waits for a person (or for the client's tool
+    /// output); they are always durable.
     pub fn is_resting(self) -> bool {
         matches!(
             self,
-            StateName::Idle | StateName::AwaitingToolApproval | StateName::Failed
+            StateName::Idle
+                | StateName::AwaitingToolApproval
+                | StateName::AwaitingToolOutput
+                | StateName::Failed
         )
     }
 
@@ -88,6 +97,7 @@ impl StateName {
         match self {
             StateName::Idle => Status::Idle,
             StateName::AwaitingToolApproval => Status::AwaitingApproval,
+            StateName::AwaitingToolOutput => Status::AwaitingToolOutput,
             StateName::Failed => Status::Failed,
             _ => Status::Running,
         }
@@ -101,6 +111,9 @@ pub enum Status {
     Idle,
     Running,
     AwaitingApproval,
+    /// Waits for the output of a tool the client runs (an OpenAI API client's function
+    /// tool); a person can only cancel it.
+    AwaitingToolOutput,
     Failed,
 }
 
@@ -471,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn only_idle_approval_and_failed_are_resting() {
+    fn only_idle_approval_tool_output_and_failed_are_resting() {
         let resting: Vec<_> = StateName::ALL
             .into_iter()
             .filter(|s| s.is_resting())
@@ -481,10 +494,13 @@ mod tests {
             [
                 StateName::Idle,
                 StateName::AwaitingToolApproval,
+                StateName::AwaitingToolOutput,
                 StateName::Failed
             ]
         );
         assert_eq!(StateName::StreamingLlmResponse.status(), Status::Running);
+        let waiting = serde_json::to_string(&StateName::AwaitingToolOutput.status());
+        assert_eq!(waiting.ok().as_deref(), Some("\"awaiting_tool_output\""));
     }
 
     #[test]

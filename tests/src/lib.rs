@@ -188,10 +188,10 @@ impl TestServer {
         Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
-                // Below the server's idle close (the shorter of --header-read-timeout-ms and
-                // --idle-timeout-ms, 10 s by default), as a client should be: a request sent
-                // on a connection the server is closing at that moment gets no answer.
-                .pool_idle_timeout(Duration::from_secs(5))
+                // Below the server's idle close (--idle-timeout-ms, 75 s by default; reqwest's
+                // own default is 90 s), as a client should be: a request sent on a connection
+                // the server is closing at that moment gets no answer.
+                .pool_idle_timeout(Duration::from_secs(60))
                 .default_headers(headers)
                 .build()
                 .expect("build the HTTP client"),

@@ -192,39 +192,95 @@ async fn connections_beyond_the_cap_wait_and_never_exhaust_descriptors() {
     assert_healthy(&server).await;
 }
 
-#[tokio::test]
-async fn an_idle_keep_alive_connection_closes_after_the_idle_timeout() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start(
-        dir.path(),
-        &[
-            "--idle-timeout-ms",
-            "700",
-            "--header-read-timeout-ms",
-            "60000",
-        ],
-    )
-    .await;
-    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+/// Sends `GET /healthz` on `stream` and reads its answer.
+async fn get_healthz(stream: &mut TcpStream) {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .expect("write");
     let mut answer = [0u8; 1024];
-    let n = stream.read(&mut answer).await.expect("read");
-    assert!(
-        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer[..n])
-    );
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The header and idle timeouts of the two tests below.
+const HEAD_MS: u64 = 500;
+const IDLE_MS: u64 = 2000;
+
+/// A server with those timeouts and a connection to it that has had one answer; the
+/// folder holds the server's database.
+async fn kept_alive_after_one_answer() -> (tempfile::TempDir, TestServer, TcpStream) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (head, idle) = (HEAD_MS.to_string(), IDLE_MS.to_string());
+    let server = TestServer::start(
+        dir.path(),
+        &[
+            "--header-read-timeout-ms",
+            &head,
+            "--idle-timeout-ms",
+            &idle,
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    get_healthz(&mut stream).await;
+    (dir, server, stream)
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout_until_the_idle_timeout() {
+    let (_dir, server, mut stream) = kept_alive_after_one_answer().await;
     let answered = Instant::now();
     let after = closed_after(&mut stream, answered, DEADLINE)
         .await
         .expect("the idle connection closed");
-    eprintln!("idle keep-alive closed {after:?} after its last answer (idle timeout 700 ms)");
+    eprintln!(
+        "idle keep-alive closed {after:?} after its last answer \
+         (header timeout {HEAD_MS} ms, idle timeout {IDLE_MS} ms)"
+    );
     assert!(
-        after >= Duration::from_millis(600),
-        "closed early: {after:?}"
+        after >= Duration::from_millis(IDLE_MS - 100),
+        "closed before the idle timeout: {after:?}"
+    );
+    assert_healthy(&server).await;
+}
+
+#[tokio::test]
+async fn a_slow_head_on_a_kept_alive_connection_is_cut_at_the_header_timeout() {
+    let (_dir, server, mut stream) = kept_alive_after_one_answer().await;
+    // Idle for longer than the header timeout: that alone closes nothing.
+    tokio::time::sleep(Duration::from_millis(HEAD_MS + 300)).await;
+    // Then a request head, one byte every 100 ms, never finished.
+    let head = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let began = Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut after = None;
+    for byte in head.iter().take_while(|_| began.elapsed() < DEADLINE) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            after = Some(began.elapsed());
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Err(_) => {}
+            Ok(Ok(0) | Err(_)) => {
+                after = Some(began.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!("answered a head never finished: {:?}", &buf[..n]),
+        }
+    }
+    let after = after.expect("the slow head was cut");
+    eprintln!("a slow head after an idle pause was cut {after:?} after its first byte");
+    // Cut at the header timeout from its first byte, well before the idle timeout
+    // (which would come IDLE_MS - HEAD_MS - 300 ms after the first byte).
+    assert!(
+        after >= Duration::from_millis(HEAD_MS - 100)
+            && after < Duration::from_millis(HEAD_MS + 500),
+        "{after:?}"
     );
     assert_healthy(&server).await;
 }

@@ -5,7 +5,7 @@
 //! tests are skipped, unless `CHATSYNC_REQUIRE_PG` is set: then they fail.
 
 use chatsync_e2e::postgres::{two_instances, two_instances_with, TestPostgres};
-use chatsync_e2e::{poll_until, sample, text, with_role, Api, Send, DEFAULT_TIMEOUT};
+use chatsync_e2e::{expect_error, poll_until, sample, text, with_role, Api, Send, DEFAULT_TIMEOUT};
 use chatsync_protocol::{ChatState, IfBusy, MessageStatus, Role, Status};
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
@@ -234,6 +234,83 @@ async fn a_send_to_a_chat_busy_on_the_other_instance_is_queued_at_once() {
         ..done.clone()
     });
     assert_eq!(same_everywhere(&a, &b, ctx.id).await.messages.len(), 8);
+}
+
+/// An action that needs a resting chat, sent through the instance that does not run the
+/// chat's turn, is refused at once as it would be on the instance running it: nothing
+/// waits for the other instance's lease.
+#[tokio::test]
+async fn an_action_that_needs_a_resting_chat_is_refused_at_once_while_the_other_instance_runs_a_turn(
+) {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, a, b) = two_instances(&pg, "refuse").await;
+    let (a, b) = (a.api(), b.api());
+    let ctx = a.create_context().await;
+    let first = a.send_message(ctx.id, "first words").await;
+    let user_id = first.messages[0].id;
+    a.send_message_no_wait(ctx.id, "/slow 60").await;
+    a.wait_for_streaming(ctx.id).await;
+    let actions = [
+        (
+            "edit_message",
+            serde_json::json!({"message_id": user_id, "content": "other words"}),
+        ),
+        ("regenerate", serde_json::json!({})),
+        ("switch_branch", serde_json::json!({"message_id": user_id})),
+        (
+            "approve_tools",
+            serde_json::json!({"tool_call_ids": ["call-1"]}),
+        ),
+        ("retry", serde_json::json!({})),
+    ];
+    for (action, body) in actions {
+        let started = std::time::Instant::now();
+        let answer = b
+            .post(&format!("/api/contexts/{}/actions/{action}", ctx.id))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let error = expect_error(answer, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error.error.code, "invalid_state", "{action}");
+        eprintln!("{action} through B answered in {:?}", started.elapsed());
+    }
+    // A deprecated write is busy, as on one instance.
+    let legacy = b
+        .patch(&format!("/api/contexts/{}/messages/{user_id}", ctx.id))
+        .json(&serde_json::json!({"content": "rewritten"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(
+        expect_error(legacy, StatusCode::CONFLICT).await.error.code,
+        "busy"
+    );
+    let on_a = a.state(ctx.id).await;
+    assert_eq!(
+        on_a.messages[3].status,
+        MessageStatus::Streaming,
+        "answered while the turn still ran on A, not after it"
+    );
+    // A cancel through B still reaches the turn on A; then B's edit runs.
+    assert_eq!(
+        b.action_raw(ctx.id, "cancel").await.status(),
+        StatusCode::OK
+    );
+    b.wait_for_state(ctx.id, "the turn rests", |s: &ChatState| {
+        s.status == Status::Idle
+    })
+    .await;
+    let edited = b
+        .branch_action(
+            ctx.id,
+            "edit_message",
+            serde_json::json!({"message_id": user_id, "content": "other words"}),
+        )
+        .await;
+    assert_eq!(text(&edited.messages[0]), "other words");
 }
 
 #[tokio::test]

@@ -3,11 +3,11 @@ import { useChatStateSync } from "@chatsync/sync-wasm/react";
 import { LOCAL_USER, readToken, isAuthError } from "./hooks/useAuth";
 import { useContexts } from "./hooks/useContexts";
 import { APP, describeError, useErrorReport } from "./hooks/useErrorReport";
-import { dropDraft } from "./hooks/useDraft";
+import { dropDraft, moveDraft, readDraft } from "./hooks/useDraft";
 import { readJsonPref, writePref } from "./prefs";
 import { useMediaQuery } from "./hooks/useMediaQuery";
 import { useShortcuts } from "./hooks/useShortcuts";
-import { useSelectedContext } from "./hooks/useSelectedContext";
+import { chatInUrl, useSelectedContext } from "./hooks/useSelectedContext";
 import { Sidebar, chatTitle, snippetOf } from "./components/Sidebar";
 import { ChatPanel } from "./components/ChatPanel";
 import { ShortcutSheet } from "./components/ShortcutSheet";
@@ -55,10 +55,12 @@ interface Props {
 }
 
 export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Props) {
-  const [selectedId, select] = useSelectedContext();
-  const errors = useErrorReport(selectedId);
   // Drafts are the user's own: another user signing in on this browser does not see them.
   const draftUser = userId ?? "";
+  // With no chat in the URL, the chat used last opens at once, before the list has loaded,
+  // so what is typed meanwhile is that chat's draft.
+  const [selectedId, select] = useSelectedContext(() => readLastChat(draftUser));
+  const errors = useErrorReport(selectedId);
   // The sync module reads its options once: the token is read before every request, and
   // its refusal goes to whatever handler the latest render gave.
   const authError = useRef(onAuthError);
@@ -87,9 +89,17 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
     const timer = setTimeout(() => setSearched(query), SEARCH_PAUSE_MS);
     return () => clearTimeout(timer);
   }, [query]);
-  // The list follows the open chat's turns, and drops a chat another tab deleted.
+  // The list follows the open chat's turns, and drops a chat another tab deleted. A new
+  // version while the chat rests (no reply streaming) is a change the list may show: the
+  // title the model gave after the first turn, a rename elsewhere.
   const showAppError = useCallback((message: string) => errors.show(message, APP), [errors.show]);
-  const chats = useContexts(sync, `${view.contextId}:${view.status}:${view.sync === "deleted"}:${resumed}`, searched, showAppError);
+  const restingVersion = view.status === "running" ? "" : view.version;
+  const chats = useContexts(
+    sync,
+    `${view.contextId}:${view.status}:${restingVersion}:${view.sync === "deleted"}:${resumed}`,
+    searched,
+    showAppError,
+  );
   const narrow = useMediaQuery("(max-width: 640px)");
   const [theme, setTheme] = useTheme();
   const models = useModels();
@@ -102,16 +112,24 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
   if (openChat) lastTitle.current = { id: openChat.id, title: chatTitle(openChat) };
   const title = lastTitle.current?.id === selectedId ? lastTitle.current.title : null;
 
-  // Opening the app with nothing in the URL shows the chat used last (else the one with
-  // the latest activity), once; after that "no chat selected" means a new, not yet created chat.
-  const autoOpened = useRef(selectedId !== null);
+  // Opening the app with nothing in the URL shows the chat used last (opened at mount),
+  // else, once the list has loaded, the one with the latest activity; after that "no chat
+  // selected" means a new, not yet created chat. The list may come after the user began
+  // typing: someone typing in the new chat stays there, and a chat used last that is gone
+  // gives what was typed in it to the chat opened instead.
+  const autoOpened = useRef(chatInUrl());
+  // Read once (a lazy initial state): the drafts are parsed from storage, not on every render.
+  const [draftAtStart] = useState(() => readDraft(draftUser, selectedId));
   useEffect(() => {
     if (autoOpened.current || !chats.loaded || searched !== "") return;
     autoOpened.current = true;
-    const lastUsed = readLastChat(draftUser);
-    const reopen = chats.contexts.some((c) => c.id === lastUsed) ? lastUsed : (chats.contexts[0]?.id ?? null);
-    if (reopen) select(reopen);
-  }, [chats.loaded, chats.contexts, draftUser, select, searched]);
+    if (selectedId !== null && chats.contexts.some((c) => c.id === selectedId)) return;
+    const typed = readDraft(draftUser, selectedId) !== draftAtStart;
+    if (typed && selectedId === null) return;
+    const reopen = chats.contexts[0]?.id ?? null;
+    if (typed) moveDraft(draftUser, selectedId, reopen);
+    select(reopen);
+  }, [chats.loaded, chats.contexts, draftUser, draftAtStart, select, searched, selectedId]);
   useEffect(() => {
     if (selectedId !== null) writeLastChat(draftUser, selectedId);
   }, [draftUser, selectedId]);
@@ -202,6 +220,7 @@ export function App({ user, userId, onSignOut, onAuthError, resumed, inert }: Pr
         try {
           const modelId = models ? (model ?? models.default) : null;
           const created = await chats.create({ title: titleFrom(text), ...(modelId ? { modelId } : {}) });
+          autoOpened.current = true;
           select(created.id);
           setContextId(created.id);
         } catch (e) {

@@ -140,6 +140,33 @@ test("tool approval: an approved calculator call answers 5, a denied call says d
   assertLocalOnly();
 });
 
+test("client tool: a chat waiting for an API client's tool output says so and can be cancelled", TEST, async (t) => {
+  const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
+  // An OpenAI SDK client declares its own tool; the scripted model calls it.
+  const r = await fetch(`${server.baseUrl}/v1/responses`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer any" },
+    body: JSON.stringify({ input: '/tool lookup {"q":"x"}', tools: [{ type: "function", name: "lookup" }] }),
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  const chats = await (await fetch(`${server.baseUrl}/api/contexts`)).json();
+  await openApp(page, server.baseUrl, chats.contexts[0].id);
+
+  await waitForStatus(page, "awaiting_tool_output");
+  const notice = byTestId(page, "chat-awaiting-tool-output");
+  assert.match(await notice.innerText(), /Waiting for the client's tool output[\s\S]*lookup/);
+  assert.equal(await byTestId(page, "tool-approval").count(), 0, "nothing to approve here");
+  assert.ok(await byTestId(page, "composer-input").isDisabled(), "the chat takes no message meanwhile");
+  await screenshot(page, "-waiting");
+
+  await byTestId(notice, "chat-cancel-tool-output").click();
+  await notice.waitFor({ state: "detached" });
+  await waitForStatus(page, "idle");
+  await turn(page, "back to the person");
+  await screenshot(page);
+  assertLocalOnly();
+});
+
 test("new chat: the first message of a new chat runs a turn", TEST, async (t) => {
   const { server, page, screenshot, assertLocalOnly } = await setup(t, browser);
   await openApp(page, server.baseUrl);

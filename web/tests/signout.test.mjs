@@ -1,9 +1,10 @@
 // Signing out forgets the user's unsent messages: a send queued while offline is neither
-// shown nor sent after Sign out, even when the same user signs in again.
+// shown nor sent after Sign out, even when the same user signs in again. What is typed
+// while the app loads after a sign-in or a reload stays in the message box.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { byTestId, launchBrowser, messages, send, setup, texts, turn } from "./harness.mjs";
+import { byTestId, currentContextId, launchBrowser, messages, send, setup, texts, turn, waitForReply } from "./harness.mjs";
 
 let browser;
 before(async () => (browser = await launchBrowser()));
@@ -39,9 +40,74 @@ test("Sign out clears the user's offline queue", { timeout: 90_000 }, async (t) 
 
   await context.setOffline(false);
   await signIn(page, token("alice"));
-  // The chat shows again once the new session's client has loaded it.
-  await messages(page, "user").filter({ hasText: "hello from alice" }).waitFor();
+  // Typed at once, while the new session loads the chat: it goes to the chat used last.
   await turn(page, "back again");
   assert.deepEqual(await texts(messages(page, "user")), ["hello from alice", "back again"], "the forgotten send never went");
+  assertLocalOnly();
+});
+
+/**
+ * Holds the chat list's answers (with `chats`, every read of a chat too) until the returned
+ * function is called.
+ */
+async function holdChatList(page, { chats = false } = {}) {
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  await page.route(
+    (url) => url.pathname === "/api/contexts" || (chats && url.pathname.startsWith("/api/contexts/")),
+    async (route) => {
+      if (route.request().method() === "GET") await released;
+      await route.continue();
+    },
+  );
+  return release;
+}
+
+test("Text typed while the app loads stays in the message box", { timeout: 90_000 }, async (t) => {
+  const { server, page, assertLocalOnly } = await setup(t, browser);
+  await page.goto(`${server.baseUrl}/`);
+  await turn(page, "the first chat");
+  const composer = byTestId(page, "composer-input");
+  const chatShown = () => messages(page, "user").filter({ hasText: "the first chat" }).waitFor();
+
+  // A reload: the app reopens the chat used last. What is typed before the list of chats
+  // has loaded is that chat's draft, and stays when the list comes.
+  let release = await holdChatList(page);
+  await page.goto(`${server.baseUrl}/`);
+  await composer.fill("typed while loading");
+  release();
+  await chatShown();
+  await byTestId(page, "chat-item").first().waitFor();
+  assert.equal(await composer.inputValue(), "typed while loading", "the text stays");
+  await composer.press("Enter");
+  await waitForReply(page, "typed while loading");
+  assert.deepEqual(await texts(messages(page, "user")), ["the first chat", "typed while loading"]);
+
+  // A browser that does not know the chat used last: the app would open the latest chat
+  // once the list comes, but the user has begun typing in the new chat, and stays there.
+  await page.evaluate(() => localStorage.clear());
+  release = await holdChatList(page);
+  await page.goto(`${server.baseUrl}/`);
+  await composer.fill("typed in a fresh browser");
+  release();
+  await byTestId(page, "chat-item").first().waitFor();
+  assert.equal(await composer.inputValue(), "typed in a fresh browser", "the text stays");
+  await composer.press("Enter");
+  await waitForReply(page, "typed in a fresh browser");
+  assert.deepEqual(await texts(messages(page, "user")), ["typed in a fresh browser"], "sent in the new chat it was typed in");
+
+  // The chat used last was deleted elsewhere: what is typed in it before the app finds
+  // out goes with the user to the chat opened instead.
+  const gone = currentContextId(page);
+  const deleted = await fetch(`${server.baseUrl}/api/contexts/${gone}`, { method: "DELETE" });
+  assert.equal(deleted.status, 204);
+  release = await holdChatList(page, { chats: true });
+  await page.goto(`${server.baseUrl}/`);
+  await composer.fill("typed in a chat deleted elsewhere");
+  assert.equal(currentContextId(page), gone, "the chat used last opened at once");
+  release();
+  await chatShown();
+  assert.notEqual(currentContextId(page), gone);
+  assert.equal(await composer.inputValue(), "typed in a chat deleted elsewhere", "the text came along");
   assertLocalOnly();
 });

@@ -70,7 +70,7 @@ test("offline sends wait and go out; drafts and errors stay with their chat; Esc
   assert.match(await byTestId(waiting, "message-queued").innerText(), /goes out by itself/);
   assert.equal(await byTestId(page, "message-failed").count(), 0, "not shown as failed");
   assert.equal(await byTestId(page, "error-banner").count(), 0, "no error banner");
-  assert.match(await byTestId(page, "offline-notice").innerText(), /1 message is waiting to send/);
+  assert.match(await byTestId(page, "offline-notice").innerText(), /^1 message is waiting to send\. It goes out by itself/);
   await assertAccessible(page, "a send waiting offline");
   await screenshot(page, "-offline");
   // Back online it goes out by itself, once, and the notice leaves.
@@ -123,6 +123,11 @@ test("offline sends wait and go out; drafts and errors stay with their chat; Esc
   assert.equal(await panelStatus(page), "running", "and did not stop the reply");
   await search.press("Escape");
   assert.equal(await activeTestId(page), "composer-input", "a second Escape leaves the search for the message box");
+  // In the chat list Escape is not the chat's: the reply runs on.
+  await chatItem(page, first).locator('[data-testid="chat-item-open"]').focus();
+  await page.keyboard.press("Escape");
+  assert.equal(await panelStatus(page), "running", "Escape in the chat list did not stop the reply");
+  await composer.focus();
   await page.keyboard.press("Escape");
   await page.locator('[data-testid="message"][data-role="assistant"][data-status="cancelled"]').waitFor();
   await waitForStatus(page, "idle");
@@ -315,14 +320,38 @@ test("phone (390 px, touch): 44 px targets, a drawer with a close button, New ch
   await waitForStatus(page, "idle");
   const first = currentContextId(page);
 
-  const small = await page.evaluate(() =>
-    [...document.querySelectorAll("button, select, summary, a[href]")]
-      .filter((el) => el.getClientRects().length > 0 && !el.closest(".markdown, [inert]") && getComputedStyle(el).visibility !== "hidden")
-      .map((el) => ({ el, box: el.getBoundingClientRect() }))
-      .filter(({ box }) => box.width > 0 && (box.width < 44 || box.height < 44))
-      .map(({ el, box }) => `${el.dataset.testid ?? el.textContent.trim()} ${Math.round(box.width)}x${Math.round(box.height)}`),
-  );
-  assert.deepEqual(small, [], "every control is at least 44 px on a side");
+  const small = () =>
+    page.evaluate(() =>
+      [...document.querySelectorAll("button, select, summary, a[href], input, textarea")]
+        .filter((el) => el.getClientRects().length > 0 && !el.closest(".markdown, [inert]") && getComputedStyle(el).visibility !== "hidden")
+        .map((el) => ({ el, box: el.getBoundingClientRect() }))
+        .filter(({ box }) => box.width > 0 && (box.width < 44 || box.height < 44))
+        .map(({ el, box }) => `${el.dataset.testid ?? el.textContent.trim()} ${Math.round(box.width)}x${Math.round(box.height)}`),
+    );
+  assert.deepEqual(await small(), [], "every control and field is at least 44 px on a side");
+  // The header leaves the title room: "Synced" is its dot (the word is still read out).
+  assert.ok((await page.locator("h1").boundingBox()).width >= 120, "the title has room in the header");
+  assert.equal(await byTestId(page, "sync-status").innerText(), "Synced");
+  assert.equal(await byTestId(page, "sync-status").locator(".sync-label").evaluate((el) => el.getBoundingClientRect().width), 1);
+
+  // While a tool call waits, the message box says why, whole, even when that takes two lines.
+  await byTestId(page, "composer-input").fill('/tool calculator {"expression":"2+3"}');
+  await byTestId(page, "send-button").click();
+  await byTestId(page, "tool-approval").waitFor();
+  const clipped = await composer.evaluate((el) => {
+    // A copy as wide, out of the layout, holding the placeholder as its text.
+    const copy = el.cloneNode();
+    Object.assign(copy.style, { position: "absolute", width: `${el.getBoundingClientRect().width}px`, height: "auto" });
+    copy.value = el.placeholder;
+    el.after(copy);
+    const needed = copy.scrollHeight;
+    copy.remove();
+    return needed > el.clientHeight + 1 ? `${needed} > ${el.clientHeight}` : null;
+  });
+  assert.equal(clipped, null, "the placeholder shows whole");
+  await screenshot(page, "-approval");
+  await byTestId(page, "tool-approve").click();
+  await waitForStatus(page, "idle");
   assert.equal(await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth), false, "nothing scrolls sideways");
   await assertAccessible(page, "phone chat");
   await screenshot(page, "-chat");
@@ -339,6 +368,9 @@ test("phone (390 px, touch): 44 px targets, a drawer with a close button, New ch
   await byTestId(page, "chat-item-rename-input").press("Escape");
   await byTestId(page, "chat-item-rename-input").waitFor({ state: "detached" });
   assert.equal(await drawer.count(), 1, "the drawer stays open");
+  await chatItem(page, first).locator('[data-testid="chat-item-rename"]').click();
+  assert.deepEqual(await small(), [], "the search and rename fields are 44 px too");
+  await byTestId(page, "chat-item-rename-input").press("Escape");
   await assertAccessible(page, "phone drawer");
   await screenshot(page, "-drawer");
   await byTestId(page, "drawer-close").click();
@@ -374,6 +406,11 @@ test("replies and tools: code labels, images as links, inline caret, examples, s
   assert.equal(summary.config.model_id, "beta", "the chat was created with the picked model");
   await byTestId(page, "model-in-use").filter({ hasText: "beta" }).waitFor();
   assert.equal(await picker.count(), 0, "the model is chosen when a chat starts");
+  // On a phone the model goes under the title, which keeps its room.
+  await page.setViewportSize(PHONE);
+  const [head, model] = [await page.locator("h1").boundingBox(), await byTestId(page, "model-in-use").boundingBox()];
+  assert.ok(head.width >= 120 && model.y >= head.y + head.height - 1, `the title has room, the model under it: ${JSON.stringify({ head, model })}`);
+  await page.setViewportSize(WIDE);
 
   // Code blocks name their language; no syntax tree node leaks into the markup.
   assert.equal(await byTestId(page, "code-lang").first().innerText(), "js");

@@ -115,6 +115,8 @@ async fn send_message(
                 client_message_id,
                 idempotency_key,
                 if_busy: req.if_busy.unwrap_or_default(),
+                turn: Default::default(),
+                preceding: Vec::new(),
             },
             q.limit(&app),
         )
@@ -176,6 +178,8 @@ async fn edit_message(
         idempotency_key: None,
         // Edits run only at rest, so nothing is running to queue behind.
         if_busy: Default::default(),
+        turn: Default::default(),
+        preceding: Vec::new(),
     };
     let outcome = app
         .engine

@@ -150,6 +150,9 @@ impl From<EngineError> for ApiError {
                 ActionError::NoPendingApprovals => {
                     ApiError::bad_request("no_pending_approvals", a.to_string())
                 }
+                ActionError::NoPendingToolOutputs => {
+                    ApiError::bad_request("no_pending_tool_outputs", a.to_string())
+                }
                 ActionError::UnknownToolCalls(_) => {
                     ApiError::bad_request("unknown_tool_call", a.to_string())
                 }

@@ -123,18 +123,22 @@ impl Jwks {
 
     async fn refresh(&self, started: Instant) {
         match download(&self.http, &self.url).await {
-            Ok((keys, max_age)) if !keys.is_empty() => {
-                tracing::info!(
-                    keys = keys.len(),
-                    max_age_s = max_age.as_secs(),
-                    "signing keys fetched again from --jwks-url"
-                );
+            // What the provider answers is the set, even empty: it withdrew every key then.
+            Ok((keys, max_age)) => {
+                if keys.is_empty() {
+                    tracing::warn!("--jwks-url answered no usable key: every token is refused");
+                } else {
+                    tracing::info!(
+                        keys = keys.len(),
+                        max_age_s = max_age.as_secs(),
+                        "signing keys fetched again from --jwks-url"
+                    );
+                }
                 *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Cached {
                     keys: Arc::new(keys),
                     fresh_until: started + max_age,
                 };
             }
-            Ok(_) => tracing::warn!("--jwks-url answered no usable key; keeping the old ones"),
             Err(e) => tracing::warn!(error = %e, "cannot fetch --jwks-url; keeping the old keys"),
         }
     }

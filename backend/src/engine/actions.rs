@@ -4,7 +4,7 @@
 
 use super::actor::{Mail, Reply, Request, SendAck};
 use super::{ActionError, Engine, EngineError, Snapshot, TurnOutcome};
-use crate::domain::{NewMessage, Title};
+use crate::domain::{NewMessage, Title, TurnOptions};
 use crate::store::StoreError;
 use chatsync_protocol::SwitchBranchRequest;
 use std::sync::Arc;
@@ -116,18 +116,27 @@ impl Engine {
         .await
     }
 
-    /// The client's outputs for the calls of its own tools that the turn waits on; the
-    /// turn goes on with them.
+    /// The client's outputs for the calls of its own tools that the turn waits on (and
+    /// its answer to the server calls of the same reply that wait for approval: those it
+    /// approves, the rest denied); the turn goes on with them and with `turn`.
     pub async fn submit_tool_outputs(
         &self,
         id: Uuid,
         outputs: Vec<(String, String)>,
+        approved: Vec<String>,
+        turn: TurnOptions,
         wait: Duration,
     ) -> Result<TurnOutcome, EngineError> {
+        if approved.len() > MAX_APPROVED_TOOL_CALLS {
+            let e = ActionError::TooManyToolCallIds(MAX_APPROVED_TOOL_CALLS);
+            return Err(e.into());
+        }
         self.act(
             id,
             |reply| Request::SubmitToolOutputs {
                 outputs: outputs.clone(),
+                approved: approved.clone(),
+                turn: turn.clone(),
                 reply,
             },
             wait,
@@ -198,7 +207,7 @@ impl Engine {
     pub async fn rename(&self, id: Uuid, title: Title) -> Result<Arc<Snapshot>, EngineError> {
         let make = |reply| Request::Rename {
             title: title.clone(),
-            unless_changed_from: None,
+            unless_renamed_since: None,
             reply,
         };
         let ((), rx) = self.request(id, make).await?;

@@ -17,6 +17,9 @@ pub enum ActionError {
     NothingToCancel,
     #[error("No pending tool approvals")]
     NoPendingApprovals,
+    /// Tool outputs sent while no call of a client's tool waits for one.
+    #[error("No tool call waits for the client's output")]
+    NoPendingToolOutputs,
     /// `if_busy: reject` while a turn runs.
     #[error("A turn is running; the message was not stored (if_busy: reject)")]
     Busy,

@@ -8,7 +8,7 @@
 use super::actor::{Actor, Footprint, Mail, Request, Signal};
 use super::context::LiveContext;
 use super::{Engine, EngineError, Snapshot};
-use crate::domain::{NewContext, Owner, Title};
+use crate::domain::{NewContext, Owner, Title, TurnOptions};
 use crate::fsm::State;
 use crate::store::{Change, ContextRecord, LoadedContext};
 use std::collections::HashMap;
@@ -68,6 +68,7 @@ impl Engine {
             active_leaf: None,
             owner: owner.as_str().into(),
             version_ceiling: 1,
+            turn: TurnOptions::default(),
         };
         let max = self.deps.settings.max_contexts_per_user;
         if !self.deps.store.insert_context(&record, max).await? {

@@ -244,6 +244,7 @@ pub fn context_in(name: StateName) -> LiveContext {
             active_leaf: None,
             owner: "local".into(),
             version_ceiling: 7,
+            turn: Default::default(),
         },
         messages: vec![],
     })

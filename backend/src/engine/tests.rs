@@ -2,7 +2,7 @@
 
 use super::testing::{Fault, FaultStore, Op};
 use super::*;
-use crate::domain::{NewContext, NewMessage, Owner};
+use crate::domain::{ClientTool, MessageContent, NewContext, NewMessage, Owner, TurnOptions};
 use crate::fsm::State;
 use crate::llm::ScriptedModel;
 use crate::metrics::Metrics;
@@ -890,4 +890,186 @@ async fn leaving_a_branch_that_awaits_approval_denies_its_calls() {
     let calls = s.messages()[1].tool_calls.clone().unwrap_or_default();
     assert_eq!(calls[0].status, ToolCallStatus::Denied);
     assert_eq!(s.messages()[2].role, Role::Tool);
+}
+
+/// A send whose turn may call the client's tool `lookup`.
+fn with_client_tool(text: &str) -> NewMessage {
+    let mut m = msg(text);
+    m.turn = TurnOptions {
+        client_tools: vec![ClientTool {
+            name: "lookup".into(),
+            description: None,
+            parameters: None,
+        }],
+        instructions: None,
+    };
+    m
+}
+
+/// A call to a tool the client declared rests the turn in `AwaitingToolOutput` (saved,
+/// shown as such, nothing for a person to approve), and a restart finds it there; only
+/// the client's output (or a cancel) moves it on.
+#[tokio::test]
+async fn a_client_tool_call_waits_for_the_clients_output_across_a_restart() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let asked = h
+        .engine
+        .send_message(id, with_client_tool(r#"/tool lookup {"q": "x"}"#), WAIT)
+        .await
+        .expect("send");
+    assert_eq!(asked.snapshot.record.state, State::AwaitingToolOutput);
+    assert_eq!(asked.snapshot.status(), Status::AwaitingToolOutput);
+    let call = asked.snapshot.pending_tool_calls[0].clone();
+    assert_eq!(call.name, "lookup");
+    assert_eq!(h.stored(id).await.record.state, State::AwaitingToolOutput);
+
+    // Nothing else fits: no approval is pending, a send is refused, nothing is stored.
+    let approve = h
+        .engine
+        .approve_tools(id, vec![call.id.clone()], WAIT)
+        .await;
+    assert!(matches!(
+        approve,
+        Err(EngineError::Action(ActionError::NoPendingApprovals))
+    ));
+    let send = h.engine.send_message(id, msg("hello?"), WAIT).await;
+    assert!(matches!(
+        send,
+        Err(EngineError::Action(ActionError::InvalidState(
+            StateName::AwaitingToolOutput
+        )))
+    ));
+    let unknown = h
+        .engine
+        .submit_tool_outputs(
+            id,
+            vec![("call_nope".into(), "x".into())],
+            vec![],
+            TurnOptions::default(),
+            WAIT,
+        )
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(EngineError::Action(ActionError::UnknownToolCalls(_)))
+    ));
+    let missing = h
+        .engine
+        .submit_tool_outputs(id, vec![], vec![], TurnOptions::default(), WAIT)
+        .await;
+    assert!(matches!(
+        missing,
+        Err(EngineError::Action(ActionError::InvalidMessage(_)))
+    ));
+    // The client's call is answered by its output, never approved as a server call.
+    let approved = h
+        .engine
+        .submit_tool_outputs(
+            id,
+            vec![(call.id.clone(), "x".into())],
+            vec![call.id.clone()],
+            TurnOptions::default(),
+            WAIT,
+        )
+        .await;
+    assert!(matches!(
+        approved,
+        Err(EngineError::Action(ActionError::UnknownToolCalls(_)))
+    ));
+    assert_eq!(h.stored(id).await.messages.len(), 2);
+
+    // A fresh engine on the same store plays the restarted server: the chat rests there.
+    let restarted = engine_on(h.store.clone(), fast());
+    let reloaded = restarted.snapshot(id).await.expect("reload");
+    assert_eq!(reloaded.record.state, State::AwaitingToolOutput);
+    assert_eq!(reloaded.pending_tool_calls, vec![call.clone()]);
+    let out = restarted
+        .submit_tool_outputs(
+            id,
+            vec![(call.id.clone(), "a tall tree".into())],
+            vec![],
+            TurnOptions::default(),
+            WAIT,
+        )
+        .await
+        .expect("outputs");
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let last = out.snapshot.messages().last().cloned().expect("reply");
+    assert!(
+        content_text(&last.content).contains("a tall tree"),
+        "{last:?}"
+    );
+    let calls = out.snapshot.messages()[1]
+        .tool_calls
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(calls[0].status, ToolCallStatus::Completed);
+    let again = restarted
+        .submit_tool_outputs(
+            id,
+            vec![(call.id, "x".into())],
+            vec![],
+            TurnOptions::default(),
+            WAIT,
+        )
+        .await;
+    assert!(matches!(
+        again,
+        Err(EngineError::Action(ActionError::NoPendingToolOutputs))
+    ));
+}
+
+/// A person can cancel a turn that waits for a client's output: the call is closed and
+/// answered, and the chat is idle again.
+#[tokio::test]
+async fn cancelling_a_turn_that_waits_for_a_clients_output_closes_the_call() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    h.engine
+        .send_message(id, with_client_tool("/tool lookup {}"), WAIT)
+        .await
+        .expect("send");
+    h.engine.cancel(id).await.expect("cancel");
+    let s = h.engine.snapshot(id).await.expect("snapshot");
+    assert_eq!(s.record.state, State::Idle);
+    let calls = s.messages()[1].tool_calls.clone().unwrap_or_default();
+    assert_eq!(calls[0].status, ToolCallStatus::Denied);
+    assert_eq!(s.messages()[2].role, Role::Tool);
+    assert_eq!(h.stored(id).await.record.state, State::Idle);
+}
+
+/// User messages sent together are stored one by one before the last, in its turn's
+/// save; while a turn runs they are refused at once (the queue holds one message per
+/// turn), and nothing is stored.
+#[tokio::test]
+async fn messages_sent_together_are_stored_one_by_one_at_rest_only() {
+    let h = harness(fast()).await;
+    let id = h.new_context().await;
+    let mut together = msg("and the question");
+    together.preceding = vec![MessageContent::parse("some context".into()).expect("content")];
+    let out = h
+        .engine
+        .send_message(id, together.clone(), WAIT)
+        .await
+        .expect("send");
+    let said: Vec<(Role, String)> = out
+        .snapshot
+        .messages()
+        .iter()
+        .map(|m| (m.role, content_text(&m.content)))
+        .collect();
+    assert_eq!(said[0], (Role::User, "some context".to_owned()));
+    assert_eq!(said[1], (Role::User, "and the question".to_owned()));
+    assert_eq!(said[2].0, Role::Assistant);
+    assert_eq!(h.stored(id).await.messages.len(), 3);
+
+    let busy = h.busy().await;
+    let refused = h.engine.send_message(busy, together, WAIT).await;
+    assert!(matches!(
+        refused,
+        Err(EngineError::Action(ActionError::TurnRunning))
+    ));
+    let snapshot = h.engine.snapshot(busy).await.expect("snapshot");
+    assert!(snapshot.queued.is_empty());
 }

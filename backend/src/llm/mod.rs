@@ -10,6 +10,7 @@ pub use catalog::ModelCatalog;
 pub use openai::{ApiKey, OpenAiModel, OpenAiSettings, DEFAULT_BASE_URL, DEFAULT_MODEL};
 pub use scripted::{ScriptedModel, SCRIPTED_MODEL_ID};
 
+use crate::domain::ClientTool;
 use async_trait::async_trait;
 use chatsync_protocol::Message;
 use futures::stream::BoxStream;
@@ -22,6 +23,9 @@ pub struct ModelRequest {
     /// The model the context asked for (`model_id`); `None`: the provider's default.
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    /// Tools the client declared and runs itself, offered to the model beside the
+    /// server's; a call to one waits for the client's output.
+    pub client_tools: Vec<ClientTool>,
     pub messages: Vec<Arc<Message>>,
     /// 0 for the first call of a reply, then 1, 2, ... for its retries.
     pub attempt: u32,
@@ -68,6 +72,14 @@ pub trait Model: Send + Sync + std::fmt::Debug + 'static {
     /// Whether a chat is named by this model after its first turn (see [`title`]); the
     /// scripted model does not, so its chats keep the title their client gave.
     fn names_chats(&self) -> bool {
+        false
+    }
+
+    /// Whether asking again for the same reply gives the very same text (the scripted
+    /// model). When not, a reply retried or resumed after some of it was stored keeps that
+    /// part as its own (cancelled) message and the new one streams into a new message, so
+    /// what a reader was shown is never rewritten.
+    fn replays_exactly(&self) -> bool {
         false
     }
 }

@@ -128,16 +128,7 @@ impl OpenAiModel {
             idle_timeout: settings.idle_timeout,
             tools: tools
                 .iter()
-                .map(|t| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.parameters,
-                        }
-                    })
-                })
+                .map(|t| function_tool(&t.name, Some(&t.description), Some(&t.parameters)))
                 .collect(),
         })
     }
@@ -148,8 +139,14 @@ impl OpenAiModel {
             "messages": wire_messages(request),
             "stream": true,
         });
-        if !self.tools.is_empty() {
-            body["tools"] = Value::Array(self.tools.clone());
+        // The server's tools, then the client's (the OpenAI API's function tools).
+        let client = request
+            .client_tools
+            .iter()
+            .map(|t| function_tool(&t.name, t.description.as_deref(), t.parameters.as_ref()));
+        let tools: Vec<Value> = self.tools.iter().cloned().chain(client).collect();
+        if !tools.is_empty() {
+            body["tools"] = Value::Array(tools);
         }
         body
     }
@@ -654,6 +651,18 @@ impl Reader {
 }
 
 /// An error the server reports inside an already started stream.
+/// A tool as the chat completions API declares it.
+fn function_tool(name: &str, description: Option<&str>, parameters: Option<&Value>) -> Value {
+    let mut function = json!({"name": name});
+    if let Some(d) = description {
+        function["description"] = d.into();
+    }
+    if let Some(p) = parameters {
+        function["parameters"] = p.clone();
+    }
+    json!({"type": "function", "function": function})
+}
+
 fn stream_error(error: &Value) -> ModelError {
     let message = format!(
         "the model server reported an error mid-stream: {}",
@@ -710,6 +719,7 @@ mod tests {
         let request = ModelRequest {
             model: None,
             system_prompt: Some("Be brief.".into()),
+            client_tools: vec![],
             messages: [
                 message(Role::User, "what is 2+3?"),
                 asked,
@@ -919,12 +929,25 @@ mod tests {
         let mut request = ModelRequest {
             model: None,
             system_prompt: None,
+            client_tools: vec![],
             messages: vec![Arc::new(message(Role::User, "hi"))],
             attempt: 0,
         };
         assert_eq!(provider.body(&request)["model"], "default-model");
+        assert!(provider.body(&request).get("tools").is_none());
         request.model = Some("context-model".into());
         assert_eq!(provider.body(&request)["model"], "context-model");
+        // The client's function tools are offered as declared.
+        request.client_tools = vec![crate::domain::ClientTool {
+            name: "lookup".into(),
+            description: None,
+            parameters: Some(json!({"type": "object"})),
+        }];
+        assert_eq!(
+            provider.body(&request)["tools"],
+            json!([{"type": "function",
+                "function": {"name": "lookup", "parameters": {"type": "object"}}}])
+        );
     }
 
     #[test]

@@ -169,6 +169,12 @@ fn quote(text: &str) -> String {
 
 #[async_trait]
 impl Model for ScriptedModel {
+    /// Deterministic: a retried or resumed reply starts over in the same message and
+    /// says the same again.
+    fn replays_exactly(&self) -> bool {
+        true
+    }
+
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
         let (chunks, slow) = match plan(&request) {
             Plan::Fail(e) => return Err(e),
@@ -208,6 +214,7 @@ mod tests {
         plan(&ModelRequest {
             model: None,
             system_prompt: None,
+            client_tools: vec![],
             messages: vec![msg(Role::User, text)],
             attempt,
         })
@@ -326,6 +333,7 @@ mod tests {
         let p = plan(&ModelRequest {
             model: None,
             system_prompt: None,
+            client_tools: vec![],
             messages: vec![
                 msg(Role::User, "/tool calculator {}"),
                 Arc::new(assistant),

@@ -3,7 +3,7 @@
 use super::{
     ContextRecord, Cursor, ListOrder, LoadedContext, MessageRecord, SaveBatch, Store, StoreError,
 };
-use crate::domain::SearchQuery;
+use crate::domain::{ClientTool, SearchQuery, TurnOptions};
 use crate::fsm::State;
 use chatsync_protocol::{
     ContentPart, ContextConfig, Message, MessageStatus, Role, ToolCall, ToolCallStatus,
@@ -33,6 +33,7 @@ pub(crate) fn context(n: i64) -> ContextRecord {
         active_leaf: None,
         owner: "alice".into(),
         version_ceiling: 1,
+        turn: Default::default(),
     }
 }
 
@@ -65,6 +66,17 @@ pub(crate) fn message(seq: u64, version: u64, text: &str) -> MessageRecord {
     }
 }
 
+fn turn_options() -> TurnOptions {
+    TurnOptions {
+        client_tools: vec![ClientTool {
+            name: "lookup".into(),
+            description: Some("Looks a word up".into()),
+            parameters: Some(serde_json::json!({"type": "object"})),
+        }],
+        instructions: Some("Answer in French.".into()),
+    }
+}
+
 async fn load(store: &dyn Store, id: Uuid) -> LoadedContext {
     store
         .load_context(id)
@@ -91,6 +103,8 @@ pub(crate) async fn run(store: &dyn Store) {
     c.version = 2;
     c.message_count = 2;
     c.state = State::ProcessingUserMessage;
+    // A turn's options (the OpenAI API's function tools, instructions) round-trip.
+    c.turn = turn_options();
     // A running turn reserves the versions it may show before its next save.
     c.version_ceiling = 1002;
     let batch = SaveBatch {
@@ -178,10 +192,25 @@ pub(crate) async fn run(store: &dyn Store) {
         c
     );
 
-    // Unfinished contexts are those saved outside a resting state.
+    // Unfinished contexts are those saved outside a resting state (waiting for a
+    // client's tool output is one).
     let mut running = context(1);
     running.state = State::StreamingLlmResponse;
     store.insert_context(&running, None).await.expect("insert");
+    let awaiting_output = ContextRecord {
+        owner: "dave".into(),
+        state: State::AwaitingToolOutput,
+        turn: turn_options(),
+        ..context(40)
+    };
+    store
+        .insert_context(&awaiting_output, None)
+        .await
+        .expect("insert");
+    assert_eq!(
+        load(store, awaiting_output.id).await.record,
+        awaiting_output
+    );
     let unfinished = store.unfinished_contexts().await.expect("unfinished");
     assert_eq!(unfinished, vec![running.id]);
     // So are idle ones with queued messages (acknowledged sends nobody runs yet); a failed
@@ -203,8 +232,12 @@ pub(crate) async fn run(store: &dyn Store) {
             message: message(1, 1, "later").message,
             idempotency_key: None,
             ahead: false,
+            turn: turn_options(),
         };
         assert!(store.enqueue(c.id, &queued, 8).await.expect("enqueue"));
+        let stored = store.queued_messages(c.id).await.expect("queued");
+        let turns: Vec<TurnOptions> = stored.into_iter().map(|q| q.turn).collect();
+        assert_eq!(turns, vec![turn_options()]);
     }
     let unfinished = store.unfinished_contexts().await.expect("unfinished");
     assert_eq!(unfinished, vec![running.id, waiting.id]);

@@ -16,7 +16,7 @@ pub use coordination::{Coordination, SingleProcess};
 pub use responses::{ResponseRow, ResponseStore};
 pub use sql::SqlStore;
 
-use crate::domain::SearchQuery;
+use crate::domain::{SearchQuery, TurnOptions};
 use crate::fsm::State;
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, Message};
@@ -45,6 +45,8 @@ pub struct ContextRecord {
     /// The highest version a writer may have shown before storing it: above `version`
     /// while a turn runs (or after a crash cut one short), else at most `version`.
     pub version_ceiling: u64,
+    /// What the running (or resting) turn was given besides its message.
+    pub turn: TurnOptions,
 }
 
 /// A message as stored: its place in the context (`seq`, the insertion order over the
@@ -64,6 +66,8 @@ pub struct QueuedRecord {
     pub idempotency_key: Option<String>,
     /// Sent with `if_busy: "interrupt"`: it runs before the others.
     pub ahead: bool,
+    /// What its turn is given besides it.
+    pub turn: TurnOptions,
 }
 
 impl QueuedRecord {

@@ -11,7 +11,7 @@ use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext,
     MessageRecord, QueuedRecord, SaveBatch, Store, StoreError,
 };
-use crate::domain::SearchQuery;
+use crate::domain::{SearchQuery, TurnOptions};
 use crate::fsm::State;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -61,7 +61,7 @@ impl From<sqlx::Error> for StoreError {
 
 const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, state_error, \
      retries, version, message_count, created_at, updated_at, active_leaf, owner, \
-     version_ceiling";
+     version_ceiling, turn_options";
 
 const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
@@ -253,7 +253,14 @@ fn context_from_row(row: &AnyRow) -> Result<ContextRecord, StoreError> {
         active_leaf: optional_uuid(row, "active_leaf")?,
         owner: row.try_get("owner")?,
         version_ceiling: to_u64(row.try_get("version_ceiling")?),
+        turn: turn_options(row)?,
     })
+}
+
+fn turn_options(row: &AnyRow) -> Result<TurnOptions, StoreError> {
+    let stored: Option<String> = row.try_get("turn_options")?;
+    TurnOptions::decode(stored.as_deref())
+        .map_err(|e| StoreError::Corrupt(format!("unreadable turn options: {e}")))
 }
 
 fn context_page(rows: &[AnyRow], total: u64) -> Result<ContextPage, StoreError> {
@@ -434,6 +441,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
         message: Arc::new(message),
         idempotency_key: row.try_get("idempotency_key")?,
         ahead: row.try_get::<i64, _>("ahead")? != 0,
+        turn: turn_options(row)?,
     })
 }
 
@@ -456,8 +464,8 @@ impl Store for SqlStore {
         // One statement counts and inserts, so concurrent creates never pass the limit.
         let sql = format!(
             "INSERT INTO contexts ({CONTEXT_COLUMNS}) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
-             WHERE (SELECT COUNT(*) FROM contexts WHERE owner = $16) < $17"
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+             WHERE (SELECT COUNT(*) FROM contexts WHERE owner = $17) < $18"
         );
         let insert = sqlx::query(&sql).bind(record.id.to_string());
         let insert = bind_context_fields(insert, record)
@@ -466,6 +474,7 @@ impl Store for SqlStore {
             .bind(record.active_leaf.map(|l| l.to_string()))
             .bind(&record.owner)
             .bind(to_i64(record.version_ceiling))
+            .bind(record.turn.encode())
             .bind(&record.owner)
             .bind(max_per_owner.map_or(i64::MAX, to_i64));
         let owner_lock = max_per_owner.and(self.dialect.owner_lock());
@@ -599,7 +608,7 @@ impl Store for SqlStore {
         let update = sqlx::query(
             "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
              state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10, active_leaf = $13, version_ceiling = $14 \
+             updated_at = $10, active_leaf = $13, version_ceiling = $14, turn_options = $15 \
              WHERE id = $11 AND version = $12",
         );
         let updated = bind_context_fields(update, c)
@@ -608,6 +617,7 @@ impl Store for SqlStore {
             .bind(to_i64(batch.expected_version))
             .bind(c.active_leaf.map(|l| l.to_string()))
             .bind(to_i64(c.version_ceiling))
+            .bind(c.turn.encode())
             .execute(&mut *tx)
             .await?;
         if updated.rows_affected() == 0 {
@@ -692,7 +702,7 @@ impl Store for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO queued_messages \
              (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
-             ahead) SELECT $1, $2, $3, $4, $5, $6, $7, $10 \
+             ahead, turn_options) SELECT $1, $2, $3, $4, $5, $6, $7, $10, $11 \
              WHERE (SELECT COUNT(*) FROM queued_messages WHERE context_id = $8) < $9",
         )
         .bind(m.id.to_string())
@@ -705,6 +715,7 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
+        .bind(queued.turn.encode())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -729,8 +740,8 @@ impl Store for SqlStore {
     #[tracing::instrument(skip_all, fields(context_id = %context_id))]
     async fn queued_messages(&self, context_id: Uuid) -> Result<Vec<QueuedRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, content, client_message_id, idempotency_key, created_at, version, ahead \
-             FROM queued_messages WHERE context_id = $1 ORDER BY ahead DESC, created_at, id",
+            "SELECT id, content, client_message_id, idempotency_key, created_at, version, ahead, \
+             turn_options FROM queued_messages WHERE context_id = $1 ORDER BY ahead DESC, created_at, id",
         )
         .bind(context_id.to_string())
         .fetch_all(&self.pool)
@@ -739,25 +750,27 @@ impl Store for SqlStore {
     }
 
     async fn unfinished_contexts(&self) -> Result<Vec<Uuid>, StoreError> {
-        let resting = [
-            StateName::Idle,
-            StateName::AwaitingToolApproval,
-            StateName::Failed,
-        ];
+        // Every resting state as a parameter; `StateName::ALL` starts with `Idle`: `$1`.
+        let resting: Vec<StateName> = StateName::ALL
+            .into_iter()
+            .filter(|s| s.is_resting())
+            .collect();
+        let params: Vec<String> = (1..=resting.len()).map(|n| format!("${n}")).collect();
         // A context another live instance is running is not unfinished.
         let unleased = self.coordination.not_leased_elsewhere();
         // An idle context with a stored queue is unfinished too: its queued messages were
         // acknowledged, and the instance that queued them may not hold the lease.
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM contexts WHERE (state NOT IN ($1, $2, $3) \
+        let sql = format!(
+            "SELECT id FROM contexts WHERE (state NOT IN ({}) \
              OR (state = $1 AND id IN (SELECT context_id FROM queued_messages))){unleased} \
-             ORDER BY updated_at"
-        ))
-        .bind(resting[0].as_str())
-        .bind(resting[1].as_str())
-        .bind(resting[2].as_str())
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY updated_at",
+            params.join(", ")
+        );
+        let ids: Vec<String> = resting
+            .iter()
+            .fold(sqlx::query_scalar(&sql), |q, s| q.bind(s.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
         ids.iter()
             .map(|id| Uuid::try_parse(id).map_err(|_| corrupt("context id", id)))
             .collect()
@@ -995,6 +1008,34 @@ pub(crate) mod tests {
         assert!(metrics
             .render()
             .contains("chatsync_unreadable_messages_total 1"));
+    }
+
+    /// A state this binary does not know (one a newer binary wrote) fails the load with
+    /// an error that names it, never as another state; a chat resting in
+    /// `AwaitingToolOutput` reads back as it was saved.
+    #[tokio::test]
+    async fn an_unknown_state_fails_the_load_clearly() {
+        let (_dir, store) = temp_store().await;
+        let waiting = ContextRecord {
+            state: State::AwaitingToolOutput,
+            ..conformance::context(1)
+        };
+        store.insert_context(&waiting, None).await.expect("insert");
+        let loaded = store.load_context(waiting.id).await.expect("load");
+        assert_eq!(
+            loaded.map(|l| l.record.state),
+            Some(State::AwaitingToolOutput)
+        );
+        sqlx::query("UPDATE contexts SET state = 'AwaitingSomethingNew' WHERE id = $1")
+            .bind(waiting.id.to_string())
+            .execute(&store.writer)
+            .await
+            .expect("update");
+        let error = store.load_context(waiting.id).await.expect_err("unknown");
+        assert!(
+            matches!(&error, StoreError::Corrupt(m) if m.contains("unknown state \"AwaitingSomethingNew\"")),
+            "{error:?}"
+        );
     }
 
     /// A database written before branches existed opens as single-branch chats: each

@@ -3,19 +3,22 @@
 //! kept as a chat instead, and its turn runs through the engine like any other.
 
 use super::conversations::item_text;
+use super::direct::DirectRun;
 use super::events::{Anchor, Spec};
-use super::follow::{Follow, Response as StoredResponse};
+use super::follow::{Follow, Response as StoredResponse, STREAM_LIMIT};
 use super::items::arguments_text;
-use super::{chat_title, choose_model, idempotency_key, invalid, tables};
+use super::{
+    choose_model, client_tools, earlier_response, idempotency_key, invalid, model_name, new_chat,
+    record_response, Recorded,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::ApiJson;
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
+use crate::domain::{ClientKey, MessageContent, ModelId, NewMessage, SystemPrompt, TurnOptions};
 use crate::engine::new_message;
 use crate::llm::{ModelChunk, ModelRequest};
-use crate::store::ResponseRow;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -23,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chatsync_protocol::{content_text, ContentPart, Message, Role, ToolCall, ToolCallStatus};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -37,8 +40,6 @@ pub fn routes() -> Router<AppState> {
 
 /// Messages one request may carry.
 const MAX_MESSAGES: usize = 1000;
-/// How long a run that stores nothing may take (it has no turn, so no `--max-turn-ms`).
-const MAX_RUN: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Deserialize)]
 struct CreateRequest {
@@ -234,8 +235,8 @@ async fn create(
     let key = idempotency_key(&headers)?;
     let (system, messages) = parse_messages(&req.messages)?;
     check_tools(req.tools.as_deref().unwrap_or_default())?;
-    let model = choose_model(&app, req.model)?
-        .unwrap_or_else(|| app.config.models.default_model().to_owned());
+    let model_id = choose_model(&app, req.model)?;
+    let model = model_name(&app, model_id.as_ref());
     let include_usage = req
         .stream_options
         .as_ref()
@@ -256,147 +257,197 @@ async fn create(
         let tools = req.tools.unwrap_or_default();
         let run = StoredRun {
             id,
-            created,
+            model_id,
             model: model.clone(),
             system,
             key,
             tools,
         };
-        let (id, created, reply) = stored_run(&app, &user, run, &messages).await?;
-        let usage = usage(prompt_chars, &reply);
+        let response = stored_run(&app, &user, run, &messages).await?;
+        let chunks = Chunks::new(&response.row.id, response.row.created_at, &model);
         if req.stream == Some(true) {
-            return Ok(replay_stream(
-                id,
-                created,
-                model,
-                reply,
-                include_usage.then_some(usage),
-            ));
+            // The reply streams in pieces as the turn stores it (a retry under the same
+            // key replays the same pieces).
+            let follow = Follow::new(app.clone(), &user, response, None, STREAM_LIMIT)?;
+            let usage = include_usage.then_some(prompt_chars);
+            return Ok(chunks.stream(stored_pieces(follow), usage));
         }
-        return Ok(Json(completion(&id, created, &model, &reply, usage)).into_response());
+        let reply = answered(&app, &user, response).await?;
+        let usage = usage(prompt_chars, &reply);
+        return Ok(Json(chunks.completion(&reply, usage)).into_response());
     }
     let request = ModelRequest {
         model: Some(model.clone()),
         system_prompt: system,
+        client_tools: vec![],
         messages,
         attempt: 0,
     };
-    let max_chars = app.engine.settings().max_reply_chars;
-    let engine = app.engine.clone();
-    let opened = tokio::time::timeout(MAX_RUN, engine.model().stream(request)).await;
-    let stream = match opened {
-        Err(_) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "The model did not answer in time",
-            ))
-        }
-        Ok(Err(e)) => return Err(model_error(&e)),
-        Ok(Ok(stream)) => stream,
-    };
-    let deadline = tokio::time::Instant::now() + MAX_RUN;
+    let mut run = DirectRun::open(&app, request).await?;
+    let chunks = Chunks::new(&id, created, &model);
     if req.stream != Some(true) {
         let mut reply = Reply::default();
-        let mut stream = stream;
-        loop {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Err(_) => {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::GATEWAY_TIMEOUT,
-                        "timeout",
-                        "The model did not finish in time",
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(model_error(&e)),
-                Ok(Some(Ok(c))) => add(&mut reply, c),
-            }
-            if reply.text.len() > max_chars {
-                return Err(invalid(format!(
-                    "The reply passed {max_chars} characters and was stopped"
-                )));
-            }
+        while let Some(next) = run.next().await {
+            add(&mut reply, next?);
         }
         let usage = usage(prompt_chars, &reply);
-        return Ok(Json(completion(&id, created, &model, &reply, usage)).into_response());
+        return Ok(Json(chunks.completion(&reply, usage)).into_response());
     }
-    // Streamed: each model chunk is a completion chunk; the end says why it ended.
-    let first = chunk(
-        &id,
-        created,
-        &model,
-        json!({"role": "assistant", "content": ""}),
-        None,
-    );
-    struct Run {
-        stream: crate::llm::ModelStream,
-        reply: Reply,
-        pending: std::collections::VecDeque<Value>,
-        done: bool,
-    }
-    let run = Run {
-        stream,
-        reply: Reply::default(),
-        pending: [first].into(),
-        done: false,
-    };
-    let (cid, cmodel) = (id.clone(), model.clone());
-    let events = futures::stream::unfold(run, move |mut run| {
-        let (id, model) = (cid.clone(), cmodel.clone());
-        async move {
-            loop {
-                if let Some(v) = run.pending.pop_front() {
-                    return Some((data(&v), run));
-                }
-                if run.done {
-                    return None;
-                }
-                let next = tokio::time::timeout_at(deadline, run.stream.next()).await;
-                match next {
-                    Ok(Some(Ok(c))) => {
-                        let delta = match &c {
-                            ModelChunk::Text(t) => json!({"content": t}),
-                            ModelChunk::ToolCall { id: call, name, arguments } => {
-                                json!({"tool_calls": [{"index": run.reply.calls.len(), "id": call,
-                                    "type": "function", "function": {"name": name,
-                                    "arguments": arguments_text(arguments)}}]})
-                            }
-                        };
-                        add(&mut run.reply, c);
-                        run.pending.push_back(chunk(&id, created, &model, delta, None));
-                        if run.reply.text.len() > max_chars {
-                            run.pending.push_back(json!({"error": {"message": "The reply passed the length limit and was stopped", "type": "server_error", "param": null, "code": "reply_too_long"}}));
-                            run.done = true;
-                        }
-                    }
-                    Ok(None) => {
-                        let reason = finish_reason(&run.reply);
-                        run.pending.push_back(chunk(&id, created, &model, json!({}), Some(reason)));
-                        if include_usage {
-                            let mut last = chunk(&id, created, &model, json!({}), None);
-                            last["choices"] = json!([]);
-                            last["usage"] = usage(prompt_chars, &run.reply);
-                            run.pending.push_back(last);
-                        }
-                        run.done = true;
-                    }
-                    Ok(Some(Err(e))) => {
-                        run.pending.push_back(json!({"error": {"message": e.to_string(), "type": "server_error", "param": null, "code": "model_error"}}));
-                        run.done = true;
-                    }
-                    Err(_) => {
-                        run.pending.push_back(json!({"error": {"message": "The model did not finish in time", "type": "server_error", "param": null, "code": "timeout"}}));
-                        run.done = true;
-                    }
-                }
+    Ok(chunks.stream(direct_pieces(run), include_usage.then_some(prompt_chars)))
+}
+
+/// What a streamed completion is made of, whatever produces it (the model called
+/// directly, or a stored turn followed).
+enum Piece {
+    Chunk(ModelChunk),
+    End,
+    Failed { code: &'static str, message: String },
+}
+
+/// The pieces of a model called directly.
+fn direct_pieces(run: DirectRun) -> impl Stream<Item = Piece> {
+    futures::stream::unfold(Some(run), |run| async move {
+        let mut run = run?;
+        Some(match run.next().await {
+            Some(Ok(chunk)) => (Piece::Chunk(chunk), Some(run)),
+            Some(Err(stop)) => {
+                let message = stop.message();
+                (
+                    Piece::Failed {
+                        code: stop.code(),
+                        message,
+                    },
+                    None,
+                )
             }
+            None => (Piece::End, None),
+        })
+    })
+}
+
+/// The pieces of a stored turn, read from its response's events as the store holds them.
+fn stored_pieces(follow: Follow) -> impl Stream<Item = Piece> {
+    futures::stream::unfold(Some(follow), |follow| async move {
+        let mut follow = follow?;
+        loop {
+            let Some(event) = follow.next_event().await else {
+                let message = "The stream ended before the reply did; ask again with the \
+                               same Idempotency-Key for the whole completion"
+                    .to_owned();
+                return Some((
+                    Piece::Failed {
+                        code: "incomplete",
+                        message,
+                    },
+                    None,
+                ));
+            };
+            let item = &event["item"];
+            let piece = match event["type"].as_str().unwrap_or_default() {
+                "response.output_text.delta" => Piece::Chunk(ModelChunk::Text(
+                    event["delta"].as_str().unwrap_or_default().to_owned(),
+                )),
+                "response.output_item.done" if item["type"] == "function_call" => {
+                    let raw = item["arguments"].as_str().unwrap_or("{}");
+                    Piece::Chunk(ModelChunk::ToolCall {
+                        id: item["call_id"].as_str().unwrap_or_default().to_owned(),
+                        name: item["name"].as_str().unwrap_or_default().to_owned(),
+                        arguments: serde_json::from_str(raw)
+                            .unwrap_or_else(|_| Value::String(raw.into())),
+                    })
+                }
+                "response.failed" => {
+                    let error = &event["response"]["error"]["message"];
+                    let message = error.as_str().unwrap_or("The turn failed").to_owned();
+                    return Some((
+                        Piece::Failed {
+                            code: "model_error",
+                            message,
+                        },
+                        None,
+                    ));
+                }
+                "response.completed" | "response.incomplete" => return Some((Piece::End, None)),
+                _ => continue,
+            };
+            return Some((piece, Some(follow)));
         }
     })
-    .chain(futures::stream::once(async { Ok(Event::default().data("[DONE]")) }));
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+}
+
+/// Writes one completion's chunks and objects.
+struct Chunks {
+    id: String,
+    created: i64,
+    model: String,
+}
+
+impl Chunks {
+    fn new(id: &str, created: i64, model: &str) -> Chunks {
+        Chunks {
+            id: id.to_owned(),
+            created,
+            model: model.to_owned(),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        chunk(&self.id, self.created, &self.model, delta, finish)
+    }
+
+    fn completion(&self, reply: &Reply, usage: Value) -> Value {
+        completion(&self.id, self.created, &self.model, reply, usage)
+    }
+
+    /// The event stream: the role first, a chunk for each piece, the finish (and the usage,
+    /// given the prompt's size in characters), then `[DONE]`.
+    fn stream(
+        self,
+        pieces: impl Stream<Item = Piece> + Send + 'static,
+        usage_of: Option<usize>,
+    ) -> Response {
+        let first = self.chunk(json!({"role": "assistant", "content": ""}), None);
+        let mut reply = Reply::default();
+        let chunks = pieces.map(move |piece| match piece {
+            Piece::Chunk(c) => {
+                let delta = match &c {
+                    ModelChunk::Text(t) => json!({"content": t}),
+                    ModelChunk::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => {
+                        json!({"tool_calls": [{"index": reply.calls.len(), "id": id,
+                            "type": "function", "function": {"name": name,
+                            "arguments": arguments_text(arguments)}}]})
+                    }
+                };
+                add(&mut reply, c);
+                vec![self.chunk(delta, None)]
+            }
+            Piece::End => {
+                let mut out = vec![self.chunk(json!({}), Some(finish_reason(&reply)))];
+                if let Some(prompt_chars) = usage_of {
+                    let mut last = self.chunk(json!({}), None);
+                    last["choices"] = json!([]);
+                    last["usage"] = usage(prompt_chars, &reply);
+                    out.push(last);
+                }
+                out
+            }
+            Piece::Failed { code, message } => vec![json!({"error": {"message": message,
+                "type": "server_error", "param": null, "code": code}})],
+        });
+        let events = futures::stream::once(async move { vec![first] })
+            .chain(chunks)
+            .flat_map(|values| futures::stream::iter(values.into_iter().map(|v| data(&v))))
+            .chain(futures::stream::once(async {
+                Ok(Event::default().data("[DONE]"))
+            }));
+        Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response()
+    }
 }
 
 fn add(reply: &mut Reply, chunk: ModelChunk) {
@@ -412,19 +463,11 @@ fn add(reply: &mut Reply, chunk: ModelChunk) {
     }
 }
 
-fn model_error(e: &crate::llm::ModelError) -> ApiError {
-    tracing::warn!(error = %e, "model call failed");
-    ApiError::new(
-        axum::http::StatusCode::BAD_GATEWAY,
-        "model_error",
-        format!("The model failed: {e}"),
-    )
-}
-
 /// What a completion of `store: true` keeps.
 struct StoredRun {
     id: String,
-    created: i64,
+    /// The model asked for (the chat's), and the one that answers.
+    model_id: Option<ModelId>,
     model: String,
     system: Option<String>,
     key: Option<String>,
@@ -434,19 +477,16 @@ struct StoredRun {
 
 /// A completion of `store: true`: the messages become a chat (the last one sent as its
 /// turn) and a response row, so the same `Idempotency-Key` answers the same completion;
-/// the turn's reply is the answer. Answers the completion's id and time, and the reply.
+/// the turn's reply is the answer. Answers the response to follow (the earlier one, for a
+/// repeated key).
 async fn stored_run(
     app: &AppState,
     user: &User,
     run: StoredRun,
     messages: &[Arc<Message>],
-) -> Result<(String, i64, Reply), ApiError> {
-    let owner = user.as_str();
-    let store = app.engine.store().clone();
-    if let Some(key) = &run.key {
-        if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return answered(app, user, row).await;
-        }
+) -> Result<StoredResponse, ApiError> {
+    if let Some(earlier) = earlier_response(app, user, run.key.as_deref()).await? {
+        return Ok(earlier);
     }
     let (last, earlier) = messages
         .split_last()
@@ -480,41 +520,17 @@ async fn stored_run(
         },
         input: vec![json!({"type": "message", "role": "user", "content": text})],
     };
-    let new = NewContext {
-        title: chat_title(&text),
-        model_id: Some(ModelId::parse(run.model).map_err(|e| invalid(e.0))?),
-        system_prompt: run
-            .system
-            .map(SystemPrompt::parse)
-            .transpose()
-            .map_err(|e| invalid(e.0))?,
-        ..NewContext::default()
+    let system_prompt = run
+        .system
+        .map(SystemPrompt::parse)
+        .transpose()
+        .map_err(|e| invalid(e.0))?;
+    let context = new_chat(app, user, &text, run.model_id, system_prompt).await?;
+    let response = match record_response(app, user, (run.id, context, run.key), spec, true).await? {
+        Recorded::New(response) => response,
+        // The same key raced this request: the completion that won.
+        Recorded::Earlier(won) => return Ok(won),
     };
-    let context = app
-        .engine
-        .create_context(user.owner(), new)
-        .await?
-        .record
-        .id;
-    let row = ResponseRow {
-        id: run.id,
-        owner: owner.to_owned(),
-        context_id: context,
-        idempotency_key: run.key.clone(),
-        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
-        outcome: None,
-        created_at: run.created,
-    };
-    if !tables(&store)?.insert_response(&row).await? {
-        // The same key raced this request: answer the completion that won.
-        let _ = app.engine.delete(user.owner(), context).await;
-        let key = run.key.as_deref().unwrap_or_default();
-        let won = tables(&store)?
-            .response_by_key(owner, key)
-            .await?
-            .ok_or_else(|| ApiError::internal("internal", &"completion id collision"))?;
-        return answered(app, user, won).await;
-    }
     for m in earlier {
         app.engine
             .append_message(context, m.role, m.content.clone(), m.tool_call_id.clone())
@@ -528,21 +544,24 @@ async fn stored_run(
                 client_message_id: Some(client_message_id),
                 idempotency_key: None,
                 if_busy: Default::default(),
+                turn: TurnOptions {
+                    client_tools: client_tools(&response.spec.tools),
+                    instructions: None,
+                },
+                preceding: Vec::new(),
             },
             Duration::ZERO,
         )
         .await?;
-    answered(app, user, row).await
+    Ok(response)
 }
 
 /// The reply of a stored completion, once its turn ended (or the wait ran out).
 async fn answered(
     app: &AppState,
     user: &User,
-    row: ResponseRow,
-) -> Result<(String, i64, Reply), ApiError> {
-    let (id, created) = (row.id.clone(), row.created_at);
-    let response = StoredResponse::parse(row)?;
+    response: StoredResponse,
+) -> Result<Reply, ApiError> {
     let object = Follow::new(app.clone(), user, response, None, app.config.wait_timeout)?
         .until_end()
         .await
@@ -563,57 +582,5 @@ async fn answered(
             _ => {}
         }
     }
-    Ok((id, created, reply))
-}
-
-/// The stream of a reply that is already whole (a stored run).
-fn replay_stream(
-    id: String,
-    created: i64,
-    model: String,
-    reply: Reply,
-    usage: Option<Value>,
-) -> Response {
-    let mut chunks = vec![chunk(
-        &id,
-        created,
-        &model,
-        json!({"role": "assistant", "content": ""}),
-        None,
-    )];
-    if !reply.text.is_empty() {
-        chunks.push(chunk(
-            &id,
-            created,
-            &model,
-            json!({"content": reply.text}),
-            None,
-        ));
-    }
-    if !reply.calls.is_empty() {
-        chunks.push(chunk(
-            &id,
-            created,
-            &model,
-            json!({"tool_calls": tool_calls_json(&reply)}),
-            None,
-        ));
-    }
-    chunks.push(chunk(
-        &id,
-        created,
-        &model,
-        json!({}),
-        Some(finish_reason(&reply)),
-    ));
-    if let Some(usage) = usage {
-        let mut last = chunk(&id, created, &model, json!({}), None);
-        last["choices"] = json!([]);
-        last["usage"] = usage;
-        chunks.push(last);
-    }
-    let events = futures::stream::iter(chunks.into_iter().map(|c| data(&c))).chain(
-        futures::stream::once(async { Ok(Event::default().data("[DONE]")) }),
-    );
-    Sse::new(events).into_response()
+    Ok(reply)
 }

@@ -408,11 +408,11 @@ pub fn derive(stored: &Stored<'_>, auto_approved: &dyn Fn(&str) -> bool) -> Deri
         })
     } else {
         match &stored.state {
-            Some((StateName::Idle | StateName::AwaitingToolApproval, _)) => Some(reply_outcome()),
             Some((StateName::Failed, error)) => Some(Outcome::new(
                 "failed",
                 Some(error.clone().unwrap_or_else(|| "The turn failed".into())),
             )),
+            Some((state, _)) if state.is_resting() => Some(reply_outcome()),
             _ => None,
         }
     };
@@ -528,9 +528,10 @@ mod tests {
         [user(), Arc::new(m)]
     }
 
-    /// Derives while the turn waits for the client, records the end, derives again.
-    fn waiting(spec: &Spec, messages: &[Arc<Message>]) -> Derived {
-        let state = Some(StateName::AwaitingToolApproval);
+    /// Derives while the turn waits for the client (in `state`), records the end, derives
+    /// again.
+    fn waiting(spec: &Spec, messages: &[Arc<Message>], state: StateName) -> Derived {
+        let state = Some(state);
         let first = run(spec, messages, state, None);
         let outcome = first.unrecorded.expect("ended");
         assert_eq!(outcome, Outcome::new("completed", None));
@@ -643,6 +644,29 @@ mod tests {
         }
     }
 
+    /// A model that says something else when asked again: its partial reply stays a
+    /// message of its own (cancelled), and the new reply follows it, so everything derived
+    /// while the partial streamed is still the start of the list.
+    #[test]
+    fn a_partial_reply_kept_apart_leaves_what_was_shown_unchanged() {
+        let spec = spec(vec![], false);
+        let partial_text = "The first attempt said this much";
+        let mut partial = reply(partial_text, MessageStatus::Streaming);
+        let shown = run(&spec, &[user(), Arc::new(partial.clone())], None, None);
+        partial.status = MessageStatus::Cancelled;
+        let retried = reply("Another reply entirely.", MessageStatus::Complete);
+        let messages = [user(), Arc::new(partial), Arc::new(retried)];
+        let ended = run(&spec, &messages, Some(StateName::Idle), None);
+        let outcome = ended.unrecorded.expect("ended");
+        let done = run(&spec, &messages, Some(StateName::Idle), Some(&outcome));
+        assert_eq!(&done.events[..shown.events.len()], &shown.events[..]);
+        let output = done.response["output"].as_array().expect("output");
+        assert_eq!(output.len(), 2);
+        assert_eq!(output[0]["status"], "incomplete");
+        assert_eq!(output[1]["content"][0]["text"], "Another reply entirely.");
+        assert_eq!(done.response["status"], "completed");
+    }
+
     #[test]
     fn a_queued_background_response_shows_only_its_creation() {
         let spec = spec(vec![], true);
@@ -658,6 +682,7 @@ mod tests {
         let d = waiting(
             &spec,
             &calling("I will use the lookup tool.", "call_1", "lookup"),
+            StateName::AwaitingToolOutput,
         );
         let output = &d.response["output"];
         assert_eq!(output[1]["type"], "function_call");
@@ -670,7 +695,11 @@ mod tests {
 
     #[test]
     fn a_server_tool_waiting_for_approval_is_an_mcp_approval_request() {
-        let d = waiting(&spec(vec![], false), &calling("", "call_2", "write_file"));
+        let d = waiting(
+            &spec(vec![], false),
+            &calling("", "call_2", "write_file"),
+            StateName::AwaitingToolApproval,
+        );
         let item = &d.response["output"][0];
         assert_eq!(item["type"], "mcp_approval_request");
         assert_eq!(item["id"], "mcpr_call_2");

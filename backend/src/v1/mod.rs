@@ -9,6 +9,7 @@
 
 mod chat_completions;
 mod conversations;
+mod direct;
 pub mod error;
 pub mod events;
 mod follow;
@@ -16,12 +17,14 @@ mod ids;
 mod items;
 mod models;
 mod responses;
+mod unstored;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::domain::{ModelId, Owner, Title};
+use crate::auth::User;
+use crate::domain::{ClientTool, ModelId, NewContext, Owner, SystemPrompt, Title};
 use crate::engine::EngineError;
-use crate::store::{ResponseStore, Store};
+use crate::store::{ResponseRow, ResponseStore, Store};
 use axum::extract::Request;
 use axum::http::header;
 use axum::middleware::Next;
@@ -78,24 +81,122 @@ async fn owned_conversation(app: &AppState, owner: &Owner, id: &str) -> Result<U
     }
 }
 
-/// The model the response names: the request's (checked against `--allowed-models`),
-/// else the context's, else the server's.
-fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<String>, ApiError> {
+/// The model a request names, checked against `--allowed-models`; `None` when it names
+/// none (the chat's, else the server's, applies).
+fn choose_model(app: &AppState, asked: Option<String>) -> Result<Option<ModelId>, ApiError> {
     let Some(model) = asked else { return Ok(None) };
-    let model = ModelId::parse(model)
-        .map_err(|e| invalid(e.0))?
-        .into_inner();
+    let model = ModelId::parse(model).map_err(|e| invalid(e.0))?;
     let models = &app.config.models;
-    if !models.allows(&model) {
+    if !models.allows(model.as_str()) {
         return Err(ApiError::bad_request(
             "model_not_found",
             format!(
-                "The model {model:?} is not offered here; choose one of: {}",
+                "The model {:?} is not offered here; choose one of: {}",
+                model.as_str(),
                 models.offered().join(", ")
             ),
         ));
     }
     Ok(Some(model))
+}
+
+/// The name of the model that answers: the one asked for, else the server's default.
+fn model_name(app: &AppState, model: Option<&ModelId>) -> String {
+    model.map_or_else(
+        || app.config.models.default_model().to_owned(),
+        |m| m.as_str().to_owned(),
+    )
+}
+
+/// A new chat for a response or completion that names none, titled after its first
+/// message.
+async fn new_chat(
+    app: &AppState,
+    user: &User,
+    first: &str,
+    model_id: Option<ModelId>,
+    system_prompt: Option<SystemPrompt>,
+) -> Result<Uuid, ApiError> {
+    let new = NewContext {
+        title: chat_title(first),
+        model_id,
+        system_prompt,
+        ..NewContext::default()
+    };
+    Ok(app
+        .engine
+        .create_context(user.owner(), new)
+        .await?
+        .record
+        .id)
+}
+
+/// The response stored earlier under this `Idempotency-Key`, if any.
+async fn earlier_response(
+    app: &AppState,
+    user: &User,
+    key: Option<&str>,
+) -> Result<Option<follow::Response>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let store = app.engine.store().clone();
+    let row = tables(&store)?.response_by_key(user.as_str(), key).await?;
+    row.map(follow::Response::parse).transpose()
+}
+
+/// How storing a new response's row went.
+enum Recorded {
+    /// Stored: this request's response.
+    New(follow::Response),
+    /// The same key raced this request and won: its response is the answer, and the chat
+    /// made for this request (if any) is gone.
+    Earlier(follow::Response),
+}
+
+/// Stores the row of a new response of `user` in chat `context` (made for it when
+/// `made_chat`), unless the same `Idempotency-Key` raced it.
+async fn record_response(
+    app: &AppState,
+    user: &User,
+    (id, context, key): (String, Uuid, Option<String>),
+    spec: events::Spec,
+    made_chat: bool,
+) -> Result<Recorded, ApiError> {
+    let store = app.engine.store().clone();
+    let row = ResponseRow {
+        id,
+        owner: user.as_str().to_owned(),
+        context_id: context,
+        idempotency_key: key,
+        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
+        outcome: None,
+        created_at: chrono::Utc::now().timestamp(),
+    };
+    if tables(&store)?.insert_response(&row).await? {
+        return Ok(Recorded::New(follow::Response { row, spec }));
+    }
+    if made_chat {
+        let _ = app.engine.delete(user.owner(), context).await;
+    }
+    earlier_response(app, user, row.idempotency_key.as_deref())
+        .await?
+        .map(Recorded::Earlier)
+        .ok_or_else(|| ApiError::internal("internal", &"response id collision"))
+}
+
+/// The function tools among the tools a request declared (OpenAI's Responses format:
+/// `{"type": "function", "name", "description"?, "parameters"?}`): the client runs them.
+fn client_tools(declared: &[serde_json::Value]) -> Vec<ClientTool> {
+    declared
+        .iter()
+        .filter(|t| t["type"] == "function")
+        .filter_map(|t| {
+            Some(ClientTool {
+                name: t["name"].as_str()?.to_owned(),
+                description: t["description"].as_str().map(str::to_owned),
+                parameters: t.get("parameters").filter(|p| !p.is_null()).cloned(),
+            })
+        })
+        .collect()
 }
 
 /// Characters of the first message that name a chat the API created.

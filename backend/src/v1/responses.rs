@@ -5,17 +5,18 @@ use super::conversations::{item_text, parse_metadata};
 use super::events::{Anchor, Spec};
 use super::follow::{Follow, Response, STREAM_LIMIT};
 use super::items::{page, PageQuery};
+use super::unstored;
 use super::{
-    chat_title, choose_model, idempotency_key, ids, invalid, not_found, owned_conversation, tables,
+    choose_model, client_tools, earlier_response, idempotency_key, ids, invalid, model_name,
+    new_chat, not_found, owned_conversation, record_response, tables, Recorded,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::quota::TurnAllowed;
 use crate::api::AppState;
 use crate::auth::User;
-use crate::domain::{ClientKey, MessageContent, ModelId, NewContext, NewMessage, SystemPrompt};
+use crate::domain::{ClientKey, MessageContent, NewMessage, SystemPrompt, TurnOptions};
 use crate::engine::{ActionError, EngineError};
-use crate::store::ResponseRow;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -62,12 +63,14 @@ struct CreateRequest {
 /// What the input asks the turn to do.
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
-    /// A user message.
-    Send(String),
+    /// User messages (at least one), each stored as its own message; the last one's turn
+    /// runs.
+    Send(Vec<String>),
     /// Answers to the server's tool calls awaiting approval: (call id, approve).
     Approve(Vec<(String, bool)>),
-    /// The client's outputs for calls of its function tools: (call id, output).
-    ToolOutputs(Vec<(String, String)>),
+    /// The client's outputs for calls of its function tools: (call id, output); with its
+    /// answers to server calls of the same reply that await approval.
+    ToolOutputs(Vec<(String, String)>, Vec<(String, bool)>),
 }
 
 impl Action {
@@ -76,7 +79,7 @@ impl Action {
         match self {
             Action::Send(_) => None,
             Action::Approve(a) => a.first().map(|(c, _)| c.as_str()),
-            Action::ToolOutputs(o) => o.first().map(|(c, _)| c.as_str()),
+            Action::ToolOutputs(o, _) => o.first().map(|(c, _)| c.as_str()),
         }
     }
 }
@@ -97,7 +100,7 @@ fn parse_input(input: &Value, response_id: &str) -> Result<(Action, Vec<Value>),
     let items = match input {
         Value::String(text) => {
             item_text(input)?;
-            return Ok((Action::Send(text.clone()), vec![user_item(text, 0)]));
+            return Ok((Action::Send(vec![text.clone()]), vec![user_item(text, 0)]));
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_INPUT_ITEMS => items,
         _ => {
@@ -160,15 +163,16 @@ fn parse_input(input: &Value, response_id: &str) -> Result<(Action, Vec<Value>),
     }
     match (texts.is_empty(), approvals.is_empty(), outputs.is_empty()) {
         (false, true, true) => {
-            let text = texts.join("\n\n");
-            MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?;
-            Ok((Action::Send(text), listed))
+            for text in &texts {
+                MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?;
+            }
+            Ok((Action::Send(texts), listed))
         }
         (true, false, true) => Ok((Action::Approve(approvals), listed)),
-        (true, true, false) => Ok((Action::ToolOutputs(outputs), listed)),
+        (true, _, false) => Ok((Action::ToolOutputs(outputs, approvals), listed)),
         _ => Err(invalid(
-            "send one kind of input: user messages, function_call_output items or \
-             mcp_approval_response items",
+            "send user messages, or answers to the calls that wait \
+             (function_call_output and mcp_approval_response items), not both",
         )),
     }
 }
@@ -230,17 +234,28 @@ async fn create(
     let store = app.engine.store().clone();
     let stream = req.stream.unwrap_or(false);
     let key = idempotency_key(&headers)?;
-    if let Some(key) = &key {
-        if let Some(row) = tables(&store)?.response_by_key(owner, key).await? {
-            return answer(app, &user, Response::parse(row)?, stream).await;
+    let stored = req.store != Some(false);
+    if !stored {
+        // Nothing is kept: nothing to answer a retry with, nothing to continue or poll.
+        let refused = if key.is_some() {
+            Some("an Idempotency-Key")
+        } else if req.background == Some(true) {
+            Some("background: true")
+        } else if req.conversation.is_some() || req.previous_response_id.is_some() {
+            Some("a conversation or previous_response_id")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            return Err(invalid(format!(
+                "store: false runs the input alone and keeps nothing; it takes no {what}"
+            )));
         }
     }
-    // Everything the request says is checked before anything is stored.
-    if req.store == Some(false) {
-        return Err(invalid(
-            "store: false is not supported by /v1/responses here; use /v1/chat/completions",
-        ));
+    if let Some(earlier) = earlier_response(&app, &user, key.as_deref()).await? {
+        return answer(app, &user, earlier, stream).await;
     }
+    // Everything the request says is checked before anything is stored.
     if req.conversation.is_some() && req.previous_response_id.is_some() {
         return Err(invalid(
             "give conversation or previous_response_id, not both",
@@ -256,6 +271,32 @@ async fn create(
         .map(|i| SystemPrompt::parse(i).map_err(|e| invalid(e.0)))
         .transpose()?;
     let background = req.background.unwrap_or(false);
+    // What the response was asked, as it answers it; a stored one's chat and start are
+    // filled in below.
+    let mut spec = Spec {
+        model: model_name(&app, model.as_ref()),
+        instructions: instructions.map(SystemPrompt::into_inner),
+        tools,
+        tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
+        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
+        metadata,
+        background,
+        store: stored,
+        previous_response_id: None,
+        conversation: None,
+        anchor: Anchor::Message {
+            client_id: id.clone(),
+        },
+        input,
+    };
+    if !stored {
+        let Action::Send(texts) = action else {
+            return Err(invalid(
+                "store: false runs the input alone; tool outputs and approvals answer a stored response",
+            ));
+        };
+        return unstored::answer(&app, id, spec, texts, stream).await;
+    }
     let (conversation, previous) = (req.conversation, req.previous_response_id);
     let (context, created) = if let Some(conversation) = &conversation {
         let conv = conversation
@@ -270,80 +311,43 @@ async fn create(
             .ok_or_else(|| not_found("response", previous))?;
         (row.context_id, false)
     } else {
-        let Action::Send(text) = &action else {
+        let Action::Send(texts) = &action else {
             return Err(invalid(
                 "tool outputs and approvals need the conversation or previous_response_id they answer",
             ));
         };
-        let new = NewContext {
-            title: chat_title(text),
-            model_id: model
-                .clone()
-                .map(ModelId::parse)
-                .transpose()
-                .map_err(|e| invalid(e.0))?,
-            system_prompt: instructions.clone(),
-            ..NewContext::default()
-        };
-        let snapshot = app.engine.create_context(user.owner(), new).await?;
-        (snapshot.record.id, true)
+        // Instructions belong to one response, never to the chat (OpenAI carries them
+        // over to no later response).
+        let first = texts.first().map_or("", String::as_str);
+        let chat = new_chat(&app, &user, first, model.clone(), None).await?;
+        (chat, true)
     };
-    let anchor = match action.first_call() {
-        None => Anchor::Message {
-            client_id: id.clone(),
-        },
-        Some(call) => Anchor::After {
+    if let Some(call) = action.first_call() {
+        spec.anchor = Anchor::After {
             message_id: message_with_call(&app, context, call).await?,
-        },
-    };
-    let snapshot_model = app
-        .engine
-        .snapshot(context)
-        .await?
-        .record
-        .config
-        .model_id
-        .clone();
-    let spec = Spec {
-        model: model
-            .or(snapshot_model)
-            .unwrap_or_else(|| app.config.models.default_model().to_owned()),
-        instructions: instructions.map(SystemPrompt::into_inner),
-        tools,
-        tool_choice: req.tool_choice.unwrap_or_else(|| "auto".into()),
-        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
-        metadata,
-        background,
-        store: true,
-        previous_response_id: previous,
-        conversation: conversation
-            .is_some()
-            .then(|| ids::make(ids::CONVERSATION, context)),
-        anchor,
-        input,
-    };
-    let row = ResponseRow {
-        id: id.clone(),
-        owner: owner.to_owned(),
-        context_id: context,
-        idempotency_key: key.clone(),
-        request: serde_json::to_string(&spec).map_err(|e| ApiError::internal("internal", &e))?,
-        outcome: None,
-        created_at: chrono::Utc::now().timestamp(),
-    };
-    if !tables(&store)?.insert_response(&row).await? {
-        // The same key raced this request: answer the response that won, add nothing.
-        if created {
-            let _ = app.engine.delete(user.owner(), context).await;
-        }
-        let won = match &key {
-            Some(key) => tables(&store)?.response_by_key(owner, key).await?,
-            None => None,
         };
-        let won = won.ok_or_else(|| ApiError::internal("internal", &"response id collision"))?;
-        return answer(app, &user, Response::parse(won)?, stream).await;
     }
-    if let Err(e) = start(&app, context, &id, &action).await {
+    if model.is_none() {
+        let snapshot = app.engine.snapshot(context).await?;
+        if let Some(chat_model) = &snapshot.record.config.model_id {
+            spec.model.clone_from(chat_model);
+        }
+    }
+    spec.previous_response_id = previous;
+    spec.conversation = conversation
+        .is_some()
+        .then(|| ids::make(ids::CONVERSATION, context));
+    let turn = TurnOptions {
+        client_tools: client_tools(&spec.tools),
+        instructions: spec.instructions.clone(),
+    };
+    let response =
+        match record_response(&app, &user, (id.clone(), context, key), spec, created).await? {
+            Recorded::New(response) => response,
+            // The same key raced this request: the response that won, nothing added.
+            Recorded::Earlier(won) => return answer(app, &user, won, stream).await,
+        };
+    if let Err(e) = start(&app, context, &id, action, turn).await {
         // Bad input (an unknown call, a chat in the wrong state) leaves nothing behind.
         let _ = tables(&store)?.delete_response(owner, &id).await;
         if created {
@@ -351,29 +355,50 @@ async fn create(
         }
         return Err(e);
     }
-    answer(app, &user, Response { row, spec }, stream).await
+    answer(app, &user, response, stream).await
 }
 
-/// Sends the action to the engine: it is acknowledged once durable; the turn runs on.
-async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Result<(), ApiError> {
+/// Sends the action to the engine: it is acknowledged once durable; the turn runs on
+/// with `turn` (the request's function tools and instructions).
+async fn start(
+    app: &AppState,
+    context: Uuid,
+    id: &str,
+    action: Action,
+    turn: TurnOptions,
+) -> Result<(), ApiError> {
+    let approved_of = |approvals: &[(String, bool)]| -> Vec<String> {
+        approvals
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(call, _)| call.clone())
+            .collect()
+    };
     match action {
-        Action::Send(text) => {
+        Action::Send(mut texts) => {
+            let parse = |t: String| MessageContent::parse(t).map_err(|e| invalid(e.0));
+            let last = texts
+                .pop()
+                .ok_or_else(|| invalid("input holds no message"))?;
             let message = NewMessage {
-                content: MessageContent::parse(text.clone()).map_err(|e| invalid(e.0))?,
+                content: parse(last)?,
+                preceding: texts.into_iter().map(parse).collect::<Result<_, _>>()?,
                 client_message_id: Some(
                     ClientKey::parse("response id", id.to_owned()).map_err(|e| invalid(e.0))?,
                 ),
                 idempotency_key: None,
                 if_busy: Default::default(),
+                turn,
             };
             app.engine
                 .send_message(context, message, Duration::ZERO)
                 .await?;
         }
-        Action::ToolOutputs(outputs) => {
+        Action::ToolOutputs(outputs, approvals) => {
+            let approved = approved_of(&approvals);
             let done = app
                 .engine
-                .submit_tool_outputs(context, outputs.clone(), Duration::ZERO)
+                .submit_tool_outputs(context, outputs, approved, turn, Duration::ZERO)
                 .await;
             answered(
                 done,
@@ -381,11 +406,7 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
             )?;
         }
         Action::Approve(approvals) => {
-            let approved: Vec<String> = approvals
-                .iter()
-                .filter(|(_, ok)| *ok)
-                .map(|(call, _)| call.clone())
-                .collect();
+            let approved = approved_of(&approvals);
             let done = app
                 .engine
                 .approve_tools(context, approved, Duration::ZERO)
@@ -400,7 +421,9 @@ async fn start(app: &AppState, context: Uuid, id: &str, action: &Action) -> Resu
 fn answered<T>(done: Result<T, EngineError>, nothing_waits: &str) -> Result<(), ApiError> {
     match done {
         Ok(_) => Ok(()),
-        Err(EngineError::Action(ActionError::NoPendingApprovals)) => Err(invalid(nothing_waits)),
+        Err(EngineError::Action(
+            ActionError::NoPendingApprovals | ActionError::NoPendingToolOutputs,
+        )) => Err(invalid(nothing_waits)),
         Err(e) => Err(e.into()),
     }
 }

@@ -42,12 +42,13 @@ export function Chat() {
           </li>
         ))}
       </ol>
-      {view.pendingToolCalls.map((call) => (
-        <p key={call.id}>
-          Run <code>{call.name}</code> with <code>{JSON.stringify(call.arguments)}</code>?{" "}
-          <button onClick={() => run(() => actions.approveTools([call.id]))}>Approve</button>
-        </p>
-      ))}
+      {view.status === "awaiting_approval" &&
+        view.pendingToolCalls.map((call) => (
+          <p key={call.id}>
+            Run <code>{call.name}</code> with <code>{JSON.stringify(call.arguments)}</code>?{" "}
+            <button onClick={() => run(() => actions.approveTools([call.id]))}>Approve</button>
+          </p>
+        ))}
       <form onSubmit={send}>
         <input aria-label="Message" value={text} onChange={(e) => setText(e.target.value)} placeholder="Say something" />
         <button type="submit">Send</button>

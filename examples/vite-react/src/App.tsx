@@ -37,12 +37,13 @@ export default function App() {
           </li>
         ))}
       </ol>
-      {view.pendingToolCalls.map((call) => (
-        <p key={call.id}>
-          Run <code>{call.name}</code> with <code>{JSON.stringify(call.arguments)}</code>?{' '}
-          <button onClick={() => run(() => actions.approveTools([call.id]))}>Approve</button>
-        </p>
-      ))}
+      {view.status === 'awaiting_approval' &&
+        view.pendingToolCalls.map((call) => (
+          <p key={call.id}>
+            Run <code>{call.name}</code> with <code>{JSON.stringify(call.arguments)}</code>?{' '}
+            <button onClick={() => run(() => actions.approveTools([call.id]))}>Approve</button>
+          </p>
+        ))}
       <form onSubmit={send}>
         <input
           aria-label="Message"

@@ -1,5 +1,9 @@
 export type Role = "system" | "user" | "assistant" | "tool";
-export type ServerStatus = "idle" | "running" | "awaiting_approval" | "failed";
+/**
+ * `awaiting_tool_output`: a call to a tool that an OpenAI API client declared waits for that
+ * client's output (the state `AwaitingToolOutput`); a person can only cancel it.
+ */
+export type ServerStatus = "idle" | "running" | "awaiting_approval" | "awaiting_tool_output" | "failed";
 export interface ToolCall {
   id: string;
   name: string;
@@ -42,6 +46,7 @@ export interface ChatView {
   state: string | null;
   error: string | null;
   version: number;
+  /** The calls that wait: for approval (`awaiting_approval`) or for a client's output (`awaiting_tool_output`). */
   pendingToolCalls: ToolCall[];
   pollIntervalMs: number;
   paused: boolean;

@@ -58,6 +58,25 @@ function FailedTurn({ error, onRetry }: { error: string | null; onRetry(): void 
   );
 }
 
+/**
+ * A turn that waits for the output of tools a client of the OpenAI-compatible API declared
+ * and runs itself: nothing to approve here, only to wait or to cancel.
+ */
+function AwaitingToolOutput({ calls, onCancel }: { calls: ViewMessage["toolCalls"]; onCancel(): void }) {
+  const names = [...new Set((calls ?? []).map((c) => c.name))].join(", ");
+  return (
+    <div className="notice" data-testid="chat-awaiting-tool-output" role="status">
+      <span>
+        <strong>Waiting for the client's tool output.</strong>{" "}
+        {names ? `The app that sent this message runs ${names} and sends the result back.` : null}
+      </span>
+      <button className="button" data-testid="chat-cancel-tool-output" onClick={onCancel}>
+        Cancel
+      </button>
+    </div>
+  );
+}
+
 export function ChatPanel({ view, chatId, title, user, actions, onSend, error, onDismissError, run, onOpenDrawer, onNewChat, models, model, onModel, modelInUse }: Props) {
   // Counts this tab's sends and retries: each brings the list down to the message. A
   // message pending in another tab shows here too, and must not move a reader who scrolled up.
@@ -73,13 +92,18 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
   const [draft, setDraft] = useDraft(user, chatId);
   const running = view.status === "running";
   const awaitingApproval = view.status === "awaiting_approval" && view.pendingToolCalls.length > 0;
+  const awaitingToolOutput = view.status === "awaiting_tool_output";
   const deleted = view.sync === "deleted";
   const history = useMemo(() => view.messages.filter((m) => !isQueued(m)), [view.messages]);
   const queued = useMemo(() => view.messages.filter(isQueued), [view.messages]);
   const offline = view.sync === "offline";
   const waiting = history.filter((m) => isWaiting(m, offline)).length;
   // The tree changes only while the chat rests (the server refuses it during a turn).
-  const resting = view.status === "idle" || view.status === "failed" || view.status === "awaiting_approval";
+  const resting =
+    view.status === "idle" ||
+    view.status === "failed" ||
+    view.status === "awaiting_approval" ||
+    view.status === "awaiting_tool_output";
   const branch = useMemo<BranchActions | null>(
     () =>
       resting && !deleted
@@ -106,13 +130,16 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
             ☰
           </button>
         )}
-        <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
-        <div className="chat-head-tools">
+        {/* The model goes with the title: beside it, or under it on a phone, never taking its room. */}
+        <div className="chat-head-title">
+          <h1 className="chat-title">{deleted ? "Deleted chat" : (title ?? "New chat")}</h1>
           {modelInUse && (
             <span className="muted model-in-use" data-testid="model-in-use">
               {modelInUse}
             </span>
           )}
+        </div>
+        <div className="chat-head-tools">
           <SyncStatus view={view} />
           {!deleted && history.length > 0 && <ExportMenu title={title ?? "Chat"} view={view} />}
         </div>
@@ -150,6 +177,12 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
             onSubmit={(approved) => run("Could not submit the tool decisions", () => actions.approveTools(approved))}
           />
         )}
+        {awaitingToolOutput && (
+          <AwaitingToolOutput
+            calls={view.pendingToolCalls}
+            onCancel={() => void run("Could not cancel the tool call", actions.cancel)}
+          />
+        )}
         {view.status === "failed" && (
           <FailedTurn error={view.error} onRetry={() => void run("Could not retry the reply", actions.retry)} />
         )}
@@ -169,8 +202,9 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
         )}
         {waiting > 0 && (
           <div className="notice notice-waiting" data-testid="offline-notice" role="status">
-            {waiting === 1 ? "1 message is" : `${waiting} messages are`} waiting to send. They go out by themselves,
-            in order, as soon as the server can be reached.
+            {waiting === 1
+              ? "1 message is waiting to send. It goes out by itself as soon as the server can be reached."
+              : `${waiting} messages are waiting to send. They go out by themselves, in order, as soon as the server can be reached.`}
           </div>
         )}
         {error && (
@@ -188,7 +222,13 @@ export function ChatPanel({ view, chatId, title, user, actions, onSend, error, o
           running={running}
           onCancel={() => run("Could not stop the reply", actions.cancel)}
           disabledReason={
-            deleted ? "This chat was deleted" : awaitingApproval ? "Approve or deny the tool calls above to continue" : null
+            deleted
+              ? "This chat was deleted"
+              : awaitingApproval
+                ? "Approve or deny the tool calls above to continue"
+                : awaitingToolOutput
+                  ? "Waiting for the client's tool output; cancel it to write here"
+                  : null
           }
           extra={
             models && view.contextId === null ? (

@@ -23,13 +23,21 @@ export function Composer({ text, setText, onSend, running, onCancel, disabledRea
   // On a touch screen Enter adds a line, as in the phone's other apps; the button sends.
   const touch = useMediaQuery("(pointer: coarse)");
 
-  // Grow with the text up to a limit, then scroll inside the box.
+  // Grow with the text up to a limit, then scroll inside the box. An empty box is as tall
+  // as its placeholder, which on a phone may take two lines (why sending waits).
+  const placeholder = disabledReason ?? "Message";
   useLayoutEffect(() => {
     const input = inputRef.current;
     if (!input) return;
     input.style.height = "auto";
-    input.style.height = `${Math.min(input.scrollHeight, MAX_INPUT_HEIGHT)}px`;
-  }, [text]);
+    let height = input.scrollHeight;
+    if (text === "") {
+      input.value = placeholder;
+      height = input.scrollHeight;
+      input.value = "";
+    }
+    input.style.height = `${Math.min(height, MAX_INPUT_HEIGHT)}px`;
+  }, [text, placeholder]);
 
   const submit = () => {
     if (!canSend) return;
@@ -60,7 +68,7 @@ export function Composer({ text, setText, onSend, running, onCancel, disabledRea
         aria-keyshortcuts="Shift+Escape"
         rows={1}
         value={text}
-        placeholder={disabledReason ?? "Message"}
+        placeholder={placeholder}
         disabled={disabledReason !== null}
         onChange={(e) => setText(e.target.value)}
         onKeyDown={onKeyDown}

@@ -50,7 +50,7 @@ export function SyncStatus({ view }: { view: ChatView }) {
       title={detail}
     >
       {text && <span className="sync-dot" aria-hidden="true" />}
-      <span>{text}</span>
+      <span className="sync-label">{text}</span>
     </div>
   );
 }

@@ -30,6 +30,21 @@ const draftKey = (user: string, chatId: string | null) => `${user}/${chatId ?? "
 /** Forgets a chat's draft (the chat was deleted). */
 export const dropDraft = (user: string, chatId: string) => save(draftKey(user, chatId), "");
 
+/** The stored draft of `chatId` (null: the new chat). */
+export const readDraft = (user: string, chatId: string | null) => load(draftKey(user, chatId));
+
+/**
+ * Moves the draft of `from` to `to` (the app, not the user, opened another chat), after
+ * any draft `to` had: nothing typed is lost.
+ */
+export function moveDraft(user: string, from: string | null, to: string | null) {
+  const moved = readDraft(user, from);
+  if (from === to || moved.trim() === "") return;
+  const kept = readDraft(user, to);
+  save(draftKey(user, to), kept.trim() === "" ? moved : `${kept}\n\n${moved}`);
+  save(draftKey(user, from), "");
+}
+
 type Update = string | ((now: string) => string);
 
 /** The draft of `chatId` (null: the new chat) for `user`; the setter stays bound to that chat. */

@@ -26,11 +26,14 @@ export const SHORTCUT_LIST: [keys: string, what: string][] = [
 const isField = (target: EventTarget | null) =>
   target instanceof HTMLElement && (target.isContentEditable || target.matches("input, textarea, select"));
 const isComposer = (target: EventTarget | null) => target instanceof HTMLElement && target.id === "composer-input";
+/** Focus is in the chat (or nowhere in particular), not in the chat list or its settings. */
+const inChat = (target: EventTarget | null) =>
+  target === document.body || (target instanceof HTMLElement && target.closest("main.chat") !== null);
 
 /**
  * The app's keyboard shortcuts act where focus is: Escape stops a reply from the composer
  * or the chat, never from another field (the search box, a rename, an edit), whose own
- * Escape wins, as a dialog's does (it stops the event first). Null turns them off (while
+ * Escape wins, as a dialog's does (it stops the event first), nor from the chat list. Null turns them off (while
  * the app is inert under the sign-in).
  */
 export function useShortcuts(shortcuts: Shortcuts | null) {
@@ -46,7 +49,7 @@ export function useShortcuts(shortcuts: Shortcuts | null) {
       } else if (e.key === "Escape" && e.shiftKey) {
         e.preventDefault();
         focusComposer();
-      } else if (e.key === "Escape" && stop && (!isField(e.target) || isComposer(e.target))) {
+      } else if (e.key === "Escape" && stop && (isComposer(e.target) || (inChat(e.target) && !isField(e.target)))) {
         e.preventDefault();
         stop();
       } else if (e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey && !isField(e.target)) {

@@ -1,7 +1,8 @@
 //! Branches: editing a user message, regenerating a reply, switching the active path.
 //!
 //! Each makes a new branch or moves to another one, so each runs only at rest. A context
-//! that waits for a tool approval first denies the pending calls, as `cancel` does: their
+//! that waits for a tool approval (or a client's tool output) first closes the pending
+//! calls, as `cancel` does: their
 //! tool-call message stays on the branch left behind, answered, so no call stays pending
 //! on a path nobody sees and switching back never revives a stale approval.
 
@@ -145,7 +146,7 @@ impl Actor {
         let state = self.ctx.state();
         let fits = match state {
             // Left by denying the pending calls first (see the module comment).
-            State::AwaitingToolApproval => true,
+            State::AwaitingToolApproval | State::AwaitingToolOutput => true,
             other => fsm::transition(other, event).is_ok(),
         };
         if !fits {
@@ -174,10 +175,13 @@ impl Actor {
         Ok(message.parent_id)
     }
 
-    /// Brings a context that waits for a tool approval to Idle by denying the pending
-    /// calls (saved like a cancel); any other resting state is left as it is.
+    /// Brings a context that waits for a tool approval or output to Idle by closing the
+    /// pending calls (saved like a cancel); any other resting state is left as it is.
     async fn leave_branch(&mut self) -> Result<(), ActionError> {
-        if *self.ctx.state() != State::AwaitingToolApproval {
+        if !matches!(
+            self.ctx.state(),
+            State::AwaitingToolApproval | State::AwaitingToolOutput
+        ) {
             return Ok(());
         }
         self.cancel_turn().await;

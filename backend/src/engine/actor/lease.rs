@@ -4,7 +4,7 @@
 //! no lease at all. On a shared store an actor takes the lease before it changes the
 //! context, renews it during long waits, and releases it once the turn rests.
 
-use super::{Actor, LEASE_POLL, LEASE_WAIT};
+use super::{Actor, Request, LEASE_POLL, LEASE_WAIT};
 use crate::engine::ActionError;
 use crate::store::StoreError;
 use tokio::time::Instant;
@@ -77,6 +77,23 @@ impl Actor {
                 .await;
         }
         Ok(())
+    }
+
+    /// Takes the lease for `request`. While another instance runs a turn in the context, a
+    /// request that cannot run during a turn is refused at once, as during a turn here;
+    /// others wait for the lease (see [`Actor::take_lease`]).
+    pub(super) async fn take_lease_for(&mut self, request: &Request) -> Result<(), ActionError> {
+        if !self.try_take_lease().await? {
+            // The state that instance stored: mid-turn unless resting.
+            self.catch_up().await?;
+            let state = self.ctx.state().name();
+            if !state.is_resting() {
+                if let Some(error) = request.refusal_during_turn(state) {
+                    return Err(error);
+                }
+            }
+        }
+        self.take_lease().await
     }
 
     /// One try at the lease: false while another instance holds it.

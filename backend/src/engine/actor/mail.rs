@@ -3,7 +3,8 @@
 //! a turn runs is decided in one place, [`Request::during_turn`]: it runs at once or is
 //! refused at once; nothing waits behind the turn but a send, in the stored queue.
 
-use crate::domain::{NewMessage, Title};
+use super::naming::TitleAsked;
+use crate::domain::{NewMessage, Title, TurnOptions};
 use crate::engine::snapshot::Written;
 use crate::engine::ActionError;
 use chatsync_protocol::StateName;
@@ -49,9 +50,13 @@ pub enum Request {
         reply: Reply<u64>,
     },
     /// The client's results for calls of tools it runs itself (the OpenAI API's function
-    /// tools): (call id, output) for every call that waits.
+    /// tools): (call id, output) for every call that waits; with the server calls of the
+    /// same reply it approves (the others that wait for approval are denied), and the
+    /// options the turn goes on with.
     SubmitToolOutputs {
         outputs: Vec<(String, String)>,
+        approved: Vec<String>,
+        turn: TurnOptions,
         reply: Reply<u64>,
     },
     Cancel {
@@ -89,11 +94,12 @@ pub enum Request {
         content: Vec<ContentPart>,
         reply: Reply<Written>,
     },
-    /// Give the context a new title; with `unless_changed_from`, only if its title is still
-    /// that one (a title the model proposes never replaces one a person chose meanwhile).
+    /// Give the context a new title; with `unless_renamed_since`, only if nothing changed
+    /// the title since then (a title the model proposes never replaces one a person chose
+    /// meanwhile, even the same words).
     Rename {
         title: Title,
-        unless_changed_from: Option<String>,
+        unless_renamed_since: Option<TitleAsked>,
         reply: Reply<()>,
     },
     /// Write whatever is unsaved now.
@@ -127,7 +133,7 @@ pub(super) enum DuringTurn {
     /// Runs now: it touches the queue only.
     CancelQueued(Uuid, Reply<()>),
     /// Runs now: it touches the context row only, never the turn.
-    Rename(Title, Option<String>, Reply<()>),
+    Rename(Title, Option<TitleAsked>, Reply<()>),
     /// Runs now: it writes what the turn showed.
     Flush(Reply<()>),
     /// Needs a resting context: answered at once with this error, and dropped.
@@ -157,9 +163,11 @@ macro_rules! with_reply {
 
 impl Request {
     /// What this request does during a running turn (the context is in `state`): the one
-    /// place that says so. An action that needs a resting chat is refused as not fitting
-    /// the state; a deprecated CRUD write, which has no state to speak of, as busy.
+    /// place that says so, with [`Request::refusal_during_turn`].
     pub(super) fn during_turn(self, state: StateName) -> DuringTurn {
+        if let Some(error) = self.refusal_during_turn(state) {
+            return DuringTurn::Refused(self, error);
+        }
         match self {
             Request::Send { message, reply } => DuringTurn::Enqueue(message, reply),
             Request::Cancel { reply } => DuringTurn::Cancel(reply),
@@ -168,14 +176,33 @@ impl Request {
             }
             Request::Rename {
                 title,
-                unless_changed_from,
+                unless_renamed_since,
                 reply,
-            } => DuringTurn::Rename(title, unless_changed_from, reply),
+            } => DuringTurn::Rename(title, unless_renamed_since, reply),
             Request::Flush { reply } => DuringTurn::Flush(reply),
-            legacy @ (Request::Append { .. } | Request::Edit { .. }) => {
-                DuringTurn::Refused(legacy, ActionError::TurnRunning)
-            }
+            // Refused above.
             other => DuringTurn::Refused(other, ActionError::InvalidState(state)),
+        }
+    }
+
+    /// The answer this request gets at once while a turn runs (here or on another
+    /// instance), or `None` when it runs during one. An action that needs a resting chat
+    /// is refused as not fitting the state; a deprecated CRUD write, which has no state to
+    /// speak of, as busy.
+    pub(super) fn refusal_during_turn(&self, state: StateName) -> Option<ActionError> {
+        match self {
+            Request::Send { .. }
+            | Request::Cancel { .. }
+            | Request::CancelQueued { .. }
+            | Request::Rename { .. }
+            | Request::Flush { .. } => None,
+            Request::Append { .. } | Request::Edit { .. } => Some(ActionError::TurnRunning),
+            Request::Approve { .. }
+            | Request::SubmitToolOutputs { .. }
+            | Request::Retry { .. }
+            | Request::EditUserMessage { .. }
+            | Request::Regenerate { .. }
+            | Request::SwitchBranch { .. } => Some(ActionError::InvalidState(state)),
         }
     }
 

@@ -37,6 +37,7 @@ use crate::store::StoreError;
 use chatsync_protocol::{ContentPart, Role};
 use lease::Lease;
 use mail::DuringTurn;
+use naming::{Renames, TitleAsked};
 use publish::Publisher;
 use std::future::Future;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Actor {
     gone: bool,
     lease: Lease,
     publisher: Publisher,
+    /// Renames served, so a title the model proposes gives way to any made after it asked.
+    renames: Renames,
 }
 
 /// How long an action waits for another instance to finish with a context.
@@ -108,6 +111,7 @@ impl Actor {
             gone: false,
             lease: Lease::new(shared),
             publisher,
+            renames: Renames::default(),
         };
         (actor, snapshot_rx)
     }
@@ -173,7 +177,7 @@ impl Actor {
             return;
         }
         if request.writes() {
-            if let Err(e) = self.take_lease().await {
+            if let Err(e) = self.take_lease_for(&request).await {
                 request.refuse(e);
                 return;
             }
@@ -192,17 +196,20 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Request::SubmitToolOutputs { outputs, reply } => {
-                match self.record_tool_outputs(&outputs) {
-                    Ok(event) => {
-                        let turn = self.start_turn();
-                        self.acknowledge_then_drive(event, reply, turn).await;
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
+            Request::SubmitToolOutputs {
+                outputs,
+                approved,
+                turn,
+                reply,
+            } => match self.record_tool_outputs(&outputs, &approved, turn) {
+                Ok(event) => {
+                    let turn = self.start_turn();
+                    self.acknowledge_then_drive(event, reply, turn).await;
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::Retry { reply } => {
                 if let Err(e) = fsm::transition(self.ctx.state(), &Event::Retry) {
                     let _ = reply.send(Err(e.into()));
@@ -251,9 +258,9 @@ impl Actor {
             }
             Request::Rename {
                 title,
-                unless_changed_from,
+                unless_renamed_since,
                 reply,
-            } => self.rename(title, unless_changed_from, reply).await,
+            } => self.rename(title, unless_renamed_since, reply).await,
             Request::Flush { reply } => {
                 self.flush().await;
                 let _ = reply.send(Ok(()));
@@ -277,8 +284,8 @@ impl Actor {
                 self.cancel_queued(message_id, reply).await;
             }
             // The turn holds the lease, so the title can be written now.
-            DuringTurn::Rename(title, expected, reply) => {
-                self.rename(title, expected, reply).await;
+            DuringTurn::Rename(title, asked, reply) => {
+                self.rename(title, asked, reply).await;
             }
             DuringTurn::Flush(reply) => {
                 self.flush().await;
@@ -340,6 +347,11 @@ impl Actor {
         reply: Reply<T>,
         ack: fn(u64) -> T,
     ) {
+        self.ctx.set_turn_options(message.turn);
+        for earlier in message.preceding {
+            let content = vec![ContentPart::text(earlier.into_inner())];
+            self.ctx.push(new_message(Role::User, content, None), None);
+        }
         self.ctx.push(
             new_message(
                 Role::User,
@@ -364,8 +376,8 @@ impl Actor {
             State::Idle | State::Failed { .. } => {
                 let _ = reply.send(Err(ActionError::NothingToCancel));
             }
-            State::AwaitingToolApproval => {
-                // The turn rests waiting for a person: deny what waits.
+            State::AwaitingToolApproval | State::AwaitingToolOutput => {
+                // The turn rests waiting for a person or the client: close what waits.
                 if let Err(e) = self.take_lease().await {
                     let _ = reply.send(Err(e));
                     return;
@@ -470,11 +482,12 @@ impl Actor {
         }
     }
 
-    async fn rename(&mut self, title: Title, expected: Option<String>, reply: Reply<()>) {
-        if expected.is_some_and(|e| e != self.ctx.title()) {
+    async fn rename(&mut self, title: Title, asked: Option<TitleAsked>, reply: Reply<()>) {
+        if asked.is_some_and(|a| !a.still_current(self.ctx.title(), &self.renames)) {
             let _ = reply.send(Ok(()));
             return;
         }
+        self.renames.count();
         self.ctx.set_title(title.into_inner());
         let _ = reply.send(self.save_now().await);
     }

@@ -84,6 +84,10 @@ impl Actor {
         if message.if_busy == IfBusy::Reject {
             return Err(ActionError::Busy);
         }
+        if !message.preceding.is_empty() {
+            // The queue holds one message per turn: several wait for the chat to rest.
+            return Err(ActionError::TurnRunning);
+        }
         let max = self.deps.settings.max_queued_messages;
         if self.ctx.queued().len() >= max {
             return Err(ActionError::QueueFull(max));
@@ -99,6 +103,7 @@ impl Actor {
             message: Arc::new(queued),
             idempotency_key,
             ahead: message.if_busy == IfBusy::Interrupt,
+            turn: message.turn,
         };
         if !self.deps.store.enqueue(self.ctx.id(), &record, max).await? {
             return Err(ActionError::QueueFull(max));

@@ -1,6 +1,8 @@
-//! Tool calls: the person's approval and running the approved calls.
+//! Tool calls: the person's approval, the client's outputs for its own tools, and running the
+//! approved calls.
 
 use super::{Actor, Halt, Step};
+use crate::domain::TurnOptions;
 use crate::engine::context::{new_message, MAX_UNSAVED_VERSIONS};
 use crate::engine::ActionError;
 use crate::fsm::{Event, State};
@@ -9,23 +11,29 @@ use chatsync_protocol::{ContentPart, Role, ToolCall, ToolCallStatus};
 impl Actor {
     /// Validates an approval and records every decision; returns the event it leads to.
     pub(super) fn decide_tool_calls(&mut self, approved: &[String]) -> Result<Event, ActionError> {
-        let (i, calls) = self.waiting_calls()?;
-        let pending: Vec<&ToolCall> = calls
-            .iter()
-            .filter(|c| c.status == ToolCallStatus::Pending)
-            .collect();
-        let unknown: Vec<String> = approved
-            .iter()
-            .filter(|id| !pending.iter().any(|c| &c.id == *id))
-            .cloned()
-            .collect();
+        let (i, calls) = self
+            .waiting_calls(State::AwaitingToolApproval)
+            .ok_or(ActionError::NoPendingApprovals)?;
+        let unknown = not_waiting(&calls, approved.iter(), |_| true);
         if !unknown.is_empty() {
             return Err(ActionError::UnknownToolCalls(unknown));
         }
+        Ok(if self.approve_or_deny(i, approved) {
+            Event::ToolsApproved
+        } else {
+            Event::ToolsDenied
+        })
+    }
+
+    /// Marks the pending server calls of message `i`: approved when `approved` names them,
+    /// else denied (with a result saying so). True when a call of the message is left to
+    /// run (auto-approved calls run even when the person denies the rest).
+    fn approve_or_deny(&mut self, i: usize, approved: &[String]) -> bool {
+        let client = self.ctx.turn_options().clone();
         let mut denied = Vec::new();
         let m = self.ctx.message_mut(i);
         for call in m.tool_calls.iter_mut().flatten() {
-            if call.status != ToolCallStatus::Pending {
+            if call.status != ToolCallStatus::Pending || client.declares(&call.name) {
                 continue;
             }
             if approved.contains(&call.id) {
@@ -35,7 +43,6 @@ impl Actor {
                 denied.push(call.id.clone());
             }
         }
-        // Auto-approved calls of the same reply run even when the person denies the rest.
         let any_approved = m
             .tool_calls
             .iter()
@@ -44,53 +51,49 @@ impl Actor {
         for id in denied {
             self.push_tool_result(id, "The user denied this tool call.".into());
         }
-        Ok(if any_approved {
-            Event::ToolsApproved
-        } else {
-            Event::ToolsDenied
-        })
+        any_approved
     }
 
-    /// The message whose calls wait for a person (or the client) and its calls.
-    fn waiting_calls(&self) -> Result<(usize, Vec<ToolCall>), ActionError> {
-        let no_pending = || ActionError::NoPendingApprovals;
-        if *self.ctx.state() != State::AwaitingToolApproval {
-            return Err(no_pending());
+    /// The message whose calls wait in `state` (for a person, or the client) and its
+    /// calls; `None` when the context does not wait so.
+    fn waiting_calls(&self, state: State) -> Option<(usize, Vec<ToolCall>)> {
+        if *self.ctx.state() != state {
+            return None;
         }
-        let i = self.ctx.tool_call_message().ok_or_else(no_pending)?;
+        let i = self.ctx.tool_call_message()?;
         let calls = self.ctx.messages()[i]
             .tool_calls
             .clone()
             .unwrap_or_default();
-        Ok((i, calls))
+        Some((i, calls))
     }
 
-    /// Records the client's outputs for the calls that wait (every one needs its output):
-    /// each call is completed with its output as the result, and the turn goes on as after
-    /// an approval, with nothing left to run.
+    /// Records the client's outputs for the calls of its tools that wait (every one needs
+    /// its output), as the calls' results; the server calls of the same reply that wait for
+    /// approval are approved when `approved` names them, else denied. The turn then goes on
+    /// with `turn` (the request's tools and instructions): through the approved server calls
+    /// (`ToolsApproved`), or straight to the results (`ToolOutputsReceived`).
     pub(super) fn record_tool_outputs(
         &mut self,
         outputs: &[(String, String)],
+        approved: &[String],
+        turn: TurnOptions,
     ) -> Result<Event, ActionError> {
-        let (i, calls) = self.waiting_calls()?;
-        let pending: Vec<&str> = calls
-            .iter()
-            .filter(|c| c.status == ToolCallStatus::Pending)
-            .map(|c| c.id.as_str())
-            .collect();
-        let unknown: Vec<String> = outputs
-            .iter()
-            .map(|(id, _)| id)
-            .filter(|id| !pending.contains(&id.as_str()))
-            .cloned()
-            .collect();
+        let (i, calls) = self
+            .waiting_calls(State::AwaitingToolOutput)
+            .ok_or(ActionError::NoPendingToolOutputs)?;
+        let client = self.ctx.turn_options().clone();
+        let for_client = |c: &ToolCall| client.declares(&c.name);
+        let mut unknown = not_waiting(&calls, outputs.iter().map(|(id, _)| id), for_client);
+        unknown.extend(not_waiting(&calls, approved.iter(), |c| !for_client(c)));
         if !unknown.is_empty() {
             return Err(ActionError::UnknownToolCalls(unknown));
         }
-        let missing: Vec<&str> = pending
+        let missing: Vec<&str> = calls
             .iter()
-            .filter(|id| !outputs.iter().any(|(o, _)| o == *id))
-            .copied()
+            .filter(|c| c.status == ToolCallStatus::Pending && for_client(c))
+            .filter(|c| !outputs.iter().any(|(o, _)| *o == c.id))
+            .map(|c| c.id.as_str())
             .collect();
         if !missing.is_empty() {
             return Err(ActionError::InvalidMessage(format!(
@@ -108,7 +111,13 @@ impl Actor {
         for (id, output) in outputs {
             self.push_tool_result(id.clone(), output.clone());
         }
-        Ok(Event::ToolsApproved)
+        let server_calls_run = self.approve_or_deny(i, approved);
+        self.ctx.set_turn_options(turn);
+        Ok(if server_calls_run {
+            Event::ToolsApproved
+        } else {
+            Event::ToolOutputsReceived
+        })
     }
 
     pub(super) fn push_tool_result(&mut self, call_id: String, text: String) {
@@ -176,4 +185,19 @@ impl Actor {
         }
         self.publish().await;
     }
+}
+
+/// The ids among `ids` that name no pending call of `calls` that `fits`.
+fn not_waiting<'a>(
+    calls: &[ToolCall],
+    ids: impl Iterator<Item = &'a String>,
+    fits: impl Fn(&ToolCall) -> bool,
+) -> Vec<String> {
+    ids.filter(|id| {
+        !calls
+            .iter()
+            .any(|c| &c.id == *id && c.status == ToolCallStatus::Pending && fits(c))
+    })
+    .cloned()
+    .collect()
 }

@@ -6,7 +6,7 @@ use super::{Actor, Halt, Reply, Step};
 use crate::engine::context::new_message;
 use crate::fsm::{Event, State};
 use crate::llm::{ModelChunk, ModelError, ModelRequest};
-use chatsync_protocol::{ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
+use chatsync_protocol::{content_text, ContentPart, MessageStatus, Role, ToolCall, ToolCallStatus};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -117,7 +117,10 @@ impl Actor {
                 State::ExecutingTools => self.execute_tools().await,
                 State::ProcessingToolResults => self.pass(Event::ToolResultsRecorded).await,
                 State::TransientFailure { retries, .. } => self.back_off(retries).await,
-                State::Idle | State::AwaitingToolApproval | State::Failed { .. } => Ok(()),
+                State::Idle
+                | State::AwaitingToolApproval
+                | State::AwaitingToolOutput
+                | State::Failed { .. } => Ok(()),
             };
             match step {
                 Ok(()) => {}
@@ -143,17 +146,33 @@ impl Actor {
 
     pub(super) async fn stream_reply(&mut self) -> Step {
         if let Some(i) = self.turn.reply_msg {
-            // A retry or a resume: the reply starts over in the same message.
-            let m = self.ctx.message_mut(i);
-            m.content = vec![ContentPart::text("")];
-            m.tool_calls = None;
-            m.status = MessageStatus::Streaming;
+            // A retry or a resume. A model that says the same again starts over in the
+            // same message; another one's partial reply, once anything of it was shown,
+            // stays as it is (cancelled), and the new reply gets a message of its own.
+            let m = &self.ctx.messages()[i];
+            let shown = !content_text(&m.content).is_empty() || m.tool_calls.is_some();
+            if shown && !self.deps.model.replays_exactly() {
+                self.ctx.message_mut(i).status = MessageStatus::Cancelled;
+                self.turn.reply_msg = None;
+            } else {
+                let m = self.ctx.message_mut(i);
+                m.content = vec![ContentPart::text("")];
+                m.tool_calls = None;
+                m.status = MessageStatus::Streaming;
+            }
         }
         self.turn.reply_chars = 0;
-        let history = self
-            .ctx
-            .messages()
+        // The model reads the path without the reply being made, nor the partial replies
+        // this turn abandoned (cancelled, at the end of the path).
+        let messages = self.ctx.messages();
+        let abandoned = messages
             .iter()
+            .rev()
+            .take_while(|m| m.role == Role::Assistant && m.status == MessageStatus::Cancelled)
+            .count();
+        let history = messages
+            .iter()
+            .take(messages.len() - abandoned)
             .enumerate()
             .filter(|(i, _)| Some(*i) != self.turn.reply_msg)
             .map(|(_, m)| m.clone())
@@ -161,6 +180,7 @@ impl Actor {
         let request = ModelRequest {
             model: self.ctx.model_id(),
             system_prompt: self.ctx.system_prompt(),
+            client_tools: self.ctx.turn_options().client_tools.clone(),
             messages: history,
             attempt: self.turn.attempt,
         };
@@ -272,15 +292,20 @@ impl Actor {
 
     pub(super) async fn finish_reply(&mut self) -> Step {
         let i = self.reply_index();
+        let client = self.ctx.turn_options().clone();
         let m = self.ctx.message_mut(i);
         m.status = MessageStatus::Complete;
         let asks_for_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
         // Calls of auto-approved tools are approved before the state is saved, so a
-        // restart finds them approved and the person is asked only about the rest.
+        // restart finds them approved and the person is asked only about the rest. A
+        // call to a tool the client declared waits for the client's output instead.
         let tools = &self.deps.tools;
-        let mut all_auto = true;
+        let (mut all_auto, mut for_client) = (true, false);
         for call in m.tool_calls.iter_mut().flatten() {
-            if tools.is_auto_approved(&call.name) {
+            if client.declares(&call.name) {
+                for_client = true;
+                all_auto = false;
+            } else if tools.is_auto_approved(&call.name) {
                 call.status = ToolCallStatus::Approved;
             } else {
                 all_auto = false;
@@ -290,6 +315,11 @@ impl Actor {
         self.turn.attempt = 0;
         if !asks_for_tools {
             return self.apply(Event::ReplyComplete).await;
+        }
+        if for_client {
+            // Server calls of the same reply that need approval are answered with the
+            // client's outputs (the OpenAI API sends both in one request).
+            return self.apply(Event::ToolOutputsRequested).await;
         }
         // The turn still passes AwaitingToolApproval, so the FSM stays the one place
         // that says how a turn moves.

@@ -15,6 +15,7 @@ pub use versions::MAX_UNSAVED_VERSIONS;
 use super::log::MessageLog;
 use super::snapshot::{Snapshot, StreamedReply, Turns};
 use super::tree::Tree;
+use crate::domain::TurnOptions;
 use crate::fsm::State;
 use crate::store::{ContextRecord, LoadedContext, QueuedRecord};
 use chatsync_protocol::{ContentPart, Message, MessageStatus, Role, ToolCallStatus};
@@ -199,8 +200,24 @@ impl LiveContext {
         self.record.config.model_id.clone()
     }
 
+    /// The system prompt of this turn's model calls: the context's, then the turn's
+    /// instructions.
     pub fn system_prompt(&self) -> Option<String> {
-        self.record.config.system_prompt.clone()
+        let context = self.record.config.system_prompt.clone();
+        self.record.turn.system_prompt(context)
+    }
+
+    /// What the running (or resting) turn was given besides its message.
+    pub fn turn_options(&self) -> &TurnOptions {
+        &self.record.turn
+    }
+
+    /// A request starts or continues a turn with these options; saved with the next save.
+    pub fn set_turn_options(&mut self, turn: TurnOptions) {
+        if self.record.turn != turn {
+            self.record.turn = turn;
+            self.unpublished.touch_record();
+        }
     }
 
     pub fn set_state(&mut self, state: State) {
@@ -223,7 +240,7 @@ impl LiveContext {
 
     pub fn snapshot(&self, turns: Turns) -> Snapshot {
         let pending_tool_calls = match (&self.record.state, self.tool_call_message()) {
-            (State::AwaitingToolApproval, Some(i)) => self.messages[i]
+            (State::AwaitingToolApproval | State::AwaitingToolOutput, Some(i)) => self.messages[i]
                 .tool_calls
                 .iter()
                 .flatten()

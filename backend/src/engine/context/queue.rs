@@ -73,7 +73,8 @@ impl LiveContext {
     }
 
     /// Moves the first queued message into the history, as the user message of the turn
-    /// that starts now; the next save takes it off the stored queue.
+    /// that starts now (with the options it was sent with); the next save takes it off the
+    /// stored queue.
     pub fn start_next_queued(&mut self) -> Option<usize> {
         if self.queued.is_empty() {
             return None;
@@ -81,6 +82,7 @@ impl LiveContext {
         let next = self.queued.remove(0);
         self.unpublished.touch_queue(true);
         self.unpublished.dequeue(next.message.id);
+        self.set_turn_options(next.turn);
         let mut message = Arc::unwrap_or_clone(next.message);
         message.status = MessageStatus::Complete;
         Some(self.push(message, next.idempotency_key))

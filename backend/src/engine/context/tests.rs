@@ -193,6 +193,7 @@ fn queued(text: &str) -> QueuedRecord {
         message: Arc::new(m),
         idempotency_key: None,
         ahead: text.starts_with("interrupting"),
+        turn: Default::default(),
     }
 }
 
