@@ -78,9 +78,13 @@ impl TestServer {
         let log = dir.join(format!("server-{seq}.log"));
         let stderr = File::create(&log).expect("create the server log file");
         let mut command = Command::new(binary());
+        command.args(["--addr", "127.0.0.1:0", "--database-url", database_url]);
+        // The tests' chunk delay, unless the caller names its own (a flag given twice is
+        // refused).
+        if !extra.contains(&"--scripted-chunk-delay-ms") {
+            command.args(["--scripted-chunk-delay-ms", CHUNK_DELAY_MS]);
+        }
         command
-            .args(["--addr", "127.0.0.1:0", "--database-url", database_url])
-            .args(["--scripted-chunk-delay-ms", CHUNK_DELAY_MS])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -151,6 +155,20 @@ impl TestServer {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .map(Iterator::count)
             .unwrap_or(0)
+    }
+
+    /// The server's resident memory now and at its peak (`VmRSS`, `VmHWM` of
+    /// `/proc/<pid>/status`), in KiB; `None` once the process is gone.
+    pub fn memory_kib(&self) -> Option<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib = |key: &str| -> Option<u64> {
+            let value = status.lines().find_map(|l| l.strip_prefix(key))?;
+            value.trim().trim_end_matches("kB").trim().parse().ok()
+        };
+        Some(Memory {
+            rss_kib: kib("VmRSS:")?,
+            peak_kib: kib("VmHWM:")?,
+        })
     }
 
     /// A client for this server.
@@ -233,6 +251,13 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A server process's memory (`TestServer::memory_kib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
 }
 
 /// Typed calls to the HTTP API. Methods named after an action check the status the
@@ -509,6 +534,8 @@ pub fn last_reply(state: &ChatState) -> &Message {
         .unwrap_or_else(|| panic!("no assistant message in {state:#?}"))
 }
 
+pub mod soak;
+
 /// The throwaway Postgres the test command starts (see `scripts/postgres.sh`).
 pub mod postgres {
     use super::TestServer;
@@ -559,6 +586,16 @@ pub mod postgres {
                 .status()
                 .expect("run psql");
             assert!(status.success(), "psql failed: {sql}");
+        }
+
+        /// The first column of one SQL query's rows on the database `url` names, as text.
+        pub fn query(&self, url: &str, sql: &str) -> String {
+            let output = Command::new(format!("{}/psql", self.bin))
+                .args(["-qtA", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+                .output()
+                .expect("run psql");
+            assert!(output.status.success(), "psql failed: {sql}");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
         }
 
         /// Runs pg_ctl as the postgres user (Postgres refuses root).

@@ -136,6 +136,60 @@ async fn a_client_never_sees_versions_go_back_when_the_streaming_instance_dies()
 }
 
 #[tokio::test]
+async fn a_retried_send_queued_by_an_instance_behind_the_writer_never_runs_twice() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    let (_dir, url, a_server, b_server) = two_instances_on(&pg, "repeat", &[]).await;
+    let a = a_server.api();
+    let ctx = a.create_context().await;
+    let sent = Send {
+        client_message_id: Some("retried"),
+        ..Send::default()
+    };
+    // The first attempt ran; its answer was lost with the instance that ran it.
+    let first = a.send_message_raw(ctx.id, "only once", sent).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    // The retry reached an instance that had not heard of it yet while the dead one's
+    // lease held, so it stored it in the queue (what the soak found under chaos).
+    pg.psql(
+        &url,
+        &format!(
+            "INSERT INTO queued_messages \
+             (id, context_id, content, client_message_id, created_at, version) VALUES \
+             ('{}', '{}', 'only once', 'retried', '2026-01-01T00:00:00.000000Z', 0)",
+            uuid::Uuid::new_v4(),
+            ctx.id
+        ),
+    );
+    // The look for abandoned work finds the stored queue and the writer takes it.
+    let stored = format!(
+        "SELECT count(*) FROM queued_messages WHERE context_id = '{}'",
+        ctx.id
+    );
+    poll_until(
+        "the stored queue is taken",
+        DEFAULT_TIMEOUT,
+        || std::future::ready(pg.query(&url, &stored)),
+        |n| n == "0",
+    )
+    .await;
+    // Whichever instance took it, both come to show the same resting state (dropping it
+    // is saved, so the other one hears of it).
+    let b = b_server.api();
+    let (rested, _) = poll_until(
+        "both instances show the same resting state",
+        DEFAULT_TIMEOUT,
+        || async { (a.state(ctx.id).await, b.state(ctx.id).await) },
+        |(on_a, on_b)| on_a == on_b && on_a.status == Status::Idle,
+    )
+    .await;
+    let users = with_role(&rested, Role::User);
+    assert_eq!(users.len(), 1, "the repeat never ran: {rested:#?}");
+    assert!(rested.queued.is_empty());
+}
+
+#[tokio::test]
 async fn hundreds_of_chats_saving_at_once_on_sqlite_never_fail_a_send() {
     const CHATS: usize = 120;
     const SENDS: usize = 8;

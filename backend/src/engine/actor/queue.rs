@@ -135,6 +135,12 @@ impl Actor {
                 // Another instance runs the context; it drains the queue itself.
                 return;
             }
+            match self.drop_repeated_head().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                // Kept, so it must not run: the next drain tries again.
+                Err(()) => return,
+            }
             if *self.ctx.state() != State::Idle || self.ctx.start_next_queued().is_none() {
                 return;
             }
@@ -142,6 +148,41 @@ impl Actor {
             match self.apply(Event::UserMessage).await {
                 Ok(()) => self.drive().await,
                 Err(_) => self.settle().await,
+            }
+        }
+    }
+
+    /// Drops the first queued message when its keys name a message already sent: another
+    /// instance, behind the writer, stored a retried send in the queue (the first attempt
+    /// was written just before the instance it went to died). The writer, caught up under
+    /// the lease, knows; the repeat never runs. True when one was dropped, an error when
+    /// one could not be.
+    async fn drop_repeated_head(&mut self) -> Result<bool, ()> {
+        let Some(head) = self.ctx.queued().first() else {
+            return Ok(false);
+        };
+        let keys = (
+            head.message.client_message_id.as_deref(),
+            head.idempotency_key.as_deref(),
+        );
+        if self.ctx.find_sent(keys.0, keys.1).is_none() {
+            return Ok(false);
+        }
+        let id = head.message.id;
+        match self.deps.store.drop_queued(self.ctx.id(), id).await {
+            Ok(_) => {
+                tracing::info!(context_id = %self.ctx.id(), message_id = %id, "dropped a queued repeat of a sent message");
+                self.ctx.remove_queued(id);
+                // Saved, not only shown: the chat may rest now, with no later save to
+                // bring this version to the other instances.
+                if let Err(e) = self.save_now().await {
+                    tracing::warn!(context_id = %self.ctx.id(), error = %e, "saving after dropping a queued repeat failed");
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(context_id = %self.ctx.id(), error = %e, "dropping a queued repeat failed");
+                Err(())
             }
         }
     }
