@@ -10,6 +10,7 @@ use chatsync_e2e::{
 };
 use chatsync_protocol::{ChatState, Role, Status};
 use reqwest::StatusCode;
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -187,6 +188,68 @@ async fn a_retried_send_queued_by_an_instance_behind_the_writer_never_runs_twice
     let users = with_role(&rested, Role::User);
     assert_eq!(users.len(), 1, "the repeat never ran: {rested:#?}");
     assert!(rested.queued.is_empty());
+}
+
+#[tokio::test]
+async fn a_writer_whose_lease_expired_mid_turn_never_rests_below_what_the_taker_showed() {
+    let Some(pg) = TestPostgres::from_env() else {
+        return;
+    };
+    // A long lease: the writer renews it seldom, so it lets it expire in the middle of a
+    // turn only when the test says so (as when it is slow under load).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = pg.database("overtaken");
+    let flags = ["--lease-ttl-ms", "10000"];
+    let a_server = TestServer::start_with_database(dir.path(), &url, &flags).await;
+    let b_server = TestServer::start_with_database(dir.path(), &url, &flags).await;
+    let (a, b) = (a_server.api(), b_server.api());
+    let ctx = a.create_context().await;
+    b.send_message_no_wait(ctx.id, "/slow 30").await;
+    b.wait_for_streaming(ctx.id).await;
+    pg.psql(
+        &url,
+        &format!(
+            "UPDATE leases SET expires_at = now() - interval '1 second' \
+             WHERE context_id = '{}'",
+            ctx.id
+        ),
+    );
+    // A send on A takes the expired lease (starting above what B may have shown), finds
+    // the turn running, and lets go; B, still streaming, goes on.
+    let _ = a
+        .send_message_raw(
+            ctx.id,
+            "are you done?",
+            Send {
+                no_wait: true,
+                ..Send::default()
+            },
+        )
+        .await;
+    // Each instance's versions only go up, and both come to the same rest above every
+    // version either showed.
+    let (last_a, last_b) = (Cell::new(0), Cell::new(0));
+    let (rested, _) = poll_until(
+        "both instances show the same resting state",
+        DEFAULT_TIMEOUT,
+        || async { (a.state(ctx.id).await, b.state(ctx.id).await) },
+        |(on_a, on_b)| {
+            assert!(
+                on_a.version >= last_a.replace(on_a.version),
+                "A went back: {on_a:#?}"
+            );
+            assert!(
+                on_b.version >= last_b.replace(on_b.version),
+                "B went back: {on_b:#?}"
+            );
+            on_a == on_b && on_a.status == Status::Idle && on_a.queued.is_empty()
+        },
+    )
+    .await;
+    assert!(
+        text(last_reply(&rested)).contains("chunk 30"),
+        "{rested:#?}"
+    );
 }
 
 #[tokio::test]

@@ -112,7 +112,10 @@ impl Actor {
         }
         // A writer before this one that crashed or lost its lease may have shown
         // versions it never stored.
-        self.skip_past_ceiling().await;
+        if let Err(e) = self.skip_past_ceiling().await {
+            self.release_lease().await;
+            return Err(e);
+        }
         // The last writer may have run what this instance holds as queued, and others
         // may have queued more: the stored queue is the truth.
         self.sync_queue().await;
@@ -120,11 +123,17 @@ impl Actor {
     }
 
     /// Starts above every version an earlier writer may have shown (see
-    /// `LiveContext::skip_past_ceiling`).
-    pub(super) async fn skip_past_ceiling(&mut self) {
+    /// `LiveContext::skip_past_ceiling`), stored before it is shown. An earlier writer
+    /// whose lease expired while it still ran (slow, not dead) and that renews it once this
+    /// actor let go would otherwise go on saving below the version shown here, and this
+    /// instance, which ignores notices below what it shows, would show a state no one
+    /// stored for good; stored, that writer's next save is refused and it steps back.
+    pub(super) async fn skip_past_ceiling(&mut self) -> Result<(), ActionError> {
         if self.ctx.skip_past_ceiling() {
+            self.save().await?;
             self.publish().await;
         }
+        Ok(())
     }
 
     pub(super) async fn release_lease(&mut self) {
