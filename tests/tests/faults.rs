@@ -1,6 +1,7 @@
 //! Under load and faults: an acknowledged message runs after its lease owner dies, a
-//! client's reads never step back when the instance it followed dies, and SQLite's writers
-//! wait their turn under a burst instead of failing a send.
+//! client's reads never step back when the instance it followed dies or a slow writer is
+//! overtaken mid-turn, and SQLite's writers wait their turn under a burst instead of
+//! failing a send.
 //!
 //! The Postgres tests need the throwaway cluster of the test command (see `postgres.rs`).
 
