@@ -260,7 +260,9 @@ test("search and paging: the search box finds chats by title and text; the list 
   await page.waitForFunction((id) => {
     const item = document.querySelector(`[data-testid="chat-item"][data-context-id="${id}"]`).getBoundingClientRect();
     const list = document.querySelector('[data-testid="chat-list"]').getBoundingClientRect();
-    return item.top >= list.top && item.bottom <= list.bottom;
+    // Scrolled to the nearest edge, the item may overhang it by a fraction of a pixel
+    // (rows of fractional height): 0.25 px was seen with one more chat above it.
+    return item.top >= list.top - 1 && item.bottom <= list.bottom + 1;
   }, far);
   assertLocalOnly();
 });
