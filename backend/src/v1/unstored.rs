@@ -44,11 +44,11 @@ struct Unstored {
 impl Unstored {
     fn add(&mut self, chunk: ModelChunk) {
         match chunk {
-            ModelChunk::Text(text) => {
-                let mut whole = chatsync_protocol::content_text(&self.reply.content);
-                whole.push_str(&text);
-                self.reply.content = vec![ContentPart::text(whole)];
-            }
+            // The reply is made with one text part (`answer`): a chunk extends it in place.
+            ModelChunk::Text(text) => match self.reply.content.last_mut() {
+                Some(ContentPart::Text { text: whole }) => whole.push_str(&text),
+                None => self.reply.content.push(ContentPart::text(text)),
+            },
             ModelChunk::ToolCall {
                 id,
                 name,
