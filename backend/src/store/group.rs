@@ -6,15 +6,16 @@
 //! at one fsync each, however many chats are waiting. Here a save joins a line. The
 //! caller that finds nobody leading leads: it takes the writer connection (waiting its
 //! turn with every other write), then takes whatever is in the line by then (up to
-//! `Limits::per_commit`) and commits it as one transaction, each batch inside its own
-//! SAVEPOINT. A batch that fails (a version that does not match, a deleted chat, a
-//! database error) is rolled back to its savepoint and gets its own error while the others
-//! commit; a failed COMMIT fails every batch of the group. Every caller gets its result
+//! `Limits::per_commit`) and commits it as one transaction. A batch that fails (a version
+//! that does not match, a deleted chat, a database error) writes nothing and gets its own
+//! error while the others commit (one refused for its version or a deleted chat wrote
+//! nothing to begin with; one that failed halfway makes the group start over with each
+//! batch inside its own SAVEPOINT); a failed COMMIT fails every batch of the group. Every caller gets its result
 //! only after the COMMIT that made its batch durable returned. Nothing waits on a timer
 //! to gather a group: what queued while the previous commit ran is the next group.
 //!
 //! Uncontended, the caller commits its own batch itself, as a plain transaction: no other
-//! task, no savepoint. A group holding other callers' batches is committed by a task of
+//! task. A group holding other callers' batches is committed by a task of
 //! its own, which goes on with the next group while the line is not empty: a caller that
 //! goes away (its chat deleted, its actor aborted) never takes other chats' saves with it.
 //! Between groups the task lets go of the connection, so other writes (queued messages,
@@ -224,8 +225,15 @@ impl GroupCommit {
         }
     }
 
-    /// One transaction for the group; each batch's outcome is pushed to `outcomes`. A
-    /// batch alone needs no savepoint: if it fails, the transaction is rolled back.
+    /// One transaction for the group; each batch's outcome is pushed to `outcomes`.
+    ///
+    /// First without savepoints: a batch refused for its version or a deleted chat wrote
+    /// nothing (`SqlStore::write_batch` finds those before it writes), so only a batch
+    /// that fails halfway (a database error) needs undoing. Then the whole transaction is
+    /// rolled back and the group written again, each batch in a savepoint of its own. A
+    /// SAVEPOINT and its RELEASE are two more statements a batch, each a round trip to
+    /// SQLite's worker thread, and each RELEASE makes FTS5 flush its pending index to a
+    /// new segment: the common case pays neither.
     async fn write_group(
         &self,
         conn: &mut AnyConnection,
@@ -234,16 +242,36 @@ impl GroupCommit {
     ) -> Result<(), StoreError> {
         let coordination = self.coordination.as_ref();
         let mut tx = conn.begin().await?;
-        if let [alone] = group {
-            let outcome = SqlStore::write_batch(&mut tx, coordination, &alone.batch).await;
-            let failed = outcome.is_err();
+        for w in group {
+            let outcome = SqlStore::write_batch(&mut tx, coordination, &w.batch).await;
+            let halfway = matches!(
+                &outcome,
+                Err(e) if !matches!(e, StoreError::Conflict { .. } | StoreError::Gone(_))
+            );
             outcomes.push(outcome);
-            return if failed {
-                Ok(tx.rollback().await?)
-            } else {
-                Ok(tx.commit().await?)
-            };
+            if halfway {
+                tx.rollback().await?;
+                if group.len() == 1 {
+                    return Ok(());
+                }
+                outcomes.clear();
+                return self.write_in_savepoints(conn, group, outcomes).await;
+            }
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `write_group` with each batch in a savepoint: a batch that fails is rolled back
+    /// alone.
+    async fn write_in_savepoints(
+        &self,
+        conn: &mut AnyConnection,
+        group: &[Waiting],
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), StoreError> {
+        let coordination = self.coordination.as_ref();
+        let mut tx = conn.begin().await?;
         for w in group {
             let mut savepoint = tx.begin().await?;
             let outcome = SqlStore::write_batch(&mut savepoint, coordination, &w.batch).await;
@@ -301,10 +329,15 @@ impl GroupCommit {
 struct Leadership(Option<Arc<GroupCommit>>);
 
 impl Leadership {
-    /// Passes the lead to a task that commits `first` and what follows.
+    /// Passes the lead to a task that commits `first` and what follows. It runs on a
+    /// thread of its own: SQLite's worker thread answers each statement from outside the
+    /// runtime, and such a wake-up waits in the runtime's global queue, which busy workers
+    /// look at only every few hundred microseconds; a group makes a few statements a save,
+    /// one after another, so under load most of its time went to those waits.
     fn hand_over(&mut self, first: Option<(PoolConnection<Any>, Vec<Waiting>)>) {
         if let Some(group) = self.0.take() {
-            tokio::spawn(group.drain(first));
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(group.drain(first)));
         }
     }
 }
@@ -391,10 +424,52 @@ mod tests {
         store.stored_version(id).await.expect("version")
     }
 
+    /// Runs the saves of these batches as one group: queued while the test holds the
+    /// writer, then let go. Their outcomes, and how many commits that took.
+    async fn in_one_group(
+        store: &SqlStore,
+        metrics: &Metrics,
+        batches: &[SaveBatch],
+    ) -> (Vec<Outcome>, u64) {
+        let held = store.writer.acquire().await.expect("the writer");
+        let saves: Vec<_> = batches.iter().map(|b| spawn_save(store, b)).collect();
+        until_waiting(store, batches.len()).await;
+        let commits = Metrics::get(&metrics.store_commits);
+        drop(held);
+        let mut outcomes = Vec::new();
+        for save in saves {
+            outcomes.push(save.await.expect("task"));
+        }
+        (outcomes, Metrics::get(&metrics.store_commits) - commits)
+    }
+
+    /// Checks that the batches whose outcome is `Ok` are stored as saved and the others
+    /// are untouched (still at version 1 without messages, or never stored).
+    async fn stored_as_their_outcomes_say(
+        store: &SqlStore,
+        batches: &[SaveBatch],
+        outcomes: &[Outcome],
+    ) {
+        for (batch, outcome) in batches.iter().zip(outcomes) {
+            let stored = store.load_context(batch.context.id).await.expect("load");
+            match (outcome, stored) {
+                (Ok(()), Some(stored)) => {
+                    assert_eq!(stored.record.version, 2);
+                    assert_eq!(stored.messages, batch.messages);
+                }
+                (Err(StoreError::Gone(_)), None) => {}
+                (Err(_), Some(stored)) => {
+                    assert_eq!(stored.record.version, 1, "nothing of it written");
+                    assert!(stored.messages.is_empty());
+                }
+                (outcome, stored) => panic!("{outcome:?} but stored {stored:?}"),
+            }
+        }
+    }
+
     /// Saves that queue while the writer is busy are committed together, one COMMIT for
-    /// all; the one whose version does not match, the one whose chat is gone and the one
-    /// the database refuses halfway (two messages in one place) fail alone, with their
-    /// own errors, and write nothing, while the others commit.
+    /// all; the one whose version does not match and the one whose chat is gone fail
+    /// alone, with their own errors, and write nothing, while the others commit.
     #[tokio::test]
     async fn saves_waiting_for_the_writer_commit_together_and_a_conflict_fails_alone() {
         let (_dir, store, metrics) = store_with(LIMITS).await;
@@ -405,59 +480,55 @@ mod tests {
         batches[3].expected_version = 5;
         // Never stored: its save finds it gone.
         batches[5] = batch_for(context(5));
-        // The context row and the first message are written before the second is refused.
-        batches[6].messages.push(message(0, 2, "the same place"));
-        let held = store.writer.acquire().await.expect("the writer");
-        let saves: Vec<_> = batches.iter().map(|b| spawn_save(&store, b)).collect();
-        until_waiting(&store, batches.len()).await;
-        let commits = Metrics::get(&metrics.store_commits);
-        drop(held);
-        let mut outcomes = Vec::new();
-        for save in saves {
-            outcomes.push(save.await.expect("task"));
-        }
+        let (outcomes, commits) = in_one_group(&store, &metrics, &batches).await;
 
-        assert_eq!(
-            Metrics::get(&metrics.store_commits),
-            commits + 1,
-            "one commit"
-        );
-        assert_eq!(Metrics::get(&metrics.store_committed_saves), commits + 5);
-        for (n, (batch, outcome)) in batches.iter().zip(&outcomes).enumerate() {
-            let id = batch.context.id;
-            let stored = store.load_context(id).await.expect("load");
+        assert_eq!(commits, 1);
+        assert_eq!(Metrics::get(&metrics.store_committed_saves), 6);
+        let (conflict, gone) = (batches[3].context.id, batches[5].context.id);
+        for (n, outcome) in outcomes.iter().enumerate() {
             match n {
-                3 | 6 => {
-                    if n == 3 {
-                        assert!(
-                            matches!(outcome, Err(StoreError::Conflict { id: c, expected: 5 }) if *c == id),
-                            "{outcome:?}"
-                        );
-                    } else {
-                        assert!(
-                            matches!(outcome, Err(StoreError::Database(_))),
-                            "{outcome:?}"
-                        );
-                    }
-                    let stored = stored.expect("kept");
-                    assert_eq!(stored.record.version, 1, "nothing of it written");
-                    assert!(stored.messages.is_empty());
-                }
-                5 => {
-                    assert!(
-                        matches!(outcome, Err(StoreError::Gone(c)) if *c == id),
-                        "{outcome:?}"
-                    );
-                    assert_eq!(stored, None);
-                }
-                _ => {
-                    assert!(outcome.is_ok(), "{n}: {outcome:?}");
-                    let stored = stored.expect("stored");
-                    assert_eq!(stored.record.version, 2);
-                    assert_eq!(stored.messages, batch.messages);
-                }
+                3 => assert!(
+                    matches!(outcome, Err(StoreError::Conflict { id, expected: 5 }) if *id == conflict),
+                    "{outcome:?}"
+                ),
+                5 => assert!(
+                    matches!(outcome, Err(StoreError::Gone(id)) if *id == gone),
+                    "{outcome:?}"
+                ),
+                _ => assert!(outcome.is_ok(), "{n}: {outcome:?}"),
             }
         }
+        stored_as_their_outcomes_say(&store, &batches, &outcomes).await;
+    }
+
+    /// A batch the database refuses halfway (its context row and first message written,
+    /// then two messages in one place) is rolled back alone: the others of its group,
+    /// before and after it, commit in one COMMIT, and a conflict among them still fails
+    /// alone.
+    #[tokio::test]
+    async fn a_batch_that_fails_halfway_is_rolled_back_alone() {
+        let (_dir, store, metrics) = store_with(LIMITS).await;
+        let mut batches = Vec::new();
+        for n in 0..6 {
+            batches.push(chat_and_batch(&store, n).await);
+        }
+        batches[1].expected_version = 7;
+        batches[3].messages.push(message(0, 2, "the same place"));
+        let (outcomes, commits) = in_one_group(&store, &metrics, &batches).await;
+
+        assert_eq!(commits, 1);
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Conflict { .. })),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[3], Err(StoreError::Database(_))),
+            "{outcomes:?}"
+        );
+        for n in [0, 2, 4, 5] {
+            assert!(outcomes[n].is_ok(), "{n}: {:?}", outcomes[n]);
+        }
+        stored_as_their_outcomes_say(&store, &batches, &outcomes).await;
     }
 
     /// However many wait, a commit carries at most `per_commit` saves: seven waiting, three

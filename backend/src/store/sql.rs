@@ -801,7 +801,8 @@ impl Store for SqlStore {
 /// Writes a save's batch in the transaction (or savepoint) `tx` is in: the context row,
 /// if the stored version is the one expected, its changed messages and the queued
 /// messages its turn starts. The caller commits (`Store::save`, or a group of saves in
-/// `group.rs`).
+/// `group.rs`). `Conflict` and `Gone` are found before anything is written: the group
+/// commit relies on it to leave such a batch out without a savepoint.
 impl SqlStore {
     pub(super) async fn write_batch(
         tx: &mut AnyConnection,
