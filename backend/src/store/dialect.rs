@@ -66,6 +66,16 @@ impl Dialect {
         }
     }
 
+    /// Whether the pool pings a connection before lending it out, to find one the server
+    /// dropped. A SQLite connection is a file the process holds: nothing drops it, and the
+    /// ping would be one more round trip to its worker thread at every acquire.
+    pub fn test_before_acquire(self) -> bool {
+        match self {
+            Dialect::Sqlite => false,
+            Dialect::Postgres => true,
+        }
+    }
+
     /// Statements every new connection runs first.
     pub fn session_setup(self) -> &'static [&'static str] {
         match self {

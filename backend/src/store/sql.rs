@@ -95,6 +95,7 @@ async fn open_pool(
     let pool = AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(acquire_timeout)
+        .test_before_acquire(dialect.test_before_acquire())
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 for statement in dialect.session_setup() {
