@@ -198,11 +198,21 @@ impl GroupCommit {
     /// Commits a group and tells each caller its outcome, once the COMMIT returned.
     async fn commit(&self, mut conn: PoolConnection<Any>, group: Vec<Waiting>) {
         let mut outcomes = Vec::with_capacity(group.len());
-        let committed = self.write_group(&mut conn, &group, &mut outcomes).await;
+        let mut committed = self
+            .write_group(&mut conn, &group, &mut outcomes, false)
+            .await;
+        if matches!(committed, Ok(false)) {
+            outcomes.clear();
+            committed = self
+                .write_group(&mut conn, &group, &mut outcomes, true)
+                .await;
+        }
         match committed {
-            Ok(()) => {
+            Ok(_) => {
                 let written = outcomes.iter().filter(|o| o.is_ok()).count();
-                self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+                if written > 0 {
+                    self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.metrics
                     .store_committed_saves
                     .fetch_add(written as u64, Ordering::Relaxed);
@@ -229,64 +239,50 @@ impl GroupCommit {
     ///
     /// First without savepoints: a batch refused for its version or a deleted chat wrote
     /// nothing (`SqlStore::write_batch` finds those before it writes), so only a batch
-    /// that fails halfway (a database error) needs undoing. Then the whole transaction is
-    /// rolled back and the group written again, each batch in a savepoint of its own. A
-    /// SAVEPOINT and its RELEASE are two more statements a batch, each a round trip to
-    /// SQLite's worker thread, and each RELEASE makes FTS5 flush its pending index to a
-    /// new segment: the common case pays neither.
+    /// that fails halfway (a database error) needs undoing. Then the transaction is rolled
+    /// back and `Ok(false)` asks for the group again `in_savepoints`, each batch in a
+    /// savepoint of its own, rolled back alone if it fails. A SAVEPOINT and its RELEASE
+    /// are two more statements a batch, each a round trip to SQLite's worker thread, and
+    /// each RELEASE makes FTS5 flush its pending index to a new segment: the common case
+    /// pays neither.
     async fn write_group(
         &self,
         conn: &mut AnyConnection,
         group: &[Waiting],
         outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), StoreError> {
+        in_savepoints: bool,
+    ) -> Result<bool, StoreError> {
         let coordination = self.coordination.as_ref();
         let mut tx = conn.begin().await?;
         for w in group {
-            let outcome = SqlStore::write_batch(&mut tx, coordination, &w.batch).await;
-            let halfway = matches!(
-                &outcome,
-                Err(e) if !matches!(e, StoreError::Conflict { .. } | StoreError::Gone(_))
-            );
+            let outcome = if in_savepoints {
+                let mut savepoint = tx.begin().await?;
+                let outcome = SqlStore::write_batch(&mut savepoint, coordination, &w.batch).await;
+                if outcome.is_err() {
+                    // Fails when SQLite rolled the whole transaction back (a full disk, an
+                    // I/O error): then nothing of the group is written, and the group fails.
+                    savepoint.rollback().await?;
+                } else {
+                    savepoint.commit().await?;
+                }
+                outcome
+            } else {
+                SqlStore::write_batch(&mut tx, coordination, &w.batch).await
+            };
+            let halfway = !in_savepoints
+                && matches!(
+                    &outcome,
+                    Err(e) if !matches!(e, StoreError::Conflict { .. } | StoreError::Gone(_))
+                );
             outcomes.push(outcome);
             if halfway {
                 tx.rollback().await?;
-                if group.len() == 1 {
-                    return Ok(());
-                }
-                outcomes.clear();
-                return self.write_in_savepoints(conn, group, outcomes).await;
+                // Alone, its outcome is the group's.
+                return Ok(group.len() == 1);
             }
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// `write_group` with each batch in a savepoint: a batch that fails is rolled back
-    /// alone.
-    async fn write_in_savepoints(
-        &self,
-        conn: &mut AnyConnection,
-        group: &[Waiting],
-        outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), StoreError> {
-        let coordination = self.coordination.as_ref();
-        let mut tx = conn.begin().await?;
-        for w in group {
-            let mut savepoint = tx.begin().await?;
-            let outcome = SqlStore::write_batch(&mut savepoint, coordination, &w.batch).await;
-            let failed = outcome.is_err();
-            outcomes.push(outcome);
-            if failed {
-                // Fails when SQLite rolled the whole transaction back (a full disk, an I/O
-                // error): then nothing of the group is written, and the group fails.
-                savepoint.rollback().await?;
-            } else {
-                savepoint.commit().await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The outcome of the batch with this ticket: once its group committed, or an error
@@ -382,11 +378,20 @@ mod tests {
         wait: Duration::from_secs(30),
     };
 
-    /// A stored chat and the batch that saves one message into it (version 1 to 2).
-    async fn chat_and_batch(store: &SqlStore, n: i64) -> SaveBatch {
-        let c = context(n);
-        store.insert_context(&c, None).await.expect("insert");
-        batch_for(c)
+    /// A store with these limits and `n` stored chats, with the batch that saves one
+    /// message into each (version 1 to 2).
+    async fn chats(
+        limits: Limits,
+        n: i64,
+    ) -> (tempfile::TempDir, SqlStore, Arc<Metrics>, Vec<SaveBatch>) {
+        let (dir, store, metrics) = store_with(limits).await;
+        let mut batches = Vec::new();
+        for n in 0..n {
+            let c = context(n);
+            store.insert_context(&c, None).await.expect("insert");
+            batches.push(batch_for(c));
+        }
+        (dir, store, metrics, batches)
     }
 
     fn batch_for(c: ContextRecord) -> SaveBatch {
@@ -472,11 +477,7 @@ mod tests {
     /// alone, with their own errors, and write nothing, while the others commit.
     #[tokio::test]
     async fn saves_waiting_for_the_writer_commit_together_and_a_conflict_fails_alone() {
-        let (_dir, store, metrics) = store_with(LIMITS).await;
-        let mut batches = Vec::new();
-        for n in 0..8 {
-            batches.push(chat_and_batch(&store, n).await);
-        }
+        let (_dir, store, metrics, mut batches) = chats(LIMITS, 8).await;
         batches[3].expected_version = 5;
         // Never stored: its save finds it gone.
         batches[5] = batch_for(context(5));
@@ -507,11 +508,7 @@ mod tests {
     /// alone.
     #[tokio::test]
     async fn a_batch_that_fails_halfway_is_rolled_back_alone() {
-        let (_dir, store, metrics) = store_with(LIMITS).await;
-        let mut batches = Vec::new();
-        for n in 0..6 {
-            batches.push(chat_and_batch(&store, n).await);
-        }
+        let (_dir, store, metrics, mut batches) = chats(LIMITS, 6).await;
         batches[1].expected_version = 7;
         batches[3].messages.push(message(0, 2, "the same place"));
         let (outcomes, commits) = in_one_group(&store, &metrics, &batches).await;
@@ -531,46 +528,35 @@ mod tests {
         stored_as_their_outcomes_say(&store, &batches, &outcomes).await;
     }
 
+    const THREE_A_COMMIT: Limits = Limits {
+        per_commit: 3,
+        ..LIMITS
+    };
+    const FOUR_IN_LINE: Limits = Limits {
+        waiting: 4,
+        ..LIMITS
+    };
+    const A_SHORT_WAIT: Limits = Limits {
+        wait: Duration::from_millis(50),
+        ..LIMITS
+    };
+
     /// However many wait, a commit carries at most `per_commit` saves: seven waiting, three
     /// a commit, make three commits, and every save is written.
     #[tokio::test]
     async fn a_commit_carries_at_most_per_commit_saves() {
-        let limits = Limits {
-            per_commit: 3,
-            ..LIMITS
-        };
-        let (_dir, store, metrics) = store_with(limits).await;
-        let mut batches = Vec::new();
-        for n in 0..7 {
-            batches.push(chat_and_batch(&store, n).await);
-        }
-        let held = store.writer.acquire().await.expect("the writer");
-        let saves: Vec<_> = batches.iter().map(|b| spawn_save(&store, b)).collect();
-        until_waiting(&store, batches.len()).await;
-        let commits = Metrics::get(&metrics.store_commits);
-        drop(held);
-        for save in saves {
-            save.await.expect("task").expect("saved");
-        }
-        assert_eq!(Metrics::get(&metrics.store_commits), commits + 3);
-        for b in &batches {
-            assert_eq!(stored_version(&store, b.context.id).await, Some(2));
-        }
+        let (_dir, store, metrics, batches) = chats(THREE_A_COMMIT, 7).await;
+        let (outcomes, commits) = in_one_group(&store, &metrics, &batches).await;
+        assert_eq!(commits, 3);
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        stored_as_their_outcomes_say(&store, &batches, &outcomes).await;
     }
 
     /// Past the bound of the line a save is refused at once, unwritten; those in the line
     /// are written.
     #[tokio::test]
     async fn past_the_bound_of_the_line_a_save_is_refused_at_once() {
-        let limits = Limits {
-            waiting: 4,
-            ..LIMITS
-        };
-        let (_dir, store, _metrics) = store_with(limits).await;
-        let mut batches = Vec::new();
-        for n in 0..5 {
-            batches.push(chat_and_batch(&store, n).await);
-        }
+        let (_dir, store, _metrics, batches) = chats(FOUR_IN_LINE, 5).await;
         let held = store.writer.acquire().await.expect("the writer");
         let saves: Vec<_> = batches[..4].iter().map(|b| spawn_save(&store, b)).collect();
         until_waiting(&store, 4).await;
@@ -590,17 +576,12 @@ mod tests {
     /// `Unavailable`; it is never written, even when the writer comes free afterwards.
     #[tokio::test]
     async fn a_save_that_waits_too_long_leaves_the_line_unwritten() {
-        let limits = Limits {
-            wait: Duration::from_millis(50),
-            ..LIMITS
-        };
-        let (_dir, store, _metrics) = store_with(limits).await;
-        let first = chat_and_batch(&store, 0).await;
-        let late = chat_and_batch(&store, 1).await;
+        let (_dir, store, _metrics, batches) = chats(A_SHORT_WAIT, 2).await;
+        let (first, late) = (&batches[0], &batches[1]);
         let held = store.writer.acquire().await.expect("the writer");
-        let leader = spawn_save(&store, &first);
+        let leader = spawn_save(&store, first);
         until_waiting(&store, 1).await;
-        let outcome = store.save(&late).await;
+        let outcome = store.save(late).await;
         assert!(
             matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("waited")),
             "{outcome:?}"
@@ -615,11 +596,7 @@ mod tests {
     /// the writer: the saves queued behind it are still committed.
     #[tokio::test]
     async fn a_leader_that_goes_away_leaves_the_others_saves_committed() {
-        let (_dir, store, _metrics) = store_with(LIMITS).await;
-        let mut batches = Vec::new();
-        for n in 0..4 {
-            batches.push(chat_and_batch(&store, n).await);
-        }
+        let (_dir, store, _metrics, batches) = chats(LIMITS, 4).await;
         let held = store.writer.acquire().await.expect("the writer");
         let leader = spawn_save(&store, &batches[0]);
         until_waiting(&store, 1).await;
