@@ -17,6 +17,7 @@
 //!
 //! Each request carries its peer's address as axum's `ConnectInfo<SocketAddr>`.
 
+use crate::api::layers::AppService;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
 
 /// The bounds every connection is held to (`--max-connections` and the `*-timeout-ms`
 /// flags).
@@ -56,7 +58,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// requests and waits for them to close.
 pub async fn serve(
     listener: TcpListener,
-    router: axum::Router,
+    router: impl AppService,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -106,10 +108,10 @@ pub async fn serve(
                 hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     let request = InFlight::begin(&activity);
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    let mut router = router.clone();
+                    // `oneshot` waits for the service to be ready (the in-flight limit).
+                    let handling = router.clone().oneshot(req.map(axum::body::Body::new));
                     async move {
-                        let response =
-                            tower::Service::call(&mut router, req.map(axum::body::Body::new)).await;
+                        let response = handling.await;
                         drop(request);
                         response
                     }
