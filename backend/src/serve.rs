@@ -31,7 +31,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -148,7 +148,9 @@ fn tune(stream: &TcpStream) {
 }
 
 /// What a connection's watchdog needs to know: requests in flight and when the last
-/// one ended.
+/// one ended. The watchdog reads it only when its timer fires (then sets the timer to the
+/// deadline it finds), never per request: a wake-up per request cost the polling hot path
+/// a task poll and a timer re-armed each time.
 #[derive(Debug)]
 struct Activity {
     accepted: Instant,
@@ -159,8 +161,6 @@ struct Activity {
     reads: AtomicU64,
     /// When the last request ended, in milliseconds after `accepted`.
     last_end_ms: AtomicU64,
-    /// Wakes the watchdog when a request ends, to count the idle time from then.
-    ended: Notify,
 }
 
 impl Activity {
@@ -171,7 +171,6 @@ impl Activity {
             requests: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
-            ended: Notify::new(),
         }
     }
 
@@ -224,7 +223,6 @@ impl Drop for InFlight {
         let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.last_end_ms.store(ms, Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.ended.notify_one();
     }
 }
 
@@ -258,11 +256,6 @@ async fn watch_connection<C, E>(
                 let _ = changed;
                 stopped = true;
                 shutdown_gracefully(connection.as_mut());
-            }
-            () = activity.ended.notified(), if closing.is_none() => {
-                if let Verdict::LookAgain(at) = activity.check(Instant::now(), &limits) {
-                    look_at = at;
-                }
             }
             () = tokio::time::sleep_until(look_at) => {
                 if closing.is_some_and(|until| Instant::now() >= until) {

@@ -7,12 +7,12 @@
 use super::browser;
 use super::error::ApiError;
 use super::limiter::TurnLimiter;
-use crate::auth::{Authenticator, User};
+use crate::auth::{AuthError, Authenticator, User};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture, Either};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,7 +97,10 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    /// The inner service's own future when the caller is known at once (`--auth none` and
+    /// `proxy`: nothing boxed on the polling hot path), a boxed one when a token has to be
+    /// checked first or the request is refused.
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -105,35 +108,42 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let gate = self.gate.clone();
+        if let Some(user) = gate.auth.authenticate_now(req.headers(), peer(&req)) {
+            return match gate.admit(user, &mut req) {
+                Ok(()) => Either::Left(self.inner.call(req)),
+                Err(refused) => Either::Right(Box::pin(future::ready(Ok(refused)))),
+            };
+        }
         // The clone left behind; the one made ready goes with the request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            match gate.admit(&mut req).await {
+        Either::Right(Box::pin(async move {
+            let user = gate.auth.authenticate(req.headers(), peer(&req)).await;
+            match gate.admit(user, &mut req) {
                 Ok(()) => inner.call(req).await,
                 Err(refused) => Ok(refused),
             }
-        })
+        }))
     }
 }
 
+/// The connection's peer, as `serve.rs` tags each request (none in-process).
+fn peer(req: &Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
+
 impl Gate {
-    async fn admit(&self, req: &mut Request) -> Result<(), Response> {
-        // The connection's peer, as `serve.rs` tags each request (none in-process).
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| *addr);
-        let user = match self.auth.authenticate(req.headers(), peer).await {
-            Ok(user) => user,
-            Err(e) => {
-                let mut response = ApiError::from(e).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return Err(response);
-            }
-        };
+    /// Lets an authenticated request through with its user, or answers it.
+    fn admit(&self, user: Result<User, AuthError>, req: &mut Request) -> Result<(), Response> {
+        let user = user.map_err(|e| {
+            let mut response = ApiError::from(e).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        })?;
         if req.method() == Method::POST && !(self.post_allowed)(req) {
             return Err(browser::cross_site_post().into_response());
         }

@@ -317,6 +317,124 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::AllowedHosts;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn config() -> ApiConfig {
+        ApiConfig {
+            legacy_crud: false,
+            wait_timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+            cors_allow_origin: None,
+            web_dir: None,
+            max_in_flight: 8,
+            body_read_timeout: Duration::from_secs(1),
+            models: Arc::new(crate::llm::ModelCatalog::new(&[], "m")),
+            allowed_hosts: Arc::new(AllowedHosts::from_flag(&[])),
+        }
+    }
+
+    fn site() -> Router {
+        Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("boom at the handler");
+                    }
+                    "never"
+                }),
+            )
+            .fallback(|| async { ApiError::not_found("nothing here") })
+    }
+
+    fn app(depth: usize) -> impl AppService {
+        service(site(), &config(), None, depth)
+    }
+
+    /// Status, headers and JSON body (`null` if none) of a `GET path` with this `Host`.
+    async fn call(
+        app: impl AppService,
+        path: &str,
+        host: &str,
+        request_id: Option<&str>,
+    ) -> (
+        axum::http::StatusCode,
+        axum::http::HeaderMap,
+        serde_json::Value,
+    ) {
+        let mut request = axum::http::Request::get(path).header("host", host);
+        if let Some(id) = request_id {
+            request = request.header(super::super::REQUEST_ID_HEADER, id);
+        }
+        let response = app
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    #[tokio::test]
+    async fn every_depth_of_the_stack_builds_in_its_order_and_answers() {
+        for depth in 0..=STACK.len() {
+            let (status, ..) = call(app(depth), "/ok", "localhost", None).await;
+            assert_eq!(status, 200, "depth {depth}");
+        }
+    }
+
+    /// Answers made inside the stack (a panic, the fallback's 404, the known-hosts refusal
+    /// made before the router is called) all carry the request id, in the header and in the
+    /// JSON body, and the security headers.
+    #[tokio::test]
+    async fn errors_from_every_layer_carry_the_request_id_and_the_security_headers() {
+        for (path, host, status, code) in [
+            ("/boom", "localhost", 500, "internal"),
+            ("/nowhere", "localhost", 404, "not_found"),
+            ("/ok", "evil.example", 421, "unknown_host"),
+        ] {
+            let (got, headers, body) = call(app(STACK.len()), path, host, Some("trace-7")).await;
+            assert_eq!(got, status, "{path} {body}");
+            assert_eq!(body["error"]["code"], code, "{path}");
+            assert_eq!(body["error"]["request_id"], "trace-7", "{path}");
+            assert_eq!(
+                headers[super::super::REQUEST_ID_HEADER],
+                "trace-7",
+                "{path}"
+            );
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert!(headers.contains_key("content-security-policy"), "{path}");
+        }
+        let (_, _, body) = call(app(STACK.len()), "/boom", "localhost", Some("trace-7")).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("(request id trace-7)"), "{message}");
+        assert!(!message.contains("boom at the handler"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_request_id_is_replaced_by_a_fresh_one_each_time() {
+        let app = app(STACK.len());
+        let mut seen = Vec::new();
+        for sent in [None, Some("a b"), Some(""), None] {
+            let (_, headers, body) = call(app.clone(), "/nowhere", "localhost", sent).await;
+            let id = headers[super::super::REQUEST_ID_HEADER]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            assert!(Uuid::try_parse(&id).is_ok(), "{sent:?}: {id}");
+            assert_eq!(body["error"]["request_id"], id.as_str());
+            seen.push(id);
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
 
     #[test]
     fn fresh_ids_are_distinct_uuids_with_one_prefix() {
