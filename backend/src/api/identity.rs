@@ -109,9 +109,9 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         let gate = self.gate.clone();
         if let Some(user) = gate.auth.authenticate_now(req.headers(), peer(&req)) {
-            return match gate.admit(user, &mut req) {
-                Ok(()) => Either::Left(self.inner.call(req)),
-                Err(refused) => Either::Right(Box::pin(future::ready(Ok(refused)))),
+            return match gate.refuse(user, &mut req) {
+                None => Either::Left(self.inner.call(req)),
+                Some(refused) => Either::Right(Box::pin(future::ready(Ok(refused)))),
             };
         }
         // The clone left behind; the one made ready goes with the request.
@@ -119,9 +119,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Either::Right(Box::pin(async move {
             let user = gate.auth.authenticate(req.headers(), peer(&req)).await;
-            match gate.admit(user, &mut req) {
-                Ok(()) => inner.call(req).await,
-                Err(refused) => Ok(refused),
+            match gate.refuse(user, &mut req) {
+                None => inner.call(req).await,
+                Some(refused) => Ok(refused),
             }
         }))
     }
@@ -135,26 +135,29 @@ fn peer(req: &Request) -> Option<SocketAddr> {
 }
 
 impl Gate {
-    /// Lets an authenticated request through with its user, or answers it.
-    fn admit(&self, user: Result<User, AuthError>, req: &mut Request) -> Result<(), Response> {
-        let user = user.map_err(|e| {
-            let mut response = ApiError::from(e).into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        })?;
+    /// Puts the user into the request, or answers the request (`Some`) when it is refused.
+    fn refuse(&self, user: Result<User, AuthError>, req: &mut Request) -> Option<Response> {
+        let user = match user {
+            Ok(user) => user,
+            Err(e) => {
+                let mut response = ApiError::from(e).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return Some(response);
+            }
+        };
         if req.method() == Method::POST && !(self.post_allowed)(req) {
-            return Err(browser::cross_site_post().into_response());
+            return Some(browser::cross_site_post().into_response());
         }
         let write = matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE);
         if let (true, Some(writes)) = (write, &self.writes) {
-            writes
-                .take(user.as_str())
-                .map_err(IntoResponse::into_response)?;
+            if let Err(e) = writes.take(user.as_str()) {
+                return Some(e.into_response());
+            }
         }
         req.extensions_mut().insert(user);
-        Ok(())
+        None
     }
 }
 
