@@ -67,7 +67,8 @@ fn held_version(snapshot: &Snapshot, since: Option<u64>) -> u64 {
 }
 
 fn with_etag(mut response: Response, version: u64) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+    // The string itself becomes the value: no copy on every poll.
+    if let Ok(v) = HeaderValue::try_from(etag(version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
