@@ -23,7 +23,7 @@ use tower::{Layer, Service};
 /// (a request without a user is answered `401 unauthenticated` with
 /// `WWW-Authenticate: Bearer`) and hands the `User` to the handler; then refuses a `POST`
 /// another site's form could have sent (`browser.rs`), and takes a write from the user's
-/// budget (`rate.rs`). A typed service in one step, not three `middleware::from_fn`
+/// budget (`limiter.rs`). A typed service in one step, not three `middleware::from_fn`
 /// layers: each of those boxed the service, its future and the rest of the chain on
 /// every request, the polling hot path included.
 #[derive(Clone)]
