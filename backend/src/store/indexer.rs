@@ -14,10 +14,11 @@
 
 use super::dialect::OWNER_SHIFT;
 use super::StoreError;
+use crate::metrics::Metrics;
 use sqlx::AnyPool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -49,20 +50,30 @@ struct Shared {
     saved: Notify,
     /// A search waits: index now.
     asked: Notify,
+    /// Where passes are counted (the store's metrics, once it is given them).
+    metrics: Mutex<Arc<Metrics>>,
 }
 
 impl SearchIndexer {
     /// Starts the indexer on `writer` (where every write of the store goes); its first
     /// pass runs at once.
-    pub(super) fn start(writer: AnyPool) -> SearchIndexer {
+    pub(super) fn start(writer: AnyPool, metrics: Arc<Metrics>) -> SearchIndexer {
         let shared = Arc::new(Shared {
             noted: AtomicU64::new(1),
             caught_up: watch::Sender::new(0),
             saved: Notify::new(),
             asked: Notify::new(),
+            metrics: Mutex::new(metrics),
         });
         let task = tokio::spawn(run(writer, shared.clone()));
         SearchIndexer { shared, task }
+    }
+
+    /// Counts the passes in these metrics from now on.
+    pub(super) fn count_in(&self, metrics: Arc<Metrics>) {
+        if let Ok(mut m) = self.shared.metrics.lock() {
+            *m = metrics;
+        }
     }
 
     /// After a save that may have noted messages committed.
@@ -113,7 +124,13 @@ async fn run(writer: AnyPool, shared: Arc<Shared>) {
         }
         let target = shared.noted.load(Ordering::Acquire);
         match index_pending(&writer).await {
-            Ok(_) => {
+            Ok((messages, took)) => {
+                if messages > 0 {
+                    let metrics = shared.metrics.lock().map(|m| m.clone());
+                    if let Ok(metrics) = metrics {
+                        metrics.record_index_pass(messages, took);
+                    }
+                }
                 shared.caught_up.send_modify(|n| *n = (*n).max(target));
                 at_once = false;
             }
@@ -128,11 +145,11 @@ async fn run(writer: AnyPool, shared: Arc<Shared>) {
 }
 
 /// Indexes every noted message, `BATCH_MESSAGES` to a transaction, and returns how many
-/// notes it took. An entry's rowid is the owner's number shifted left, or-ed with the
+/// notes it took and how long it held the writer. An entry's rowid is the owner's number shifted left, or-ed with the
 /// message's rowid (migration 0011); a note's `indexed` says whether the message has an
 /// entry to remove first (migration 0013's invariant), so none is removed that is not
 /// there and none is added twice.
-pub(super) async fn index_pending(writer: &AnyPool) -> Result<u64, StoreError> {
+async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> {
     let noted = |what: &str| {
         format!(
             "{what} FROM search_pending p JOIN messages m ON m.rowid = p.message_rowid \
@@ -142,8 +159,10 @@ pub(super) async fn index_pending(writer: &AnyPool) -> Result<u64, StoreError> {
     };
     let key = format!("(o.id << {OWNER_SHIFT}) | m.rowid");
     let mut total = 0;
+    let mut held = Duration::ZERO;
     loop {
         let mut tx = writer.begin().await?;
+        let started = Instant::now();
         let (count, last): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MAX(message_rowid) FROM \
              (SELECT message_rowid FROM search_pending ORDER BY message_rowid LIMIT $1)",
@@ -154,7 +173,7 @@ pub(super) async fn index_pending(writer: &AnyPool) -> Result<u64, StoreError> {
         let Some(last) = last else {
             // Nothing noted: the transaction wrote nothing, so its end costs no sync.
             tx.commit().await?;
-            return Ok(total);
+            return Ok((total, held));
         };
         let stale = noted(&format!("SELECT {key}"));
         sqlx::query(&format!(
@@ -177,9 +196,10 @@ pub(super) async fn index_pending(writer: &AnyPool) -> Result<u64, StoreError> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        held += started.elapsed();
         total += done.rows_affected();
         if count < BATCH_MESSAGES {
-            return Ok(total);
+            return Ok((total, held));
         }
     }
 }

@@ -131,20 +131,25 @@ impl SqlStore {
             }
             _ => pool.clone(),
         };
+        let metrics = Arc::new(Metrics::default());
         let indexer = (start_indexer && dialect.indexes_in_background())
-            .then(|| Arc::new(SearchIndexer::start(writer.clone())));
+            .then(|| Arc::new(SearchIndexer::start(writer.clone(), metrics.clone())));
         Ok(SqlStore {
             pool,
             writer,
             dialect,
             coordination,
             indexer,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         })
     }
 
-    /// Counts undecodable rows in these metrics instead of private ones.
+    /// Counts undecodable rows and search indexing in these metrics instead of private
+    /// ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        if let Some(indexer) = &self.indexer {
+            indexer.count_in(metrics.clone());
+        }
         self.metrics = metrics;
         self
     }
