@@ -178,21 +178,16 @@ async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> 
             return Ok((total, held));
         };
         let stale = noted(&format!("SELECT {key}"));
-        sqlx::query(&format!(
-            "DELETE FROM messages_fts WHERE rowid IN ({stale} AND p.indexed = 1)"
-        ))
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
         let text = "(SELECT group_concat(json_extract(value, '$.text'), ' ') \
                     FROM json_each(m.content))";
         let fresh = noted(&format!("SELECT {key}, {text}"));
-        sqlx::query(&format!(
-            "INSERT INTO messages_fts (rowid, body) {fresh} AND m.status != 'streaming'"
-        ))
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
+        // The entries that exist leave, then the final messages' come.
+        for sql in [
+            format!("DELETE FROM messages_fts WHERE rowid IN ({stale} AND p.indexed = 1)"),
+            format!("INSERT INTO messages_fts (rowid, body) {fresh} AND m.status != 'streaming'"),
+        ] {
+            sqlx::query(&sql).bind(last).execute(&mut *tx).await?;
+        }
         let done = sqlx::query("DELETE FROM search_pending WHERE message_rowid <= $1")
             .bind(last)
             .execute(&mut *tx)
