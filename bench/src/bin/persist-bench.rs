@@ -35,7 +35,8 @@
 //!
 //! A save does not write the search index: the store's background indexer does, for many
 //! messages at a time, on the same writer connection (so its passes can delay a save that
-//! waits behind one). Its work over the timed turns, per turn, is the last line:
+//! waits behind one). Its work over the timed turns, per turn, is the last line (the
+//! indexer gathers saves for 0.5 s, so a shorter timed loop may end before its first pass):
 //!
 //! ```text
 //! # search_index passes_per_turn=<p> messages_per_pass=<m> writer_ms_per_turn=<w>
