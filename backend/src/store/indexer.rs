@@ -178,8 +178,10 @@ async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> 
             return Ok((total, held));
         };
         let stale = noted(&format!("SELECT {key}"));
+        // A row whose content is not JSON (damaged outside the server) gets an empty
+        // entry: failing on it would fail every pass, and every search after it.
         let text = "(SELECT group_concat(json_extract(value, '$.text'), ' ') \
-                    FROM json_each(m.content))";
+                    FROM json_each(CASE WHEN json_valid(m.content) THEN m.content END))";
         let fresh = noted(&format!("SELECT {key}, {text}"));
         // The entries that exist leave, then the final messages' come.
         for sql in [

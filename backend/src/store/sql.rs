@@ -1035,6 +1035,18 @@ pub(crate) mod tests {
         assert_eq!(found(&started, "alice", "ocelot").await, [new.id]);
         assert_eq!(found(&started, "erin", "quokka").await, [moved.id]);
         assert!(found(&started, "alice", "quokka").await.is_empty());
+
+        // A message damaged while the server was stopped (its content no JSON) is noted
+        // like any change, and indexing it at start stops no search.
+        sqlx::query("UPDATE messages SET content = 'not json' WHERE id = $1")
+            .bind(walrus.to_string())
+            .execute(&started.pool)
+            .await
+            .expect("damage");
+        drop(started);
+        let started = SqlStore::connect(&url).await.expect("connect");
+        assert!(found(&started, "alice", "narwhal").await.is_empty());
+        assert_eq!(found(&started, "alice", "ocelot").await, [new.id]);
     }
 
     /// Another user's 120 messages and a title match `a`, the owner's one message and no
