@@ -24,8 +24,9 @@ use tokio::task::JoinHandle;
 
 /// How long the notes of saves gather before a pass indexes them together (unless a
 /// search asks first): one transaction and one new index segment for all of them. In
-/// `persist-bench` on this machine, 100 ms made passes of 30 to 140 messages holding the
-/// writer 0.04 to 0.36 ms a turn; 500 ms, passes of 220 to 260 messages, 0.03 to 0.09.
+/// `persist-bench` on a shared 2-core machine, 100 ms made passes of 30 to 140 messages
+/// holding the writer 0.04 to 0.36 ms a turn; 500 ms, passes of 160 to 520 messages,
+/// 0.02 to 0.12.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// Most messages one indexing transaction takes; a longer backlog takes several.
 const BATCH_MESSAGES: i64 = 512;

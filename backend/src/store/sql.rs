@@ -930,7 +930,7 @@ pub(crate) mod tests {
         assert!(found(from).await.is_empty());
     }
 
-    /// The message ids of `owner`'s chats a search for `q` finds.
+    /// The ids of `owner`'s chats a search for `q` finds, best first.
     async fn found(store: &SqlStore, owner: &str, q: &str) -> Vec<Uuid> {
         let query = crate::domain::SearchQuery::parse(q).expect("words");
         let page = store.search_contexts(owner, &query, 10).await;
