@@ -8,6 +8,7 @@
 pub(crate) mod conformance;
 mod coordination;
 mod dialect;
+mod indexer;
 mod postgres;
 mod responses;
 mod sql;
