@@ -223,7 +223,10 @@ impl Owner {
 
     /// [`Owner::LOCAL`].
     pub fn local() -> Self {
-        Owner(Self::LOCAL.into())
+        // Shared, not allocated: with `--auth none` every request is this user.
+        static LOCAL: std::sync::LazyLock<Owner> =
+            std::sync::LazyLock::new(|| Owner(Owner::LOCAL.into()));
+        LOCAL.clone()
     }
 
     pub fn as_str(&self) -> &str {

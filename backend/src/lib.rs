@@ -28,8 +28,9 @@ use tokio::net::{TcpListener, TcpSocket};
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
-    /// What the router was built from, to build it again with fewer layers (benchmarks).
+    router: api::App,
+    /// What the router was built from: the server builds it unboxed, benchmarks with
+    /// fewer layers.
     state: api::AppState,
     engine: Arc<Engine>,
     polls: Arc<api::LivePolls>,
@@ -142,7 +143,7 @@ impl Application {
             config.waiters_per_user(),
             metrics,
         ));
-        let state = api::AppState {
+        let state = api::AppState::new(api::AppFields {
             auth,
             polls: polls.clone(),
             turns: budget("turns", config.turns_per_minute()),
@@ -160,7 +161,7 @@ impl Application {
                 models: Arc::new(config.models()),
                 allowed_hosts: Arc::new(api::AllowedHosts::from_flag(&config.allowed_hosts)),
             }),
-        };
+        });
         let router = api::router(state.clone()).map_err(StartError::Config)?;
         let listener = listen(config.addr).map_err(|source| StartError::Bind {
             addr: config.addr,
@@ -190,14 +191,15 @@ impl Application {
         &self.engine
     }
 
-    /// The application's routes, to call in-process (`tower::ServiceExt::oneshot`).
-    pub fn router(&self) -> axum::Router {
+    /// The application (routes and every layer), to call in-process
+    /// (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> api::App {
         self.router.clone()
     }
 
     /// The routes with only the first `depth` layers of `api::layers::STACK`, to measure
     /// what each layer costs (`poll-bench --layers`).
-    pub fn router_with_layers(&self, depth: usize) -> Result<axum::Router, String> {
+    pub fn router_with_layers(&self, depth: usize) -> Result<api::App, String> {
         api::router_with_layers(self.state.clone(), depth)
     }
 
@@ -209,7 +211,9 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let polls = self.polls.clone();
-        let server = serve::serve(self.listener, self.router, self.connections, async move {
+        // The one built in `build`, unboxed: the same layers, without a box per request.
+        let service = api::service(self.state).map_err(std::io::Error::other)?;
+        let server = serve::serve(self.listener, service, self.connections, async move {
             shutdown.await;
             // Held long polls answer 304 now instead of holding the drain for their wait.
             polls.stop();

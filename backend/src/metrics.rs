@@ -36,6 +36,11 @@ pub struct Metrics {
     /// (one fsync) carries the saves of every chat that waited for it.
     pub store_commits: AtomicU64,
     pub store_committed_saves: AtomicU64,
+    /// SQLite's search indexer: passes that indexed messages, the messages they indexed,
+    /// and how long they held the writer connection.
+    pub search_index_passes: AtomicU64,
+    pub search_indexed_messages: AtomicU64,
+    search_index_micros: AtomicU64,
     save_latency: Histogram,
 }
 
@@ -59,6 +64,21 @@ impl Metrics {
         h.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         h.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// One indexer pass that indexed `messages`, holding the writer for `took`.
+    pub fn record_index_pass(&self, messages: u64, took: Duration) {
+        self.search_index_passes.fetch_add(1, Ordering::Relaxed);
+        self.search_indexed_messages
+            .fetch_add(messages, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.search_index_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The time indexer passes held the writer, in all.
+    pub fn search_index_time(&self) -> Duration {
+        Duration::from_micros(Self::get(&self.search_index_micros))
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {
@@ -124,6 +144,16 @@ impl Metrics {
                 "Saves those transactions wrote (over chatsync_store_commits_total: saves per commit).",
                 &self.store_committed_saves,
             ),
+            (
+                "chatsync_search_index_passes_total",
+                "Search indexer passes that indexed messages (SQLite; off the saves).",
+                &self.search_index_passes,
+            ),
+            (
+                "chatsync_search_indexed_messages_total",
+                "Messages the search indexer indexed (SQLite).",
+                &self.search_indexed_messages,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -146,6 +176,13 @@ impl Metrics {
             "# HELP chatsync_held_polls Long polls waiting for a change.\n\
              # TYPE chatsync_held_polls gauge\nchatsync_held_polls {}",
             Self::get(&self.held_polls)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP chatsync_search_index_seconds_total Time the search indexer's passes held \
+             the writer connection.\n# TYPE chatsync_search_index_seconds_total counter\n\
+             chatsync_search_index_seconds_total {}",
+            self.search_index_time().as_secs_f64()
         );
         let name = "chatsync_save_duration_seconds";
         let _ = writeln!(
@@ -179,5 +216,25 @@ mod tests {
         assert!(text.contains("chatsync_save_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("chatsync_save_duration_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("chatsync_save_duration_seconds_count 2"));
+    }
+
+    #[test]
+    fn index_passes_add_up() {
+        let m = Metrics::default();
+        m.record_index_pass(3, Duration::from_millis(2));
+        m.record_index_pass(5, Duration::from_millis(1));
+        let text = m.render();
+        assert!(
+            text.contains("chatsync_search_index_passes_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatsync_search_indexed_messages_total 8"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatsync_search_index_seconds_total 0.003\n"),
+            "{text}"
+        );
     }
 }

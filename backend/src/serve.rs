@@ -17,6 +17,7 @@
 //!
 //! Each request carries its peer's address as axum's `ConnectInfo<SocketAddr>`.
 
+use crate::api::layers::AppService;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,8 +31,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
 
 /// The bounds every connection is held to (`--max-connections` and the `*-timeout-ms`
 /// flags).
@@ -56,7 +58,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// requests and waits for them to close.
 pub async fn serve(
     listener: TcpListener,
-    router: axum::Router,
+    router: impl AppService,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -106,10 +108,10 @@ pub async fn serve(
                 hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     let request = InFlight::begin(&activity);
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    let mut router = router.clone();
+                    // `oneshot` waits for the service to be ready (the in-flight limit).
+                    let handling = router.clone().oneshot(req.map(axum::body::Body::new));
                     async move {
-                        let response =
-                            tower::Service::call(&mut router, req.map(axum::body::Body::new)).await;
+                        let response = handling.await;
                         drop(request);
                         response
                     }
@@ -146,7 +148,9 @@ fn tune(stream: &TcpStream) {
 }
 
 /// What a connection's watchdog needs to know: requests in flight and when the last
-/// one ended.
+/// one ended. The watchdog reads it only when its timer fires (then sets the timer to the
+/// deadline it finds), never per request: a wake-up per request cost the polling hot path
+/// a task poll and a timer re-armed each time.
 #[derive(Debug)]
 struct Activity {
     accepted: Instant,
@@ -157,8 +161,6 @@ struct Activity {
     reads: AtomicU64,
     /// When the last request ended, in milliseconds after `accepted`.
     last_end_ms: AtomicU64,
-    /// Wakes the watchdog when a request ends, to count the idle time from then.
-    ended: Notify,
 }
 
 impl Activity {
@@ -169,7 +171,6 @@ impl Activity {
             requests: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
-            ended: Notify::new(),
         }
     }
 
@@ -222,7 +223,6 @@ impl Drop for InFlight {
         let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.last_end_ms.store(ms, Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.ended.notify_one();
     }
 }
 
@@ -256,11 +256,6 @@ async fn watch_connection<C, E>(
                 let _ = changed;
                 stopped = true;
                 shutdown_gracefully(connection.as_mut());
-            }
-            () = activity.ended.notified(), if closing.is_none() => {
-                if let Verdict::LookAgain(at) = activity.check(Instant::now(), &limits) {
-                    look_at = at;
-                }
             }
             () = tokio::time::sleep_until(look_at) => {
                 if closing.is_some_and(|until| Instant::now() >= until) {

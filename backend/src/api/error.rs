@@ -4,12 +4,14 @@
 use crate::auth::AuthError;
 use crate::engine::{ActionError, EngineError};
 use crate::store::StoreError;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chatsync_protocol::{ErrorBody, ErrorDetail};
 use std::fmt::Display;
-use std::future::Future;
+use std::task::{Context, Poll};
+use tokio::task::futures::TaskLocalFuture;
+use tower::Service;
 
 /// The header that carries a request's id: echoed when the client sent a usable one,
 /// generated otherwise, answered on every response and quoted in error bodies. Defined
@@ -19,18 +21,49 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
     /// The `x-request-id` of the request being answered, for error bodies.
-    static REQUEST_ID: String;
+    static REQUEST_ID: HeaderValue;
 }
 
-/// Runs a request's handling with its id (see `layers`) known to every error answered.
-pub(super) async fn scope_request_id<F: Future>(id: String, handling: F) -> F::Output {
-    REQUEST_ID.scope(id, handling).await
+/// The service that runs a request's handling with its id (see `layers`) known to every
+/// error answered inside, while the inner service is called and while its answer is
+/// awaited.
+#[derive(Debug, Clone)]
+pub(super) struct ScopeRequestId<S>(S);
+
+impl<S> ScopeRequestId<S> {
+    pub(super) fn new(inner: S) -> Self {
+        ScopeRequestId(inner)
+    }
+}
+
+impl<S, B> Service<Request<B>> for ScopeRequestId<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TaskLocalFuture<HeaderValue, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let handling = REQUEST_ID.sync_scope(id.clone(), || self.0.call(req));
+        REQUEST_ID.scope(id, handling)
+    }
 }
 
 fn current_request_id() -> Option<String> {
     REQUEST_ID
-        .try_with(Clone::clone)
+        .try_with(|id| id.to_str().map(str::to_owned))
         .ok()
+        .and_then(Result::ok)
         .filter(|id| !id.is_empty())
 }
 

@@ -30,11 +30,17 @@ impl AllowedHosts {
         let AllowedHosts::Names(names) = self else {
             return true;
         };
-        let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
-        name == "localhost"
-            || name.ends_with(".localhost")
+        // Compared without a lowercase copy: this runs on every request.
+        let name = host_name(host).trim_end_matches('.');
+        let localhost = |suffix: &str| {
+            name.len() >= suffix.len()
+                && name.is_char_boundary(name.len() - suffix.len())
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        };
+        name.eq_ignore_ascii_case("localhost")
+            || localhost(".localhost")
             || name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok()
-            || names.contains(&name)
+            || names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Each user's budgets a minute, on governor's keyed limiter (a burst of the whole
 //! minute's budget, then one more per share of the minute): `--turns-per-minute`,
 //! `--writes-per-minute` (every POST, PATCH and DELETE) and `--searches-per-minute`.
-//! `AppState` holds them; `quota.rs` (turns), `rate.rs` (writes) and `contexts.rs`
+//! `AppState` holds them; `quota.rs` (turns), `identity.rs` (writes) and `contexts.rs`
 //! (searches) take from them.
 
 use super::error::ApiError;

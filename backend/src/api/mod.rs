@@ -1,6 +1,7 @@
-//! The HTTP API. Each feature module owns its routes; `router` merges them and adds the
-//! cross-cutting layers (`layers`: body limit and read timeout, in-flight limit, request
-//! ids, JSON errors for everything, panics, tracing, security headers; then CORS). What the
+//! The HTTP API. Each feature module owns its routes; `service` merges them and wraps the
+//! whole once in the cross-cutting layers (`layers`: body limit and read timeout, known
+//! hosts, in-flight limit, request ids, JSON errors for everything, panics, tracing,
+//! security headers; then CORS). What the
 //! feature modules share (the `AppState` their handlers get, the header names) is in
 //! `shared.rs`.
 
@@ -20,7 +21,6 @@ mod models;
 mod ops;
 pub(crate) mod polls;
 pub(crate) mod quota;
-mod rate;
 mod shared;
 mod state;
 
@@ -31,26 +31,43 @@ pub use legacy::MIGRATION_GUIDE_PATH;
 pub use limiter::TurnLimiter;
 pub use ops::OPENAPI;
 pub use polls::LivePolls;
-pub use shared::{ApiConfig, AppState};
+pub use shared::{ApiConfig, AppFields, AppState};
 pub use state::MAX_WAIT_MS;
 
+use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use error::ApiError;
 use shared::{IDEMPOTENCY_KEY, REQUESTED_WITH};
+use std::convert::Infallible;
+use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
-pub fn router(app: AppState) -> Result<Router, String> {
+/// The application as one service, boxed once: what tests and benchmarks call in-process
+/// (`tower::ServiceExt::oneshot`).
+pub type App = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// The application with every layer, as the server runs it (unboxed).
+pub fn service(app: AppState) -> Result<impl layers::AppService, String> {
+    service_with_layers(app, layers::STACK.len())
+}
+
+/// The application, boxed once: for calling in-process.
+pub fn router(app: AppState) -> Result<App, String> {
     router_with_layers(app, layers::STACK.len())
 }
 
-/// The router with only the first `depth` layers of [`layers::STACK`]: for measuring
-/// what each costs (`poll-bench --layers`); the server uses [`router`].
-pub fn router_with_layers(app: AppState, depth: usize) -> Result<Router, String> {
+/// The application with only the first `depth` layers of [`layers::STACK`], boxed once:
+/// for measuring what each costs (`poll-bench --layers`); the server uses [`service`].
+pub fn router_with_layers(app: AppState, depth: usize) -> Result<App, String> {
+    service_with_layers(app, depth).map(BoxCloneSyncService::new)
+}
+
+fn service_with_layers(app: AppState, depth: usize) -> Result<impl layers::AppService, String> {
     let config = app.config.clone();
     // Every route a user's data is behind goes through the one authentication layer.
     let users = Router::new()
@@ -60,22 +77,18 @@ pub fn router_with_layers(app: AppState, depth: usize) -> Result<Router, String>
         .merge(legacy::routes(app.clone()))
         .merge(me::routes())
         .merge(models::routes())
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            rate::limit_writes,
-        ))
-        .route_layer(middleware::from_fn(browser::script_posts_only))
-        .route_layer(middleware::from_fn_with_state(
+        .route_layer(identity::RequireUserLayer::new(
             app.auth.clone(),
-            identity::require_user,
+            browser::sent_by_script,
+            app.writes.clone(),
         ));
     // The OpenAI-compatible API: the same identity and scoping, errors in OpenAI's shape
     // (authentication's included).
     let openai = crate::v1::routes()
-        .route_layer(middleware::from_fn(crate::v1::sdk_posts_only))
-        .route_layer(middleware::from_fn_with_state(
+        .route_layer(identity::RequireUserLayer::new(
             app.auth.clone(),
-            identity::require_user,
+            crate::v1::sent_by_sdk,
+            None,
         ))
         .layer(middleware::from_fn(crate::v1::error::openai_errors));
     let api = users
@@ -93,11 +106,8 @@ pub fn router_with_layers(app: AppState, depth: usize) -> Result<Router, String>
         }
         None => api.fallback(no_web_app),
     };
-    let mut router = layers::wrap(site, &config, depth).with_state(app);
-    if let Some(origin) = &config.cors_allow_origin {
-        router = router.layer(cors(origin)?);
-    }
-    Ok(router)
+    let cors = config.cors_allow_origin.as_deref().map(cors).transpose()?;
+    Ok(layers::service(site.with_state(app), &config, cors, depth))
 }
 
 fn cors(origin: &str) -> Result<CorsLayer, String> {

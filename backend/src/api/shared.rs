@@ -38,8 +38,27 @@ pub struct ApiConfig {
     pub allowed_hosts: Arc<AllowedHosts>,
 }
 
+/// What every handler gets. axum clones it on every request (and `State` once more), so it
+/// is one `Arc`: one count to change instead of one per field.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppFields>);
+
+impl AppState {
+    pub fn new(fields: AppFields) -> Self {
+        AppState(Arc::new(fields))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppFields;
+
+    fn deref(&self) -> &AppFields {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct AppFields {
     /// How callers are identified (see `crate::auth`).
     pub auth: Arc<crate::auth::Authenticator>,
     pub engine: Arc<Engine>,

@@ -12,7 +12,7 @@ use super::shared::AppState;
 use crate::auth::User;
 use crate::engine::Snapshot;
 use crate::metrics::Metrics;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -67,7 +67,8 @@ fn held_version(snapshot: &Snapshot, since: Option<u64>) -> u64 {
 }
 
 fn with_etag(mut response: Response, version: u64) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+    // The string itself becomes the value: no copy on every poll.
+    if let Ok(v) = HeaderValue::try_from(etag(version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
@@ -116,20 +117,23 @@ async fn state(
     ContextId(id): ContextId,
     user: User,
     ApiQuery(q): ApiQuery<StateQuery>,
-    headers: HeaderMap,
+    // The request itself, to read `If-None-Match` in place: `HeaderMap` would copy every
+    // header on every poll.
+    req: Request,
 ) -> Result<Response, ApiError> {
+    let headers = req.headers();
     let wait = wait_of(q.wait_ms)?;
     let metrics = app.engine.metrics();
     metrics.polls.fetch_add(1, Ordering::Relaxed);
     if wait.is_zero() {
         // The plain-polling hot path: no channel handle is cloned.
         let snapshot = app.engine.snapshot(id).await?;
-        return Ok(answer(&snapshot, q.since, &headers, metrics));
+        return Ok(answer(&snapshot, q.since, headers, metrics));
     }
     let mut rx = app.engine.subscribe(id).await?;
     let current = rx.borrow_and_update().clone();
-    if !holds_current(&current, q.since, &headers) {
-        return Ok(answer(&current, q.since, &headers, metrics));
+    if !holds_current(&current, q.since, headers) {
+        return Ok(answer(&current, q.since, headers, metrics));
     }
     let held = held_version(&current, q.since);
     drop(current);
@@ -143,17 +147,17 @@ async fn state(
         _ = stopping.wait_for(|stop| *stop) => return Ok(not_modified(held, metrics)),
     };
     match changed {
-        Ok(Ok(snapshot)) => Ok(answer(&snapshot, q.since, &headers, metrics)),
+        Ok(Ok(snapshot)) => Ok(answer(&snapshot, q.since, headers, metrics)),
         // The wait ran out: nothing newer than what the client holds.
         Err(_) => Ok(not_modified(held, metrics)),
         // The context left memory (evicted or deleted) while we waited: ask again, which
         // reloads it or answers 404.
         Ok(Err(_)) => {
             let snapshot = app.engine.snapshot(id).await?;
-            if holds_current(&snapshot, q.since, &headers) {
+            if holds_current(&snapshot, q.since, headers) {
                 Ok(not_modified(held_version(&snapshot, q.since), metrics))
             } else {
-                Ok(answer(&snapshot, q.since, &headers, metrics))
+                Ok(answer(&snapshot, q.since, headers, metrics))
             }
         }
     }

@@ -70,17 +70,38 @@ impl Authenticator {
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<User, AuthError> {
+        let verifier = match self.known_or_verifier(headers, peer) {
+            Ok(known) => return known,
+            Err(verifier) => verifier,
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("Send Authorization: Bearer <token>"))?;
+        verifier.verify(token.trim()).await
+    }
+
+    /// The caller, when it is known without waiting (`--auth none` and `proxy`: nothing to
+    /// fetch); `None` when [`Authenticator::authenticate`] has to check a token.
+    pub fn authenticate_now(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Option<Result<User, AuthError>> {
+        self.known_or_verifier(headers, peer).ok()
+    }
+
+    /// The caller as far as it is known without waiting, or the verifier a token must go to.
+    fn known_or_verifier(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Result<User, AuthError>, &JwtVerifier> {
         match self {
-            Authenticator::None => Ok(User(Owner::local())),
-            Authenticator::Jwt(verifier) => {
-                let token = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .ok_or_else(|| unauthenticated("Send Authorization: Bearer <token>"))?;
-                verifier.verify(token.trim()).await
-            }
-            Authenticator::Proxy(proxy) => proxy.user(headers, peer),
+            Authenticator::None => Ok(Ok(User(Owner::local()))),
+            Authenticator::Jwt(verifier) => Err(verifier),
+            Authenticator::Proxy(proxy) => Ok(proxy.user(headers, peer)),
         }
     }
 }

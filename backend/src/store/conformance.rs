@@ -575,7 +575,7 @@ async fn search(store: &dyn Store) {
     let newer = chat_with(store, 21, "chat f", &["giraffe"]).await;
     assert_eq!(found(store, "giraffe").await, [newer.id, older.id]);
 
-    // The save that changes a message or a title updates the index in its transaction.
+    // A search after the save that changes a message or a title finds the new text.
     let loaded = load(store, thrice.id).await;
     let mut edited = message(0, 3, "okapi sighting");
     edited.message = Arc::new(Message {

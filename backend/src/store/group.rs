@@ -242,9 +242,8 @@ impl GroupCommit {
     /// that fails halfway (a database error) needs undoing. Then the transaction is rolled
     /// back and `Ok(false)` asks for the group again `in_savepoints`, each batch in a
     /// savepoint of its own, rolled back alone if it fails. A SAVEPOINT and its RELEASE
-    /// are two more statements a batch, each a round trip to SQLite's worker thread, and
-    /// each RELEASE makes FTS5 flush its pending index to a new segment: the common case
-    /// pays neither.
+    /// are two more statements a batch, each a round trip to SQLite's worker thread: the
+    /// common case pays neither.
     async fn write_group(
         &self,
         conn: &mut AnyConnection,

@@ -9,6 +9,7 @@ pub(crate) mod conformance;
 mod coordination;
 mod dialect;
 mod group;
+mod indexer;
 mod postgres;
 mod responses;
 mod sql;

@@ -7,6 +7,7 @@
 use super::coordination::{Coordination, SingleProcess};
 use super::dialect::Dialect;
 use super::group::{self, GroupCommit};
+use super::indexer::SearchIndexer;
 use super::postgres::PgCoordination;
 use super::{
     format_time, parse_time, Change, ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext,
@@ -36,6 +37,8 @@ pub struct SqlStore {
     pub(super) writer: AnyPool,
     dialect: Dialect,
     coordination: Arc<dyn Coordination>,
+    /// SQLite's search indexer (`indexer.rs`); `None` where saves index (Postgres).
+    indexer: Option<Arc<SearchIndexer>>,
     /// Counts rows that could not be decoded and commits (`/metrics`).
     metrics: Arc<Metrics>,
     /// On SQLite, where saves wait in line to be committed many in one transaction
@@ -117,6 +120,12 @@ impl SqlStore {
     /// Opens the database a URL names (`sqlite://PATH`, created with its folder when
     /// missing, or `postgres://...`), then applies the embedded migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// `connect`, with SQLite's search indexer started or not (a test stands for a process
+    /// that stopped before its indexer ran).
+    async fn open(url: &str, start_indexer: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)?;
         let url = dialect.prepare_url(url)?;
@@ -136,19 +145,27 @@ impl SqlStore {
             }
             _ => pool.clone(),
         };
+        let metrics = Arc::new(Metrics::default());
+        let indexer = (start_indexer && dialect.indexes_in_background())
+            .then(|| Arc::new(SearchIndexer::start(writer.clone(), metrics.clone())));
         let store = SqlStore {
             pool,
             writer,
             dialect,
             coordination,
-            metrics: Arc::new(Metrics::default()),
+            indexer,
+            metrics,
             group: None,
         };
         Ok(store.group_commit((dialect == Dialect::Sqlite).then_some(GROUP_LIMITS)))
     }
 
-    /// Counts undecodable rows and commits in these metrics instead of private ones.
+    /// Counts undecodable rows, search indexing and commits in these metrics instead of
+    /// private ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        if let Some(indexer) = &self.indexer {
+            indexer.count_in(metrics.clone());
+        }
         self.metrics = metrics;
         let limits = self.group.as_ref().map(|g| g.limits());
         self.group_commit(limits)
@@ -602,6 +619,10 @@ impl Store for SqlStore {
     ) -> Result<SearchPage, StoreError> {
         let hits = |owner| self.dialect.search_hits(owner);
         let expression = self.dialect.search_expression(query);
+        if let Some(indexer) = &self.indexer {
+            // Read-your-writes: every message saved before this search is indexed.
+            indexer.caught_up().await?;
+        }
         let mut tx = self.pool.begin().await?;
         // Ranked by the best hit (a title's included); the snippet comes from the best
         // message hit.
@@ -660,15 +681,19 @@ impl Store for SqlStore {
     ))]
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
         if let Some(group) = &self.group {
-            return group.save(batch).await;
+            group.save(batch).await?;
+        } else {
+            let mut tx = self.writer.begin().await?;
+            Self::write_batch(&mut tx, self.coordination.as_ref(), batch).await?;
+            tx.commit().await?;
+            self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .store_committed_saves
+                .fetch_add(1, Ordering::Relaxed);
         }
-        let mut tx = self.writer.begin().await?;
-        Self::write_batch(&mut tx, self.coordination.as_ref(), batch).await?;
-        tx.commit().await?;
-        self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .store_committed_saves
-            .fetch_add(1, Ordering::Relaxed);
+        if let Some(indexer) = self.indexer.as_ref().filter(|_| !batch.messages.is_empty()) {
+            indexer.saved();
+        }
         Ok(())
     }
 
@@ -957,6 +982,125 @@ pub(crate) mod tests {
             .expect("move");
         assert_eq!(found("erin").await, before);
         assert!(found(from).await.is_empty());
+    }
+
+    /// The ids of `owner`'s chats a search for `q` finds, best first.
+    async fn found(store: &SqlStore, owner: &str, q: &str) -> Vec<Uuid> {
+        let query = crate::domain::SearchQuery::parse(q).expect("words");
+        let page = store.search_contexts(owner, &query, 10).await;
+        page.expect("search")
+            .hits
+            .iter()
+            .map(|h| h.context.id)
+            .collect()
+    }
+
+    /// Saves one more message into a chat `chat_of` stored (at version 2).
+    async fn save_message(store: &SqlStore, c: &mut ContextRecord, m: MessageRecord) {
+        c.version += 1;
+        let batch = SaveBatch {
+            context: c.clone(),
+            messages: vec![m],
+            expected_version: c.version - 1,
+            dequeued: Vec::new(),
+        };
+        store.save(&batch).await.expect("save");
+    }
+
+    /// Read-your-writes: the indexer gathers saves' messages for a while before it writes
+    /// their entries, but a search right after a save finds what it saved, and a reply
+    /// that turned final is found with its final text at once.
+    #[tokio::test]
+    async fn a_message_is_found_by_a_search_right_after_its_save() {
+        let (_dir, store) = temp_store().await;
+        for n in 0..3 {
+            let word = ["aardvark", "bison", "caracal"][n];
+            let c = conformance::chat_of(&store, "alice", n as i64, "chat", &[word]).await;
+            assert_eq!(found(&store, "alice", word).await, [c.id], "{word}");
+        }
+        let mut c = conformance::chat_of(&store, "alice", 9, "chat", &[]).await;
+        let mut reply = conformance::message(0, 3, "a dingo");
+        let streaming = Message {
+            status: MessageStatus::Streaming,
+            ..(*reply.message).clone()
+        };
+        let id = streaming.id;
+        reply.message = Arc::new(streaming);
+        save_message(&store, &mut c, reply).await;
+        assert!(found(&store, "alice", "dingo").await.is_empty());
+        let mut fin = conformance::message(0, 4, "a dingo howls");
+        fin.message = Arc::new(Message {
+            id,
+            ..(*fin.message).clone()
+        });
+        save_message(&store, &mut c, fin).await;
+        assert_eq!(found(&store, "alice", "howls").await, [c.id]);
+    }
+
+    /// What a process noted for indexing and did not index before it stopped is indexed
+    /// by the next start's first pass, with no search asking: new messages, an edit of
+    /// an indexed one, a chat moved to another owner meanwhile; a chat deleted meanwhile
+    /// leaves nothing behind.
+    #[tokio::test]
+    async fn messages_left_unindexed_at_a_stop_are_indexed_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+        let store = SqlStore::connect(&url).await.expect("connect");
+        let mut edited = conformance::chat_of(&store, "alice", 1, "chat", &["a walrus"]).await;
+        assert_eq!(found(&store, "alice", "walrus").await, [edited.id]);
+        let walrus = store.load_context(edited.id).await.expect("load");
+        let walrus = walrus.expect("stored").messages[0].message.id;
+        drop(store);
+
+        // A process whose indexer never ran.
+        let stopped = SqlStore::open(&url, false).await.expect("connect");
+        let mut narwhal = conformance::message(0, 3, "a narwhal");
+        narwhal.message = Arc::new(Message {
+            id: walrus,
+            ..(*narwhal.message).clone()
+        });
+        save_message(&stopped, &mut edited, narwhal).await;
+        let new = conformance::chat_of(&stopped, "alice", 2, "chat", &["an ocelot"]).await;
+        let moved = conformance::chat_of(&stopped, "alice", 3, "chat", &["a quokka"]).await;
+        let deleted = conformance::chat_of(&stopped, "alice", 4, "chat", &["a quokka"]).await;
+        sqlx::query("UPDATE contexts SET owner = 'erin' WHERE id = $1")
+            .bind(moved.id.to_string())
+            .execute(&stopped.pool)
+            .await
+            .expect("move");
+        assert!(stopped
+            .delete_context("alice", deleted.id)
+            .await
+            .expect("delete"));
+        assert_eq!(super::super::indexer::pending(&stopped.pool).await, 3);
+        drop(stopped);
+
+        let started = SqlStore::connect(&url).await.expect("connect");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while super::super::indexer::pending(&started.pool).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not indexed at start"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(found(&started, "alice", "walrus").await.is_empty());
+        assert_eq!(found(&started, "alice", "narwhal").await, [edited.id]);
+        assert_eq!(found(&started, "alice", "ocelot").await, [new.id]);
+        assert_eq!(found(&started, "erin", "quokka").await, [moved.id]);
+        assert!(found(&started, "alice", "quokka").await.is_empty());
+
+        // A message damaged while the server was stopped (its content no JSON) is noted
+        // like any change, and indexing it at start stops no search.
+        sqlx::query("UPDATE messages SET content = 'not json' WHERE id = $1")
+            .bind(walrus.to_string())
+            .execute(&started.pool)
+            .await
+            .expect("damage");
+        drop(started);
+        let started = SqlStore::connect(&url).await.expect("connect");
+        assert!(found(&started, "alice", "narwhal").await.is_empty());
+        assert_eq!(found(&started, "alice", "ocelot").await, [new.id]);
     }
 
     /// Another user's 120 messages and a title match `a`, the owner's one message and no

@@ -27,8 +27,6 @@ use crate::engine::EngineError;
 use crate::store::{ResponseRow, ResponseStore, Store};
 use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use std::sync::Arc;
@@ -47,12 +45,8 @@ pub fn routes() -> Router<AppState> {
 /// The SDKs send some POSTs with no body and no content type (`cancel`), always with
 /// `Authorization`, which a cross-site form cannot send; any other POST passes the same
 /// check as `/api`.
-pub async fn sdk_posts_only(req: Request, next: Next) -> Response {
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        next.run(req).await
-    } else {
-        crate::api::browser::script_posts_only(req, next).await
-    }
+pub fn sent_by_sdk(req: &Request) -> bool {
+    req.headers().contains_key(header::AUTHORIZATION) || crate::api::browser::sent_by_script(req)
 }
 
 async fn unknown_route() -> ApiError {

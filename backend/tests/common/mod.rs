@@ -111,7 +111,7 @@ impl TestApp {
     }
 
     #[allow(dead_code)] // Only the HTTP tests call routes.
-    pub fn router(&self) -> axum::Router {
+    pub fn router(&self) -> chatsync::api::App {
         self.app.router()
     }
 

@@ -32,12 +32,21 @@
 //! mean save latency, the share of the turn spent in saves, and the cost of copying the
 //! context's snapshot (the engine publishes one after every autosave call, so
 //! `publishes_per_turn` = saves + skipped + deferred + 1) with its estimated share.
+//!
+//! A save does not write the search index: the store's background indexer does, for many
+//! messages at a time, on the same writer connection (so its passes can delay a save that
+//! waits behind one). Its work over the timed turns, per turn, is the last line (the
+//! indexer gathers saves for 0.5 s, so a shorter timed loop may end before its first pass):
+//!
+//! ```text
+//! # search_index passes_per_turn=<p> messages_per_pass=<m> writer_ms_per_turn=<w>
+//! ```
 
 use chatsync::domain::{NewContext, Owner};
 use chatsync::engine::{Deps, Engine, EngineSettings, Snapshot};
 use chatsync::llm::ScriptedModel;
 use chatsync::metrics::Metrics;
-use chatsync::store;
+use chatsync::store::SqlStore;
 use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
 use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
 use chatsync_protocol::{ContentPart, Role};
@@ -102,6 +111,32 @@ impl Counters {
     }
 }
 
+/// The search indexer's work so far, or between two instants.
+#[derive(Debug, Clone, Copy)]
+struct IndexWork {
+    passes: u64,
+    messages: u64,
+    held: Duration,
+}
+
+impl IndexWork {
+    fn read(metrics: &Metrics) -> Self {
+        IndexWork {
+            passes: Metrics::get(&metrics.search_index_passes),
+            messages: Metrics::get(&metrics.search_indexed_messages),
+            held: metrics.search_index_time(),
+        }
+    }
+
+    fn since(&self, before: &IndexWork) -> IndexWork {
+        IndexWork {
+            passes: self.passes - before.passes,
+            messages: self.messages - before.messages,
+            held: self.held.saturating_sub(before.held),
+        }
+    }
+}
+
 /// One history length: its context, the timed turns and what they cost.
 #[derive(Debug)]
 struct Series {
@@ -122,7 +157,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::new(Deps {
         // The URL is sqlite://, so this is the SQLite store the server opens by default.
-        store: store::connect(&url).await?,
+        store: Arc::new(SqlStore::connect(&url).await?.with_metrics(metrics.clone())),
         model: Arc::new(ScriptedModel::new(Duration::ZERO)),
         tools: Arc::new(ToolRegistry::builtin(DEFAULT_TOOL_TIMEOUT)),
         metrics: metrics.clone(),
@@ -145,6 +180,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             cost: Counters::default(),
         });
     }
+    let index_before = IndexWork::read(&metrics);
     for step in 0..args.steps {
         for series in &mut all {
             let before = Counters::read(&metrics);
@@ -156,6 +192,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         }
         raw_samples.push(raw.two_commits().await?);
     }
+    let index = IndexWork::read(&metrics).since(&index_before);
 
     let mut medians = Vec::with_capacity(all.len());
     for series in &mut all {
@@ -192,6 +229,13 @@ async fn run(args: Args) -> Result<(), BenchError> {
             median.as_secs_f64() / raw_median.as_secs_f64()
         );
     }
+    let turns = (args.steps * args.sizes.len() as u64) as f64;
+    println!(
+        "# search_index passes_per_turn={:.3} messages_per_pass={:.1} writer_ms_per_turn={:.3}",
+        index.passes as f64 / turns,
+        index.messages as f64 / index.passes.max(1) as f64,
+        index.held.as_secs_f64() * 1e3 / turns
+    );
     Ok(())
 }
 
