@@ -40,7 +40,9 @@ async fn a_short_soak_with_a_kill_loses_and_duplicates_nothing() {
     let failures = report.failures();
     assert!(
         failures.is_empty(),
-        "{failures:?}\nerrors by kind: {:?}",
-        report.errors
+        "{failures:?}\nerrors by kind: {:?}\n{}\nthe servers' logs: {:?}",
+        report.errors,
+        report.details.join("\n"),
+        report.logs
     );
 }
