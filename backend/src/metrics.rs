@@ -32,6 +32,10 @@ pub struct Metrics {
     pub context_quota_refusals: AtomicU64,
     pub turns_rate_limited: AtomicU64,
     pub user_waiter_refusals: AtomicU64,
+    /// Transactions that committed saves, and the saves they wrote: on SQLite one commit
+    /// (one fsync) carries the saves of every chat that waited for it.
+    pub store_commits: AtomicU64,
+    pub store_committed_saves: AtomicU64,
     /// SQLite's search indexer: passes that indexed messages, the messages they indexed,
     /// and how long they held the writer connection.
     pub search_index_passes: AtomicU64,
@@ -129,6 +133,16 @@ impl Metrics {
                 "chatsync_user_waiter_refusals_total",
                 "Long polls refused because their user holds --max-waiters-per-user already.",
                 &self.user_waiter_refusals,
+            ),
+            (
+                "chatsync_store_commits_total",
+                "Transactions that committed saves (on SQLite one carries many chats' saves).",
+                &self.store_commits,
+            ),
+            (
+                "chatsync_store_committed_saves_total",
+                "Saves those transactions wrote (over chatsync_store_commits_total: saves per commit).",
+                &self.store_committed_saves,
             ),
             (
                 "chatsync_search_index_passes_total",

@@ -96,6 +96,9 @@ pub struct Report {
     pub turns: Vec<Turn>,
     pub errors: BTreeMap<String, u64>,
     pub memory: Vec<InstanceMemory>,
+    /// Commits of saves and the saves they carried (`/metrics`), summed over the
+    /// processes running at the end of the load phase; `None` when one did not answer.
+    pub commits: Option<(u64, u64)>,
     pub kills: Vec<Instant>,
     /// Users that never got a chat (creating one failed until the end).
     pub chatless: usize,
@@ -297,6 +300,22 @@ impl Cluster {
         }
     }
 
+    /// Commits of saves and the saves they carried, summed over the running processes.
+    async fn commits(&self) -> Option<(u64, u64)> {
+        let apis = read(&self.apis).clone();
+        let mut total = (0, 0);
+        for api in apis {
+            let text = api.get("/metrics").send().await.ok()?.text().await.ok()?;
+            let value = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            };
+            total.0 += value("chatsync_store_commits_total")?;
+            total.1 += value("chatsync_store_committed_saves_total")?;
+        }
+        Some(total)
+    }
+
     /// SIGKILL the process in `slot` and start another on the same database. Answers when
     /// it was killed.
     async fn kill_and_restart(&self, slot: usize) -> Instant {
@@ -359,10 +378,12 @@ pub async fn run(config: &Config, store: Store<'_>) -> Result<Report, String> {
         .collect();
     let kills = chaos(&shared, config.kill_every).await;
     shared.cluster.note_memory(true).await;
+    let commits = shared.cluster.commits().await;
 
     let mut report = Report {
         started: Some(started),
         load_ended: Some(load_end),
+        commits,
         kills,
         ..Report::default()
     };

@@ -351,6 +351,46 @@ pub(crate) async fn run(store: &dyn Store) {
     search(store).await;
     search_stays_with_the_owner(store).await;
     by_activity(store).await;
+    saves_at_once(store).await;
+}
+
+/// Many chats saving at once (as many actors do): every save is written and reads back,
+/// and the one whose version does not match fails alone with `Conflict`, writing nothing.
+async fn saves_at_once(store: &dyn Store) {
+    let mut batches = Vec::new();
+    for n in 0..40 {
+        let c = ContextRecord {
+            owner: "carol".into(),
+            ..context(n)
+        };
+        store.insert_context(&c, None).await.expect("insert");
+        batches.push(SaveBatch {
+            context: ContextRecord {
+                version: 2,
+                message_count: 2,
+                ..c
+            },
+            messages: vec![message(0, 2, "hello"), message(1, 2, "there")],
+            expected_version: if n == 7 { 3 } else { 1 },
+            dequeued: Vec::new(),
+        });
+    }
+    let outcomes = futures::future::join_all(batches.iter().map(|b| store.save(b))).await;
+    for (n, (batch, outcome)) in batches.iter().zip(outcomes).enumerate() {
+        let loaded = load(store, batch.context.id).await;
+        if n == 7 {
+            assert!(
+                matches!(outcome, Err(StoreError::Conflict { expected: 3, .. })),
+                "{outcome:?}"
+            );
+            assert_eq!(loaded.record.version, 1);
+            assert!(loaded.messages.is_empty());
+        } else {
+            outcome.expect("saved");
+            assert_eq!(loaded.record, batch.context);
+            assert_eq!(loaded.messages, batch.messages);
+        }
+    }
 }
 
 /// A search finds the owner's chats only, however many of another user's match, and says

@@ -8,6 +8,7 @@
 pub(crate) mod conformance;
 mod coordination;
 mod dialect;
+mod group;
 mod indexer;
 mod postgres;
 mod responses;
@@ -196,7 +197,7 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now; the request may succeed later.
     #[error("store unavailable: {0}")]

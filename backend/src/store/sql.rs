@@ -6,6 +6,7 @@
 
 use super::coordination::{Coordination, SingleProcess};
 use super::dialect::Dialect;
+use super::group::{self, GroupCommit};
 use super::indexer::SearchIndexer;
 use super::postgres::PgCoordination;
 use super::{
@@ -21,8 +22,9 @@ use chatsync_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Executor, Row};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -32,13 +34,16 @@ pub struct SqlStore {
     pool: AnyPool,
     /// Where every write goes: on SQLite one connection of its own (see `connect`), on
     /// Postgres the same pool.
-    writer: AnyPool,
+    pub(super) writer: AnyPool,
     dialect: Dialect,
     coordination: Arc<dyn Coordination>,
     /// SQLite's search indexer (`indexer.rs`); `None` where saves index (Postgres).
     indexer: Option<Arc<SearchIndexer>>,
-    /// Counts rows that could not be decoded (`/metrics`).
+    /// Counts rows that could not be decoded and commits (`/metrics`).
     metrics: Arc<Metrics>,
+    /// On SQLite, where saves wait in line to be committed many in one transaction
+    /// (`group.rs`); Postgres commits each save on its own (it groups commits itself).
+    pub(super) group: Option<Arc<GroupCommit>>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -74,6 +79,15 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// SQLite's writers wait in line for the one writer connection, each for a commit: under
 /// a burst that line is long, but each place in it is short.
 const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// SQLite's group commit (`group.rs`): a commit carries at most 128 saves (a few
+/// milliseconds of statements, so the first of a group does not wait long for the last),
+/// and at most 4,096 saves wait at once (a live chat has at most one save in flight, so
+/// the line is as long as the chats writing at once), each as long as for the writer.
+const GROUP_LIMITS: group::Limits = group::Limits {
+    per_commit: 128,
+    waiting: 4096,
+    wait: WRITER_ACQUIRE_TIMEOUT,
+};
 
 async fn open_pool(
     url: &str,
@@ -134,23 +148,39 @@ impl SqlStore {
         let metrics = Arc::new(Metrics::default());
         let indexer = (start_indexer && dialect.indexes_in_background())
             .then(|| Arc::new(SearchIndexer::start(writer.clone(), metrics.clone())));
-        Ok(SqlStore {
+        let store = SqlStore {
             pool,
             writer,
             dialect,
             coordination,
             indexer,
             metrics,
-        })
+            group: None,
+        };
+        Ok(store.group_commit((dialect == Dialect::Sqlite).then_some(GROUP_LIMITS)))
     }
 
-    /// Counts undecodable rows and search indexing in these metrics instead of private
-    /// ones.
+    /// Counts undecodable rows, search indexing and commits in these metrics instead of
+    /// private ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         if let Some(indexer) = &self.indexer {
             indexer.count_in(metrics.clone());
         }
         self.metrics = metrics;
+        let limits = self.group.as_ref().map(|g| g.limits());
+        self.group_commit(limits)
+    }
+
+    /// Saves go through a group commit with these limits (`None`: each on its own).
+    pub(super) fn group_commit(mut self, limits: Option<group::Limits>) -> Self {
+        self.group = limits.map(|limits| {
+            Arc::new(GroupCommit::new(
+                self.writer.clone(),
+                self.coordination.clone(),
+                self.metrics.clone(),
+                limits,
+            ))
+        });
         self
     }
 
@@ -650,82 +680,17 @@ impl Store for SqlStore {
         messages = batch.messages.len()
     ))]
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
-        let c = &batch.context;
-        let mut tx = self.writer.begin().await?;
-        // The first statement writes, so the transaction takes the write lock at once
-        // (SQLite's writes all go through one connection anyway, see `connect`).
-        let update = sqlx::query(
-            "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
-             state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10, active_leaf = $13, version_ceiling = $14, turn_options = $15 \
-             WHERE id = $11 AND version = $12",
-        );
-        let updated = bind_context_fields(update, c)
-            .bind(format_time(&c.updated_at))
-            .bind(c.id.to_string())
-            .bind(to_i64(batch.expected_version))
-            .bind(c.active_leaf.map(|l| l.to_string()))
-            .bind(to_i64(c.version_ceiling))
-            .bind(c.turn.encode())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
-                .bind(c.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            return Err(if exists > 0 {
-                StoreError::Conflict {
-                    id: c.id,
-                    expected: batch.expected_version,
-                }
-            } else {
-                StoreError::Gone(c.id)
-            });
+        if let Some(group) = &self.group {
+            group.save(batch).await?;
+        } else {
+            let mut tx = self.writer.begin().await?;
+            Self::write_batch(&mut tx, self.coordination.as_ref(), batch).await?;
+            tx.commit().await?;
+            self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .store_committed_saves
+                .fetch_add(1, Ordering::Relaxed);
         }
-        for m in &batch.messages {
-            let msg = &m.message;
-            sqlx::query(&format!(
-                "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
-                 tool_calls = excluded.tool_calls, status = excluded.status, \
-                 version = excluded.version"
-            ))
-            .bind(c.id.to_string())
-            .bind(msg.id.to_string())
-            .bind(to_i64(m.seq))
-            .bind(msg.role.as_str())
-            .bind(encode_json(&msg.content)?)
-            .bind(
-                msg.tool_calls
-                    .as_deref()
-                    .map(encode_tool_calls)
-                    .transpose()?,
-            )
-            .bind(&msg.tool_call_id)
-            .bind(&msg.client_message_id)
-            .bind(&m.idempotency_key)
-            .bind(msg.status.as_str())
-            .bind(format_time(&msg.created_at))
-            .bind(to_i64(msg.version))
-            .bind(msg.parent_id.map(|p| p.to_string()))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for id in &batch.dequeued {
-            sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
-                .bind(id.to_string())
-                .bind(c.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let saved = Change::Updated {
-            id: c.id,
-            version: c.version,
-        };
-        self.coordination.notify_on_commit(&mut tx, saved).await?;
-        tx.commit().await?;
         if let Some(indexer) = self.indexer.as_ref().filter(|_| !batch.messages.is_empty()) {
             indexer.saved();
         }
@@ -859,12 +824,101 @@ impl Store for SqlStore {
     }
 }
 
+/// Writes a save's batch in the transaction (or savepoint) `tx` is in: the context row,
+/// if the stored version is the one expected, its changed messages and the queued
+/// messages its turn starts. The caller commits (`Store::save`, or a group of saves in
+/// `group.rs`). `Conflict` and `Gone` are found before anything is written: the group
+/// commit relies on it to leave such a batch out without a savepoint.
+impl SqlStore {
+    pub(super) async fn write_batch(
+        tx: &mut AnyConnection,
+        coordination: &dyn Coordination,
+        batch: &SaveBatch,
+    ) -> Result<(), StoreError> {
+        let c = &batch.context;
+        // The first statement writes, so the transaction takes the write lock at once
+        // (SQLite's writes all go through one connection anyway, see `connect`).
+        let update = sqlx::query(
+            "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
+             state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
+             updated_at = $10, active_leaf = $13, version_ceiling = $14, turn_options = $15 \
+             WHERE id = $11 AND version = $12",
+        );
+        let updated = bind_context_fields(update, c)
+            .bind(format_time(&c.updated_at))
+            .bind(c.id.to_string())
+            .bind(to_i64(batch.expected_version))
+            .bind(c.active_leaf.map(|l| l.to_string()))
+            .bind(to_i64(c.version_ceiling))
+            .bind(c.turn.encode())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
+                .bind(c.id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            return Err(if exists > 0 {
+                StoreError::Conflict {
+                    id: c.id,
+                    expected: batch.expected_version,
+                }
+            } else {
+                StoreError::Gone(c.id)
+            });
+        }
+        for m in &batch.messages {
+            let msg = &m.message;
+            sqlx::query(&format!(
+                "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
+                 tool_calls = excluded.tool_calls, status = excluded.status, \
+                 version = excluded.version"
+            ))
+            .bind(c.id.to_string())
+            .bind(msg.id.to_string())
+            .bind(to_i64(m.seq))
+            .bind(msg.role.as_str())
+            .bind(encode_json(&msg.content)?)
+            .bind(
+                msg.tool_calls
+                    .as_deref()
+                    .map(encode_tool_calls)
+                    .transpose()?,
+            )
+            .bind(&msg.tool_call_id)
+            .bind(&msg.client_message_id)
+            .bind(&m.idempotency_key)
+            .bind(msg.status.as_str())
+            .bind(format_time(&msg.created_at))
+            .bind(to_i64(msg.version))
+            .bind(msg.parent_id.map(|p| p.to_string()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &batch.dequeued {
+            sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
+                .bind(id.to_string())
+                .bind(c.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let saved = Change::Updated {
+            id: c.id,
+            version: c.version,
+        };
+        coordination.notify_on_commit(tx, saved).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::store::conformance;
 
-    async fn temp_store() -> (tempfile::TempDir, SqlStore) {
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, SqlStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
         let store = SqlStore::connect(&url).await.expect("connect");

@@ -3,7 +3,8 @@
 //! SIGKILL every K seconds and starting it again; then the end checks (every acknowledged
 //! message stored exactly once, every chat at rest, every user message answered, the
 //! instances agree, no client saw a version go back). Prints throughput, latencies,
-//! errors by kind and memory, and exits 1 when a check fails.
+//! errors by kind, memory and the saves per commit of the store, and exits 1 when a check
+//! fails.
 //!
 //! The server is `CHATSYNC_BIN` (default: the debug build); `scripts/soak.sh` builds it in
 //! release mode, starts a throwaway Postgres and runs this. The users and checks are
@@ -181,6 +182,12 @@ fn print_report(report: &Report, args: &Args) {
             memory.peak_kib as f64 / 1024.0,
             memory.idle_kib as f64 / 1024.0,
             memory.loaded_kib as f64 / 1024.0,
+        );
+    }
+    if let Some((commits, saves)) = report.commits {
+        println!(
+            "store_commits={commits} committed_saves={saves} saves_per_commit={:.2}",
+            saves as f64 / commits.max(1) as f64
         );
     }
     let rest_after_kills = report.rest_after_kills();
