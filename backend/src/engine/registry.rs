@@ -36,6 +36,11 @@ pub(super) struct Live {
     tasks: HashMap<Uuid, JoinHandle<()>>,
     /// Evicted actors still finishing; a reload waits for them (one writer per context).
     retiring: HashMap<Uuid, JoinHandle<()>>,
+    /// The context being loaded (loads are serialized) and the newest version another
+    /// instance announced while it loaded: a notice that finds no actor yet is kept here,
+    /// so the actor catches up with it once spawned instead of showing the loaded version
+    /// for good.
+    loading: Option<(Uuid, u64)>,
     tick: u64,
 }
 
@@ -180,6 +185,8 @@ impl Engine {
                 if behind {
                     send(&id, Signal::Refresh);
                 }
+                drop(live);
+                self.note_while_loading(id, version);
             }
             Change::CancelRequested(id) => send(&id, Signal::RemoteCancel),
             Change::Queued(id) => send(&id, Signal::QueueChanged),
@@ -187,10 +194,24 @@ impl Engine {
                 for id in live.handles.keys() {
                     send(id, Signal::Refresh);
                 }
+                drop(live);
+                if let Some((id, _)) = self.live().loading {
+                    self.note_while_loading(id, u64::MAX);
+                }
             }
             Change::Deleted(id) => {
                 drop(live);
                 self.forget_deleted(id);
+            }
+        }
+    }
+
+    /// Keeps a notice of `version` for the context being loaded, if it is `id`.
+    fn note_while_loading(&self, id: Uuid, version: u64) {
+        let mut live = self.live();
+        if let Some((loading, newest)) = live.loading.as_mut() {
+            if *loading == id {
+                *newest = (*newest).max(version);
             }
         }
     }
@@ -288,13 +309,23 @@ impl Engine {
         if let Some(task) = retiring {
             let _ = task.await;
         }
-        let loaded = self
-            .deps
-            .store
-            .load_context(id)
-            .await?
-            .ok_or(EngineError::NotFound(id))?;
-        Ok(self.spawn(loaded))
+        self.live().loading = Some((id, 0));
+        let loaded = match self.deps.store.load_context(id).await {
+            Ok(Some(loaded)) => loaded,
+            failed => {
+                self.live().loading = None;
+                return Err(failed.map_or_else(EngineError::from, |_| EngineError::NotFound(id)));
+            }
+        };
+        let read = loaded.record.version;
+        let handle = self.spawn(loaded);
+        // Taken once the actor is live: a notice from now on reaches it directly.
+        let announced = self.live().loading.take().map_or(0, |(_, newest)| newest);
+        if announced > read {
+            // Another instance saved past what was read before the actor could hear of it.
+            let _ = handle.tx.try_send(Mail::Signal(Signal::Refresh));
+        }
+        Ok(handle)
     }
 
     fn touch(&self, id: Uuid) -> Option<Handle> {

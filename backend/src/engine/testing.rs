@@ -4,14 +4,18 @@
 use super::context::LiveContext;
 use crate::domain::SearchQuery;
 use crate::fsm::State;
+use crate::store::{Change, Coordination};
 use crate::store::{
     ContextPage, ContextRecord, Cursor, ListOrder, LoadedContext, QueuedRecord, SaveBatch,
     SearchPage, Store, StoreError,
 };
 use async_trait::async_trait;
 use chatsync_protocol::{ContextConfig, StateName};
+use sqlx::AnyConnection;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
 use uuid::Uuid;
 
 /// The store operations a test can make fail.
@@ -31,13 +35,24 @@ pub enum Fault {
 }
 
 /// A store that forwards to `inner`, counts calls, remembers the last batch saved, and
-/// fails the operations a test chose (as a full disk would: `disk I/O error`).
+/// fails the operations a test chose (as a full disk would: `disk I/O error`). It may
+/// also pose as a store shared with another instance ([`FaultStore::follower`]) and hold
+/// its next load at a gate ([`FaultStore::gate_next_load`]).
 #[derive(Debug)]
 pub struct FaultStore {
     inner: Box<dyn Store>,
     faults: Mutex<HashMap<Op, Fault>>,
     calls: Mutex<HashMap<Op, usize>>,
     saves: Mutex<(usize, Option<SaveBatch>)>,
+    follower: Option<Follower>,
+    load_gate: Mutex<Option<Arc<Gate>>>,
+}
+
+/// Where a load waits: it tells `entered`, then waits for `open`.
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub entered: Notify,
+    pub open: Notify,
 }
 
 impl FaultStore {
@@ -47,7 +62,22 @@ impl FaultStore {
             faults: Mutex::default(),
             calls: Mutex::default(),
             saves: Mutex::default(),
+            follower: None,
+            load_gate: Mutex::default(),
         }
+    }
+
+    /// Shared with another instance that holds every lease: this one only follows, and
+    /// hears of that instance's changes through `changes`.
+    pub fn follower(mut self, changes: broadcast::Sender<Change>) -> Self {
+        self.follower = Some(Follower(changes));
+        self
+    }
+
+    /// The next load, once it has read, waits at `gate` until the test opens it.
+    pub fn gate_next_load(self, gate: Arc<Gate>) -> Self {
+        *lock(&self.load_gate) = Some(gate);
+        self
     }
 
     /// Over a store that keeps nothing: for tests of what is written, not of reading back.
@@ -109,7 +139,13 @@ impl Store for FaultStore {
         self.inner.insert_context(r, max).await
     }
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
-        self.inner.load_context(id).await
+        let loaded = self.inner.load_context(id).await;
+        let gate = lock(&self.load_gate).take();
+        if let Some(gate) = gate {
+            gate.entered.notify_one();
+            gate.open.notified().await;
+        }
+        loaded
     }
     async fn list_contexts(
         &self,
@@ -119,6 +155,12 @@ impl Store for FaultStore {
         after: Option<Cursor>,
     ) -> Result<ContextPage, StoreError> {
         self.inner.list_contexts(owner, limit, order, after).await
+    }
+    fn coordination(&self) -> &dyn Coordination {
+        match &self.follower {
+            Some(follower) => follower,
+            None => self.inner.coordination(),
+        }
     }
     async fn search_contexts(
         &self,
@@ -160,6 +202,39 @@ impl Store for FaultStore {
     }
     async fn reserve_versions(&self, id: Uuid, ceiling: u64) -> Result<(), StoreError> {
         self.inner.reserve_versions(id, ceiling).await
+    }
+}
+
+/// The coordination of [`FaultStore::follower`].
+#[derive(Debug)]
+struct Follower(broadcast::Sender<Change>);
+
+#[async_trait]
+impl Coordination for Follower {
+    fn is_shared(&self) -> bool {
+        true
+    }
+    async fn take_lease(&self, _id: Uuid, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn release_lease(&self, _id: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn notify(&self, _change: Change) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn notify_on_commit(
+        &self,
+        _conn: &mut AnyConnection,
+        _change: Change,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn subscribe(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.0.subscribe())
+    }
+    fn not_leased_elsewhere(&self) -> &'static str {
+        ""
     }
 }
 

@@ -1,12 +1,14 @@
 //! Engine tests: real turns with the scripted model on a temporary SQLite file.
 
-use super::testing::{Fault, FaultStore, Op};
+use super::testing::{self, Fault, FaultStore, Op};
 use super::*;
 use crate::domain::{ClientTool, MessageContent, NewContext, NewMessage, Owner, TurnOptions};
 use crate::fsm::State;
 use crate::llm::ScriptedModel;
 use crate::metrics::Metrics;
-use crate::store::{ContextRecord, LoadedContext, MessageRecord, SaveBatch, SqlStore, Store};
+use crate::store::{
+    Change, ContextRecord, LoadedContext, MessageRecord, SaveBatch, SqlStore, Store,
+};
 use crate::tools::ToolRegistry;
 use chatsync_protocol::{content_text, Message, MessageStatus, StateName, Status, ToolCallStatus};
 use chatsync_protocol::{ContentPart, Role, SwitchBranchRequest};
@@ -1072,4 +1074,60 @@ async fn messages_sent_together_are_stored_one_by_one_at_rest_only() {
     ));
     let snapshot = h.engine.snapshot(busy).await.expect("snapshot");
     assert!(snapshot.queued.is_empty());
+}
+
+/// Another instance saves a chat while this one is loading it: the notice arrives before
+/// there is an actor to tell. The actor still catches up with that save once it is live,
+/// instead of showing the version it read for good (the soak saw a restarted instance
+/// answer a turn's first state forever while the other had finished it).
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_announced_while_the_context_loads_is_caught_up_with() {
+    // The other instance, and this one on the same database file.
+    let other = harness(fast()).await;
+    let id = other.new_context().await;
+    let url = format!("sqlite://{}/db.sqlite", other._dir.path().display());
+    let (changes, _) = tokio::sync::broadcast::channel(16);
+    let gate = Arc::new(testing::Gate::default());
+    let follower = Arc::new(
+        FaultStore::over(SqlStore::connect(&url).await.expect("store"))
+            .follower(changes.clone())
+            .gate_next_load(gate.clone()),
+    );
+    let engine = Arc::new(engine_on(follower, fast()));
+    engine.start_background();
+
+    let reader = engine.clone();
+    let read = tokio::spawn(async move { reader.snapshot(id).await });
+    gate.entered.notified().await;
+    // The load has read the chat; the other instance runs a turn and says so.
+    other.send(id, "hello").await;
+    let saved = other.stored(id).await.record.version;
+    changes
+        .send(Change::Updated { id, version: saved })
+        .expect("a listener");
+    // The follower's listener takes the notice (no actor to tell yet).
+    while !changes.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    gate.open.notify_one();
+    let first = read.await.expect("task").expect("snapshot");
+    assert!(
+        first.version() < saved,
+        "the load read the chat before the turn"
+    );
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = engine.snapshot(id).await.expect("snapshot");
+        if now.version() == saved {
+            assert_eq!(now.record.state, State::Idle);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still at version {} after {WAIT:?}; the store has {saved}",
+            now.version()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
