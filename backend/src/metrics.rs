@@ -66,6 +66,15 @@ impl Metrics {
         h.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// One transaction that wrote `saves` saves (none: nothing counted).
+    pub fn record_commit(&self, saves: u64) {
+        if saves > 0 {
+            self.store_commits.fetch_add(1, Ordering::Relaxed);
+            self.store_committed_saves
+                .fetch_add(saves, Ordering::Relaxed);
+        }
+    }
+
     /// One indexer pass that indexed `messages`, holding the writer for `took`.
     pub fn record_index_pass(&self, messages: u64, took: Duration) {
         self.search_index_passes.fetch_add(1, Ordering::Relaxed);

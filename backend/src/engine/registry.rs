@@ -195,8 +195,8 @@ impl Engine {
                     send(id, Signal::Refresh);
                 }
                 drop(live);
-                if let Some((id, _)) = self.live().loading {
-                    self.note_while_loading(id, u64::MAX);
+                if let Some((_, newest)) = self.live().loading.as_mut() {
+                    *newest = u64::MAX;
                 }
             }
             Change::Deleted(id) => {

@@ -33,7 +33,6 @@ use crate::metrics::Metrics;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -210,12 +209,7 @@ impl GroupCommit {
         match committed {
             Ok(_) => {
                 let written = outcomes.iter().filter(|o| o.is_ok()).count();
-                if written > 0 {
-                    self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
-                }
-                self.metrics
-                    .store_committed_saves
-                    .fetch_add(written as u64, Ordering::Relaxed);
+                self.metrics.record_commit(written as u64);
             }
             Err(error) => {
                 tracing::error!(%error, batches = group.len(), "a group of saves failed to commit");

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Executor, Row};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -686,10 +685,7 @@ impl Store for SqlStore {
             let mut tx = self.writer.begin().await?;
             Self::write_batch(&mut tx, self.coordination.as_ref(), batch).await?;
             tx.commit().await?;
-            self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
-            self.metrics
-                .store_committed_saves
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.record_commit(1);
         }
         if let Some(indexer) = self.indexer.as_ref().filter(|_| !batch.messages.is_empty()) {
             indexer.saved();
