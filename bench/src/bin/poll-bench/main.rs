@@ -35,6 +35,14 @@
 //! stack unboxed. The targets take turns for several rounds and each keeps its fastest,
 //! so that a neighbour's load does not land on one layer's figure.
 //!
+//! `--split` splits the 304 poll's gap to the bare route into its parts, with three more
+//! targets in the same rounds: `state_304_by_axum_serve` (the same application served by
+//! `axum::serve` instead of our `serve`: what our connection bounds cost),
+//! `bare_by_serve_rs` (the bare route served by our `serve`), and `bare_304_headers` (a
+//! bare route answering 304 with the headers our 304 carries: what the longer answer
+//! costs, client and kernel included). `--only a,b` measures only those targets (and
+//! `bare`), e.g. to profile one.
+//!
 //! `--waiters N` measures long polls instead: see `waiters.rs`.
 
 mod waiters;
@@ -84,6 +92,15 @@ struct Args {
     /// Also time the middleware stack a layer at a time, in-process (see above).
     #[arg(long)]
     layers: bool,
+
+    /// Measure only the targets with these names (with `bare` first, for the ratios):
+    /// e.g. to profile one of them.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// Also serve the 304 poll and the bare route the other way round (see above).
+    #[arg(long)]
+    split: bool,
 
     /// Measure long polls instead: this many held at once (e.g. 10000), the server in a
     /// child process so its memory is its own.
@@ -142,6 +159,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
             layered.push(app.router_with_layers(depth)?);
         }
     }
+    let split = if args.split {
+        Some(SplitServers::start(&app).await?)
+    } else {
+        None
+    };
     let engine = app.engine().clone();
     let (stop_app, app_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -195,11 +217,37 @@ async fn run(args: Args) -> Result<(), BenchError> {
         TURNS * 2
     );
 
-    let targets = [
+    let mut targets = vec![
         ("bare", bare_addr, get_request("/", None), 200),
         ("state_304", app_addr, get_request(&path, Some(&etag)), 304),
         ("state_200", app_addr, get_request(&path, None), 200),
     ];
+    if let Some(split) = &split {
+        for (name, addr, req, expect) in split.targets(&path, &etag) {
+            let head = Conn::open(addr).await?.send(&req).await?;
+            println!("# {name}: {} response head bytes", head.head_len);
+            targets.push((name, addr, req, expect));
+        }
+        println!(
+            "# state_304: {} response head bytes",
+            Conn::open(app_addr)
+                .await?
+                .send(&get_request(&path, Some(&etag)))
+                .await?
+                .head_len
+        );
+        println!(
+            "# bare: {} response head bytes",
+            Conn::open(bare_addr)
+                .await?
+                .send(&get_request("/", None))
+                .await?
+                .head_len
+        );
+    }
+    if !args.only.is_empty() {
+        targets.retain(|(name, ..)| *name == "bare" || args.only.iter().any(|o| o == name));
+    }
     let mut latencies = vec![Vec::new(); targets.len()];
     for _ in 0..args.seconds {
         for ((_, addr, req, expect), samples) in targets.iter().zip(&mut latencies) {
@@ -230,6 +278,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         Metrics::get(&metrics.polls_not_modified)
     );
 
+    if let Some(split) = split {
+        split.stop().await?;
+    }
     let _ = stop_bare.send(());
     let _ = stop_app.send(());
     bare.await??;
@@ -399,6 +450,7 @@ struct Conn {
 
 #[derive(Debug)]
 struct Response {
+    head_len: usize,
     status: u16,
     etag: Option<String>,
     body: Vec<u8>,
@@ -456,7 +508,12 @@ impl Conn {
         }
         let body = self.buf[head_len..head_len + body_len].to_vec();
         self.buf.drain(..head_len + body_len);
-        Ok(Response { status, etag, body })
+        Ok(Response {
+            head_len,
+            status,
+            etag,
+            body,
+        })
     }
 
     async fn fill(&mut self) -> io::Result<()> {
@@ -466,6 +523,139 @@ impl Conn {
                 io::ErrorKind::UnexpectedEof,
                 "the server closed the connection",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// `--split`: the same 304 poll and the bare route, each also served the other way
+/// (the application by `axum::serve`, the bare route by our `serve`), and a bare route
+/// answering 304 with the headers our 304 carries: what the serve loop, the headers and
+/// the layers each cost, in the same run.
+struct SplitServers {
+    stack_by_axum: SocketAddr,
+    bare_by_serve: SocketAddr,
+    bare_with_headers: SocketAddr,
+    stop: Vec<oneshot::Sender<()>>,
+    servers: JoinSet<io::Result<()>>,
+}
+
+impl SplitServers {
+    async fn start(app: &Application) -> Result<Self, BenchError> {
+        use axum::ServiceExt as _;
+        let mut stop = Vec::new();
+        let mut servers = JoinSet::new();
+        let stack = app.service()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let stack_by_axum = listener.local_addr()?;
+        servers.spawn(async move {
+            axum::serve(
+                listener,
+                stack.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+        });
+
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let bare_by_serve = listener.local_addr()?;
+        let limits = app.connection_limits();
+        servers.spawn(async move {
+            chatsync::serve::serve(
+                listener,
+                Router::new().route("/", get(|| async { "ok" })),
+                limits,
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await;
+            Ok(())
+        });
+
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let bare_with_headers = listener.local_addr()?;
+        let router = Router::new().route(
+            "/",
+            get(|| async {
+                use axum::http::{header, HeaderValue, StatusCode};
+                (
+                    StatusCode::NOT_MODIFIED,
+                    [
+                        (header::ETAG, HeaderValue::from_static("\"42\"")),
+                        (
+                            axum::http::HeaderName::from_static("x-request-id"),
+                            HeaderValue::from_static("0190a1b2-c3d4-8e5f-8a6b-7c8d9e0f1a2b"),
+                        ),
+                        (
+                            header::CONTENT_SECURITY_POLICY,
+                            HeaderValue::from_static(chatsync::api::CONTENT_SECURITY_POLICY),
+                        ),
+                        (
+                            header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        ),
+                        (
+                            header::REFERRER_POLICY,
+                            HeaderValue::from_static("no-referrer"),
+                        ),
+                    ],
+                )
+            }),
+        );
+        servers.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(SplitServers {
+            stack_by_axum,
+            bare_by_serve,
+            bare_with_headers,
+            stop,
+            servers,
+        })
+    }
+
+    fn targets(&self, path: &str, etag: &str) -> Vec<(&'static str, SocketAddr, Arc<[u8]>, u16)> {
+        vec![
+            (
+                "bare_by_serve_rs",
+                self.bare_by_serve,
+                get_request("/", None),
+                200,
+            ),
+            (
+                "bare_304_headers",
+                self.bare_with_headers,
+                get_request("/", None),
+                304,
+            ),
+            (
+                "state_304_by_axum_serve",
+                self.stack_by_axum,
+                get_request(path, Some(etag)),
+                304,
+            ),
+        ]
+    }
+
+    async fn stop(mut self) -> Result<(), BenchError> {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+        while let Some(done) = self.servers.join_next().await {
+            done??;
         }
         Ok(())
     }
