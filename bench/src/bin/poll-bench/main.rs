@@ -18,7 +18,12 @@
 //!
 //! ```text
 //! <name> rps=<requests per second> p50_ms=<x> p99_ms=<y> ratio_vs_bare=<rps / bare rps>
+//!     cpu_us=<x> cpu_ratio_vs_bare=<bare cpu_us / cpu_us>
 //! ```
+//!
+//! (on one line), where `cpu_us` is this process's CPU time (client and server, user and
+//! system) per request made while that target ran, warm-ups included: less moved than
+//! requests/s by a neighbour's load on a shared machine.
 //!
 //! Client and server share one multi-thread tokio runtime, hence the same cores: on a small
 //! machine the client's own work is part of every number, equally for the three targets.
@@ -249,22 +254,33 @@ async fn run(args: Args) -> Result<(), BenchError> {
         targets.retain(|(name, ..)| *name == "bare" || args.only.iter().any(|o| o == name));
     }
     let mut latencies = vec![Vec::new(); targets.len()];
+    // Per target: this process's CPU time (client and server) and the requests it served.
+    let mut cpu = vec![(Duration::ZERO, 0u64); targets.len()];
     for _ in 0..args.seconds {
-        for ((_, addr, req, expect), samples) in targets.iter().zip(&mut latencies) {
-            samples.extend(drive(*addr, req.clone(), *expect, args.connections).await?);
+        for (((_, addr, req, expect), samples), spent) in
+            targets.iter().zip(&mut latencies).zip(&mut cpu)
+        {
+            let before = process_cpu()?;
+            let (measured, all) = drive(*addr, req.clone(), *expect, args.connections).await?;
+            spent.0 += process_cpu()?.saturating_sub(before);
+            spent.1 += all;
+            samples.extend(measured);
         }
     }
     let measured = SLICE.as_secs_f64() * args.seconds as f64;
-    let mut bare_rps = None;
-    for ((name, ..), mut load) in targets.into_iter().zip(latencies) {
+    let mut reference = None;
+    for (((name, ..), mut load), (spent, served)) in targets.into_iter().zip(latencies).zip(cpu) {
         load.sort_unstable();
         let rps = load.len() as f64 / measured;
-        let reference = *bare_rps.get_or_insert(rps);
+        let cpu_us = spent.as_secs_f64() * 1e6 / served.max(1) as f64;
+        let (bare_rps, bare_cpu_us) = *reference.get_or_insert((rps, cpu_us));
         println!(
-            "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3}",
+            "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3} cpu_us={cpu_us:.1} \
+             cpu_ratio_vs_bare={:.3}",
             millis(percentile(&load, 0.5)),
             millis(percentile(&load, 0.99)),
-            rps / reference
+            rps / bare_rps,
+            bare_cpu_us / cpu_us
         );
     }
     println!("{}", handler_costs(&engine, id).await?);
@@ -399,14 +415,31 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> A
     bytes.into()
 }
 
+/// This process's CPU time so far, user and system (`/proc/self/stat`, in the kernel's
+/// fixed 100 ticks a second).
+fn process_cpu() -> Result<Duration, BenchError> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
+        _ => Err("cannot read this process's CPU time from /proc/self/stat".into()),
+    }
+}
+
 /// Runs `connections` clients against `addr` for the warm-up plus one slice; returns the
-/// latencies of the requests started inside the slice.
+/// latencies of the requests started inside the slice, and how many were made in all.
 async fn drive(
     addr: SocketAddr,
     request: Arc<[u8]>,
     expect: u16,
     connections: u64,
-) -> Result<Vec<Duration>, BenchError> {
+) -> Result<(Vec<Duration>, u64), BenchError> {
     let measure_from = Instant::now() + WARMUP;
     let until = measure_from + SLICE;
     let mut clients = JoinSet::new();
@@ -415,11 +448,13 @@ async fn drive(
         clients.spawn(async move {
             let mut conn = Conn::open(addr).await?;
             let mut latencies = Vec::new();
+            let mut all = 0u64;
             loop {
                 let started = Instant::now();
                 if started >= until {
-                    return Ok::<_, io::Error>(latencies);
+                    return Ok::<_, io::Error>((latencies, all));
                 }
+                all += 1;
                 let response = conn.send(&request).await?;
                 if response.status != expect {
                     return Err(io::Error::other(format!(
@@ -433,11 +468,13 @@ async fn drive(
             }
         });
     }
-    let mut all = Vec::new();
+    let (mut measured, mut all) = (Vec::new(), 0);
     while let Some(done) = clients.join_next().await {
-        all.extend(done??);
+        let (latencies, count) = done??;
+        measured.extend(latencies);
+        all += count;
     }
-    Ok(all)
+    Ok((measured, all))
 }
 
 /// A minimal HTTP/1.1 client connection: enough to read a status, an ETag and a body
