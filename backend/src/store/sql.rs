@@ -22,7 +22,7 @@ use chatsync_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 use sqlx::{Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,7 @@ const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, 
      retries, version, message_count, created_at, updated_at, active_leaf, owner, \
      version_ceiling, turn_options";
 
-const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
+pub(super) const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
 
 /// Fail fast while the database is down: requests answer 503 instead of hanging.
@@ -175,7 +175,6 @@ impl SqlStore {
         self.group = limits.map(|limits| {
             Arc::new(GroupCommit::new(
                 self.writer.clone(),
-                self.coordination.clone(),
                 self.metrics.clone(),
                 limits,
             ))
@@ -248,7 +247,7 @@ pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyA
 
 /// Binds a context's title, config, state, version and message count, in
 /// `CONTEXT_COLUMNS` order (the insert and the save's update both write them).
-fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuery<'q> {
+pub(super) fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuery<'q> {
     query
         .bind(&c.title)
         .bind(&c.config.model_id)
@@ -261,7 +260,7 @@ fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuer
         .bind(to_i64(c.message_count))
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -362,7 +361,7 @@ struct StoredCallIn {
     result: Option<String>,
 }
 
-fn encode_tool_calls(calls: &[ToolCall]) -> Result<String, StoreError> {
+pub(super) fn encode_tool_calls(calls: &[ToolCall]) -> Result<String, StoreError> {
     let stored: Vec<StoredCallOut<'_>> = calls
         .iter()
         .map(|c| {
@@ -507,7 +506,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
     })
 }
 
-fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(e.to_string()))
 }
 
@@ -816,95 +815,6 @@ impl Store for SqlStore {
         .bind(to_i64(ceiling))
         .execute(&self.writer)
         .await?;
-        Ok(())
-    }
-}
-
-/// Writes a save's batch in the transaction (or savepoint) `tx` is in: the context row,
-/// if the stored version is the one expected, its changed messages and the queued
-/// messages its turn starts. The caller commits (`Store::save`, or a group of saves in
-/// `group.rs`). `Conflict` and `Gone` are found before anything is written: the group
-/// commit relies on it to leave such a batch out without a savepoint.
-impl SqlStore {
-    pub(super) async fn write_batch(
-        tx: &mut AnyConnection,
-        coordination: &dyn Coordination,
-        batch: &SaveBatch,
-    ) -> Result<(), StoreError> {
-        let c = &batch.context;
-        // The first statement writes, so the transaction takes the write lock at once
-        // (SQLite's writes all go through one connection anyway, see `connect`).
-        let update = sqlx::query(
-            "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
-             state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10, active_leaf = $13, version_ceiling = $14, turn_options = $15 \
-             WHERE id = $11 AND version = $12",
-        );
-        let updated = bind_context_fields(update, c)
-            .bind(format_time(&c.updated_at))
-            .bind(c.id.to_string())
-            .bind(to_i64(batch.expected_version))
-            .bind(c.active_leaf.map(|l| l.to_string()))
-            .bind(to_i64(c.version_ceiling))
-            .bind(c.turn.encode())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
-                .bind(c.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            return Err(if exists > 0 {
-                StoreError::Conflict {
-                    id: c.id,
-                    expected: batch.expected_version,
-                }
-            } else {
-                StoreError::Gone(c.id)
-            });
-        }
-        for m in &batch.messages {
-            let msg = &m.message;
-            sqlx::query(&format!(
-                "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
-                 tool_calls = excluded.tool_calls, status = excluded.status, \
-                 version = excluded.version"
-            ))
-            .bind(c.id.to_string())
-            .bind(msg.id.to_string())
-            .bind(to_i64(m.seq))
-            .bind(msg.role.as_str())
-            .bind(encode_json(&msg.content)?)
-            .bind(
-                msg.tool_calls
-                    .as_deref()
-                    .map(encode_tool_calls)
-                    .transpose()?,
-            )
-            .bind(&msg.tool_call_id)
-            .bind(&msg.client_message_id)
-            .bind(&m.idempotency_key)
-            .bind(msg.status.as_str())
-            .bind(format_time(&msg.created_at))
-            .bind(to_i64(msg.version))
-            .bind(msg.parent_id.map(|p| p.to_string()))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for id in &batch.dequeued {
-            sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
-                .bind(id.to_string())
-                .bind(c.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let saved = Change::Updated {
-            id: c.id,
-            version: c.version,
-        };
-        coordination.notify_on_commit(tx, saved).await?;
         Ok(())
     }
 }
