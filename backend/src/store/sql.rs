@@ -943,6 +943,38 @@ pub(crate) mod tests {
         assert_eq!(found(&store, "alice", "howls").await, [c.id]);
     }
 
+    /// The newest messages deleted after the indexer saw them, the next message takes
+    /// one of their rowids, below the indexer's mark (migration 0014): it is noted and
+    /// found, and the deleted ones are not.
+    #[tokio::test]
+    async fn a_message_on_a_reused_rowid_is_found() {
+        let (_dir, store) = temp_store().await;
+        let kept = conformance::chat_of(&store, "alice", 1, "chat", &["an emu"]).await;
+        let gone = conformance::chat_of(&store, "alice", 2, "chat", &["a wombat", "a dingo"]).await;
+        assert_eq!(found(&store, "alice", "wombat").await, [gone.id]);
+        assert!(store
+            .delete_context("alice", gone.id)
+            .await
+            .expect("delete"));
+        let new = conformance::chat_of(&store, "alice", 3, "chat", &["a koala"]).await;
+        let reused: i64 = sqlx::query_scalar(
+            "SELECT m.rowid <= (SELECT upto FROM search_watermark) FROM messages m \
+             WHERE m.context_id = $1",
+        )
+        .bind(new.id.to_string())
+        .fetch_one(&store.pool)
+        .await
+        .expect("rowid");
+        assert_eq!(
+            reused, 1,
+            "the new message took a rowid the indexer has seen"
+        );
+        assert_eq!(found(&store, "alice", "koala").await, [new.id]);
+        assert_eq!(found(&store, "alice", "emu").await, [kept.id]);
+        assert!(found(&store, "alice", "wombat").await.is_empty());
+        assert!(found(&store, "alice", "dingo").await.is_empty());
+    }
+
     /// What a process noted for indexing and did not index before it stopped is indexed
     /// by the next start's first pass, with no search asking: new messages, an edit of
     /// an indexed one, a chat moved to another owner meanwhile; a chat deleted meanwhile
@@ -979,6 +1011,13 @@ pub(crate) mod tests {
             .await
             .expect("delete"));
         assert_eq!(super::super::indexer::pending(&stopped.pool).await, 3);
+        // Only the edit of a message the indexer had seen is noted: the new ones are
+        // above its mark (migration 0014), and their saves wrote no note.
+        let notes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_pending")
+            .fetch_one(&stopped.pool)
+            .await
+            .expect("notes");
+        assert_eq!(notes, 1);
         drop(stopped);
 
         let started = SqlStore::connect(&url).await.expect("connect");
