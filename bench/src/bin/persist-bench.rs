@@ -44,8 +44,9 @@
 //!
 //! Then, untimed, what a turn writes: a few more turns on the largest history, each after
 //! a checkpoint that empties the write-ahead log, counting the log's frames after it
-//! (each frame is one page the commit wrote; the log's size says how many), and the same
-//! for the raw commits:
+//! (each frame is one page the commit wrote; the log's size says how many; a pass of the
+//! search indexer that falls in a counted turn adds its pages), and the same for the raw
+//! commits:
 //!
 //! ```text
 //! # wal pages_per_save=<p> raw_pages_per_commit=<r>
