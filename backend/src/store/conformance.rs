@@ -373,9 +373,11 @@ async fn a_save_takes_its_turns_queued_messages(store: &dyn Store) {
         queued.push(q.message.id);
     }
     let mut batch = SaveBatch {
+        // Renamed too: the title's search triggers run in the same save.
         context: ContextRecord {
             version: 2,
             message_count: 2,
+            title: "renamed as it starts".into(),
             ..c.clone()
         },
         messages: vec![message(0, 2, "first"), message(1, 2, "second")],
@@ -400,7 +402,9 @@ async fn a_save_takes_its_turns_queued_messages(store: &dyn Store) {
         .map(|q| q.message.id)
         .collect();
     assert_eq!(left, vec![queued[2]]);
-    assert_eq!(load(store, c.id).await.messages, batch.messages);
+    let loaded = load(store, c.id).await;
+    assert_eq!(loaded.record, batch.context);
+    assert_eq!(loaded.messages, batch.messages);
 }
 
 /// Many chats saving at once (as many actors do): every save is written and reads back,
