@@ -182,6 +182,26 @@ impl SqlStore {
         self
     }
 
+    /// Runs one writing statement and returns the rows it wrote: after `lock` (bound to
+    /// `key`) in one transaction when the dialect needs one to order concurrent writers,
+    /// else on its own (one statement is its own transaction: one round trip on SQLite,
+    /// against three for `BEGIN`, the statement and `COMMIT`).
+    async fn write_after(
+        &self,
+        lock: Option<&'static str>,
+        key: &str,
+        statement: AnyQuery<'_>,
+    ) -> Result<u64, StoreError> {
+        let Some(lock) = lock else {
+            return Ok(statement.execute(&self.writer).await?.rows_affected());
+        };
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(lock).bind(key).execute(&mut *tx).await?;
+        let written = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(written)
+    }
+
     /// The context and its messages: all of them, or (with `since`) those changed after
     /// that version. One read transaction, so both parts agree.
     #[tracing::instrument(skip(self))]
@@ -538,21 +558,10 @@ impl Store for SqlStore {
             .bind(record.turn.encode())
             .bind(&record.owner)
             .bind(max_per_owner.map_or(i64::MAX, to_i64));
+        // Concurrent creates for one owner (on any instance) count one after another.
         let owner_lock = max_per_owner.and(self.dialect.owner_lock());
-        let inserted = if let Some(lock) = owner_lock {
-            // Concurrent creates for one owner (on any instance) count one after another.
-            let mut tx = self.writer.begin().await?;
-            sqlx::query(lock)
-                .bind(&record.owner)
-                .execute(&mut *tx)
-                .await?;
-            let inserted = insert.execute(&mut *tx).await?;
-            tx.commit().await?;
-            inserted
-        } else {
-            insert.execute(&self.writer).await?
-        };
-        Ok(inserted.rows_affected() > 0)
+        let inserted = self.write_after(owner_lock, &record.owner, insert).await?;
+        Ok(inserted > 0)
     }
 
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
@@ -700,18 +709,9 @@ impl Store for SqlStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let m = &queued.message;
-        let mut tx = self.writer.begin().await?;
-        if let Some(lock) = self.dialect.queue_lock() {
-            // Two senders (on two instances) could both count the queue below its bound
-            // and both insert: the lock makes them count one after the other.
-            sqlx::query(lock)
-                .bind(context_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
         // One statement counts and inserts, so concurrent senders never push the queue
         // past its bound.
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO queued_messages \
              (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
              ahead, turn_options) SELECT $1, $2, $3, $4, $5, $6, $7, $10, $11 \
@@ -727,11 +727,14 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
-        .bind(queued.turn.encode())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let stored = inserted.rows_affected() > 0;
+        .bind(queued.turn.encode());
+        // Two senders (on two instances) could both count the queue below its bound and
+        // both insert: the lock makes them count one after the other.
+        let key = context_id.to_string();
+        let stored = self
+            .write_after(self.dialect.queue_lock(), &key, insert)
+            .await?
+            > 0;
         if stored {
             // The instance running the turn picks the message up when this arrives.
             self.coordination.notify(Change::Queued(context_id)).await?;
