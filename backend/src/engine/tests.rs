@@ -87,11 +87,18 @@ impl Harness {
 
     /// A new context with a long turn running (the scripted model's `/slow`).
     async fn busy(&self) -> Uuid {
+        self.started("/slow 100").await
+    }
+
+    /// A new context whose turn for `text` runs (sent without waiting for the turn).
+    async fn started(&self, text: &str) -> Uuid {
         let id = self.new_context().await;
-        self.engine
-            .send_message(id, msg("/slow 100"), Duration::ZERO)
+        let started = self
+            .engine
+            .send_message(id, msg(text), Duration::ZERO)
             .await
             .expect("send");
+        assert!(!started.settled);
         id
     }
 
@@ -265,13 +272,7 @@ async fn denying_every_call_answers_without_running_tools() {
 #[tokio::test]
 async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     let h = harness(fast()).await;
-    let id = h.new_context().await;
-    let started = h
-        .engine
-        .send_message(id, msg("/slow 50"), Duration::ZERO)
-        .await
-        .expect("send");
-    assert!(!started.settled);
+    let id = h.started("/slow 50").await;
     let handle = h.engine.handle(id).await.expect("handle");
     let mut rx = handle.snapshot.clone();
     rx.wait_for(|s| {
@@ -357,16 +358,10 @@ fn flush_every_chunk() -> EngineSettings {
 #[tokio::test]
 async fn the_stream_goes_on_while_a_flush_save_is_held() {
     let h = harness(flush_every_chunk()).await;
-    let id = h.new_context().await;
     let gate = Arc::new(testing::Gate::default());
     h.store
         .gate_next_save_in(StateName::StreamingLlmResponse, gate.clone());
-    let started = h
-        .engine
-        .send_message(id, msg("/slow 4"), Duration::ZERO)
-        .await
-        .expect("send");
-    assert!(!started.settled);
+    let id = h.started("/slow 4").await;
     gate.entered.notified().await;
     let saves_before = h.store.calls(Op::Save);
 
@@ -413,13 +408,7 @@ async fn the_stream_goes_on_while_a_flush_save_is_held() {
 #[tokio::test]
 async fn a_flush_that_fails_behind_the_stream_fails_the_turn() {
     let h = harness(flush_every_chunk()).await;
-    let id = h.new_context().await;
-    let started = h
-        .engine
-        .send_message(id, msg("/slow 3"), Duration::ZERO)
-        .await
-        .expect("send");
-    assert!(!started.settled);
+    let id = h.started("/slow 3").await;
     h.store.fail(Op::Save, Fault::Once);
     let mut rx = h.engine.subscribe(id).await.expect("subscribe");
     let failed = tokio::time::timeout(WAIT, rx.wait_for(|s| s.record.state.is_resting()))
