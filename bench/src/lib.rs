@@ -14,13 +14,16 @@ pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 /// a hang into an error.
 const TURN_WAIT: Duration = Duration::from_secs(30);
 
+/// The file `temp_database` names in its folder.
+pub const DB_FILE: &str = "db.sqlite";
+
 /// A fresh SQLite file in its own temporary folder (removed when the folder is dropped),
 /// as a `sqlite://` URL.
 pub fn temp_database() -> Result<(TempDir, String), BenchError> {
     let dir = tempfile::Builder::new()
         .prefix("chatsync-bench")
         .tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let url = format!("sqlite://{}", dir.path().join(DB_FILE).display());
     Ok((dir, url))
 }
 

@@ -7,7 +7,7 @@
 use super::context::LiveContext;
 use crate::fsm::State;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{SaveBatch, Store, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,22 +68,40 @@ impl Autosaver {
     /// Writes whatever was published and is unsaved now, whatever the state (after a
     /// transition, on flush, after changes outside a transition).
     pub async fn save(&self, ctx: &mut LiveContext) -> Result<SaveOutcome, StoreError> {
-        if !ctx.has_unsaved() {
-            return Ok(SaveOutcome::Skipped);
+        match self.begin(ctx) {
+            None => Ok(SaveOutcome::Skipped),
+            Some(write) => {
+                let done = write.run().await;
+                self.end(ctx, done)
+            }
         }
-        let batch = ctx.save_batch();
-        let started = Instant::now();
-        match self.store.save(&batch).await {
+    }
+
+    /// Begins writing whatever was published and is unsaved now: the write runs here
+    /// ([`Autosaver::save`]) or behind a streaming reply; [`Autosaver::end`] takes its
+    /// outcome. `None` when nothing is unsaved.
+    pub fn begin(&self, ctx: &mut LiveContext) -> Option<Write> {
+        if !ctx.has_unsaved() {
+            return None;
+        }
+        Some(Write {
+            store: self.store.clone(),
+            batch: ctx.begin_save(),
+        })
+    }
+
+    /// A write begun with [`Autosaver::begin`] is over.
+    pub fn end(&self, ctx: &mut LiveContext, done: Written) -> Result<SaveOutcome, StoreError> {
+        ctx.end_save(done.result.is_ok());
+        match done.result {
             Ok(()) => {
-                let took = started.elapsed();
-                self.metrics.record_save(took);
-                ctx.mark_saved(&batch);
+                self.metrics.record_save(done.took);
                 tracing::debug!(
                     context_id = %ctx.id(),
                     state = ctx.state().name().as_str(),
-                    version = batch.context.version,
-                    messages = batch.messages.len(),
-                    micros = took.as_micros() as u64,
+                    version = done.version,
+                    messages = done.messages,
+                    micros = done.took.as_micros() as u64,
                     "context saved"
                 );
                 Ok(SaveOutcome::Saved)
@@ -98,6 +116,47 @@ impl Autosaver {
                 );
                 Err(e)
             }
+        }
+    }
+}
+
+/// One save begun, to run wherever the caller likes (it owns what it writes).
+#[derive(Debug)]
+pub struct Write {
+    store: Arc<dyn Store>,
+    batch: SaveBatch,
+}
+
+/// How a [`Write`] went.
+#[derive(Debug)]
+pub struct Written {
+    result: Result<(), StoreError>,
+    took: Duration,
+    version: u64,
+    messages: usize,
+}
+
+impl Written {
+    /// A write whose task ended without an answer (it panicked).
+    pub fn lost(why: String) -> Self {
+        Written {
+            result: Err(StoreError::Database(why)),
+            took: Duration::ZERO,
+            version: 0,
+            messages: 0,
+        }
+    }
+}
+
+impl Write {
+    pub async fn run(self) -> Written {
+        let started = Instant::now();
+        let result = self.store.save(&self.batch).await;
+        Written {
+            result,
+            took: started.elapsed(),
+            version: self.batch.context.version,
+            messages: self.batch.messages.len(),
         }
     }
 }

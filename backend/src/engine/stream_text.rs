@@ -40,9 +40,10 @@ impl StreamText {
         }
     }
 
-    /// The store now holds the whole text so far (a save wrote it).
-    pub fn mark_durable(&mut self) {
-        self.durable = self.len;
+    /// The store now holds the first `len` bytes of the text (a save wrote the text as it
+    /// was then; chunks may have landed since, while the save ran behind the stream).
+    pub fn mark_durable(&mut self, len: usize) {
+        self.durable = self.durable.max(len.min(self.len));
     }
 
     pub fn len(&self) -> usize {
@@ -133,8 +134,9 @@ mod tests {
             "",
             "nothing is durable before a save"
         );
-        text.mark_durable();
+        let saved = text.len();
         text.push_str("shown only");
+        text.mark_durable(saved);
         let prefix = text.prefix();
         assert_eq!(prefix.to_text(), "saved shown only");
         assert_eq!(prefix.durable_text(), "saved ");

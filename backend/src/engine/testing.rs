@@ -37,7 +37,8 @@ pub enum Fault {
 /// A store that forwards to `inner`, counts calls, remembers the last batch saved, and
 /// fails the operations a test chose (as a full disk would: `disk I/O error`). It may
 /// also pose as a store shared with another instance ([`FaultStore::follower`]) and hold
-/// its next load at a gate ([`FaultStore::gate_next_load`]).
+/// its next load, or its next save of a state, at a gate ([`FaultStore::gate_next_load`],
+/// [`FaultStore::gate_next_save_in`]).
 #[derive(Debug)]
 pub struct FaultStore {
     inner: Box<dyn Store>,
@@ -46,6 +47,7 @@ pub struct FaultStore {
     saves: Mutex<(usize, Option<SaveBatch>)>,
     follower: Option<Follower>,
     load_gate: Mutex<Option<Arc<Gate>>>,
+    save_gate: Mutex<Option<(StateName, Arc<Gate>)>>,
 }
 
 /// Where a load waits: it tells `entered`, then waits for `open`.
@@ -64,6 +66,7 @@ impl FaultStore {
             saves: Mutex::default(),
             follower: None,
             load_gate: Mutex::default(),
+            save_gate: Mutex::default(),
         }
     }
 
@@ -78,6 +81,12 @@ impl FaultStore {
     pub fn gate_next_load(self, gate: Arc<Gate>) -> Self {
         *lock(&self.load_gate) = Some(gate);
         self
+    }
+
+    /// The next save of a context in `state` waits at `gate` before it writes, until the
+    /// test opens it.
+    pub fn gate_next_save_in(&self, state: StateName, gate: Arc<Gate>) {
+        *lock(&self.save_gate) = Some((state, gate));
     }
 
     /// Over a store that keeps nothing: for tests of what is written, not of reading back.
@@ -174,6 +183,17 @@ impl Store for FaultStore {
         self.inner.delete_context(owner, id).await
     }
     async fn save(&self, batch: &SaveBatch) -> Result<(), StoreError> {
+        let gate = {
+            let mut gate = lock(&self.save_gate);
+            match &*gate {
+                Some((state, _)) if *state == batch.context.state.name() => gate.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, gate)) = gate {
+            gate.entered.notify_one();
+            gate.open.notified().await;
+        }
         self.call(Op::Save)?;
         self.inner.save(batch).await?;
         let mut saves = lock(&self.saves);

@@ -87,11 +87,18 @@ impl Harness {
 
     /// A new context with a long turn running (the scripted model's `/slow`).
     async fn busy(&self) -> Uuid {
+        self.started("/slow 100").await
+    }
+
+    /// A new context whose turn for `text` runs (sent without waiting for the turn).
+    async fn started(&self, text: &str) -> Uuid {
         let id = self.new_context().await;
-        self.engine
-            .send_message(id, msg("/slow 100"), Duration::ZERO)
+        let started = self
+            .engine
+            .send_message(id, msg(text), Duration::ZERO)
             .await
             .expect("send");
+        assert!(!started.settled);
         id
     }
 
@@ -265,13 +272,7 @@ async fn denying_every_call_answers_without_running_tools() {
 #[tokio::test]
 async fn cancel_keeps_the_partial_reply_marked_cancelled() {
     let h = harness(fast()).await;
-    let id = h.new_context().await;
-    let started = h
-        .engine
-        .send_message(id, msg("/slow 50"), Duration::ZERO)
-        .await
-        .expect("send");
-    assert!(!started.settled);
+    let id = h.started("/slow 50").await;
     let handle = h.engine.handle(id).await.expect("handle");
     let mut rx = handle.snapshot.clone();
     rx.wait_for(|s| {
@@ -340,6 +341,99 @@ async fn a_failed_save_fails_the_action_and_the_context_then_recovers() {
     assert_eq!(out.snapshot.status(), Status::Idle);
     let stored = h.stored(id).await;
     assert_eq!(stored.messages.len(), 2, "the message is kept and answered");
+}
+
+/// Every streamed chunk is due for a flush and shown at once.
+fn flush_every_chunk() -> EngineSettings {
+    EngineSettings {
+        stream_flush: Duration::ZERO,
+        stream_publish: Duration::ZERO,
+        ..fast()
+    }
+}
+
+/// A streaming flush is written behind the stream: the model's chunks go on while it is
+/// held, a flush due meanwhile waits for it (one save at a time), and the reply's final
+/// save comes only after it.
+#[tokio::test]
+async fn the_stream_goes_on_while_a_flush_save_is_held() {
+    let h = harness(flush_every_chunk()).await;
+    let gate = Arc::new(testing::Gate::default());
+    h.store
+        .gate_next_save_in(StateName::StreamingLlmResponse, gate.clone());
+    let id = h.started("/slow 4").await;
+    gate.entered.notified().await;
+    let saves_before = h.store.calls(Op::Save);
+
+    // The flush is held: readers still see every chunk, up to the end of the reply.
+    let mut rx = h.engine.subscribe(id).await.expect("subscribe");
+    tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| {
+            s.messages()
+                .get(1)
+                .is_some_and(|m| content_text(&m.content).ends_with("chunk 4."))
+        }),
+    )
+    .await
+    .expect("the stream went on while the flush was held")
+    .expect("streaming");
+    assert_eq!(
+        h.store.calls(Op::Save),
+        saves_before,
+        "no save begins while one runs behind the stream"
+    );
+    let stored = h.stored(id).await;
+    assert_ne!(stored.record.state, State::Idle, "the final save waits");
+
+    gate.open.notify_one();
+    let rested = tokio::time::timeout(WAIT, rx.wait_for(|s| s.record.state == State::Idle))
+        .await
+        .expect("rests once the flush is written")
+        .expect("snapshot")
+        .clone();
+    let stored = h.stored(id).await;
+    assert_eq!(stored.record.state, State::Idle);
+    assert_eq!(stored.record.version, rested.record.version);
+    let reply = &stored.messages[1].message;
+    assert_eq!(reply.status, MessageStatus::Complete);
+    assert_eq!(
+        content_text(&reply.content),
+        "chunk 1 chunk 2 chunk 3 chunk 4."
+    );
+}
+
+/// A flush that fails behind the stream fails the turn, as a save in line would; the
+/// reply streamed so far stays, and a retry answers the message.
+#[tokio::test]
+async fn a_flush_that_fails_behind_the_stream_fails_the_turn() {
+    let h = harness(flush_every_chunk()).await;
+    let id = h.started("/slow 3").await;
+    h.store.fail(Op::Save, Fault::Once);
+    let mut rx = h.engine.subscribe(id).await.expect("subscribe");
+    let failed = tokio::time::timeout(WAIT, rx.wait_for(|s| s.record.state.is_resting()))
+        .await
+        .expect("the turn stops")
+        .expect("snapshot")
+        .clone();
+    assert!(
+        matches!(&failed.record.state, State::Failed { error } if error.contains("disk I/O error")),
+        "{:?}",
+        failed.record.state
+    );
+    let out = h.engine.retry(id, WAIT).await.expect("retry");
+    assert_eq!(out.snapshot.status(), Status::Idle);
+    let stored = h.stored(id).await;
+    let replies: Vec<String> = stored
+        .messages
+        .iter()
+        .filter(|m| m.message.role == Role::Assistant)
+        .map(|m| content_text(&m.message.content))
+        .collect();
+    assert_eq!(
+        replies.last().map(String::as_str),
+        Some("chunk 1 chunk 2 chunk 3.")
+    );
 }
 
 /// A send to a busy chat is acknowledged only once its queued message is stored.

@@ -340,7 +340,7 @@ pub(crate) async fn run(store: &dyn Store) {
                     version: 4,
                     ..c.clone()
                 },
-                messages: vec![],
+                messages: vec![message(3, 4, "into a deleted chat")],
                 expected_version: 3,
                 dequeued: Vec::new(),
             })
@@ -352,6 +352,59 @@ pub(crate) async fn run(store: &dyn Store) {
     search_stays_with_the_owner(store).await;
     by_activity(store).await;
     saves_at_once(store).await;
+    a_save_takes_its_turns_queued_messages(store).await;
+}
+
+/// A save that starts a turn takes the queued messages it answers out of the queue, all
+/// of them in the one save; a save refused for its version takes none and writes none of
+/// its messages.
+async fn a_save_takes_its_turns_queued_messages(store: &dyn Store) {
+    let c = context(40);
+    store.insert_context(&c, None).await.expect("insert");
+    let mut queued = Vec::new();
+    for text in ["first", "second", "third"] {
+        let q = super::QueuedRecord {
+            message: message(0, 1, text).message,
+            idempotency_key: None,
+            ahead: false,
+            turn: TurnOptions::default(),
+        };
+        assert!(store.enqueue(c.id, &q, 8).await.expect("enqueue"));
+        queued.push(q.message.id);
+    }
+    let mut batch = SaveBatch {
+        // Renamed too: the title's search triggers run in the same save.
+        context: ContextRecord {
+            version: 2,
+            message_count: 2,
+            title: "renamed as it starts".into(),
+            ..c.clone()
+        },
+        messages: vec![message(0, 2, "first"), message(1, 2, "second")],
+        expected_version: 5,
+        dequeued: queued[..2].to_vec(),
+    };
+    assert!(matches!(
+        store.save(&batch).await,
+        Err(StoreError::Conflict { expected: 5, .. })
+    ));
+    let still = store.queued_messages(c.id).await.expect("queued");
+    assert_eq!(still.len(), 3);
+    assert!(load(store, c.id).await.messages.is_empty());
+
+    batch.expected_version = 1;
+    store.save(&batch).await.expect("save");
+    let left: Vec<Uuid> = store
+        .queued_messages(c.id)
+        .await
+        .expect("queued")
+        .iter()
+        .map(|q| q.message.id)
+        .collect();
+    assert_eq!(left, vec![queued[2]]);
+    let loaded = load(store, c.id).await;
+    assert_eq!(loaded.record, batch.context);
+    assert_eq!(loaded.messages, batch.messages);
 }
 
 /// Many chats saving at once (as many actors do): every save is written and reads back,

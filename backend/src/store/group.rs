@@ -6,16 +6,16 @@
 //! at one fsync each, however many chats are waiting. Here a save joins a line. The
 //! caller that finds nobody leading leads: it takes the writer connection (waiting its
 //! turn with every other write), then takes whatever is in the line by then (up to
-//! `Limits::per_commit`) and commits it as one transaction. A batch that fails (a version
-//! that does not match, a deleted chat, a database error) writes nothing and gets its own
-//! error while the others commit (one refused for its version or a deleted chat wrote
-//! nothing to begin with; one that failed halfway makes the group start over with each
-//! batch inside its own SAVEPOINT); a failed COMMIT fails every batch of the group. Every caller gets its result
-//! only after the COMMIT that made its batch durable returned. Nothing waits on a timer
-//! to gather a group: what queued while the previous commit ran is the next group.
+//! `Limits::per_commit`) and commits it as one transaction. Each batch is one round trip
+//! to SQLite, in a savepoint of its own (`save.rs`): one that fails (a version that does
+//! not match, a deleted chat, a database error halfway) writes nothing and gets its own
+//! error while the others commit; one that cannot be undone alone (SQLite rolled the
+//! transaction back) and a failed COMMIT fail every batch of the group. Every caller gets
+//! its result only after the COMMIT that made its batch durable returned. Nothing waits on
+//! a timer to gather a group: what queued while the previous commit ran is the next group.
 //!
-//! Uncontended, the caller commits its own batch itself, as a plain transaction: no other
-//! task. A group holding other callers' batches is committed by a task of
+//! Uncontended, the caller commits its own batch itself, its savepoint its transaction
+//! (one round trip in all): no other task. A group holding other callers' batches is committed by a task of
 //! its own, which goes on with the next group while the line is not empty: a caller that
 //! goes away (its chat deleted, its actor aborted) never takes other chats' saves with it.
 //! Between groups the task lets go of the connection, so other writes (queued messages,
@@ -26,7 +26,6 @@
 //! writer (then it leaves the line unwritten and answers `Unavailable`; one the writer
 //! has taken waits for its commit).
 
-use super::coordination::Coordination;
 use super::sql::SqlStore;
 use super::{SaveBatch, StoreError};
 use crate::metrics::Metrics;
@@ -53,7 +52,6 @@ type Outcome = Result<(), StoreError>;
 #[derive(Debug)]
 pub(super) struct GroupCommit {
     writer: AnyPool,
-    coordination: Arc<dyn Coordination>,
     metrics: Arc<Metrics>,
     limits: Limits,
     line: Mutex<Line>,
@@ -76,15 +74,9 @@ struct Waiting {
 }
 
 impl GroupCommit {
-    pub(super) fn new(
-        writer: AnyPool,
-        coordination: Arc<dyn Coordination>,
-        metrics: Arc<Metrics>,
-        limits: Limits,
-    ) -> Self {
+    pub(super) fn new(writer: AnyPool, metrics: Arc<Metrics>, limits: Limits) -> Self {
         GroupCommit {
             writer,
-            coordination,
             metrics,
             limits,
             line: Mutex::default(),
@@ -197,17 +189,8 @@ impl GroupCommit {
     /// Commits a group and tells each caller its outcome, once the COMMIT returned.
     async fn commit(&self, mut conn: PoolConnection<Any>, group: Vec<Waiting>) {
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut committed = self
-            .write_group(&mut conn, &group, &mut outcomes, false)
-            .await;
-        if matches!(committed, Ok(false)) {
-            outcomes.clear();
-            committed = self
-                .write_group(&mut conn, &group, &mut outcomes, true)
-                .await;
-        }
-        match committed {
-            Ok(_) => {
+        match Self::write_group(&mut conn, &group, &mut outcomes).await {
+            Ok(()) => {
                 let written = outcomes.iter().filter(|o| o.is_ok()).count();
                 self.metrics.record_commit(written as u64);
             }
@@ -229,53 +212,28 @@ impl GroupCommit {
         }
     }
 
-    /// One transaction for the group; each batch's outcome is pushed to `outcomes`.
+    /// Writes the group, each batch's outcome pushed to `outcomes`. Each batch is one
+    /// round trip in a savepoint of its own (`SqlStore::write_script`), so one that fails
+    /// writes nothing and the others go on. A batch alone is its own transaction; a group
+    /// of several is one transaction. `Err`: nothing of the group was written.
     ///
-    /// First without savepoints: a batch refused for its version or a deleted chat wrote
-    /// nothing (`SqlStore::write_batch` finds those before it writes), so only a batch
-    /// that fails halfway (a database error) needs undoing. Then the transaction is rolled
-    /// back and `Ok(false)` asks for the group again `in_savepoints`, each batch in a
-    /// savepoint of its own, rolled back alone if it fails. A SAVEPOINT and its RELEASE
-    /// are two more statements a batch, each a round trip to SQLite's worker thread: the
-    /// common case pays neither.
+    /// A group is SQLite's, with one process on the database: nobody to tell about the
+    /// changes (`SingleProcess`).
     async fn write_group(
-        &self,
         conn: &mut AnyConnection,
         group: &[Waiting],
         outcomes: &mut Vec<Outcome>,
-        in_savepoints: bool,
-    ) -> Result<bool, StoreError> {
-        let coordination = self.coordination.as_ref();
+    ) -> Result<(), StoreError> {
+        if let [alone] = group {
+            outcomes.push(SqlStore::write_script(conn, &alone.batch).await?);
+            return Ok(());
+        }
         let mut tx = conn.begin().await?;
         for w in group {
-            let outcome = if in_savepoints {
-                let mut savepoint = tx.begin().await?;
-                let outcome = SqlStore::write_batch(&mut savepoint, coordination, &w.batch).await;
-                if outcome.is_err() {
-                    // Fails when SQLite rolled the whole transaction back (a full disk, an
-                    // I/O error): then nothing of the group is written, and the group fails.
-                    savepoint.rollback().await?;
-                } else {
-                    savepoint.commit().await?;
-                }
-                outcome
-            } else {
-                SqlStore::write_batch(&mut tx, coordination, &w.batch).await
-            };
-            let halfway = !in_savepoints
-                && matches!(
-                    &outcome,
-                    Err(e) if !matches!(e, StoreError::Conflict { .. } | StoreError::Gone(_))
-                );
-            outcomes.push(outcome);
-            if halfway {
-                tx.rollback().await?;
-                // Alone, its outcome is the group's.
-                return Ok(group.len() == 1);
-            }
+            outcomes.push(SqlStore::write_script(&mut tx, &w.batch).await?);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(())
     }
 
     /// The outcome of the batch with this ticket: once its group committed, or an error
@@ -519,6 +477,27 @@ mod tests {
             assert!(outcomes[n].is_ok(), "{n}: {:?}", outcomes[n]);
         }
         stored_as_their_outcomes_say(&store, &batches, &outcomes).await;
+    }
+
+    /// A save alone that the database refuses halfway (its context row and first message
+    /// written, then two messages in one place) writes nothing, and the writer goes on:
+    /// the same chat's next save is stored.
+    #[tokio::test]
+    async fn a_save_alone_that_fails_halfway_writes_nothing() {
+        let (_dir, store, metrics, batches) = chats(LIMITS, 1).await;
+        let mut broken = batches[0].clone();
+        broken.messages.push(message(0, 2, "the same place"));
+        let outcome = store.save(&broken).await;
+        assert!(
+            matches!(outcome, Err(StoreError::Database(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(Metrics::get(&metrics.store_commits), 0);
+        stored_as_their_outcomes_say(&store, &[broken], &[outcome]).await;
+
+        store.save(&batches[0]).await.expect("the next save");
+        stored_as_their_outcomes_say(&store, &batches, &[Ok(())]).await;
+        assert_eq!(Metrics::get(&metrics.store_commits), 1);
     }
 
     const THREE_A_COMMIT: Limits = Limits {

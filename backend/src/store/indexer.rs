@@ -1,14 +1,18 @@
-//! SQLite's search indexer: writes the full-text entries of the messages that saves noted
-//! in `search_pending` (migration 0013), many messages in one transaction, off the save's
-//! path. A save's transaction only notes its final messages (one small row each); writing
-//! their FTS5 entries there was about half the pages it wrote and 0.3 ms of its commit.
+//! SQLite's search indexer: writes the full-text entries of new messages and of the
+//! changed ones that saves noted in `search_pending` (migrations 0013 and 0014), many
+//! messages in one transaction, off the save's path. Writing their FTS5 entries in the
+//! save was about half the pages it wrote and 0.3 ms of its commit; a note, one page more
+//! (12 us): so a new message is not noted at all. Messages get rising rowids, and the
+//! indexer keeps a mark (`search_watermark`): each pass indexes the final messages above
+//! it and moves it past every message it saw. Only a change to a message at or below the
+//! mark is noted (a reply that still streamed when a pass went by, an edit).
 //!
 //! Read-your-writes: each save that may have noted a message counts itself after its
 //! commit (`noted`); a search reads that count first and waits until the indexer has
 //! drained the notes of at least as many saves (`caught_up`), asking it to run at once,
 //! for at most `SEARCH_WAIT`. Crash safety: the notes are committed with their messages,
-//! so what a stopped process noted and did not index is indexed by the first pass after
-//! the next start, which runs at once.
+//! and the mark moves in the pass's transaction, so what a stopped process left unindexed
+//! is indexed by the first pass after the next start, which runs at once.
 //!
 //! Postgres has no indexer: its search vectors are columns of the rows, set by the save.
 
@@ -147,12 +151,15 @@ async fn run(writer: AnyPool, shared: Arc<Shared>) {
     }
 }
 
-/// Indexes every noted message, `BATCH_MESSAGES` to a transaction, and returns how many
-/// notes it took and how long it held the writer. An entry's rowid is the owner's number shifted left, or-ed with the
-/// message's rowid (migration 0011); a note's `indexed` says whether the message has an
-/// entry to remove first (migration 0013's invariant), so none is removed that is not
-/// there and none is added twice.
+/// Indexes every noted message and every new one (above the mark of migration 0014),
+/// up to `BATCH_MESSAGES` of each to a transaction, and returns how many it took and how
+/// long it held the writer. An entry's rowid is the owner's number shifted left, or-ed
+/// with the message's rowid (migration 0011); a note's `indexed` says whether the message
+/// has an entry to remove first (migration 0013's invariant), so none is removed that is
+/// not there and none is added twice.
 async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> {
+    let owned = "FROM messages m JOIN contexts c ON c.id = m.context_id \
+                 JOIN search_owners o ON o.owner = c.owner";
     let noted = |what: &str| {
         format!(
             "{what} FROM search_pending p JOIN messages m ON m.rowid = p.message_rowid \
@@ -161,6 +168,11 @@ async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> 
         )
     };
     let key = format!("(o.id << {OWNER_SHIFT}) | m.rowid");
+    // A row whose content is not JSON (damaged outside the server) gets an empty entry:
+    // failing on it would fail every pass, and every search after it.
+    let text = "(SELECT group_concat(json_extract(value, '$.text'), ' ') \
+                FROM json_each(CASE WHEN json_valid(m.content) THEN m.content END))";
+    let mark = "(SELECT upto FROM search_watermark)";
     let mut total = 0;
     let mut held = Duration::ZERO;
     loop {
@@ -173,43 +185,63 @@ async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> 
         .bind(BATCH_MESSAGES)
         .fetch_one(&mut *tx)
         .await?;
-        let Some(last) = last else {
-            // Nothing noted: the transaction wrote nothing, so its end costs no sync.
+        let (new, newest): (i64, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT COUNT(*), MAX(rowid) FROM \
+             (SELECT rowid FROM messages WHERE rowid > {mark} ORDER BY rowid LIMIT $1)"
+        ))
+        .bind(BATCH_MESSAGES)
+        .fetch_one(&mut *tx)
+        .await?;
+        if last.is_none() && newest.is_none() {
+            // Nothing to index: the transaction wrote nothing, so its end costs no sync.
             tx.commit().await?;
             return Ok((total, held));
-        };
-        let stale = noted(&format!("SELECT {key}"));
-        // A row whose content is not JSON (damaged outside the server) gets an empty
-        // entry: failing on it would fail every pass, and every search after it.
-        let text = "(SELECT group_concat(json_extract(value, '$.text'), ' ') \
-                    FROM json_each(CASE WHEN json_valid(m.content) THEN m.content END))";
-        let fresh = noted(&format!("SELECT {key}, {text}"));
-        // The entries that exist leave, then the final messages' come.
-        for sql in [
-            format!("DELETE FROM messages_fts WHERE rowid IN ({stale} AND p.indexed = 1)"),
-            format!("INSERT INTO messages_fts (rowid, body) {fresh} AND m.status != 'streaming'"),
-        ] {
-            sqlx::query(&sql).bind(last).execute(&mut *tx).await?;
         }
-        let done = sqlx::query("DELETE FROM search_pending WHERE message_rowid <= $1")
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(last) = last {
+            let stale = noted(&format!("SELECT {key}"));
+            let fresh = noted(&format!("SELECT {key}, {text}"));
+            // The entries that exist leave, then the final messages' come.
+            for sql in [
+                format!("DELETE FROM messages_fts WHERE rowid IN ({stale} AND p.indexed = 1)"),
+                format!(
+                    "INSERT INTO messages_fts (rowid, body) {fresh} AND m.status != 'streaming'"
+                ),
+                "DELETE FROM search_pending WHERE message_rowid <= $1".to_owned(),
+            ] {
+                sqlx::query(&sql).bind(last).execute(&mut *tx).await?;
+            }
+        }
+        if let Some(newest) = newest {
+            // New messages have no entry yet: the final ones get theirs, and the mark
+            // passes them all (one still streaming is noted when it ends).
+            for sql in [
+                format!(
+                    "INSERT INTO messages_fts (rowid, body) SELECT {key}, {text} {owned} \
+                     WHERE m.rowid > {mark} AND m.rowid <= $1 AND m.status != 'streaming'"
+                ),
+                "UPDATE search_watermark SET upto = $1".to_owned(),
+            ] {
+                sqlx::query(&sql).bind(newest).execute(&mut *tx).await?;
+            }
+        }
         tx.commit().await?;
         held += started.elapsed();
-        total += done.rows_affected();
-        if count < BATCH_MESSAGES {
+        total += u64::try_from(count + new).unwrap_or(0);
+        if count < BATCH_MESSAGES && new < BATCH_MESSAGES {
             return Ok((total, held));
         }
     }
 }
 
-/// How many messages are noted and not indexed yet (tests poll it).
+/// How many messages are noted or new and not indexed yet (tests poll it).
 #[cfg(test)]
 pub(super) async fn pending(pool: &AnyPool) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM search_pending")
-        .fetch_one(pool)
-        .await
-        .expect("count the notes");
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM search_pending) + (SELECT COUNT(*) FROM messages \
+         WHERE rowid > (SELECT upto FROM search_watermark))",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count the notes");
     n
 }

@@ -12,6 +12,7 @@ mod group;
 mod indexer;
 mod postgres;
 mod responses;
+mod save;
 mod sql;
 
 pub use coordination::{Coordination, SingleProcess};

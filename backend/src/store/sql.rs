@@ -22,7 +22,7 @@ use chatsync_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 use sqlx::{Executor, Row};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,7 @@ const CONTEXT_COLUMNS: &str = "id, title, model_id, mode, system_prompt, state, 
      retries, version, message_count, created_at, updated_at, active_leaf, owner, \
      version_ceiling, turn_options";
 
-const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
+pub(super) const MESSAGE_COLUMNS: &str = "id, seq, role, content, tool_calls, tool_call_id, \
      client_message_id, idempotency_key, status, created_at, version, parent_id";
 
 /// Fail fast while the database is down: requests answer 503 instead of hanging.
@@ -175,12 +175,31 @@ impl SqlStore {
         self.group = limits.map(|limits| {
             Arc::new(GroupCommit::new(
                 self.writer.clone(),
-                self.coordination.clone(),
                 self.metrics.clone(),
                 limits,
             ))
         });
         self
+    }
+
+    /// Runs one writing statement and returns the rows it wrote: after `lock` (bound to
+    /// `key`) in one transaction when the dialect needs one to order concurrent writers,
+    /// else on its own (one statement is its own transaction: one round trip on SQLite,
+    /// against three for `BEGIN`, the statement and `COMMIT`).
+    async fn write_after(
+        &self,
+        lock: Option<&'static str>,
+        key: &str,
+        statement: AnyQuery<'_>,
+    ) -> Result<u64, StoreError> {
+        let Some(lock) = lock else {
+            return Ok(statement.execute(&self.writer).await?.rows_affected());
+        };
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(lock).bind(key).execute(&mut *tx).await?;
+        let written = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// The context and its messages: all of them, or (with `since`) those changed after
@@ -248,7 +267,7 @@ pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyA
 
 /// Binds a context's title, config, state, version and message count, in
 /// `CONTEXT_COLUMNS` order (the insert and the save's update both write them).
-fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuery<'q> {
+pub(super) fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuery<'q> {
     query
         .bind(&c.title)
         .bind(&c.config.model_id)
@@ -261,7 +280,7 @@ fn bind_context_fields<'q>(query: AnyQuery<'q>, c: &'q ContextRecord) -> AnyQuer
         .bind(to_i64(c.message_count))
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -362,7 +381,7 @@ struct StoredCallIn {
     result: Option<String>,
 }
 
-fn encode_tool_calls(calls: &[ToolCall]) -> Result<String, StoreError> {
+pub(super) fn encode_tool_calls(calls: &[ToolCall]) -> Result<String, StoreError> {
     let stored: Vec<StoredCallOut<'_>> = calls
         .iter()
         .map(|c| {
@@ -507,7 +526,7 @@ fn queued_from_row(row: &AnyRow) -> Result<QueuedRecord, StoreError> {
     })
 }
 
-fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(e.to_string()))
 }
 
@@ -539,21 +558,10 @@ impl Store for SqlStore {
             .bind(record.turn.encode())
             .bind(&record.owner)
             .bind(max_per_owner.map_or(i64::MAX, to_i64));
+        // Concurrent creates for one owner (on any instance) count one after another.
         let owner_lock = max_per_owner.and(self.dialect.owner_lock());
-        let inserted = if let Some(lock) = owner_lock {
-            // Concurrent creates for one owner (on any instance) count one after another.
-            let mut tx = self.writer.begin().await?;
-            sqlx::query(lock)
-                .bind(&record.owner)
-                .execute(&mut *tx)
-                .await?;
-            let inserted = insert.execute(&mut *tx).await?;
-            tx.commit().await?;
-            inserted
-        } else {
-            insert.execute(&self.writer).await?
-        };
-        Ok(inserted.rows_affected() > 0)
+        let inserted = self.write_after(owner_lock, &record.owner, insert).await?;
+        Ok(inserted > 0)
     }
 
     async fn load_context(&self, id: Uuid) -> Result<Option<LoadedContext>, StoreError> {
@@ -701,18 +709,9 @@ impl Store for SqlStore {
         max: usize,
     ) -> Result<bool, StoreError> {
         let m = &queued.message;
-        let mut tx = self.writer.begin().await?;
-        if let Some(lock) = self.dialect.queue_lock() {
-            // Two senders (on two instances) could both count the queue below its bound
-            // and both insert: the lock makes them count one after the other.
-            sqlx::query(lock)
-                .bind(context_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
         // One statement counts and inserts, so concurrent senders never push the queue
         // past its bound.
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO queued_messages \
              (id, context_id, content, client_message_id, idempotency_key, created_at, version, \
              ahead, turn_options) SELECT $1, $2, $3, $4, $5, $6, $7, $10, $11 \
@@ -728,11 +727,14 @@ impl Store for SqlStore {
         .bind(context_id.to_string())
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .bind(i64::from(queued.ahead))
-        .bind(queued.turn.encode())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let stored = inserted.rows_affected() > 0;
+        .bind(queued.turn.encode());
+        // Two senders (on two instances) could both count the queue below its bound and
+        // both insert: the lock makes them count one after the other.
+        let key = context_id.to_string();
+        let stored = self
+            .write_after(self.dialect.queue_lock(), &key, insert)
+            .await?
+            > 0;
         if stored {
             // The instance running the turn picks the message up when this arrives.
             self.coordination.notify(Change::Queued(context_id)).await?;
@@ -816,95 +818,6 @@ impl Store for SqlStore {
         .bind(to_i64(ceiling))
         .execute(&self.writer)
         .await?;
-        Ok(())
-    }
-}
-
-/// Writes a save's batch in the transaction (or savepoint) `tx` is in: the context row,
-/// if the stored version is the one expected, its changed messages and the queued
-/// messages its turn starts. The caller commits (`Store::save`, or a group of saves in
-/// `group.rs`). `Conflict` and `Gone` are found before anything is written: the group
-/// commit relies on it to leave such a batch out without a savepoint.
-impl SqlStore {
-    pub(super) async fn write_batch(
-        tx: &mut AnyConnection,
-        coordination: &dyn Coordination,
-        batch: &SaveBatch,
-    ) -> Result<(), StoreError> {
-        let c = &batch.context;
-        // The first statement writes, so the transaction takes the write lock at once
-        // (SQLite's writes all go through one connection anyway, see `connect`).
-        let update = sqlx::query(
-            "UPDATE contexts SET title = $1, model_id = $2, mode = $3, system_prompt = $4, \
-             state = $5, state_error = $6, retries = $7, version = $8, message_count = $9, \
-             updated_at = $10, active_leaf = $13, version_ceiling = $14, turn_options = $15 \
-             WHERE id = $11 AND version = $12",
-        );
-        let updated = bind_context_fields(update, c)
-            .bind(format_time(&c.updated_at))
-            .bind(c.id.to_string())
-            .bind(to_i64(batch.expected_version))
-            .bind(c.active_leaf.map(|l| l.to_string()))
-            .bind(to_i64(c.version_ceiling))
-            .bind(c.turn.encode())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contexts WHERE id = $1")
-                .bind(c.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            return Err(if exists > 0 {
-                StoreError::Conflict {
-                    id: c.id,
-                    expected: batch.expected_version,
-                }
-            } else {
-                StoreError::Gone(c.id)
-            });
-        }
-        for m in &batch.messages {
-            let msg = &m.message;
-            sqlx::query(&format!(
-                "INSERT INTO messages (context_id, {MESSAGE_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO UPDATE SET content = excluded.content, \
-                 tool_calls = excluded.tool_calls, status = excluded.status, \
-                 version = excluded.version"
-            ))
-            .bind(c.id.to_string())
-            .bind(msg.id.to_string())
-            .bind(to_i64(m.seq))
-            .bind(msg.role.as_str())
-            .bind(encode_json(&msg.content)?)
-            .bind(
-                msg.tool_calls
-                    .as_deref()
-                    .map(encode_tool_calls)
-                    .transpose()?,
-            )
-            .bind(&msg.tool_call_id)
-            .bind(&msg.client_message_id)
-            .bind(&m.idempotency_key)
-            .bind(msg.status.as_str())
-            .bind(format_time(&msg.created_at))
-            .bind(to_i64(msg.version))
-            .bind(msg.parent_id.map(|p| p.to_string()))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for id in &batch.dequeued {
-            sqlx::query("DELETE FROM queued_messages WHERE id = $1 AND context_id = $2")
-                .bind(id.to_string())
-                .bind(c.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let saved = Change::Updated {
-            id: c.id,
-            version: c.version,
-        };
-        coordination.notify_on_commit(tx, saved).await?;
         Ok(())
     }
 }
@@ -1033,6 +946,38 @@ pub(crate) mod tests {
         assert_eq!(found(&store, "alice", "howls").await, [c.id]);
     }
 
+    /// The newest messages deleted after the indexer saw them, the next message takes
+    /// one of their rowids, below the indexer's mark (migration 0014): it is noted and
+    /// found, and the deleted ones are not.
+    #[tokio::test]
+    async fn a_message_on_a_reused_rowid_is_found() {
+        let (_dir, store) = temp_store().await;
+        let kept = conformance::chat_of(&store, "alice", 1, "chat", &["an emu"]).await;
+        let gone = conformance::chat_of(&store, "alice", 2, "chat", &["a wombat", "a dingo"]).await;
+        assert_eq!(found(&store, "alice", "wombat").await, [gone.id]);
+        assert!(store
+            .delete_context("alice", gone.id)
+            .await
+            .expect("delete"));
+        let new = conformance::chat_of(&store, "alice", 3, "chat", &["a koala"]).await;
+        let reused: i64 = sqlx::query_scalar(
+            "SELECT m.rowid <= (SELECT upto FROM search_watermark) FROM messages m \
+             WHERE m.context_id = $1",
+        )
+        .bind(new.id.to_string())
+        .fetch_one(&store.pool)
+        .await
+        .expect("rowid");
+        assert_eq!(
+            reused, 1,
+            "the new message took a rowid the indexer has seen"
+        );
+        assert_eq!(found(&store, "alice", "koala").await, [new.id]);
+        assert_eq!(found(&store, "alice", "emu").await, [kept.id]);
+        assert!(found(&store, "alice", "wombat").await.is_empty());
+        assert!(found(&store, "alice", "dingo").await.is_empty());
+    }
+
     /// What a process noted for indexing and did not index before it stopped is indexed
     /// by the next start's first pass, with no search asking: new messages, an edit of
     /// an indexed one, a chat moved to another owner meanwhile; a chat deleted meanwhile
@@ -1069,6 +1014,13 @@ pub(crate) mod tests {
             .await
             .expect("delete"));
         assert_eq!(super::super::indexer::pending(&stopped.pool).await, 3);
+        // Only the edit of a message the indexer had seen is noted: the new ones are
+        // above its mark (migration 0014), and their saves wrote no note.
+        let notes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_pending")
+            .fetch_one(&stopped.pool)
+            .await
+            .expect("notes");
+        assert_eq!(notes, 1);
         drop(stopped);
 
         let started = SqlStore::connect(&url).await.expect("connect");

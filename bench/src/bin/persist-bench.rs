@@ -41,6 +41,16 @@
 //! ```text
 //! # search_index passes_per_turn=<p> messages_per_pass=<m> writer_ms_per_turn=<w>
 //! ```
+//!
+//! Then, untimed, what a turn writes: a few more turns on the largest history, each after
+//! a checkpoint that empties the write-ahead log, counting the log's frames after it
+//! (each frame is one page the commit wrote; the log's size says how many; a pass of the
+//! search indexer that falls in a counted turn adds its pages), and the same for the raw
+//! commits:
+//!
+//! ```text
+//! # wal pages_per_save=<p> raw_pages_per_commit=<r>
+//! ```
 
 use chatsync::domain::{NewContext, Owner};
 use chatsync::engine::{Deps, Engine, EngineSettings, Snapshot};
@@ -48,9 +58,10 @@ use chatsync::llm::ScriptedModel;
 use chatsync::metrics::Metrics;
 use chatsync::store::SqlStore;
 use chatsync::tools::{ToolRegistry, DEFAULT_TOOL_TIMEOUT};
-use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError};
+use chatsync_bench::{finish, millis, percentile, run_turn, temp_database, BenchError, DB_FILE};
 use chatsync_protocol::{ContentPart, Role};
 use clap::Parser;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -153,7 +164,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), BenchError> {
-    let (_dir, url) = temp_database()?;
+    let (dir, url) = temp_database()?;
     let metrics = Arc::new(Metrics::default());
     let engine = Engine::new(Deps {
         // The URL is sqlite://, so this is the SQLite store the server opens by default.
@@ -236,13 +247,77 @@ async fn run(args: Args) -> Result<(), BenchError> {
         index.messages as f64 / index.passes.max(1) as f64,
         index.held.as_secs_f64() * 1e3 / turns
     );
+    if let Some(largest) = all.iter().max_by_key(|s| s.size) {
+        let pages =
+            pages_per_save(&engine, &metrics, &dir.path().join(DB_FILE), largest.id).await?;
+        let raw_pages = raw.pages_per_commit().await?;
+        println!("# wal pages_per_save={pages:.2} raw_pages_per_commit={raw_pages:.2}");
+    }
     Ok(())
+}
+
+/// Turns whose write-ahead log frames are counted.
+const COUNTED_TURNS: u32 = 20;
+
+/// A write-ahead log's frames: its header is 32 bytes, each frame a 24-byte header and a
+/// page.
+fn wal_frames(database: &Path, page_size: u64) -> Result<u64, BenchError> {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    Ok(bytes.saturating_sub(32) / (24 + page_size))
+}
+
+/// Empties the write-ahead log of the database `conn` is open on (`false`: a writer or
+/// reader was in the way, the log is not empty).
+async fn empty_wal(conn: &mut sqlx::SqliteConnection) -> Result<bool, BenchError> {
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(busy == 0)
+}
+
+async fn page_size(conn: &mut sqlx::SqliteConnection) -> Result<u64, BenchError> {
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(size)?)
+}
+
+/// The pages a save writes, from `COUNTED_TURNS` turns into the context `id` (a turn
+/// whose log could not be emptied first, the search indexer writing, is left out).
+async fn pages_per_save(
+    engine: &Engine,
+    metrics: &Metrics,
+    database: &Path,
+    id: Uuid,
+) -> Result<f64, BenchError> {
+    use sqlx::ConnectOptions;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(database);
+    let mut conn = options.connect().await?;
+    let page_size = page_size(&mut conn).await?;
+    let (mut pages, mut saves) = (0, 0);
+    for turn in 0..COUNTED_TURNS {
+        if !empty_wal(&mut conn).await? {
+            continue;
+        }
+        let before = Metrics::get(&metrics.saves);
+        run_turn(
+            engine,
+            id,
+            format!("Counted turn {turn}: what does it write?"),
+        )
+        .await?;
+        pages += wal_frames(database, page_size)?;
+        saves += Metrics::get(&metrics.saves) - before;
+    }
+    Ok(pages as f64 / saves.max(1) as f64)
 }
 
 /// The floor a turn's persistence is measured against: plain commits on a SQLite file in
 /// WAL mode with `synchronous=FULL`, as the store opens its database.
 struct RawCommits {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     conn: sqlx::SqliteConnection,
     next: i64,
 }
@@ -261,11 +336,7 @@ impl RawCommits {
             .await?;
         conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
             .await?;
-        Ok(RawCommits {
-            _dir: dir,
-            conn,
-            next: 0,
-        })
+        Ok(RawCommits { dir, conn, next: 0 })
     }
 
     /// Two commits of one row each, timed together.
@@ -283,6 +354,21 @@ impl RawCommits {
             tx.commit().await?;
         }
         Ok(started.elapsed())
+    }
+
+    /// The pages a raw commit writes, counted as `pages_per_save` counts a save's.
+    async fn pages_per_commit(&mut self) -> Result<f64, BenchError> {
+        let database = self.dir.path().join(DB_FILE);
+        let page_size = page_size(&mut self.conn).await?;
+        let mut pages = 0;
+        for _ in 0..COUNTED_TURNS {
+            if !empty_wal(&mut self.conn).await? {
+                return Err("the raw commits' log could not be emptied".into());
+            }
+            self.two_commits().await?;
+            pages += wal_frames(&database, page_size)?;
+        }
+        Ok(pages as f64 / f64::from(2 * COUNTED_TURNS))
     }
 }
 

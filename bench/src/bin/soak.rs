@@ -21,6 +21,10 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The users share the machine with the server: every cycle they spend is one it lacks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "soak", about = "Simulated users, optional chaos, end checks")]
 struct Args {

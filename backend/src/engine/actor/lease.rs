@@ -167,6 +167,9 @@ impl Actor {
 
     /// After the turn stopped because the lease was lost: step back to reading.
     pub(super) async fn step_back(&mut self) {
+        // What runs behind the stream was refused too, or written before the other
+        // instance took over; catching up reads the store either way.
+        let _ = self.land().await;
         self.lease = Lease::Released;
         let _ = self.catch_up().await;
     }

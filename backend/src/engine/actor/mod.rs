@@ -13,8 +13,10 @@
 //! (model call, streaming, retries, cancel) and its state; `publish.rs` showing the
 //! context to readers, and its memory footprint; `tools.rs` approval and execution of tool
 //! calls; `branch.rs` edits, regenerates and branch switches; `queue.rs` busy chats'
-//! queue; `lease.rs` the shared-store lease.
+//! queue; `lease.rs` the shared-store lease; `behind.rs` the streaming flush, written
+//! behind the stream.
 
+mod behind;
 mod branch;
 mod lease;
 mod mail;
@@ -34,6 +36,7 @@ use super::{ActionError, Deps};
 use crate::domain::{ClientKey, NewMessage, Title};
 use crate::fsm::{self, Event, State};
 use crate::store::StoreError;
+use behind::{behind_done, Behind};
 use chatsync_protocol::{ContentPart, Role};
 use lease::Lease;
 use mail::DuringTurn;
@@ -68,6 +71,8 @@ pub struct Actor {
     retire_requested: bool,
     deps: Arc<Deps>,
     autosave: Autosaver,
+    /// The streaming flush running behind the stream, if any.
+    behind: Behind,
     turns: Turns,
     /// The running turn (or the last one).
     turn: Turn,
@@ -106,6 +111,7 @@ impl Actor {
             retire_requested: false,
             deps,
             autosave,
+            behind: Behind::default(),
             turns: Turns::default(),
             turn: Turn::default(),
             gone: false,
@@ -544,6 +550,7 @@ impl Actor {
     async fn autosave(&mut self) -> Step {
         let result = match self.autosave.without_write(&self.ctx) {
             Some(outcome) => Ok(outcome),
+            None if *self.ctx.state() == State::StreamingLlmResponse => self.flush_behind(),
             None => self.save().await,
         };
         let step = match result {
@@ -574,6 +581,9 @@ impl Actor {
     }
 
     async fn settle(&mut self) {
+        // No save runs behind a resting context. A failed one left its changes unsaved,
+        // for the next save to write.
+        let _ = self.land().await;
         self.turns.settled = self.turns.started;
         self.publish().await;
         self.name_after_first_turn();
@@ -628,6 +638,11 @@ impl Actor {
                 }
                 () = sleep_until_some(publish_due), if publish_due.is_some() => {
                     self.publish().await;
+                }
+                done = behind_done(&mut self.behind) => {
+                    self.landed(done);
+                    // Readers learn what is durable now (see `Snapshot::durable_messages`).
+                    self.publish_soon().await;
                 }
                 () = sleep_until_some(renew_at), if renew_at.is_some() => {
                     self.renew_lease().await;

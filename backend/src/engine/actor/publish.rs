@@ -78,6 +78,11 @@ impl Actor {
     pub(super) async fn publish(&mut self) {
         self.ctx.publish();
         if self.ctx.needs_reservation() {
+            // A save behind the stream may store a ceiling high enough, and a reservation
+            // must not race it.
+            self.wait_behind().await;
+        }
+        if self.ctx.needs_reservation() {
             let ceiling = self.ctx.next_ceiling();
             match self
                 .deps
@@ -113,8 +118,9 @@ impl Actor {
     }
 
     /// Writes whatever is unsaved now, pending changes stamped first (without showing
-    /// them: that is the caller's choice).
+    /// them: that is the caller's choice), once the save behind the stream is over.
     pub(super) async fn save(&mut self) -> Result<SaveOutcome, StoreError> {
+        self.land().await?;
         self.ctx.publish();
         self.autosave.save(&mut self.ctx).await
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use stream::Streaming;
 use uuid::Uuid;
-use versions::Changes;
+use versions::{Changes, Saving};
 
 /// A complete message created now, with a fresh id; the version is stamped on publish.
 pub fn new_message(
@@ -66,8 +66,10 @@ pub struct LiveContext {
     seen_keys: HashMap<String, usize>,
     /// Changed since the last version bump.
     unpublished: Changes,
-    /// Changed since the last successful save.
+    /// Changed since the last save began.
     unsaved: Changes,
+    /// The save running now, if any: what it writes, taken back should it fail.
+    saving: Option<Saving>,
     saved_version: u64,
     /// The version at which the active path last changed (or the context was loaded):
     /// a delta from before it cannot say which messages left the path.
@@ -105,6 +107,7 @@ impl LiveContext {
             seen_keys: HashMap::new(),
             unpublished: Changes::default(),
             unsaved: Changes::default(),
+            saving: None,
             last_save: Instant::now(),
             queued: Vec::new(),
             streaming: None,

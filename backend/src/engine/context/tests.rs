@@ -44,8 +44,8 @@ fn say(ctx: &mut LiveContext, text: &str) -> Uuid {
 fn durable_messages_hold_only_what_a_save_wrote() {
     let mut ctx = context_in(StateName::StreamingLlmResponse);
     say(&mut ctx, "question");
-    let batch = ctx.save_batch();
-    ctx.mark_saved(&batch);
+    ctx.begin_save();
+    ctx.end_save(true);
     let mut reply = new_message(Role::Assistant, vec![ContentPart::text("")], None);
     reply.status = MessageStatus::Streaming;
     let i = ctx.push(reply, None);
@@ -58,8 +58,8 @@ fn durable_messages_hold_only_what_a_save_wrote() {
         "a reply no save wrote is not durable"
     );
     assert!(!snapshot.is_durable());
-    let batch = ctx.save_batch();
-    ctx.mark_saved(&batch);
+    ctx.begin_save();
+    ctx.end_save(true);
     ctx.append_text(i, "and more");
     ctx.publish();
     let snapshot = ctx.snapshot(Turns::default());
@@ -71,8 +71,8 @@ fn durable_messages_hold_only_what_a_save_wrote() {
         "shown and more",
         "readers still see everything"
     );
-    let batch = ctx.save_batch();
-    ctx.mark_saved(&batch);
+    ctx.begin_save();
+    ctx.end_save(true);
     let snapshot = ctx.snapshot(Turns::default());
     assert!(snapshot.is_durable());
     assert_eq!(

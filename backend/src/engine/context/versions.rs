@@ -50,6 +50,16 @@ impl Changes {
         self.dequeued.push(id);
     }
 
+    /// Takes back changes a failed save did not write.
+    fn absorb(&mut self, earlier: Changes) {
+        self.record |= earlier.record;
+        self.messages.extend(earlier.messages);
+        self.path |= earlier.path;
+        self.queue |= earlier.queue;
+        let later = std::mem::replace(&mut self.dequeued, earlier.dequeued);
+        self.dequeued.extend(later);
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         !self.record
             && self.messages.is_empty()
@@ -157,8 +167,9 @@ impl LiveContext {
         !self.unpublished.is_empty()
     }
 
+    /// Changed since the last save that succeeded (a save still running included).
     pub fn has_unsaved(&self) -> bool {
-        !self.unsaved.is_empty()
+        !self.unsaved.is_empty() || self.saving.is_some()
     }
 
     /// Makes pending changes visible: bumps the version once and stamps every changed
@@ -227,14 +238,50 @@ impl LiveContext {
         }
     }
 
-    pub fn mark_saved(&mut self, batch: &SaveBatch) {
-        self.saved_version = batch.context.version;
-        self.record.version_ceiling = batch.context.version_ceiling;
-        if let Some(s) = &mut self.streaming {
-            // The save held the streamed text as it is now: no chunk lands during a save.
-            s.text.mark_durable();
+    /// Starts a save: the batch of everything published and unsaved. Changes made from
+    /// now on go to the next save; [`LiveContext::end_save`] says how this one went. One
+    /// save at a time: the next batch expects the version this one writes.
+    pub fn begin_save(&mut self) -> SaveBatch {
+        debug_assert!(self.saving.is_none(), "one save at a time");
+        let batch = self.save_batch();
+        self.saving = Some(Saving {
+            changes: std::mem::take(&mut self.unsaved),
+            version: batch.context.version,
+            version_ceiling: batch.context.version_ceiling,
+            streamed: self.streaming.as_ref().map(|s| (s.index, s.text.len())),
+        });
+        batch
+    }
+
+    /// The save begun last is over: written (the store holds its batch), or not (its
+    /// changes are written by the next save).
+    pub fn end_save(&mut self, written: bool) {
+        let Some(saving) = self.saving.take() else {
+            return;
+        };
+        if !written {
+            self.unsaved.absorb(saving.changes);
+            return;
         }
-        self.unsaved = Changes::default();
+        self.saved_version = saving.version;
+        self.record.version_ceiling = saving.version_ceiling;
+        if let (Some(s), Some((index, len))) = (&mut self.streaming, saving.streamed) {
+            if s.index == index {
+                // The save held the streamed text as it was when the save began.
+                s.text.mark_durable(len);
+            }
+        }
         self.last_save = Instant::now();
     }
+}
+
+/// A save begun and not over yet (see [`LiveContext::begin_save`]).
+#[derive(Debug)]
+pub(super) struct Saving {
+    changes: Changes,
+    version: u64,
+    version_ceiling: u64,
+    /// The reply being streamed when the save began: its place, and the length of its
+    /// text the save holds.
+    streamed: Option<(usize, usize)>,
 }
