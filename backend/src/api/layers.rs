@@ -29,6 +29,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+/// `x-request-id`, named once.
 const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID_HEADER);
 /// Longest client-chosen request id that is echoed; longer ones are replaced.
 const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -306,19 +307,19 @@ impl CountedIds {
         }
     }
 
+    /// The next id as a header value.
+    fn next_value(&self) -> HeaderValue {
+        let mut buffer = Uuid::encode_buffer();
+        let id = self.next_id().hyphenated().encode_lower(&mut buffer);
+        // Hex digits and hyphens are always a valid header value: the fallback is never
+        // taken, it only spares a panic path.
+        HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+
     fn next_id(&self) -> Uuid {
         let count = self.next.fetch_add(1, Ordering::Relaxed);
         let bytes = Uuid::from_u64_pair(self.prefix, count).into_bytes();
         uuid::Builder::from_custom_bytes(bytes).into_uuid()
-    }
-}
-
-impl CountedIds {
-    fn next_value(&self) -> HeaderValue {
-        let mut buffer = Uuid::encode_buffer();
-        let id = self.next_id().hyphenated().encode_lower(&mut buffer);
-        // Hex digits and hyphens: always a valid header value.
-        HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 }
 
@@ -473,6 +474,25 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    /// A slot of the in-flight limit is given back when its response is made: one slot
+    /// serves request after request.
+    #[tokio::test]
+    async fn one_in_flight_slot_serves_requests_one_after_another() {
+        let app = service(
+            site(),
+            &ApiConfig {
+                max_in_flight: 1,
+                ..config()
+            },
+            None,
+            STACK.len(),
+        );
+        for _ in 0..3 {
+            let (status, ..) = call(app.clone(), "/ok", "localhost", None).await;
+            assert_eq!(status, 200);
+        }
     }
 
     #[test]
