@@ -48,6 +48,8 @@
 //! costs, client and kernel included). `--only a,b` measures only those targets (and
 //! `bare`), e.g. to profile one.
 //!
+//! The binary runs on the server binary's allocator (mimalloc), as the server does.
+//!
 //! `--waiters N` measures long polls instead: see `waiters.rs`.
 
 mod waiters;
@@ -73,6 +75,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use uuid::Uuid;
+
+/// The allocator of the server binary (`backend/src/main.rs`): the application is measured
+/// as it runs there; the bare route and the client get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TURNS: usize = 10;
 /// Long enough to open every connection and reach a steady state before timing.
