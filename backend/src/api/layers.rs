@@ -12,25 +12,25 @@ use super::error::{self, ApiError};
 use super::{browser, headers, ApiConfig};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use futures::future::{self, Either, FutureExt, Join, Map, Ready};
+use futures::future::{self, Either, FutureExt, Map, Ready};
 use std::any::Any;
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::task::{ready, Context, Poll};
+use tower::limit::ConcurrencyLimitLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-/// `x-request-id`, named once.
-const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID_HEADER);
 /// Longest client-chosen request id that is echoed; longer ones are replaced.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Longest request path written into a log line, in bytes.
@@ -135,22 +135,27 @@ pub(super) fn service(
     ServiceBuilder::new()
         .option_layer(cors)
         .option_layer(on.includes(Layer::SecurityHeaders).then(headers::layers))
-        // The request's id ([`RequestIds`]), also known to the error bodies answered
-        // inside ([`error::ScopeRequestId`]).
+        // The request's id: a usable id the client sent is kept (a short printable one:
+        // it is echoed into logs and answers), anything else is replaced by a fresh one
+        // ([`CountedIds`]). tower-http's layers put it into the request (the log span and
+        // handlers read it) and onto the response; the last one makes it known to the
+        // error bodies answered inside.
         .option_layer(on.includes(Layer::RequestId).then(|| {
-            let ids = CountedIds::new();
-            tower::layer::layer_fn(move |inner| RequestIds {
-                inner: error::ScopeRequestId::new(inner),
-                ids: ids.clone(),
-            })
+            ServiceBuilder::new()
+                .map_request(drop_unusable_request_id as fn(Request) -> Request)
+                .layer(SetRequestIdLayer::x_request_id(CountedIds::new()))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(tower::layer::layer_fn(error::ScopeRequestId::new))
         }))
         // Past `--max-in-flight` requests, the next is answered 503 `overloaded` at once.
         .option_layer(on.includes(Layer::InFlightLimit).then(|| {
-            let slots = Arc::new(Semaphore::new(config.max_in_flight));
-            tower::layer::layer_fn(move |inner| InFlightLimit {
-                inner,
-                slots: slots.clone(),
-            })
+            ServiceBuilder::new()
+                .layer(tower::layer::layer_fn(|inner| Overloaded {
+                    inner,
+                    refused: false,
+                }))
+                .load_shed()
+                .layer(ConcurrencyLimitLayer::new(config.max_in_flight))
         }))
         .option_layer(on.includes(Layer::Trace).then(|| {
             ServiceBuilder::new()
@@ -193,96 +198,51 @@ where
     response.map(Body::new)
 }
 
-/// The in-flight limit: a request that finds no slot free is refused at once (our JSON
-/// 503), one that finds one holds it until its response is made. A slot is taken in
-/// `call`, with no waiting: tower's `ConcurrencyLimit` and `LoadShed` did the same through
-/// `poll_ready`, but their semaphore future was boxed anew for every clone of the service,
-/// which is one per request.
+/// The in-flight limit's answers: tower's load shedder refuses at once (its only error)
+/// when the concurrency limit has no slot free; the refusal is our JSON 503.
 #[derive(Debug, Clone)]
-struct InFlightLimit<S> {
+struct Overloaded<S> {
     inner: S,
-    slots: Arc<Semaphore>,
+    /// The inner service failed to get ready: the next call is refused.
+    refused: bool,
 }
 
 type Answer = Result<Response, Infallible>;
-/// A response future with a value kept beside it until the response is made, then handed
-/// with the response to a function: a nameable type, so no layer boxes its future.
-type Beside<F, T> = Map<Join<F, Ready<T>>, fn((Answer, T)) -> Answer>;
 
-fn beside<F: Future<Output = Answer>, T>(
-    answer: F,
-    value: T,
-    then: fn((Answer, T)) -> Answer,
-) -> Beside<F, T> {
-    future::join(answer, future::ready(value)).map(then)
-}
-
-impl<S> Service<Request> for InFlightLimit<S>
+impl<S> Service<Request> for Overloaded<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Ready<Answer>, Beside<S::Future, OwnedSemaphorePermit>>;
+    type Future = Either<Ready<Answer>, Map<S::Future, fn(Result<Response, BoxError>) -> Answer>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+        self.refused = ready!(self.inner.poll_ready(cx)).is_err();
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => Either::Right(beside(self.inner.call(req), slot, release_slot)),
-            Err(_) => Either::Left(future::ready(Ok(ApiError::overloaded().into_response()))),
+        if std::mem::take(&mut self.refused) {
+            return Either::Left(future::ready(Ok(ApiError::overloaded().into_response())));
         }
+        Either::Right(self.inner.call(req).map(overloaded_on_error as fn(_) -> _))
     }
 }
 
-fn release_slot((answer, _slot): (Answer, OwnedSemaphorePermit)) -> Answer {
-    answer
+fn overloaded_on_error(answer: Result<Response, BoxError>) -> Answer {
+    Ok(answer.unwrap_or_else(|_| ApiError::overloaded().into_response()))
 }
 
-/// Every request gets an id: a usable one the client sent is kept (a short printable one:
-/// it is echoed into logs and answers), anything else is replaced by a fresh one
-/// ([`CountedIds`]). It is put into the request's headers (the log span and the error
-/// bodies read it there) and onto the response, unless the response names one already.
-/// One service for what took tower-http's `SetRequestId` and `PropagateRequestId` and a
-/// request map: those also copied the id into the request's extensions, which nothing
-/// here reads, and looked the header up four times.
-#[derive(Debug, Clone)]
-struct RequestIds<S> {
-    inner: S,
-    ids: CountedIds,
-}
-
-impl<S> Service<Request> for RequestIds<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Beside<S::Future, HeaderValue>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+fn drop_unusable_request_id(mut req: Request) -> Request {
+    let unusable = req
+        .headers()
+        .get(super::REQUEST_ID_HEADER)
+        .is_some_and(|id| !usable_request_id(id.as_bytes()));
+    if unusable {
+        req.headers_mut().remove(super::REQUEST_ID_HEADER);
     }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let id = match req.headers().get(REQUEST_ID) {
-            Some(id) if usable_request_id(id.as_bytes()) => id.clone(),
-            _ => {
-                let id = self.ids.next_value();
-                req.headers_mut().insert(REQUEST_ID, id.clone());
-                id
-            }
-        };
-        beside(self.inner.call(req), id, answer_with_id)
-    }
-}
-
-fn answer_with_id((answer, id): (Answer, HeaderValue)) -> Answer {
-    let Ok(mut response) = answer;
-    response.headers_mut().entry(REQUEST_ID).or_insert(id);
-    Ok(response)
+    req
 }
 
 fn usable_request_id(id: &[u8]) -> bool {
@@ -307,19 +267,19 @@ impl CountedIds {
         }
     }
 
-    /// The next id as a header value.
-    fn next_value(&self) -> HeaderValue {
-        let mut buffer = Uuid::encode_buffer();
-        let id = self.next_id().hyphenated().encode_lower(&mut buffer);
-        // Hex digits and hyphens are always a valid header value: the fallback is never
-        // taken, it only spares a panic path.
-        HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-    }
-
     fn next_id(&self) -> Uuid {
         let count = self.next.fetch_add(1, Ordering::Relaxed);
         let bytes = Uuid::from_u64_pair(self.prefix, count).into_bytes();
         uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+}
+
+impl MakeRequestId for CountedIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut buffer = Uuid::encode_buffer();
+        let id = self.next_id().hyphenated().encode_lower(&mut buffer);
+        // Hex digits and hyphens: always a valid header value.
+        HeaderValue::from_str(id).ok().map(RequestId::new)
     }
 }
 
