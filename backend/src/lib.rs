@@ -11,7 +11,7 @@ pub mod engine;
 pub mod fsm;
 pub mod llm;
 pub mod metrics;
-mod serve;
+pub mod serve;
 pub mod snippet;
 pub mod store;
 pub mod telemetry;
@@ -201,6 +201,17 @@ impl Application {
     /// what each layer costs (`poll-bench --layers`).
     pub fn router_with_layers(&self, depth: usize) -> Result<api::App, String> {
         api::router_with_layers(self.state.clone(), depth)
+    }
+
+    /// The application with every layer, unboxed, as [`Application::run_until`] serves it:
+    /// for `poll-bench --split`, which serves it in other ways to compare.
+    pub fn service(&self) -> Result<impl api::layers::AppService, String> {
+        api::service(self.state.clone())
+    }
+
+    /// The bounds this server holds every connection to (`serve::serve`).
+    pub fn connection_limits(&self) -> serve::ConnectionLimits {
+        self.connections
     }
 
     /// Serves until `shutdown` resolves, lets open requests finish (up to the grace

@@ -436,6 +436,25 @@ mod tests {
         assert_eq!(seen.len(), 4, "{seen:?}");
     }
 
+    /// A slot of the in-flight limit is given back when its response is made: one slot
+    /// serves request after request.
+    #[tokio::test]
+    async fn one_in_flight_slot_serves_requests_one_after_another() {
+        let app = service(
+            site(),
+            &ApiConfig {
+                max_in_flight: 1,
+                ..config()
+            },
+            None,
+            STACK.len(),
+        );
+        for _ in 0..3 {
+            let (status, ..) = call(app.clone(), "/ok", "localhost", None).await;
+            assert_eq!(status, 200);
+        }
+    }
+
     #[test]
     fn fresh_ids_are_distinct_uuids_with_one_prefix() {
         let ids = CountedIds::new();

@@ -36,18 +36,40 @@ struct StateQuery {
 }
 
 /// True when an `If-None-Match` list names this ETag (or `*`); weak tags match too.
-fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+fn matches_etag(headers: &HeaderMap, etag: &ETag) -> bool {
+    let etag = etag.as_bytes();
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| {
+            let t = t.trim_ascii();
+            t.strip_prefix(b"W/").unwrap_or(t)
+        })
+        .any(|t| t == etag || t == b"*")
 }
 
-fn etag(version: u64) -> String {
-    format!("\"{version}\"")
+/// A version's ETag (`"42"`), written on the stack: comparing it costs no allocation.
+struct ETag {
+    buf: [u8; 22],
+    len: usize,
+}
+
+impl ETag {
+    fn of(version: u64) -> ETag {
+        use std::io::Write;
+        let mut buf = [0; 22];
+        let buf_len = buf.len();
+        let mut rest = &mut buf[..];
+        // A u64 has at most 20 digits: the quotes and digits always fit.
+        let _ = write!(rest, "\"{version}\"");
+        let len = buf_len - rest.len();
+        ETag { buf, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Whether the client already holds this version: it named it (or a later one another
@@ -55,7 +77,7 @@ fn etag(version: u64) -> String {
 fn holds_current(snapshot: &Snapshot, since: Option<u64>, headers: &HeaderMap) -> bool {
     match since {
         Some(since) => since >= snapshot.version(),
-        None => matches_etag(headers, &etag(snapshot.version())),
+        None => matches_etag(headers, &ETag::of(snapshot.version())),
     }
 }
 
@@ -67,8 +89,8 @@ fn held_version(snapshot: &Snapshot, since: Option<u64>) -> u64 {
 }
 
 fn with_etag(mut response: Response, version: u64) -> Response {
-    // The string itself becomes the value: no copy on every poll.
-    if let Ok(v) = HeaderValue::try_from(etag(version)) {
+    // Quotes and digits: always a valid header value.
+    if let Ok(v) = HeaderValue::from_bytes(ETag::of(version).as_bytes()) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
@@ -92,7 +114,7 @@ fn answer(
     if since.is_some_and(|since| since > version) {
         return not_modified(held_version(snapshot, since), metrics);
     }
-    if matches_etag(headers, &etag(version)) {
+    if matches_etag(headers, &ETag::of(version)) {
         return not_modified(version, metrics);
     }
     with_etag(
@@ -180,14 +202,23 @@ mod tests {
 
     #[test]
     fn if_none_match_forms() {
-        assert!(matches_etag(&with(&["\"5\""]), "\"5\""));
-        assert!(matches_etag(&with(&["W/\"5\""]), "\"5\""));
-        assert!(matches_etag(&with(&["\"3\", \"5\""]), "\"5\""));
-        assert!(matches_etag(&with(&["\"3\"", "\"5\""]), "\"5\""));
-        assert!(matches_etag(&with(&["*"]), "\"5\""));
-        assert!(!matches_etag(&with(&["\"4\""]), "\"5\""));
-        assert!(!matches_etag(&with(&["5"]), "\"5\""));
-        assert!(!matches_etag(&HeaderMap::new(), "\"5\""));
+        let five = ETag::of(5);
+        assert!(matches_etag(&with(&["\"5\""]), &five));
+        assert!(matches_etag(&with(&["W/\"5\""]), &five));
+        assert!(matches_etag(&with(&["\"3\", \"5\""]), &five));
+        assert!(matches_etag(&with(&["\"3\",\"5\" "]), &five));
+        assert!(matches_etag(&with(&["\"3\"", "\"5\""]), &five));
+        assert!(matches_etag(&with(&["*"]), &five));
+        assert!(!matches_etag(&with(&["\"4\""]), &five));
+        assert!(!matches_etag(&with(&["\"05\""]), &five));
+        assert!(!matches_etag(&with(&["5"]), &five));
+        assert!(!matches_etag(&HeaderMap::new(), &five));
+    }
+
+    #[test]
+    fn etags_quote_every_version() {
+        assert_eq!(ETag::of(0).as_bytes(), b"\"0\"");
+        assert_eq!(ETag::of(u64::MAX).as_bytes(), b"\"18446744073709551615\"");
     }
 
     #[test]

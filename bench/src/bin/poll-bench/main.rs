@@ -18,7 +18,12 @@
 //!
 //! ```text
 //! <name> rps=<requests per second> p50_ms=<x> p99_ms=<y> ratio_vs_bare=<rps / bare rps>
+//!     cpu_us=<x> cpu_ratio_vs_bare=<bare cpu_us / cpu_us>
 //! ```
+//!
+//! (on one line), where `cpu_us` is this process's CPU time (client and server, user and
+//! system) per request made while that target ran, warm-ups included: less moved than
+//! requests/s by a neighbour's load on a shared machine.
 //!
 //! Client and server share one multi-thread tokio runtime, hence the same cores: on a small
 //! machine the client's own work is part of every number, equally for the three targets.
@@ -34,6 +39,16 @@
 //! route's too) is boxed once, as tests call the application; the server runs the full
 //! stack unboxed. The targets take turns for several rounds and each keeps its fastest,
 //! so that a neighbour's load does not land on one layer's figure.
+//!
+//! `--split` splits the 304 poll's gap to the bare route into its parts, with three more
+//! targets in the same rounds: `state_304_by_axum_serve` (the same application served by
+//! `axum::serve` instead of our `serve`: what our connection bounds cost),
+//! `bare_by_serve_rs` (the bare route served by our `serve`), and `bare_304_headers` (a
+//! bare route answering 304 with the headers our 304 carries: what the longer answer
+//! costs, client and kernel included). `--only a,b` measures only those targets (and
+//! `bare`), e.g. to profile one.
+//!
+//! The binary runs on the server binary's allocator (mimalloc), as the server does.
 //!
 //! `--waiters N` measures long polls instead: see `waiters.rs`.
 
@@ -61,6 +76,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+/// The allocator of the server binary (`backend/src/main.rs`): the application is measured
+/// as it runs there; the bare route and the client get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TURNS: usize = 10;
 /// Long enough to open every connection and reach a steady state before timing.
 const WARMUP: Duration = Duration::from_millis(200);
@@ -84,6 +104,15 @@ struct Args {
     /// Also time the middleware stack a layer at a time, in-process (see above).
     #[arg(long)]
     layers: bool,
+
+    /// Measure only the targets with these names (with `bare` first, for the ratios):
+    /// e.g. to profile one of them.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// Also serve the 304 poll and the bare route the other way round (see above).
+    #[arg(long)]
+    split: bool,
 
     /// Measure long polls instead: this many held at once (e.g. 10000), the server in a
     /// child process so its memory is its own.
@@ -142,6 +171,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
             layered.push(app.router_with_layers(depth)?);
         }
     }
+    let split = if args.split {
+        Some(SplitServers::start(&app).await?)
+    } else {
+        None
+    };
     let engine = app.engine().clone();
     let (stop_app, app_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -195,28 +229,65 @@ async fn run(args: Args) -> Result<(), BenchError> {
         TURNS * 2
     );
 
-    let targets = [
+    let mut targets = vec![
         ("bare", bare_addr, get_request("/", None), 200),
         ("state_304", app_addr, get_request(&path, Some(&etag)), 304),
         ("state_200", app_addr, get_request(&path, None), 200),
     ];
+    if let Some(split) = &split {
+        for (name, addr, req, expect) in split.targets(&path, &etag) {
+            let head = Conn::open(addr).await?.send(&req).await?;
+            println!("# {name}: {} response head bytes", head.head_len);
+            targets.push((name, addr, req, expect));
+        }
+        println!(
+            "# state_304: {} response head bytes",
+            Conn::open(app_addr)
+                .await?
+                .send(&get_request(&path, Some(&etag)))
+                .await?
+                .head_len
+        );
+        println!(
+            "# bare: {} response head bytes",
+            Conn::open(bare_addr)
+                .await?
+                .send(&get_request("/", None))
+                .await?
+                .head_len
+        );
+    }
+    if !args.only.is_empty() {
+        targets.retain(|(name, ..)| *name == "bare" || args.only.iter().any(|o| o == name));
+    }
     let mut latencies = vec![Vec::new(); targets.len()];
+    // Per target: this process's CPU time (client and server) and the requests it served.
+    let mut cpu = vec![(Duration::ZERO, 0u64); targets.len()];
     for _ in 0..args.seconds {
-        for ((_, addr, req, expect), samples) in targets.iter().zip(&mut latencies) {
-            samples.extend(drive(*addr, req.clone(), *expect, args.connections).await?);
+        for (((_, addr, req, expect), samples), spent) in
+            targets.iter().zip(&mut latencies).zip(&mut cpu)
+        {
+            let before = process_cpu()?;
+            let (measured, all) = drive(*addr, req.clone(), *expect, args.connections).await?;
+            spent.0 += process_cpu()?.saturating_sub(before);
+            spent.1 += all;
+            samples.extend(measured);
         }
     }
     let measured = SLICE.as_secs_f64() * args.seconds as f64;
-    let mut bare_rps = None;
-    for ((name, ..), mut load) in targets.into_iter().zip(latencies) {
+    let mut reference = None;
+    for (((name, ..), mut load), (spent, served)) in targets.into_iter().zip(latencies).zip(cpu) {
         load.sort_unstable();
         let rps = load.len() as f64 / measured;
-        let reference = *bare_rps.get_or_insert(rps);
+        let cpu_us = spent.as_secs_f64() * 1e6 / served.max(1) as f64;
+        let (bare_rps, bare_cpu_us) = *reference.get_or_insert((rps, cpu_us));
         println!(
-            "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3}",
+            "{name} rps={rps:.0} p50_ms={:.3} p99_ms={:.3} ratio_vs_bare={:.3} cpu_us={cpu_us:.1} \
+             cpu_ratio_vs_bare={:.3}",
             millis(percentile(&load, 0.5)),
             millis(percentile(&load, 0.99)),
-            rps / reference
+            rps / bare_rps,
+            bare_cpu_us / cpu_us
         );
     }
     println!("{}", handler_costs(&engine, id).await?);
@@ -230,6 +301,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         Metrics::get(&metrics.polls_not_modified)
     );
 
+    if let Some(split) = split {
+        split.stop().await?;
+    }
     let _ = stop_bare.send(());
     let _ = stop_app.send(());
     bare.await??;
@@ -348,14 +422,31 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> A
     bytes.into()
 }
 
+/// This process's CPU time so far, user and system (`/proc/self/stat`, in the kernel's
+/// fixed 100 ticks a second).
+fn process_cpu() -> Result<Duration, BenchError> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
+        _ => Err("cannot read this process's CPU time from /proc/self/stat".into()),
+    }
+}
+
 /// Runs `connections` clients against `addr` for the warm-up plus one slice; returns the
-/// latencies of the requests started inside the slice.
+/// latencies of the requests started inside the slice, and how many were made in all.
 async fn drive(
     addr: SocketAddr,
     request: Arc<[u8]>,
     expect: u16,
     connections: u64,
-) -> Result<Vec<Duration>, BenchError> {
+) -> Result<(Vec<Duration>, u64), BenchError> {
     let measure_from = Instant::now() + WARMUP;
     let until = measure_from + SLICE;
     let mut clients = JoinSet::new();
@@ -364,11 +455,13 @@ async fn drive(
         clients.spawn(async move {
             let mut conn = Conn::open(addr).await?;
             let mut latencies = Vec::new();
+            let mut all = 0u64;
             loop {
                 let started = Instant::now();
                 if started >= until {
-                    return Ok::<_, io::Error>(latencies);
+                    return Ok::<_, io::Error>((latencies, all));
                 }
+                all += 1;
                 let response = conn.send(&request).await?;
                 if response.status != expect {
                     return Err(io::Error::other(format!(
@@ -382,11 +475,13 @@ async fn drive(
             }
         });
     }
-    let mut all = Vec::new();
+    let (mut measured, mut all) = (Vec::new(), 0);
     while let Some(done) = clients.join_next().await {
-        all.extend(done??);
+        let (latencies, count) = done??;
+        measured.extend(latencies);
+        all += count;
     }
-    Ok(all)
+    Ok((measured, all))
 }
 
 /// A minimal HTTP/1.1 client connection: enough to read a status, an ETag and a body
@@ -399,6 +494,7 @@ struct Conn {
 
 #[derive(Debug)]
 struct Response {
+    head_len: usize,
     status: u16,
     etag: Option<String>,
     body: Vec<u8>,
@@ -456,7 +552,12 @@ impl Conn {
         }
         let body = self.buf[head_len..head_len + body_len].to_vec();
         self.buf.drain(..head_len + body_len);
-        Ok(Response { status, etag, body })
+        Ok(Response {
+            head_len,
+            status,
+            etag,
+            body,
+        })
     }
 
     async fn fill(&mut self) -> io::Result<()> {
@@ -466,6 +567,139 @@ impl Conn {
                 io::ErrorKind::UnexpectedEof,
                 "the server closed the connection",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// `--split`: the same 304 poll and the bare route, each also served the other way
+/// (the application by `axum::serve`, the bare route by our `serve`), and a bare route
+/// answering 304 with the headers our 304 carries: what the serve loop, the headers and
+/// the layers each cost, in the same run.
+struct SplitServers {
+    stack_by_axum: SocketAddr,
+    bare_by_serve: SocketAddr,
+    bare_with_headers: SocketAddr,
+    stop: Vec<oneshot::Sender<()>>,
+    servers: JoinSet<io::Result<()>>,
+}
+
+impl SplitServers {
+    async fn start(app: &Application) -> Result<Self, BenchError> {
+        use axum::ServiceExt as _;
+        let mut stop = Vec::new();
+        let mut servers = JoinSet::new();
+        let stack = app.service()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let stack_by_axum = listener.local_addr()?;
+        servers.spawn(async move {
+            axum::serve(
+                listener,
+                stack.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+        });
+
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let bare_by_serve = listener.local_addr()?;
+        let limits = app.connection_limits();
+        servers.spawn(async move {
+            chatsync::serve::serve(
+                listener,
+                Router::new().route("/", get(|| async { "ok" })),
+                limits,
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await;
+            Ok(())
+        });
+
+        let (tx, rx) = oneshot::channel::<()>();
+        stop.push(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let bare_with_headers = listener.local_addr()?;
+        let router = Router::new().route(
+            "/",
+            get(|| async {
+                use axum::http::{header, HeaderValue, StatusCode};
+                (
+                    StatusCode::NOT_MODIFIED,
+                    [
+                        (header::ETAG, HeaderValue::from_static("\"42\"")),
+                        (
+                            axum::http::HeaderName::from_static("x-request-id"),
+                            HeaderValue::from_static("0190a1b2-c3d4-8e5f-8a6b-7c8d9e0f1a2b"),
+                        ),
+                        (
+                            header::CONTENT_SECURITY_POLICY,
+                            HeaderValue::from_static(chatsync::api::CONTENT_SECURITY_POLICY),
+                        ),
+                        (
+                            header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        ),
+                        (
+                            header::REFERRER_POLICY,
+                            HeaderValue::from_static("no-referrer"),
+                        ),
+                    ],
+                )
+            }),
+        );
+        servers.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(SplitServers {
+            stack_by_axum,
+            bare_by_serve,
+            bare_with_headers,
+            stop,
+            servers,
+        })
+    }
+
+    fn targets(&self, path: &str, etag: &str) -> Vec<(&'static str, SocketAddr, Arc<[u8]>, u16)> {
+        vec![
+            (
+                "bare_by_serve_rs",
+                self.bare_by_serve,
+                get_request("/", None),
+                200,
+            ),
+            (
+                "bare_304_headers",
+                self.bare_with_headers,
+                get_request("/", None),
+                304,
+            ),
+            (
+                "state_304_by_axum_serve",
+                self.stack_by_axum,
+                get_request(path, Some(etag)),
+                304,
+            ),
+        ]
+    }
+
+    async fn stop(mut self) -> Result<(), BenchError> {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+        while let Some(done) = self.servers.join_next().await {
+            done??;
         }
         Ok(())
     }
