@@ -162,8 +162,7 @@ async fn index_pending(writer: &AnyPool) -> Result<(u64, Duration), StoreError> 
                  JOIN search_owners o ON o.owner = c.owner";
     let noted = |what: &str| {
         format!(
-            "{what} FROM search_pending p JOIN messages m ON m.rowid = p.message_rowid \
-             JOIN contexts c ON c.id = m.context_id JOIN search_owners o ON o.owner = c.owner \
+            "{what} {owned} JOIN search_pending p ON p.message_rowid = m.rowid \
              WHERE p.message_rowid <= $1"
         )
     };
